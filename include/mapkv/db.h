@@ -1,0 +1,148 @@
+// mapkv: a persistent, memory-mapped key-value store shared by any number of processes.
+//
+// One file holds the database: a header with the shared lock state, then an append-only log of
+// checksummed records, with open-addressing hash tables (the index) stored as extents of the log.
+// Every process maps the whole file. A reader takes the shared side of a cross-process
+// reader-writer lock that lives in the mapping, looks the key up in the index and reads the record
+// in place. One writer at a time appends records past the committed end, where no reader looks;
+// Commit() takes the exclusive side only for the moment it updates the index and publishes the
+// new end, so a long write transaction never stalls readers. A commit is visible to every process
+// as soon as Commit() returns.
+//
+// Durability: a committed transaction survives the crash of any process at once (the page cache
+// holds it). Checkpoint() flushes the mapping and the file to disk; Durability::kSync does so on
+// every commit. After a power cut the database opens at a commit boundary at or after the last
+// checkpoint: an unclean machine stop is detected (boot id plus a clean-close flag) and the index
+// is rebuilt from the log's longest valid prefix.
+//
+// Thread safety: a DB handle may be used from many threads at once. A ReadTxn or WriteTxn belongs
+// to the thread that uses it. There is one WriteTxn at a time per file across all processes: a
+// second BeginWrite() waits for it (a thread that asks twice waits for itself until lock_timeout).
+//
+// Caveats:
+// - fork(): a handle opened before fork() must not be used in the child; every call there fails
+//   with FailedPrecondition. Open the database again in the child.
+// - Network filesystems: the lock state is shared through the mapping, which NFS and SMB do not
+//   keep coherent between machines. Use a local filesystem.
+// - Size: the file grows up to Options::max_file_size and never shrinks while open; deleted and
+//   overwritten records are garbage until offline compaction (`mapkv compact`).
+// - A ReadTxn holds the shared lock: commits wait until it ends. Keep read transactions short.
+// - Two handles on one file in one process behave as two processes (each has its own slot).
+#ifndef MAPKV_DB_H_
+#define MAPKV_DB_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mapkv/options.h"
+#include "mapkv/stats.h"
+
+namespace mapkv {
+
+namespace internal {
+class DBImpl;
+struct WriteState;
+}  // namespace internal
+
+inline constexpr size_t kMaxKeySize = 65535;
+inline constexpr uint64_t kMaxValueSize = 0xFFFFFFFFull;
+
+// A consistent view of the database. Holds the shared lock until destroyed: string_views it
+// returns stay valid until then. Movable, not copyable.
+class ReadTxn {
+ public:
+  ReadTxn(ReadTxn&& other) noexcept;
+  ReadTxn& operator=(ReadTxn&& other) noexcept;
+  ~ReadTxn();
+
+  // The value of `key`, a view into the mapping. NotFound if absent; InvalidArgument for a bad
+  // key size; DataLoss (with the offset) if the record fails its checksum.
+  absl::StatusOr<std::string_view> Get(std::string_view key) const;
+
+  // Calls fn for every live key in index order until it returns false. Stops with DataLoss at a
+  // damaged record.
+  absl::Status ForEach(
+      absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const;
+
+  // Live keys.
+  uint64_t Count() const;
+
+ private:
+  friend class DB;
+  ReadTxn(internal::DBImpl* db, uint64_t tail, uint64_t table, uint64_t capacity, uint64_t count)
+      : db_(db), tail_(tail), table_(table), capacity_(capacity), count_(count) {}
+  void Release();
+
+  internal::DBImpl* db_;
+  uint64_t tail_;      // committed end of the log at begin
+  uint64_t table_;     // offset of the index table's slots
+  uint64_t capacity_;  // slots in that table
+  uint64_t count_;     // live keys
+};
+
+// The one write transaction (across all processes) on a database. Its writes are invisible to
+// others until Commit(); its reads see the committed state plus its own writes, and no other
+// writer can change that state while it lives. Movable, not copyable. Destroying an uncommitted
+// transaction aborts it.
+class WriteTxn {
+ public:
+  WriteTxn(WriteTxn&& other) noexcept;
+  WriteTxn& operator=(WriteTxn&& other) noexcept;
+  ~WriteTxn();
+
+  absl::StatusOr<std::string_view> Get(std::string_view key) const;  // sees its own writes
+  // InvalidArgument for a bad key or value size; ResourceExhausted past max_file_size (the
+  // transaction stays usable: Delete and Commit still work).
+  absl::Status Put(std::string_view key, std::string_view value);
+  absl::Status Delete(std::string_view key);  // OK when absent
+  // All or nothing. After it, the transaction is finished whatever the result.
+  absl::Status Commit();
+  void Abort();
+
+ private:
+  friend class DB;
+  explicit WriteTxn(std::unique_ptr<internal::WriteState> state);
+
+  std::unique_ptr<internal::WriteState> state_;
+};
+
+class DB {
+ public:
+  // Opens or creates the database at `path`. Errors: NotFound (missing, !create_if_missing),
+  // AlreadyExists (error_if_exists), InvalidArgument (not a mapkv file), FailedPrecondition (a
+  // newer format version or a build with another layout), DataLoss (checkpointed data damaged),
+  // and the OS's errors naming the path.
+  static absl::StatusOr<std::unique_ptr<DB>> Open(const std::string& path,
+                                                  const Options& options = {});
+  ~DB();
+  DB(const DB&) = delete;
+  DB& operator=(const DB&) = delete;
+
+  absl::StatusOr<std::string> Get(std::string_view key);  // NotFound if absent
+  absl::Status Put(std::string_view key, std::string_view value);  // one-write transactions
+  absl::Status Delete(std::string_view key);
+
+  absl::StatusOr<ReadTxn> BeginRead();
+  // Waits for the current writer (any process) to finish, up to Options::lock_timeout.
+  absl::StatusOr<WriteTxn> BeginWrite();
+
+  // Flushes every committed byte to disk and records a checkpoint. Waits for the current writer.
+  absl::Status Checkpoint();
+
+  Stats GetStats();
+
+  const std::string& path() const;
+
+ private:
+  explicit DB(std::unique_ptr<internal::DBImpl> impl);
+  std::unique_ptr<internal::DBImpl> impl_;
+};
+
+}  // namespace mapkv
+
+#endif  // MAPKV_DB_H_

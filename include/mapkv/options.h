@@ -1,0 +1,60 @@
+// Options for opening a mapkv database.
+#ifndef MAPKV_OPTIONS_H_
+#define MAPKV_OPTIONS_H_
+
+#include <chrono>
+#include <cstdint>
+
+namespace mapkv {
+
+// When committed data reaches the disk.
+enum class Durability {
+  // Commits survive the crash of any process (the page cache holds them); the OS writes them back
+  // when it likes. Only Checkpoint() guarantees they survive a power cut.
+  kNone,
+  // As kNone, plus a Checkpoint() after a commit once `checkpoint_interval` has passed or
+  // `checkpoint_bytes` have been appended since the last one.
+  kPeriodic,
+  // Every Commit() flushes its records to disk before it returns.
+  kSync,
+};
+
+struct Options {
+  // Create the file when it does not exist. An existing empty file (size 0) is also initialised.
+  bool create_if_missing = true;
+
+  // Fail with AlreadyExists when the file exists.
+  bool error_if_exists = false;
+
+  // Refuse every write through this handle (PermissionDenied). The process still takes part in the
+  // shared lock protocol, so the file must be writable by the user.
+  bool read_only = false;
+
+  Durability durability = Durability::kNone;
+
+  // Growth limit of the file in bytes; past it a commit fails with ResourceExhausted and nothing
+  // committed is lost. Fixed when the file is created; a later Open() may raise it only when no
+  // other process has the file open. Address space of this size is reserved by every handle.
+  uint64_t max_file_size = 64ull << 30;
+
+  // Size of a new file in bytes (rounded up to a page; at least 1 MiB). The file doubles as needed.
+  uint64_t initial_file_size = 1ull << 20;
+
+  // Slots in the index table of a new file (rounded up to a power of two, at least 64). The index
+  // doubles when it is 3/4 full.
+  uint64_t initial_index_slots = 1024;
+
+  // Verify the record checksum on every Get (catches a flipped byte; costs a hash of the record).
+  bool verify_checksums = true;
+
+  // Durability::kPeriodic budget: checkpoint after this much time or this many appended bytes.
+  std::chrono::milliseconds checkpoint_interval{1000};
+  uint64_t checkpoint_bytes = 64ull << 20;
+
+  // How long BeginRead/BeginWrite/Commit wait for a lock before DeadlineExceeded.
+  std::chrono::milliseconds lock_timeout{10000};
+};
+
+}  // namespace mapkv
+
+#endif  // MAPKV_OPTIONS_H_

@@ -1,0 +1,149 @@
+// The public API: thin wrappers over DBImpl.
+#include "mapkv/db.h"
+
+#include <utility>
+
+#include "src/db_impl.h"
+#include "src/status_macros.h"
+
+namespace mapkv {
+
+using internal::DBImpl;
+using internal::WriteState;
+
+// ---- ReadTxn ----
+
+ReadTxn::ReadTxn(ReadTxn&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)),
+      tail_(other.tail_),
+      table_(other.table_),
+      capacity_(other.capacity_),
+      count_(other.count_) {}
+
+ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
+  if (this != &other) {
+    Release();
+    db_ = std::exchange(other.db_, nullptr);
+    tail_ = other.tail_;
+    table_ = other.table_;
+    capacity_ = other.capacity_;
+    count_ = other.count_;
+  }
+  return *this;
+}
+
+ReadTxn::~ReadTxn() { Release(); }
+
+void ReadTxn::Release() {
+  if (db_ != nullptr) std::exchange(db_, nullptr)->UnlockShared();
+}
+
+namespace {
+internal::Snapshot ToSnapshot(uint64_t tail, uint64_t table, uint64_t bits, uint64_t count) {
+  internal::Snapshot s;
+  s.tail = tail;
+  s.index_record = table;
+  s.index_bits = static_cast<uint32_t>(bits);
+  s.count = count;
+  return s;
+}
+
+absl::Status Finished() {
+  return absl::FailedPreconditionError("transaction already finished or moved from");
+}
+}  // namespace
+
+absl::StatusOr<std::string_view> ReadTxn::Get(std::string_view key) const {
+  if (db_ == nullptr) return Finished();
+  MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
+  return db_->Lookup(ToSnapshot(tail_, table_, capacity_, count_), key);
+}
+
+absl::Status ReadTxn::ForEach(
+    absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const {
+  if (db_ == nullptr) return Finished();
+  MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
+  return db_->ForEach(ToSnapshot(tail_, table_, capacity_, count_), fn);
+}
+
+uint64_t ReadTxn::Count() const { return db_ == nullptr ? 0 : count_; }
+
+// ---- WriteTxn ----
+
+WriteTxn::WriteTxn(std::unique_ptr<WriteState> state) : state_(std::move(state)) {}
+WriteTxn::WriteTxn(WriteTxn&& other) noexcept = default;
+WriteTxn& WriteTxn::operator=(WriteTxn&& other) noexcept {
+  if (this != &other) {
+    Abort();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+WriteTxn::~WriteTxn() { Abort(); }
+
+absl::StatusOr<std::string_view> WriteTxn::Get(std::string_view key) const {
+  if (state_ == nullptr || state_->db == nullptr) return Finished();
+  return state_->db->TxnGet(*state_, key);
+}
+
+absl::Status WriteTxn::Put(std::string_view key, std::string_view value) {
+  if (state_ == nullptr || state_->db == nullptr) return Finished();
+  return state_->db->TxnPut(*state_, key, value);
+}
+
+absl::Status WriteTxn::Delete(std::string_view key) {
+  if (state_ == nullptr || state_->db == nullptr) return Finished();
+  return state_->db->TxnDelete(*state_, key);
+}
+
+absl::Status WriteTxn::Commit() {
+  if (state_ == nullptr || state_->db == nullptr) return Finished();
+  DBImpl* db = state_->db;
+  absl::Status s = db->Commit(*state_);
+  db->EndWrite(*state_);
+  state_.reset();
+  return s;
+}
+
+void WriteTxn::Abort() {
+  if (state_ == nullptr) return;
+  // Nothing to undo: the records past the committed tail are never seen and get overwritten.
+  if (state_->db != nullptr && state_->db->CheckUsable().ok()) state_->db->EndWrite(*state_);
+  state_.reset();
+}
+
+// ---- DB ----
+
+DB::DB(std::unique_ptr<DBImpl> impl) : impl_(std::move(impl)) {}
+DB::~DB() = default;
+
+absl::StatusOr<std::unique_ptr<DB>> DB::Open(const std::string& path, const Options& options) {
+  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<DBImpl> impl, DBImpl::Open(path, options));
+  return std::unique_ptr<DB>(new DB(std::move(impl)));
+}
+
+absl::StatusOr<std::string> DB::Get(std::string_view key) { return impl_->Get(key); }
+
+absl::Status DB::Put(std::string_view key, std::string_view value) {
+  return impl_->PutOrDelete(key, &value);
+}
+
+absl::Status DB::Delete(std::string_view key) { return impl_->PutOrDelete(key, nullptr); }
+
+absl::StatusOr<ReadTxn> DB::BeginRead() {
+  MAPKV_ASSIGN_OR_RETURN(internal::Snapshot snap, impl_->LockShared());
+  return ReadTxn(impl_.get(), snap.tail, snap.index_record, snap.index_bits, snap.count);
+}
+
+absl::StatusOr<WriteTxn> DB::BeginWrite() {
+  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<WriteState> state, impl_->BeginWrite());
+  return WriteTxn(std::move(state));
+}
+
+absl::Status DB::Checkpoint() { return impl_->Checkpoint(); }
+
+Stats DB::GetStats() { return impl_->GetStats(); }
+
+const std::string& DB::path() const { return impl_->path(); }
+
+}  // namespace mapkv

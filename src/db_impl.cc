@@ -1,0 +1,696 @@
+#include "src/db_impl.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "src/hash.h"
+#include "src/platform/process.h"
+#include "src/status_macros.h"
+
+namespace mapkv::internal {
+namespace {
+
+constexpr uint64_t kGrowStep = 1ull << 30;  // the file doubles, by at most this much at a time
+constexpr uint64_t kGrowAlign = 1ull << 20;
+
+uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+absl::Status CheckKey(std::string_view key) {
+  if (key.empty() || key.size() > kMaxKeySize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key of ", key.size(), " bytes: keys are 1 to ", kMaxKeySize, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t HeaderChecksum(const FileHeader& h) {
+  return Hash64(&h, offsetof(FileHeader, checksum), 0);
+}
+
+uint64_t CheckpointChecksum(const CheckpointRecord& c, uint64_t salt) {
+  return Hash64(&c, offsetof(CheckpointRecord, checksum), salt);
+}
+
+uint64_t CurrentBootHash() {
+  std::string id = BootId();
+  return id.empty() ? 0 : HashKey(id, 0) | 1;  // 0 means "unknown"
+}
+
+}  // namespace
+
+DBImpl::DBImpl(std::unique_ptr<MappedFile> file, const Options& options)
+    : file_(std::move(file)),
+      options_(options),
+      base_(file_->base()),
+      header_(reinterpret_cast<FileHeader*>(base_)),
+      state_(reinterpret_cast<SharedState*>(base_ + kSharedStateOffset)),
+      lock_(base_, file_.get()),
+      fork_generation_(ForkGeneration()) {}
+
+absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
+                                                     const Options& options) {
+  if (options.max_file_size < kMinFileSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": max_file_size must be at least ", kMinFileSize, " bytes"));
+  }
+  FileOpenOptions fo;
+  fo.create = options.create_if_missing && !options.read_only;
+  fo.exclusive = options.error_if_exists;
+  fo.reserve = options.max_file_size;
+  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path, fo));
+
+  // The first-opener protocol (LMDB's): whoever gets the open byte exclusively is alone and owns
+  // the shared state; the others wait on the shared lock until it is done.
+  MAPKV_ASSIGN_OR_RETURN(bool first, file->Lock(kOpenLockByte, true, false));
+  if (!first) {
+    MAPKV_ASSIGN_OR_RETURN(bool shared, file->Lock(kOpenLockByte, false, true));
+    (void)shared;
+    MAPKV_ASSIGN_OR_RETURN(first, file->Lock(kOpenLockByte, true, false));
+  }
+  MAPKV_ASSIGN_OR_RETURN(uint64_t size, file->Size());
+  if (size >= sizeof(FileHeader)) {
+    // The file's growth limit wins over the option; map all of it.
+    const auto* h = reinterpret_cast<const FileHeader*>(file->base());
+    if (std::memcmp(h->magic, kMagic, sizeof(kMagic)) == 0 && h->checksum == HeaderChecksum(*h) &&
+        h->max_file_size > file->mapped_size() && !(first && options.max_file_size > h->max_file_size)) {
+      file.reset();
+      Options bigger = options;
+      bigger.max_file_size = h->max_file_size;
+      return Open(path, bigger);
+    }
+  }
+  std::unique_ptr<DBImpl> db(new DBImpl(std::move(file), options));
+  if (first) {
+    MAPKV_RETURN_IF_ERROR(db->FirstOpen());
+    MAPKV_ASSIGN_OR_RETURN(bool downgraded, db->file_->Lock(kOpenLockByte, false, true));
+    (void)downgraded;
+  } else {
+    MAPKV_RETURN_IF_ERROR(db->ValidateHeader(size));
+  }
+  db->LoadHeaderFields();
+  MAPKV_RETURN_IF_ERROR(db->lock_.ClaimSlot(CurrentPid()));
+  return db;
+}
+
+DBImpl::~DBImpl() {
+  // In a forked child the byte locks belong to the parent's open file too: leave them alone.
+  if (ForkGeneration() != fork_generation_) return;
+  lock_.ReleaseSlot();
+  absl::StatusOr<bool> last = file_->Lock(kOpenLockByte, true, false);
+  if (last.ok() && *last) {
+    // The last one out: the file is clean if the latest checkpoint covers all of it, so the next
+    // boot can trust the index without a rebuild.
+    const CheckpointRecord* ckpt = LatestCheckpoint();
+    if (ckpt != nullptr && ckpt->tail == state_->committed_tail.load() &&
+        state_->applied_tail.load() == state_->committed_tail.load() &&
+        state_->clean.load() == 0) {
+      state_->clean.store(1);
+      (void)file_->Flush(0, kHeaderPageSize);
+    }
+  }
+}
+
+absl::Status DBImpl::CheckUsable() const {
+  if (ForkGeneration() != fork_generation_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path(), ": this handle was opened before fork(); open the database again "
+                             "in the child process"));
+  }
+  return absl::OkStatus();
+}
+
+void DBImpl::LoadHeaderFields() {
+  hash_seed_ = header_->hash_seed;
+  salt_ = header_->salt;
+  max_file_size_ = std::min(header_->max_file_size, file_->mapped_size());
+}
+
+absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
+  const std::string& p = path();
+  if (file_size == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(p, ": empty file, not a mapkv database"));
+  }
+  if (file_size < sizeof(FileHeader) || std::memcmp(header_->magic, kMagic, sizeof(kMagic)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(p, ": not a mapkv database (no magic)"));
+  }
+  if (header_->format_version > kFormatVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(p, ": format version ", header_->format_version,
+                     " is newer than this build supports (", kFormatVersion, ")"));
+  }
+  if (header_->format_version != kFormatVersion || header_->layout != kLayoutSignature) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(p, ": format version ", header_->format_version, " layout ",
+                     header_->layout, " does not match this build's ", kFormatVersion,
+                     " layout ", kLayoutSignature));
+  }
+  if (header_->checksum != HeaderChecksum(*header_)) {
+    return absl::DataLossError(absl::StrCat(p, ": file header checksum mismatch at offset 0"));
+  }
+  if (file_size < kHeaderSize) {
+    return absl::DataLossError(absl::StrCat(p, ": truncated to ", file_size,
+                                            " bytes, shorter than the ", kHeaderSize,
+                                            "-byte header"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DBImpl::ValidateState(uint64_t file_size) const {
+  uint64_t committed = state_->committed_tail.load();
+  uint64_t applied = state_->applied_tail.load();
+  uint64_t index = state_->index_record.load();
+  auto bad = [&](absl::string_view what, uint64_t offset) {
+    return absl::DataLossError(absl::StrCat(path(), ": ", what, " (offset ", offset, ")"));
+  };
+  if (committed > file_size) {
+    return bad(absl::StrCat("file is ", file_size, " bytes, shorter than its committed log"),
+               committed);
+  }
+  if (committed < kHeaderSize || committed % 8 != 0 || applied > committed ||
+      applied < kHeaderSize || applied % 8 != 0) {
+    return bad("damaged shared state: log tail", kSharedStateOffset);
+  }
+  absl::StatusOr<Record> rec = ReadRecord(base_, index, committed, salt_, true);
+  if (!rec.ok() || rec->type != kIndex) {
+    return bad("damaged shared state: no index table at the recorded offset", index);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DBImpl::Initialize() {
+  uint64_t size = std::max(RoundUp(options_.initial_file_size, kGrowAlign), kMinFileSize);
+  size = std::min(size, options_.max_file_size);
+  MAPKV_RETURN_IF_ERROR(file_->Grow(size));
+  std::memset(base_, 0, kHeaderSize);
+  FileHeader& h = *header_;
+  h.format_version = kFormatVersion;
+  h.layout = kLayoutSignature;
+  h.hash_seed = RandomU64();
+  h.salt = RandomU64();
+  h.max_file_size = options_.max_file_size;
+  h.created_unix_ms = NowUnixMs();
+  LoadHeaderFields();
+  // The empty index, as the first batch.
+  uint32_t bits = IndexBitsFor(0, options_.initial_index_slots);
+  uint64_t at = kHeaderSize;
+  uint64_t end = at + IndexRecordSize(at, bits);
+  if (end > size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path(), ": initial_index_slots do not fit in initial_file_size"));
+  }
+  std::memset(base_ + at, 0, end - at);
+  WriteIndexHeader(base_, at, salt_, kLast, 1, bits);
+  state_->index_record.store(at);
+  state_->committed_tail.store(end);
+  state_->applied_tail.store(end);
+  state_->commits.store(1);
+  state_->file_size.store(size);
+  state_->boot_id.store(CurrentBootHash());
+  MAPKV_RETURN_IF_ERROR(file_->Flush(0, end));
+  // The magic last: a file without it was never a database.
+  std::memcpy(h.magic, kMagic, sizeof(kMagic));
+  h.checksum = HeaderChecksum(h);
+  MAPKV_RETURN_IF_ERROR(file_->Flush(0, kHeaderPageSize));
+  return file_->Sync();
+}
+
+absl::Status DBImpl::FirstOpen() {
+  MAPKV_ASSIGN_OR_RETURN(uint64_t size, file_->Size());
+  if (size == 0 && options_.create_if_missing && !options_.read_only) return Initialize();
+  MAPKV_RETURN_IF_ERROR(ValidateHeader(size));
+  if (options_.max_file_size > header_->max_file_size && !options_.read_only) {
+    header_->max_file_size = options_.max_file_size;
+    header_->checksum = HeaderChecksum(*header_);
+  }
+  LoadHeaderFields();
+  // Nobody else has the file open: every lock word and slot is left over from the dead.
+  lock_.Reset();
+  state_->rebuilt_index = 0;
+  state_->rebuild_records = 0;
+  state_->rebuild_micros = 0;
+  state_->recovered_commits.store(0);
+  const uint64_t boot = CurrentBootHash();
+  absl::Status state = ValidateState(size);
+  if (boot != 0 && state_->boot_id.load() == boot) {
+    // Same boot: the page cache kept every store, so the state is exact; finish any commit a
+    // dead writer left half applied.
+    MAPKV_RETURN_IF_ERROR(state);
+    state_->file_size.store(size);
+    MAPKV_RETURN_IF_ERROR(Replay());
+  } else if (state_->clean.load() == 1 && state.ok()) {
+    state_->file_size.store(size);  // a clean close after a checkpoint: the disk has it all
+  } else {
+    state_->file_size.store(size);
+    MAPKV_RETURN_IF_ERROR(RebuildIndex());
+  }
+  state_->boot_id.store(boot);
+  return absl::OkStatus();
+}
+
+uint64_t DBImpl::Deadline() const {
+  return MonotonicMicros() + static_cast<uint64_t>(options_.lock_timeout.count()) * 1000;
+}
+
+absl::Status DBImpl::AcquireWriter() {
+  MAPKV_RETURN_IF_ERROR(CheckUsable());
+  if (options_.read_only) {
+    return absl::PermissionDeniedError(absl::StrCat(path(), ": opened read-only"));
+  }
+  if (!write_gate_.try_acquire_for(options_.lock_timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        path(), ": timed out waiting for another write transaction of this process"));
+  }
+  absl::StatusOr<bool> from_dead = lock_.LockWriter(Deadline());
+  if (!from_dead.ok()) {
+    write_gate_.release();
+    return from_dead.status();
+  }
+  if (*from_dead || lock_.exclusive_stale()) {
+    absl::Status s = Recover();
+    if (!s.ok()) {
+      ReleaseWriter();
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void DBImpl::ReleaseWriter() {
+  lock_.UnlockWriter();
+  write_gate_.release();
+}
+
+absl::StatusOr<Snapshot> DBImpl::LockShared() {
+  MAPKV_RETURN_IF_ERROR(CheckUsable());
+  const uint64_t deadline = Deadline();
+  for (;;) {
+    bool writer_dead = false;
+    absl::Status s = lock_.LockShared(deadline, &writer_dead);
+    if (s.ok()) break;
+    if (!writer_dead) return s;
+    // The committer died holding the exclusive side: take its writer lock and recover. A
+    // read-only handle does this too: recovery only completes what was committed.
+    if (!write_gate_.try_acquire_for(options_.lock_timeout)) {
+      return absl::DeadlineExceededError(absl::StrCat(path(), ": timed out recovering"));
+    }
+    absl::StatusOr<bool> from_dead = lock_.LockWriter(deadline);
+    if (!from_dead.ok()) {
+      write_gate_.release();
+      return from_dead.status();
+    }
+    absl::Status r = (*from_dead || lock_.exclusive_stale()) ? Recover() : absl::OkStatus();
+    ReleaseWriter();
+    MAPKV_RETURN_IF_ERROR(r);
+  }
+  Snapshot snap;
+  snap.tail = state_->committed_tail.load(std::memory_order_acquire);
+  snap.index_record = state_->index_record.load(std::memory_order_relaxed);
+  snap.index_bits = IndexBits(snap.index_record);
+  snap.count = state_->count.load(std::memory_order_relaxed);
+  return snap;
+}
+
+std::string_view DBImpl::KeyAt(uint64_t offset, uint64_t limit) const {
+  absl::StatusOr<Record> r = ReadRecord(base_, offset, limit, salt_, false);
+  if (!r.ok() || r->type != kPut) return {};
+  return r->key;
+}
+
+uint64_t DBImpl::SizeAt(uint64_t offset) const {
+  const auto* h = reinterpret_cast<const RecordHeader*>(base_ + offset);
+  return RecordSize(h->key_len, h->value_len);
+}
+
+absl::StatusOr<std::string_view> DBImpl::Lookup(const Snapshot& snap, std::string_view key) const {
+  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  const uint64_t hash = HashKey(key, hash_seed_);
+  IndexTable table(base_, snap.index_record, snap.index_bits);
+  absl::Status damage;
+  Record found;
+  Slot* slot = table.Probe(hash, [&](uint64_t offset) {
+    absl::StatusOr<Record> r = ReadRecord(base_, offset, snap.tail, salt_, false);
+    if (!r.ok()) {
+      damage = r.status();
+      return false;
+    }
+    if (r->key != key) return false;
+    found = *r;
+    return true;
+  });
+  if (slot == nullptr) {
+    if (!damage.ok()) return damage;
+    return absl::NotFoundError("key not found");
+  }
+  if (found.type != kPut) {
+    return absl::DataLossError(
+        absl::StrCat(path(), ": index points at a non-put record at offset ", found.offset));
+  }
+  if (options_.verify_checksums && RecordChecksum(base_, found.offset, salt_) != found.checksum) {
+    return absl::DataLossError(absl::StrCat(path(), ": checksum mismatch in the record of key '",
+                                            absl::CHexEscape(absl::string_view(key.data(), std::min<size_t>(key.size(), 64))), "' at offset ",
+                                            found.offset));
+  }
+  return found.value;
+}
+
+absl::Status DBImpl::ForEach(const Snapshot& snap,
+                             absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const {
+  IndexTable table(base_, snap.index_record, snap.index_bits);
+  for (uint64_t i = 0; i < table.capacity(); ++i) {
+    uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
+    if (offset == kEmpty || offset == kTombstone) continue;
+    MAPKV_ASSIGN_OR_RETURN(Record r,
+                           ReadRecord(base_, offset, snap.tail, salt_, options_.verify_checksums));
+    if (r.type != kPut) {
+      return absl::DataLossError(
+          absl::StrCat(path(), ": index points at a non-put record at offset ", offset));
+    }
+    if (!fn(r.key, r.value)) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> DBImpl::Get(std::string_view key) {
+  MAPKV_ASSIGN_OR_RETURN(Snapshot snap, LockShared());
+  absl::StatusOr<std::string_view> v = Lookup(snap, key);
+  absl::StatusOr<std::string> result =
+      v.ok() ? absl::StatusOr<std::string>(std::string(*v)) : v.status();
+  lock_.UnlockShared();
+  return result;
+}
+
+// ---- Writes ----
+
+absl::StatusOr<std::unique_ptr<WriteState>> DBImpl::BeginWrite() {
+  MAPKV_RETURN_IF_ERROR(AcquireWriter());
+  auto w = std::make_unique<WriteState>();
+  w->db = this;
+  w->seq = state_->commits.load() + 1;
+  w->start = w->tail = state_->committed_tail.load();
+  return w;
+}
+
+void DBImpl::EndWrite(WriteState& w) {
+  if (w.db == nullptr) return;
+  w.db = nullptr;
+  ReleaseWriter();
+}
+
+absl::Status DBImpl::EnsureSpace(uint64_t end) {
+  uint64_t size = state_->file_size.load();
+  if (end <= size) return absl::OkStatus();
+  if (end > max_file_size_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(path(), ": database full: needs ", end, " bytes, max_file_size is ",
+                     max_file_size_));
+  }
+  uint64_t grown = std::max(end, size + std::min(size, kGrowStep));
+  grown = std::min(RoundUp(grown, kGrowAlign), max_file_size_);
+  MAPKV_RETURN_IF_ERROR(file_->Grow(grown));
+  state_->file_size.store(grown);
+  return absl::OkStatus();
+}
+
+namespace {
+void RememberWrite(WriteState& w, std::string_view key) {
+  auto it = w.writes.find(key);
+  if (it != w.writes.end()) {
+    it->second = w.tail;
+  } else {
+    w.writes.emplace(std::string(key), w.tail);
+  }
+}
+}  // namespace
+
+absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_view value) {
+  MAPKV_RETURN_IF_ERROR(CheckUsable());
+  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  if (value.size() > kMaxValueSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("value of ", value.size(), " bytes: values are at most ", kMaxValueSize));
+  }
+  const uint64_t size = RecordSize(key.size(), value.size());
+  MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size));
+  WriteRecord(base_, w.tail, salt_, kPut, 0, w.seq, key, value);
+  w.checksums.push_back(reinterpret_cast<RecordHeader*>(base_ + w.tail)->checksum);
+  RememberWrite(w, key);
+  w.last_record = w.tail;
+  w.tail += size;
+  ++w.puts;
+  return absl::OkStatus();
+}
+
+absl::Status DBImpl::TxnDelete(WriteState& w, std::string_view key) {
+  MAPKV_RETURN_IF_ERROR(CheckUsable());
+  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  const uint64_t size = RecordSize(key.size(), 0);
+  MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size));
+  WriteRecord(base_, w.tail, salt_, kDelete, 0, w.seq, key, {});
+  w.checksums.push_back(reinterpret_cast<RecordHeader*>(base_ + w.tail)->checksum);
+  RememberWrite(w, key);
+  w.last_record = w.tail;
+  w.tail += size;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string_view> DBImpl::TxnGet(const WriteState& w, std::string_view key) const {
+  MAPKV_RETURN_IF_ERROR(CheckUsable());
+  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  auto it = w.writes.find(key);
+  if (it != w.writes.end()) {
+    MAPKV_ASSIGN_OR_RETURN(Record r, ReadRecord(base_, it->second, w.tail, salt_, false));
+    if (r.type == kDelete) return absl::NotFoundError("key not found");
+    return r.value;
+  }
+  // The writer lock keeps the committed state still: no shared lock needed.
+  Snapshot snap;
+  snap.tail = state_->committed_tail.load();
+  snap.index_record = state_->index_record.load();
+  snap.index_bits = IndexBits(snap.index_record);
+  return Lookup(snap, key);
+}
+
+absl::StatusOr<uint64_t> DBImpl::WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags,
+                                                 uint32_t bits) {
+  if (bits > kMaxIndexBits) {
+    return absl::ResourceExhaustedError(absl::StrCat(path(), ": index table too large"));
+  }
+  const uint64_t size = IndexRecordSize(at, bits);
+  MAPKV_RETURN_IF_ERROR(EnsureSpace(at + size));
+  std::memset(base_ + at, 0, size);  // the space may hold an aborted transaction's bytes
+  WriteIndexHeader(base_, at, salt_, flags, seq, bits);
+  return size;
+}
+
+absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndex(WriteState& w, uint64_t new_keys) {
+  const uint64_t old_record = state_->index_record.load();
+  const uint32_t old_bits = IndexBits(old_record);
+  if (!IndexOverLimit(state_->used.load() + new_keys, uint64_t{1} << old_bits)) return 0;
+  // Rehash from the stored hashes (no record reads) into a table at most half full. Readers go on
+  // reading the old table meanwhile: only the writer changes tables.
+  const uint32_t bits =
+      std::max(IndexBitsFor(state_->count.load() + new_keys, options_.initial_index_slots),
+               old_bits);
+  const uint64_t at = w.tail;
+  MAPKV_ASSIGN_OR_RETURN(uint64_t size, WriteIndexTable(at, w.seq, 0, bits));
+  IndexTable from(base_, old_record, old_bits);
+  IndexTable to(base_, at, bits);
+  for (uint64_t i = 0; i < from.capacity(); ++i) {
+    const Slot& s = from.slot(i);
+    uint64_t offset = s.offset.load(std::memory_order_relaxed);
+    if (offset != kEmpty && offset != kTombstone) to.InsertFresh(s.hash.load(), offset);
+  }
+  w.checksums.push_back(reinterpret_cast<RecordHeader*>(base_ + at)->checksum);
+  w.last_record = at;
+  w.tail += size;
+  return at;
+}
+
+absl::Status DBImpl::Seal(WriteState& w) {
+  if (w.checksums.size() == 1) {
+    SetRecordFlags(base_, w.last_record, salt_, kLast);
+    return absl::OkStatus();
+  }
+  const uint64_t size = RecordSize(0, sizeof(CommitPayload));
+  MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size));
+  CommitPayload payload;
+  payload.digest = BatchDigest(w.checksums.data(), w.checksums.size(), salt_, w.start);
+  payload.records = w.checksums.size();
+  WriteRecord(base_, w.tail, salt_, kCommit, kLast, w.seq, {},
+              std::string_view(reinterpret_cast<const char*>(&payload), sizeof(payload)));
+  w.last_record = w.tail;
+  w.tail += size;
+  return absl::OkStatus();
+}
+
+void DBImpl::ApplyWrite(IndexTable& table, const BatchWrite& write) {
+  const uint64_t limit = state_->committed_tail.load(std::memory_order_relaxed);
+  Slot* free_slot = nullptr;
+  Slot* slot = table.Probe(
+      write.hash, [&](uint64_t offset) { return KeyAt(offset, limit) == write.key; }, &free_slot);
+  if (slot != nullptr) {
+    const uint64_t old = slot->offset.load(std::memory_order_relaxed);
+    state_->live_bytes.fetch_sub(SizeAt(old), std::memory_order_relaxed);
+    if (write.is_put) {
+      slot->offset.store(write.offset, std::memory_order_release);
+      state_->live_bytes.fetch_add(SizeAt(write.offset), std::memory_order_relaxed);
+    } else {
+      slot->offset.store(kTombstone, std::memory_order_release);
+      state_->count.fetch_sub(1, std::memory_order_relaxed);
+    }
+    return;
+  }
+  if (!write.is_put || free_slot == nullptr) return;  // free_slot: guaranteed by the load limit
+  if (free_slot->offset.load(std::memory_order_relaxed) == kEmpty) {
+    state_->used.fetch_add(1, std::memory_order_relaxed);
+  }
+  IndexTable::Fill(*free_slot, write.hash, write.offset);
+  state_->count.fetch_add(1, std::memory_order_relaxed);
+  state_->live_bytes.fetch_add(SizeAt(write.offset), std::memory_order_relaxed);
+}
+
+absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const BatchWrite* writes,
+                             size_t n) {
+  if (options_.durability == Durability::kSync) {
+    MAPKV_RETURN_IF_ERROR(file_->Flush(w.start, w.tail - w.start));
+  }
+  if (state_->clean.load() != 0) {
+    // The disk must stop trusting the index before any index page can reach it.
+    state_->clean.store(0);
+    MAPKV_RETURN_IF_ERROR(file_->Flush(0, kHeaderPageSize));
+  }
+  MAPKV_RETURN_IF_ERROR(lock_.LockExclusive(Deadline()));
+  // The commit point. From here recovery replays [applied_tail, committed_tail) if we die.
+  state_->committed_tail.store(w.tail, std::memory_order_release);
+  if (new_index_record != 0) state_->index_record.store(new_index_record);
+  IndexTable table(base_, state_->index_record.load(), IndexBits(state_->index_record.load()));
+  for (size_t i = 0; i < n; ++i) ApplyWrite(table, writes[i]);
+  state_->commits.store(w.seq, std::memory_order_relaxed);
+  state_->applied_tail.store(w.tail, std::memory_order_release);
+  lock_.UnlockExclusive();
+  return absl::OkStatus();
+}
+
+absl::Status DBImpl::Commit(WriteState& w) {
+  if (w.checksums.empty()) return absl::OkStatus();
+  MAPKV_RETURN_IF_ERROR(CheckUsable());
+  std::vector<BatchWrite> writes;
+  writes.reserve(w.writes.size());
+  for (const auto& [key, offset] : w.writes) {
+    const auto* h = reinterpret_cast<const RecordHeader*>(base_ + offset);
+    writes.push_back({key, HashKey(key, hash_seed_), offset, h->type == kPut});
+  }
+  MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(w, w.puts));
+  MAPKV_RETURN_IF_ERROR(Seal(w));
+  absl::Status s = Publish(w, new_index, writes.data(), writes.size());
+  if (!s.ok()) {
+    InvalidateAfterTail();  // a sealed batch that was never published must never validate
+    return s;
+  }
+  return MaybePeriodicCheckpoint();
+}
+
+absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* value) {
+  // A one-write transaction without the transaction's map.
+  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  MAPKV_RETURN_IF_ERROR(AcquireWriter());
+  WriteState w;
+  w.db = this;
+  w.seq = state_->commits.load() + 1;
+  w.start = w.tail = state_->committed_tail.load();
+  absl::Status s = value != nullptr ? TxnPut(w, key, *value) : TxnDelete(w, key);
+  if (s.ok()) {
+    const BatchWrite write{key, HashKey(key, hash_seed_), w.start, value != nullptr};
+    absl::StatusOr<uint64_t> new_index = MaybeGrowIndex(w, w.puts);
+    s = new_index.status();
+    if (s.ok()) s = Seal(w);
+    if (s.ok()) {
+      s = Publish(w, *new_index, &write, 1);
+      if (!s.ok()) InvalidateAfterTail();
+    }
+    if (s.ok()) s = MaybePeriodicCheckpoint();
+  }
+  ReleaseWriter();
+  return s;
+}
+
+// ---- Checkpoints ----
+
+const CheckpointRecord* DBImpl::LatestCheckpoint() const {
+  const CheckpointRecord* best = nullptr;
+  for (uint64_t offset : kCheckpointOffset) {
+    const auto* c = reinterpret_cast<const CheckpointRecord*>(base_ + offset);
+    if (c->seq == 0 || c->checksum != CheckpointChecksum(*c, header_->salt)) continue;
+    if (best == nullptr || c->seq > best->seq) best = c;
+  }
+  return best;
+}
+
+absl::Status DBImpl::CheckpointLocked() {
+  const uint64_t tail = state_->committed_tail.load();
+  MAPKV_RETURN_IF_ERROR(file_->Flush(0, tail));
+  MAPKV_RETURN_IF_ERROR(file_->Sync());
+  const CheckpointRecord* latest = LatestCheckpoint();
+  CheckpointRecord c{};
+  c.seq = latest == nullptr ? 1 : latest->seq + 1;
+  c.tail = tail;
+  c.commits = state_->commits.load();
+  c.index_record = state_->index_record.load();
+  c.unix_ms = NowUnixMs();
+  c.checksum = CheckpointChecksum(c, salt_);
+  std::memcpy(base_ + kCheckpointOffset[c.seq % 2], &c, sizeof(c));
+  return file_->Flush(0, kHeaderPageSize);
+}
+
+absl::Status DBImpl::MaybePeriodicCheckpoint() {
+  if (options_.durability != Durability::kPeriodic) return absl::OkStatus();
+  const CheckpointRecord* latest = LatestCheckpoint();
+  const uint64_t since = latest == nullptr ? kHeaderSize : latest->tail;
+  const int64_t last_ms = latest == nullptr ? 0 : latest->unix_ms;
+  if (state_->committed_tail.load() - since < options_.checkpoint_bytes &&
+      NowUnixMs() - last_ms < options_.checkpoint_interval.count()) {
+    return absl::OkStatus();
+  }
+  return CheckpointLocked();
+}
+
+absl::Status DBImpl::Checkpoint() {
+  MAPKV_RETURN_IF_ERROR(AcquireWriter());
+  absl::Status s = CheckpointLocked();
+  ReleaseWriter();
+  return s;
+}
+
+Stats DBImpl::GetStats() {
+  Stats s;
+  absl::StatusOr<Snapshot> snap = LockShared();
+  if (!snap.ok()) return s;
+  s.keys = state_->count.load();
+  s.file_size = state_->file_size.load();
+  s.max_file_size = max_file_size_;
+  s.log_bytes = snap->tail;
+  s.live_bytes = state_->live_bytes.load();
+  s.index_capacity = uint64_t{1} << snap->index_bits;
+  s.index_used = state_->used.load();
+  const uint64_t index_bytes = IndexRecordSize(snap->index_record, snap->index_bits);
+  const uint64_t accounted = kHeaderSize + s.live_bytes + index_bytes;
+  s.garbage_bytes = s.log_bytes > accounted ? s.log_bytes - accounted : 0;
+  s.commits = state_->commits.load();
+  s.rebuilt_index = state_->rebuilt_index != 0;
+  s.rebuild_records = state_->rebuild_records;
+  s.rebuild_micros = state_->rebuild_micros;
+  s.recovered_commits = state_->recovered_commits.load();
+  lock_.UnlockShared();
+  s.index_load = static_cast<double>(s.index_used) / static_cast<double>(s.index_capacity);
+  if (const CheckpointRecord* c = LatestCheckpoint()) {
+    s.checkpoints = c->seq;
+    s.last_checkpoint_unix_ms = c->unix_ms;
+  }
+  s.open_handles = lock_.OpenHandles();
+  s.format_version = header_->format_version;
+  return s;
+}
+
+}  // namespace mapkv::internal

@@ -1,0 +1,151 @@
+// The engine behind mapkv::DB: the state of one open handle and the operations on the mapping.
+#ifndef MAPKV_DB_IMPL_H_
+#define MAPKV_DB_IMPL_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <semaphore>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mapkv/db.h"
+#include "src/format.h"
+#include "src/hash_index.h"
+#include "src/log.h"
+#include "src/platform/mapped_file.h"
+#include "src/rwlock.h"
+
+namespace mapkv::internal {
+
+// What a reader sees: fixed while it holds the shared lock.
+struct Snapshot {
+  uint64_t tail = 0;          // committed end of the log
+  uint64_t index_record = 0;  // the current kIndex record
+  uint32_t index_bits = 0;
+  uint64_t count = 0;
+};
+
+// One key's final write in a batch: the offset of its kPut or kDelete record.
+struct BatchWrite {
+  std::string_view key;
+  uint64_t hash;
+  uint64_t offset;
+  bool is_put;
+};
+
+// std::string_view keys in abseil's tables (Debian's abseil hashes only absl::string_view).
+struct KeyHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+struct KeyEq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+};
+
+// A write transaction in progress.
+struct WriteState {
+  DBImpl* db = nullptr;
+  uint64_t seq = 0;    // this batch's sequence number
+  uint64_t start = 0;  // committed tail at begin: where the batch starts
+  uint64_t tail = 0;   // where the next record goes
+  uint64_t puts = 0;   // kPut records appended (upper bound on new keys)
+  uint64_t last_record = 0;
+  std::vector<uint64_t> checksums;                      // of every record so far
+  absl::flat_hash_map<std::string, uint64_t, KeyHash, KeyEq> writes;   // key -> its last record in this batch
+};
+
+class DBImpl {
+ public:
+  static absl::StatusOr<std::unique_ptr<DBImpl>> Open(const std::string& path,
+                                                      const Options& options);
+  ~DBImpl();
+
+  const std::string& path() const { return file_->path(); }
+
+  // Reads.
+  absl::StatusOr<Snapshot> LockShared();
+  void UnlockShared() { lock_.UnlockShared(); }
+  absl::StatusOr<std::string_view> Lookup(const Snapshot& snap, std::string_view key) const;
+  absl::Status ForEach(const Snapshot& snap,
+                       absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const;
+  absl::StatusOr<std::string> Get(std::string_view key);
+
+  // Writes.
+  absl::StatusOr<std::unique_ptr<WriteState>> BeginWrite();
+  absl::Status TxnPut(WriteState& w, std::string_view key, std::string_view value);
+  absl::Status TxnDelete(WriteState& w, std::string_view key);
+  absl::StatusOr<std::string_view> TxnGet(const WriteState& w, std::string_view key) const;
+  absl::Status Commit(WriteState& w);
+  void EndWrite(WriteState& w);  // releases the writer lock: abort when not committed
+  absl::Status PutOrDelete(std::string_view key, const std::string_view* value);
+
+  absl::Status Checkpoint();
+  Stats GetStats();
+
+  absl::Status CheckUsable() const;
+
+ private:
+  DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
+
+  // Open, by the first opener (no other handle exists).
+  absl::Status Initialize();
+  absl::Status FirstOpen();
+  absl::Status ValidateHeader(uint64_t file_size) const;
+  void LoadHeaderFields();
+  absl::Status ValidateState(uint64_t file_size) const;
+
+  // Recovery (recovery.cc).
+  absl::Status Recover();  // finishes a dead writer's commit; caller holds the writer lock
+  absl::Status Replay();
+  absl::Status RebuildIndex();
+  void RecountStats();
+  void InvalidateAfterTail();
+
+  // Locks with the handle's timeout; the writer lock runs recovery when taken from the dead.
+  uint64_t Deadline() const;
+  absl::Status AcquireWriter();
+  void ReleaseWriter();
+
+  // The commit path, shared by transactions, single writes and recovery.
+  absl::Status EnsureSpace(uint64_t end);
+  absl::StatusOr<uint64_t> WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags,
+                                           uint32_t bits);
+  absl::Status Seal(WriteState& w);
+  absl::Status Publish(WriteState& w, uint64_t new_index_record,
+                       const BatchWrite* writes, size_t n);
+  void ApplyWrite(IndexTable& table, const BatchWrite& write);
+  absl::StatusOr<uint64_t> MaybeGrowIndex(WriteState& w, uint64_t new_keys);
+  absl::Status MaybePeriodicCheckpoint();
+  absl::Status CheckpointLocked();
+  const CheckpointRecord* LatestCheckpoint() const;
+
+  uint32_t IndexBits(uint64_t index_record) const {
+    return reinterpret_cast<const RecordHeader*>(base_ + index_record)->key_len;
+  }
+  std::string_view KeyAt(uint64_t offset, uint64_t limit) const;
+  uint64_t SizeAt(uint64_t offset) const;
+
+  std::unique_ptr<MappedFile> file_;
+  const Options options_;
+  char* const base_;
+  FileHeader* const header_;
+  SharedState* const state_;
+  RwLock lock_;
+  const uint64_t fork_generation_;
+  uint64_t hash_seed_ = 0;
+  uint64_t salt_ = 0;
+  uint64_t max_file_size_ = 0;
+  // Serialises this handle's writers among its threads; a semaphore because a WriteTxn may end
+  // on another thread than the one that began it.
+  std::binary_semaphore write_gate_{1};
+};
+
+}  // namespace mapkv::internal
+
+#endif  // MAPKV_DB_IMPL_H_

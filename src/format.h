@@ -1,0 +1,189 @@
+// The on-disk and shared-memory layout of a mapkv file: the single source of truth. Every field is
+// little-endian (we only build for little-endian machines; see the static_assert below) and every
+// offset is from the start of the file, never a pointer: each process maps the file at its own
+// address.
+//
+//   0        header page: FileHeader, two CheckpointRecords, SharedState (durable part)
+//   4 KiB    LockState: lock words (never need to reach the disk)
+//   8 KiB    ProcessSlot[kMaxSlots]: one cache line per open handle
+//   64 KiB   the log: records appended in order, 8-byte aligned, up to SharedState::committed_tail
+//
+// Log records (RecordHeader + payload):
+//   kPut     key, value                       the value of key from this commit on
+//   kDelete  key                              key is absent from this commit on
+//   kCommit  CommitPayload                    ends a batch of more than one record
+//   kIndex   (padding to 64) Slot[1 << key_len]  an index table; its payload changes in place
+// A batch is the records of one transaction. A batch of one record is that record with kLast set;
+// a longer batch ends with a kCommit record (kLast set) whose digest covers the checksums of every
+// record before it, so a batch put together from the remains of two different transactions (a torn
+// write after a power cut) never validates.
+#ifndef MAPKV_FORMAT_H_
+#define MAPKV_FORMAT_H_
+
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+namespace mapkv::internal {
+
+static_assert(std::endian::native == std::endian::little, "mapkv files are little-endian");
+
+inline constexpr char kMagic[8] = {'M', 'A', 'P', 'K', 'V', '\0', '\0', '\0'};
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint64_t kHeaderPageSize = 4096;
+inline constexpr uint64_t kHeaderSize = 64 * 1024;  // the log starts here
+inline constexpr uint64_t kMinFileSize = 1 << 20;
+inline constexpr uint32_t kMaxSlots = 896;           // (kHeaderSize - 8 KiB) / 64
+inline constexpr uint64_t kMinIndexSlots = 64;
+inline constexpr uint32_t kMaxIndexBits = 40;
+
+// Byte-range locks live far past the end of any file, on bytes that are never read or written, so
+// they never interfere with the data (LockFileEx on Windows is mandatory for file I/O).
+inline constexpr uint64_t kLockRegion = 1ull << 50;
+inline constexpr uint64_t kOpenLockByte = kLockRegion;  // shared by every open handle
+inline constexpr uint64_t SlotLockByte(uint32_t slot) { return kLockRegion + 1 + slot; }
+
+// Written once when the file is created (max_file_size may be raised by a first opener).
+struct FileHeader {
+  char magic[8];             // 0: kMagic
+  uint32_t format_version;   // 8: kFormatVersion; a newer one is refused
+  uint32_t layout;           // 12: kLayoutSignature; another build's layout is refused
+  uint64_t hash_seed;        // 16: seed of XXH3 for keys (random per file: no hash flooding)
+  uint64_t salt;             // 24: seed of record checksums (random per file)
+  uint64_t max_file_size;    // 32: growth limit in bytes
+  int64_t created_unix_ms;   // 40
+  uint64_t reserved;         // 48
+  uint64_t checksum;         // 56: XXH3 of bytes [0, 56)
+};
+static_assert(sizeof(FileHeader) == 64);
+
+// Written by Checkpoint() after the mapping and the file were flushed: everything up to `tail` is
+// on disk. Two copies (A at 512, B at 576), written alternately by the parity of `seq`, so a torn
+// write of one leaves the other intact.
+struct CheckpointRecord {
+  uint64_t seq;              // 0: checkpoints so far, this one included (0: never written)
+  uint64_t tail;             // 8: committed end of the log when flushed
+  uint64_t commits;          // 16: commits so far
+  uint64_t index_record;     // 24: offset of the index record then current
+  int64_t unix_ms;           // 32: when
+  uint64_t reserved[2];      // 40
+  uint64_t checksum;         // 56: XXH3 of bytes [0, 56), seeded with FileHeader::salt
+};
+static_assert(sizeof(CheckpointRecord) == 64);
+inline constexpr uint64_t kCheckpointOffset[2] = {512, 576};
+
+// The committed state, shared by all processes through the mapping. Changed only by the writer
+// that holds both the writer lock and the exclusive side of the reader-writer lock (readers read
+// it under the shared side). After a process crash the first line is trustworthy (every store is
+// in the page cache); after an unclean machine stop it is rebuilt from the log.
+struct SharedState {
+  // Line 1: the commit point. A commit stores committed_tail first, then changes the index, then
+  // stores applied_tail: a writer that dies between the two left [applied_tail, committed_tail)
+  // to be replayed by recovery (idempotently: every index change is a single 8-byte store).
+  std::atomic<uint64_t> committed_tail;  // 1024: end of the last committed batch
+  std::atomic<uint64_t> applied_tail;    // 1032: the index reflects every batch before this
+  std::atomic<uint64_t> index_record;    // 1040: offset of the current index record (kIndex)
+  std::atomic<uint64_t> commits;         // 1048: batches committed (the next batch's seq - 1)
+  std::atomic<uint64_t> count;           // 1056: live keys
+  std::atomic<uint64_t> used;            // 1064: index slots holding a key or a tombstone
+  std::atomic<uint64_t> live_bytes;      // 1072: bytes of the records keys point to
+  std::atomic<uint64_t> file_size;       // 1080: current file size in bytes
+  // Line 2: unclean-stop detection and what the first opener did.
+  std::atomic<uint64_t> boot_id;         // 1088: hash of the boot id the state was last used in
+  std::atomic<uint32_t> clean;           // 1096: 1: a clean close found everything checkpointed
+  uint32_t rebuilt_index;                // 1100: 1 if the first opener rebuilt the index
+  uint64_t rebuild_records;              // 1104
+  uint64_t rebuild_micros;               // 1112
+  std::atomic<uint64_t> recovered_commits;  // 1120: batches replayed by recovery
+  uint64_t reserved[3];                  // 1128
+};
+static_assert(sizeof(SharedState) == 128);
+inline constexpr uint64_t kSharedStateOffset = 1024;
+
+// Lock words (page 1). Each on its own cache line.
+struct alignas(64) LockState {
+  // Writer lock: 0 free, else (slot + 1) of the holder, | kWaitersBit when someone sleeps on it.
+  std::atomic<uint32_t> writer;
+  // 1 + the highest slot index claimed since the first opener reset the state: a commit looks at
+  // slots [0, slot_hwm) only.
+  std::atomic<uint32_t> slot_hwm;
+  char pad0[56];
+  // 1 while a commit holds the exclusive side; readers back off and sleep on it.
+  std::atomic<uint32_t> writer_active;
+  std::atomic<uint32_t> reader_waiters;  // readers sleeping on writer_active
+  char pad1[56];
+};
+static_assert(sizeof(LockState) == 128);
+inline constexpr uint64_t kLockStateOffset = 4096;
+inline constexpr uint32_t kWaitersBit = 0x80000000u;
+
+// One per open handle. Owned by whoever holds the byte lock SlotLockByte(i): the kernel drops that
+// lock when the process dies, so "is the owner alive" never guesses from a pid.
+struct alignas(64) ProcessSlot {
+  std::atomic<uint32_t> readers;   // read locks this handle holds now (bumped by its threads only)
+  std::atomic<uint32_t> pid;       // for messages and `stat`; 0 when free
+  std::atomic<int64_t> opened_unix_ms;
+  char pad[48];
+};
+static_assert(sizeof(ProcessSlot) == 64);
+inline constexpr uint64_t kSlotsOffset = 8192;
+static_assert(kSlotsOffset + kMaxSlots * sizeof(ProcessSlot) == kHeaderSize);
+
+// Every log record starts with this, 8-byte aligned.
+struct RecordHeader {
+  uint64_t checksum;   // 0: XXH3 of bytes [8, 24 + key_len + value_len) (kIndex: [8, 24)),
+                       //    seeded with FileHeader::salt ^ the record's offset
+  uint32_t value_len;  // 8
+  uint16_t key_len;    // 12: kIndex: log2 of the table's slot count
+  uint8_t type;        // 14: RecordType
+  uint8_t flags;       // 15: kLast
+  uint64_t seq;        // 16: the batch's sequence number (SharedState::commits + 1 at commit)
+};
+static_assert(sizeof(RecordHeader) == 24);
+
+enum RecordType : uint8_t { kPut = 1, kDelete = 2, kCommit = 3, kIndex = 4 };
+inline constexpr uint8_t kLast = 1;  // the record ends its batch
+
+struct CommitPayload {
+  uint64_t digest;    // XXH3 over the checksums of the batch's other records, seeded with
+                      // salt ^ the batch's first offset
+  uint64_t records;   // records in the batch before this one
+};
+static_assert(sizeof(CommitPayload) == 16);
+
+// An index slot. Linear probing; deletion leaves a tombstone (a backward shift moves several
+// slots, which a crash could leave half done; a tombstone is one 8-byte store).
+struct Slot {
+  std::atomic<uint64_t> hash;    // XXH3 of the key, seeded with FileHeader::hash_seed
+  std::atomic<uint64_t> offset;  // kEmpty, kTombstone, or the offset of a kPut record
+};
+static_assert(sizeof(Slot) == 16);
+inline constexpr uint64_t kEmpty = 0;
+inline constexpr uint64_t kTombstone = 1;
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+// A build that lays any of these out differently refuses to share a file with this one.
+inline constexpr uint32_t kLayoutSignature = static_cast<uint32_t>(
+    (sizeof(FileHeader) << 0) ^ (sizeof(CheckpointRecord) << 4) ^ (sizeof(SharedState) << 8) ^
+    (sizeof(LockState) << 12) ^ (sizeof(ProcessSlot) << 16) ^ (sizeof(RecordHeader) << 20) ^
+    (sizeof(Slot) << 24) ^ (uint64_t{kMaxSlots} << 8) ^ (kHeaderSize >> 4));
+
+constexpr uint64_t Align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+constexpr uint64_t Align64(uint64_t n) { return (n + 63) & ~uint64_t{63}; }
+
+// Where an index record's slots start, and its whole size.
+constexpr uint64_t IndexSlotsOffset(uint64_t record) { return Align64(record + sizeof(RecordHeader)); }
+constexpr uint64_t IndexRecordSize(uint64_t record, uint32_t bits) {
+  return IndexSlotsOffset(record) - record + (uint64_t{16} << bits);
+}
+// Size of a kPut/kDelete/kCommit record.
+constexpr uint64_t RecordSize(uint64_t key_len, uint64_t value_len) {
+  return Align8(sizeof(RecordHeader) + key_len + value_len);
+}
+
+}  // namespace mapkv::internal
+
+#endif  // MAPKV_FORMAT_H_

@@ -1,0 +1,120 @@
+#include "src/log.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "src/hash.h"
+
+namespace mapkv::internal {
+namespace {
+
+RecordHeader* HeaderAt(char* base, uint64_t offset) {
+  return reinterpret_cast<RecordHeader*>(base + offset);
+}
+
+// Bytes covered by the checksum, counted from offset + 8.
+uint64_t CoveredBytes(const RecordHeader& h) {
+  uint64_t n = sizeof(RecordHeader) - 8;
+  if (h.type != kIndex) n += uint64_t{h.key_len} + h.value_len;
+  return n;
+}
+
+absl::Status Damaged(uint64_t offset, absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("damaged record at offset ", offset, ": ", what));
+}
+
+}  // namespace
+
+uint64_t RecordChecksum(const char* base, uint64_t offset, uint64_t salt) {
+  const auto* h = reinterpret_cast<const RecordHeader*>(base + offset);
+  return Hash64(base + offset + 8, CoveredBytes(*h), salt ^ offset);
+}
+
+uint64_t WriteRecord(char* base, uint64_t offset, uint64_t salt, RecordType type, uint8_t flags,
+                     uint64_t seq, std::string_view key, std::string_view value) {
+  RecordHeader* h = HeaderAt(base, offset);
+  h->value_len = static_cast<uint32_t>(value.size());
+  h->key_len = static_cast<uint16_t>(key.size());
+  h->type = type;
+  h->flags = flags;
+  h->seq = seq;
+  char* p = base + offset + sizeof(RecordHeader);
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  if (!value.empty()) std::memcpy(p + key.size(), value.data(), value.size());
+  uint64_t size = RecordSize(key.size(), value.size());
+  uint64_t used = sizeof(RecordHeader) + key.size() + value.size();
+  std::memset(base + offset + used, 0, size - used);  // no stale bytes in the padding
+  h->checksum = RecordChecksum(base, offset, salt);
+  return size;
+}
+
+void SetRecordFlags(char* base, uint64_t offset, uint64_t salt, uint8_t flags) {
+  RecordHeader* h = HeaderAt(base, offset);
+  h->flags = flags;
+  h->checksum = RecordChecksum(base, offset, salt);
+}
+
+uint64_t WriteIndexHeader(char* base, uint64_t offset, uint64_t salt, uint8_t flags, uint64_t seq,
+                          uint32_t bits) {
+  RecordHeader* h = HeaderAt(base, offset);
+  h->value_len = 0;
+  h->key_len = static_cast<uint16_t>(bits);
+  h->type = kIndex;
+  h->flags = flags;
+  h->seq = seq;
+  h->checksum = RecordChecksum(base, offset, salt);
+  return IndexRecordSize(offset, bits);
+}
+
+absl::StatusOr<Record> ReadRecord(const char* base, uint64_t offset, uint64_t limit, uint64_t salt,
+                                  bool verify) {
+  if (offset % 8 != 0 || offset < kHeaderSize || offset > limit ||
+      limit - offset < sizeof(RecordHeader)) {
+    return Damaged(offset, absl::StrCat("offset out of the log [", kHeaderSize, ", ", limit, ")"));
+  }
+  RecordHeader h;
+  std::memcpy(&h, base + offset, sizeof(h));
+  Record r;
+  r.offset = offset;
+  r.type = h.type;
+  r.flags = h.flags;
+  r.seq = h.seq;
+  r.checksum = h.checksum;
+  switch (h.type) {
+    case kPut:
+    case kDelete:
+    case kCommit:
+      r.size = RecordSize(h.key_len, h.value_len);
+      break;
+    case kIndex:
+      if (h.key_len < 6 || h.key_len > kMaxIndexBits || h.value_len != 0) {
+        return Damaged(offset, "bad index table size");
+      }
+      r.index_bits = h.key_len;
+      r.size = IndexRecordSize(offset, h.key_len);
+      break;
+    default:
+      return Damaged(offset, absl::StrCat("unknown type ", h.type));
+  }
+  if (r.size > limit - offset) return Damaged(offset, "runs past the end of the log");
+  if ((h.type == kDelete && h.value_len != 0) ||
+      (h.type == kCommit && (h.key_len != 0 || h.value_len != sizeof(CommitPayload))) ||
+      ((h.type == kPut || h.type == kDelete) && h.key_len == 0)) {
+    return Damaged(offset, "bad lengths for its type");
+  }
+  if (verify && RecordChecksum(base, offset, salt) != h.checksum) {
+    return Damaged(offset, "checksum mismatch");
+  }
+  if (h.type != kIndex) {
+    const char* p = base + offset + sizeof(RecordHeader);
+    r.key = std::string_view(p, h.key_len);
+    r.value = std::string_view(p + h.key_len, h.value_len);
+  }
+  return r;
+}
+
+uint64_t BatchDigest(const uint64_t* checksums, uint64_t n, uint64_t salt, uint64_t batch_start) {
+  return Hash64(checksums, n * sizeof(uint64_t), salt ^ batch_start);
+}
+
+}  // namespace mapkv::internal

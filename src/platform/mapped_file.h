@@ -1,0 +1,58 @@
+// The one interface to the OS for a database file: open, map, grow, flush, byte-range locks.
+// OS errors become absl::Status here and nowhere else. One implementation per platform
+// (mapped_file_posix.cc, ...), chosen by CMake.
+#ifndef MAPKV_PLATFORM_MAPPED_FILE_H_
+#define MAPKV_PLATFORM_MAPPED_FILE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace mapkv::internal {
+
+struct FileOpenOptions {
+  bool create = true;           // create when missing
+  bool exclusive = false;       // fail with AlreadyExists when it exists
+  uint64_t reserve = 0;         // bytes of address space to map (at least the file's size)
+};
+
+class MappedFile {
+ public:
+  virtual ~MappedFile() = default;
+
+  // Opens (or creates) and maps `path` read-write, shared between processes.
+  static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path,
+                                                          const FileOpenOptions& options);
+
+  virtual const std::string& path() const = 0;
+  // The mapping: valid for [0, mapped_size()); bytes past size() must not be touched.
+  virtual char* base() const = 0;
+  virtual uint64_t mapped_size() const = 0;
+  // The file's size now (asks the OS).
+  virtual absl::StatusOr<uint64_t> Size() = 0;
+  // Extends the file to `size` bytes with blocks allocated (so a full disk is an error here, not a
+  // fault later). Never shrinks. Other processes see the new bytes through their own mappings.
+  virtual absl::Status Grow(uint64_t size) = 0;
+  // Makes the mapping's bytes [offset, offset + length) durable (msync MS_SYNC / FlushViewOfFile).
+  virtual absl::Status Flush(uint64_t offset, uint64_t length) = 0;
+  // Makes the file's data and metadata durable (fsync / FlushFileBuffers).
+  virtual absl::Status Sync() = 0;
+
+  // Byte-range locks on bytes that are never read or written. Held per open file (two handles in
+  // one process conflict), released by the kernel when the process dies.
+  // Returns false (and no lock) when `wait` is false and another handle holds a conflicting lock.
+  virtual absl::StatusOr<bool> Lock(uint64_t byte, bool exclusive, bool wait) = 0;
+  virtual absl::Status Unlock(uint64_t byte) = 0;
+  // True when another handle (any process) holds a lock on `byte`.
+  virtual absl::StatusOr<bool> IsLockedByOther(uint64_t byte) = 0;
+};
+
+// Removes a file; NotFound when missing.
+absl::Status RemoveFile(const std::string& path);
+
+}  // namespace mapkv::internal
+
+#endif  // MAPKV_PLATFORM_MAPPED_FILE_H_

@@ -1,0 +1,168 @@
+// MappedFile for POSIX systems (Linux first): one MAP_SHARED mapping of the whole reserved range,
+// made once, so growth never moves the mapping or the lock words in it; byte-range locks are
+// open-file-description (OFD) locks, which belong to the open file rather than the process.
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "src/platform/mapped_file.h"
+
+namespace mapkv::internal {
+namespace {
+
+absl::Status ErrnoStatus(int err, const std::string& path, absl::string_view what) {
+  std::string message = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case EEXIST:
+      return absl::AlreadyExistsError(message);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT:
+    case ENOMEM:
+    case EFBIG:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+class PosixMappedFile final : public MappedFile {
+ public:
+  PosixMappedFile(std::string path, int fd, char* base, uint64_t mapped)
+      : path_(std::move(path)), fd_(fd), base_(base), mapped_(mapped) {}
+  ~PosixMappedFile() override {
+    munmap(base_, mapped_);
+    close(fd_);  // drops every OFD lock of this handle
+  }
+
+  const std::string& path() const override { return path_; }
+  char* base() const override { return base_; }
+  uint64_t mapped_size() const override { return mapped_; }
+
+  absl::StatusOr<uint64_t> Size() override {
+    struct stat st;
+    if (fstat(fd_, &st) != 0) return ErrnoStatus(errno, path_, "fstat");
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  absl::Status Grow(uint64_t size) override {
+    if (size > mapped_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path_, ": cannot grow to ", size, " bytes past the mapped ", mapped_));
+    }
+    auto current = Size();
+    if (!current.ok()) return current.status();
+    if (size <= *current) return absl::OkStatus();
+    // posix_fallocate allocates blocks, so a full disk fails here rather than as SIGBUS on a
+    // store into the mapping. Filesystems without it get ftruncate (sparse).
+    int err = posix_fallocate(fd_, static_cast<off_t>(*current),
+                              static_cast<off_t>(size - *current));
+    if (err == EOPNOTSUPP || err == EINVAL) {
+      err = ftruncate(fd_, static_cast<off_t>(size)) == 0 ? 0 : errno;
+    }
+    if (err != 0) return ErrnoStatus(err, path_, absl::StrCat("growing to ", size, " bytes"));
+    return absl::OkStatus();
+  }
+
+  absl::Status Flush(uint64_t offset, uint64_t length) override {
+    static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    uint64_t begin = offset / page * page;
+    if (msync(base_ + begin, offset + length - begin, MS_SYNC) != 0) {
+      return ErrnoStatus(errno, path_, "msync");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Sync() override {
+    if (fsync(fd_) != 0) return ErrnoStatus(errno, path_, "fsync");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> Lock(uint64_t byte, bool exclusive, bool wait) override {
+    struct flock fl = MakeLock(byte, exclusive ? F_WRLCK : F_RDLCK);
+    for (;;) {
+      if (fcntl(fd_, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0) return true;
+      if (errno == EINTR) continue;
+      if (!wait && (errno == EAGAIN || errno == EACCES)) return false;
+      return ErrnoStatus(errno, path_, "fcntl(F_OFD_SETLK)");
+    }
+  }
+
+  absl::Status Unlock(uint64_t byte) override {
+    struct flock fl = MakeLock(byte, F_UNLCK);
+    if (fcntl(fd_, F_OFD_SETLK, &fl) != 0) return ErrnoStatus(errno, path_, "fcntl(F_UNLCK)");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> IsLockedByOther(uint64_t byte) override {
+    struct flock fl = MakeLock(byte, F_WRLCK);
+    if (fcntl(fd_, F_OFD_GETLK, &fl) != 0) return ErrnoStatus(errno, path_, "fcntl(F_GETLK)");
+    return fl.l_type != F_UNLCK;
+  }
+
+ private:
+  static struct flock MakeLock(uint64_t byte, short type) {
+    struct flock fl;
+    std::memset(&fl, 0, sizeof(fl));
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = static_cast<off_t>(byte);
+    fl.l_len = 1;
+    fl.l_pid = 0;  // required for OFD locks
+    return fl;
+  }
+
+  const std::string path_;
+  const int fd_;
+  char* const base_;
+  const uint64_t mapped_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path,
+                                                             const FileOpenOptions& options) {
+  int flags = O_RDWR | O_CLOEXEC;
+  if (options.create) flags |= O_CREAT;
+  if (options.exclusive) flags |= O_CREAT | O_EXCL;
+  int fd = open(path.c_str(), flags, 0600);  // owner only: the file is the whole database
+  if (fd < 0) return ErrnoStatus(errno, path, "open");
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return ErrnoStatus(err, path, "fstat");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  }
+  uint64_t mapped = std::max<uint64_t>(options.reserve, static_cast<uint64_t>(st.st_size));
+  mapped = std::max<uint64_t>(mapped, 1);
+  // MAP_NORESERVE: the range is address space, not memory; pages exist only where the file does.
+  void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  if (base == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    return ErrnoStatus(err, path, absl::StrCat("mmap of ", mapped, " bytes"));
+  }
+  return std::unique_ptr<MappedFile>(
+      new PosixMappedFile(path, fd, static_cast<char*>(base), mapped));
+}
+
+absl::Status RemoveFile(const std::string& path) {
+  if (unlink(path.c_str()) != 0) return ErrnoStatus(errno, path, "unlink");
+  return absl::OkStatus();
+}
+
+}  // namespace mapkv::internal

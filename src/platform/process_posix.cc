@@ -1,0 +1,53 @@
+#include <pthread.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+
+#include "src/platform/process.h"
+
+namespace mapkv::internal {
+namespace {
+
+std::atomic<uint64_t> fork_generation{0};
+
+void OnForkChild() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+
+[[maybe_unused]] const bool registered = [] {
+  pthread_atfork(nullptr, nullptr, &OnForkChild);
+  return true;
+}();
+
+}  // namespace
+
+uint32_t CurrentPid() { return static_cast<uint32_t>(getpid()); }
+
+uint64_t ForkGeneration() { return fork_generation.load(std::memory_order_relaxed); }
+
+std::string BootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t MonotonicMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t RandomU64() {
+  std::random_device rd;  // /dev/urandom on glibc
+  return (uint64_t{rd()} << 32) ^ rd();
+}
+
+}  // namespace mapkv::internal

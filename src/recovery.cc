@@ -1,0 +1,183 @@
+// Recovery: finishing a dead writer's commit (I5) and rebuilding the index from the log after an
+// unclean machine stop (I6).
+#include <cstring>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "src/db_impl.h"
+#include "src/hash.h"
+#include "src/platform/process.h"
+#include "src/status_macros.h"
+
+namespace mapkv::internal {
+namespace {
+
+struct ScanResult {
+  uint64_t end = 0;       // end of the last complete batch: the longest valid prefix
+  uint64_t last_seq = 0;  // that batch's sequence number
+  uint64_t batches = 0;
+  uint64_t records = 0;
+};
+
+// Walks the log from `from` to `limit` batch by batch, validating every record and every batch
+// (format.h), and calls apply(record) for the kPut and kDelete records of each complete batch, in
+// log order. Stops at the first record or batch that does not validate.
+template <class Apply>
+ScanResult ScanBatches(const char* base, uint64_t from, uint64_t limit, uint64_t salt,
+                       uint64_t prev_seq, Apply&& apply) {
+  ScanResult result{from, prev_seq, 0, 0};
+  std::vector<uint64_t> checksums;
+  std::vector<Record> writes;
+  uint64_t batch_start = from;
+  uint64_t batch_seq = 0;
+  for (uint64_t off = from; off < limit;) {
+    absl::StatusOr<Record> r = ReadRecord(base, off, limit, salt, true);
+    if (!r.ok()) break;
+    if (checksums.empty()) {
+      batch_start = off;
+      batch_seq = r->seq;
+      if (batch_seq <= result.last_seq) break;  // sequence numbers grow batch by batch
+    } else if (r->seq != batch_seq) {
+      break;
+    }
+    bool complete = false;
+    if (r->type == kCommit) {
+      CommitPayload payload;
+      std::memcpy(&payload, r->value.data(), sizeof(payload));
+      if ((r->flags & kLast) == 0 || checksums.empty() || payload.records != checksums.size() ||
+          payload.digest != BatchDigest(checksums.data(), checksums.size(), salt, batch_start)) {
+        break;
+      }
+      complete = true;
+    } else {
+      checksums.push_back(r->checksum);
+      if (r->type == kPut || r->type == kDelete) writes.push_back(*r);
+      if (r->flags & kLast) {
+        if (checksums.size() != 1) break;  // a longer batch ends with a kCommit
+        complete = true;
+      }
+    }
+    off += r->size;
+    ++result.records;
+    if (complete) {
+      for (const Record& w : writes) apply(w);
+      result.end = off;
+      result.last_seq = batch_seq;
+      ++result.batches;
+      checksums.clear();
+      writes.clear();
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+void DBImpl::InvalidateAfterTail() {
+  // Bytes past the committed tail may hold a sealed batch whose commit never happened (its writer
+  // died or failed before publishing). Break its first checksum so that a rebuild after a power
+  // cut never takes it for a commit.
+  const uint64_t tail = state_->committed_tail.load();
+  if (tail + sizeof(uint64_t) <= state_->file_size.load()) {
+    std::memset(base_ + tail, 0, sizeof(uint64_t));
+  }
+}
+
+void DBImpl::RecountStats() {
+  const uint64_t record = state_->index_record.load();
+  IndexTable table(base_, record, IndexBits(record));
+  uint64_t count = 0, used = 0, live_bytes = 0;
+  for (uint64_t i = 0; i < table.capacity(); ++i) {
+    const uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
+    if (offset == kEmpty) continue;
+    ++used;
+    if (offset == kTombstone) continue;
+    ++count;
+    live_bytes += SizeAt(offset);
+  }
+  state_->count.store(count);
+  state_->used.store(used);
+  state_->live_bytes.store(live_bytes);
+}
+
+absl::Status DBImpl::Recover() {
+  MAPKV_RETURN_IF_ERROR(lock_.LockExclusive(Deadline()));
+  absl::Status s = Replay();
+  lock_.UnlockExclusive();
+  return s;
+}
+
+absl::Status DBImpl::Replay() {
+  const uint64_t applied = state_->applied_tail.load();
+  const uint64_t committed = state_->committed_tail.load();
+  if (applied < committed) {
+    // A writer died between its commit point and the end of its index changes. Every index change
+    // is idempotent, so apply the whole batch again over whatever part of it was done.
+    std::vector<Record> writes;
+    uint64_t puts = 0;
+    ScanResult scan = ScanBatches(base_, applied, committed, salt_, 0, [&](const Record& r) {
+      writes.push_back(r);
+      puts += r.type == kPut;
+    });
+    // Anything past the last complete batch cannot have been acknowledged: drop it.
+    state_->committed_tail.store(scan.end);
+    if (scan.last_seq > state_->commits.load()) state_->commits.store(scan.last_seq);
+    WriteState grow;
+    grow.seq = state_->commits.load() + 1;
+    grow.start = grow.tail = scan.end;
+    MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(grow, puts));
+    if (new_index != 0) {
+      SetRecordFlags(base_, new_index, salt_, kLast);  // a batch of its own
+      state_->committed_tail.store(grow.tail);
+      state_->index_record.store(new_index);
+      state_->commits.store(grow.seq);
+    }
+    IndexTable table(base_, state_->index_record.load(), IndexBits(state_->index_record.load()));
+    for (const Record& r : writes) {
+      ApplyWrite(table, {r.key, HashKey(r.key, hash_seed_), r.offset, r.type == kPut});
+    }
+    state_->applied_tail.store(state_->committed_tail.load());
+    state_->recovered_commits.fetch_add(scan.batches);
+    RecountStats();
+  }
+  InvalidateAfterTail();
+  return absl::OkStatus();
+}
+
+absl::Status DBImpl::RebuildIndex() {
+  const uint64_t started = MonotonicMicros();
+  const uint64_t limit = state_->file_size.load();
+  absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> live;
+  ScanResult scan = ScanBatches(base_, kHeaderSize, limit, salt_, 0, [&](const Record& r) {
+    if (r.type == kPut) {
+      live[r.key] = r.offset;
+    } else {
+      live.erase(r.key);
+    }
+  });
+  if (const CheckpointRecord* ckpt = LatestCheckpoint(); ckpt != nullptr && ckpt->tail > scan.end) {
+    return absl::DataLossError(absl::StrCat(
+        path(), ": the log is damaged at offset ", scan.end, ", before the end of the data the ",
+        "last checkpoint made durable (offset ", ckpt->tail, ")"));
+  }
+  const uint32_t bits = IndexBitsFor(live.size(), options_.initial_index_slots);
+  const uint64_t at = scan.end;
+  const uint64_t seq = scan.last_seq + 1;
+  MAPKV_ASSIGN_OR_RETURN(uint64_t size, WriteIndexTable(at, seq, kLast, bits));
+  IndexTable table(base_, at, bits);
+  for (const auto& [key, offset] : live) table.InsertFresh(HashKey(key, hash_seed_), offset);
+  state_->index_record.store(at);
+  state_->committed_tail.store(at + size);
+  state_->applied_tail.store(at + size);
+  state_->commits.store(seq);
+  RecountStats();
+  state_->clean.store(0);
+  state_->rebuilt_index = 1;
+  state_->rebuild_records = scan.records;
+  state_->rebuild_micros = MonotonicMicros() - started;
+  InvalidateAfterTail();
+  return absl::OkStatus();
+}
+
+}  // namespace mapkv::internal

@@ -1,0 +1,182 @@
+#include "src/rwlock.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "src/platform/process.h"
+#include "src/platform/wait_word.h"
+
+namespace mapkv::internal {
+namespace {
+
+// How long a waiter sleeps before it asks again whether the holder is alive.
+constexpr uint64_t kLivenessPollUs = 50'000;
+constexpr int kSpins = 200;
+
+std::chrono::microseconds SleepFor(uint64_t deadline_us) {
+  uint64_t now = MonotonicMicros();
+  uint64_t left = deadline_us > now ? deadline_us - now : 0;
+  return std::chrono::microseconds(std::max<uint64_t>(1, std::min(left, kLivenessPollUs)));
+}
+
+void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+void RwLock::Reset() {
+  lock_->writer.store(0);
+  lock_->slot_hwm.store(0);
+  lock_->writer_active.store(0);
+  lock_->reader_waiters.store(0);
+  for (uint32_t i = 0; i < kMaxSlots; ++i) {
+    slots_[i].readers.store(0);
+    slots_[i].pid.store(0);
+    slots_[i].opened_unix_ms.store(0);
+  }
+}
+
+absl::Status RwLock::ClaimSlot(uint32_t pid) {
+  for (uint32_t i = 0; i < kMaxSlots; ++i) {
+    // The byte lock is the ownership: taking it proves every earlier owner is gone.
+    absl::StatusOr<bool> got = file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false);
+    if (!got.ok()) return got.status();
+    if (!*got) continue;
+    slots_[i].readers.store(0);  // a dead owner's count
+    slots_[i].pid.store(pid);
+    slots_[i].opened_unix_ms.store(NowUnixMs());
+    uint32_t hwm = lock_->slot_hwm.load();
+    while (hwm < i + 1 && !lock_->slot_hwm.compare_exchange_weak(hwm, i + 1)) {
+    }
+    slot_ = i;
+    return absl::OkStatus();
+  }
+  return absl::ResourceExhaustedError(
+      absl::StrCat(file_->path(), ": all ", kMaxSlots, " process slots are in use"));
+}
+
+void RwLock::ReleaseSlot() {
+  if (slot_ >= kMaxSlots) return;
+  slots_[slot_].pid.store(0);
+  slots_[slot_].readers.store(0);
+  (void)file_->Unlock(SlotLockByte(slot_));
+  slot_ = kMaxSlots;
+}
+
+bool RwLock::SlotAlive(uint32_t slot) {
+  if (slot == slot_) return true;
+  absl::StatusOr<bool> locked = file_->IsLockedByOther(SlotLockByte(slot));
+  return !locked.ok() || *locked;  // when the kernel cannot say, assume alive: never steal
+}
+
+void RwLock::WakeReaders(std::atomic<uint32_t>& readers) { WakeWord(&readers); }
+
+absl::Status RwLock::LockShared(uint64_t deadline_us, bool* writer_dead) {
+  *writer_dead = false;
+  std::atomic<uint32_t>& readers = slots_[slot_].readers;
+  for (;;) {
+    // Dekker-style with the commit's store to writer_active then load of the slots: both sides
+    // are seq_cst, so either the reader sees writer_active or the writer sees the reader.
+    readers.fetch_add(1, std::memory_order_seq_cst);
+    if (lock_->writer_active.load(std::memory_order_seq_cst) == 0) return absl::OkStatus();
+    UnlockShared();
+    for (int i = 0; i < kSpins && lock_->writer_active.load() != 0; ++i) CpuRelax();
+    if (lock_->writer_active.load() == 0) continue;
+    lock_->reader_waiters.fetch_add(1, std::memory_order_seq_cst);
+    if (lock_->writer_active.load(std::memory_order_seq_cst) != 0) {
+      WaitWord(&lock_->writer_active, 1, SleepFor(deadline_us));
+    }
+    lock_->reader_waiters.fetch_sub(1, std::memory_order_seq_cst);
+    if (lock_->writer_active.load() == 0) continue;
+    uint32_t w = lock_->writer.load() & ~kWaitersBit;
+    if (w == 0 || !SlotAlive(w - 1)) {
+      *writer_dead = true;
+      return absl::FailedPreconditionError("writer died while publishing a commit");
+    }
+    if (MonotonicMicros() >= deadline_us) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          file_->path(), ": timed out waiting for a commit of pid ", slots_[w - 1].pid.load()));
+    }
+  }
+}
+
+absl::StatusOr<bool> RwLock::LockWriter(uint64_t deadline_us) {
+  const uint32_t me = slot_ + 1;
+  for (int spins = 0;; ++spins) {
+    uint32_t w = lock_->writer.load(std::memory_order_relaxed);
+    if (w == 0) {
+      if (lock_->writer.compare_exchange_weak(w, me, std::memory_order_acquire)) return false;
+      continue;
+    }
+    if (spins < kSpins) {
+      CpuRelax();
+      continue;
+    }
+    uint32_t owner = (w & ~kWaitersBit) - 1;
+    if (owner >= kMaxSlots || !SlotAlive(owner)) {
+      if (lock_->writer.compare_exchange_strong(w, me | (w & kWaitersBit),
+                                                std::memory_order_acquire)) {
+        return true;
+      }
+      continue;
+    }
+    if (MonotonicMicros() >= deadline_us) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(file_->path(), ": timed out waiting for the writer lock held by pid ",
+                       slots_[owner].pid.load()));
+    }
+    if ((w & kWaitersBit) == 0 &&
+        !lock_->writer.compare_exchange_weak(w, w | kWaitersBit, std::memory_order_relaxed)) {
+      continue;
+    }
+    WaitWord(&lock_->writer, w | kWaitersBit, SleepFor(deadline_us));
+  }
+}
+
+void RwLock::UnlockWriter() {
+  if (lock_->writer.exchange(0, std::memory_order_release) & kWaitersBit) WakeWord(&lock_->writer);
+}
+
+absl::Status RwLock::LockExclusive(uint64_t deadline_us) {
+  lock_->writer_active.store(1, std::memory_order_seq_cst);
+  const uint32_t hwm = std::min(lock_->slot_hwm.load(std::memory_order_seq_cst), kMaxSlots);
+  for (uint32_t i = 0; i < hwm; ++i) {
+    std::atomic<uint32_t>& readers = slots_[i].readers;
+    for (int spin = 0; spin < kSpins && readers.load(std::memory_order_seq_cst) != 0; ++spin) {
+      CpuRelax();
+    }
+    for (uint32_t r; (r = readers.load(std::memory_order_seq_cst)) != 0;) {
+      if (!SlotAlive(i)) break;  // a dead reader: its count means nothing
+      if (MonotonicMicros() >= deadline_us) {
+        UnlockExclusive();
+        return absl::DeadlineExceededError(absl::StrCat(
+            file_->path(), ": timed out waiting for readers of pid ", slots_[i].pid.load()));
+      }
+      WaitWord(&readers, r, SleepFor(deadline_us));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void RwLock::UnlockExclusive() {
+  lock_->writer_active.store(0, std::memory_order_seq_cst);
+  if (lock_->reader_waiters.load(std::memory_order_seq_cst) != 0) WakeWord(&lock_->writer_active);
+}
+
+uint32_t RwLock::OpenHandles() {
+  uint32_t n = 0;
+  const uint32_t hwm = std::min(lock_->slot_hwm.load(), kMaxSlots);
+  for (uint32_t i = 0; i < hwm; ++i) n += SlotAlive(i) ? 1 : 0;
+  return n;
+}
+
+uint32_t RwLock::WriterPid() const {
+  uint32_t w = lock_->writer.load() & ~kWaitersBit;
+  return w == 0 || w > kMaxSlots ? 0 : slots_[w - 1].pid.load();
+}
+
+}  // namespace mapkv::internal

@@ -1,0 +1,80 @@
+// The cross-process reader-writer lock that lives in the mapping (format.h: LockState and the
+// process slots), in two levels:
+// - the writer lock serialises write transactions for their whole life;
+// - the exclusive side (writer_active) is taken by a commit only while it publishes; readers
+//   hold the shared side by counting themselves in their own process slot (one cache line per
+//   handle, so readers of different processes never write a shared line).
+// Readers that find writer_active set back off and sleep, so a stream of readers never starves
+// a commit: it waits only for the reads already in flight.
+//
+// Dead holders: every slot is owned through a kernel byte lock, so a waiter asks the kernel
+// whether the holder of the writer lock or of a reader count is alive; a reused pid cannot fool
+// it. A dead reader's count is ignored (and cleared by whoever claims the slot next); a dead
+// writer's lock is taken over, and the taker runs recovery (LockWriter says so).
+#ifndef MAPKV_RWLOCK_H_
+#define MAPKV_RWLOCK_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "src/format.h"
+#include "src/platform/mapped_file.h"
+
+namespace mapkv::internal {
+
+class RwLock {
+ public:
+  RwLock(char* base, MappedFile* file)
+      : lock_(reinterpret_cast<LockState*>(base + kLockStateOffset)),
+        slots_(reinterpret_cast<ProcessSlot*>(base + kSlotsOffset)),
+        file_(file) {}
+
+  // Only the first opener, when no other handle exists: clears every lock word and slot.
+  void Reset();
+
+  // Takes a free slot (one whose owner is gone) for this handle. ResourceExhausted when all
+  // kMaxSlots are owned by live handles.
+  absl::Status ClaimSlot(uint32_t pid);
+  void ReleaseSlot();
+  uint32_t slot() const { return slot_; }
+
+  // Shared side. `deadline_us` is on the MonotonicMicros() clock. When the writer that holds the
+  // exclusive side died, returns FailedPrecondition with `*writer_dead` set: the caller must take
+  // the writer lock (which runs recovery) and try again.
+  absl::Status LockShared(uint64_t deadline_us, bool* writer_dead);
+  void UnlockShared() {
+    std::atomic<uint32_t>& readers = slots_[slot_].readers;
+    if (readers.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        lock_->writer_active.load(std::memory_order_seq_cst) != 0) {
+      WakeReaders(readers);
+    }
+  }
+
+  // Writer lock. Returns true when it was taken over from a dead holder: the state may hold a
+  // half-applied commit, and the caller must run recovery before anything else.
+  absl::StatusOr<bool> LockWriter(uint64_t deadline_us);
+  void UnlockWriter();
+
+  // Exclusive side; the caller holds the writer lock. Waits for the reads in flight to end.
+  absl::Status LockExclusive(uint64_t deadline_us);
+  void UnlockExclusive();
+  bool exclusive_stale() const { return lock_->writer_active.load() != 0; }
+
+  // Handles (all processes) that have the file open now, and the pid of the writer lock holder.
+  uint32_t OpenHandles();
+  uint32_t WriterPid() const;
+
+ private:
+  bool SlotAlive(uint32_t slot);
+  static void WakeReaders(std::atomic<uint32_t>& readers);
+
+  LockState* const lock_;
+  ProcessSlot* const slots_;
+  MappedFile* const file_;
+  uint32_t slot_ = kMaxSlots;
+};
+
+}  // namespace mapkv::internal
+
+#endif  // MAPKV_RWLOCK_H_
