@@ -46,7 +46,7 @@ DBImpl::DBImpl(std::unique_ptr<MappedFile> file, const Options& options)
       base_(file_->base()),
       header_(reinterpret_cast<FileHeader*>(base_)),
       state_(reinterpret_cast<SharedState*>(base_ + kSharedStateOffset)),
-      lock_(base_, file_.get()),
+      lock_(base_, file_.get(), static_cast<uint64_t>(options.lock_timeout.count()) * 1000),
       fork_generation_(ForkGeneration()) {}
 
 absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
@@ -91,12 +91,13 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
   }
   db->LoadHeaderFields();
   MAPKV_RETURN_IF_ERROR(db->lock_.ClaimSlot(CurrentPid()));
+  db->opened_ = true;
   return db;
 }
 
 DBImpl::~DBImpl() {
   // In a forked child the byte locks belong to the parent's open file too: leave them alone.
-  if (ForkGeneration() != fork_generation_) return;
+  if (ForkGeneration() != fork_generation_ || !opened_) return;
   lock_.ReleaseSlot();
   absl::StatusOr<bool> last = file_->Lock(kOpenLockByte, true, false);
   if (last.ok() && *last) {
@@ -119,6 +120,17 @@ absl::Status DBImpl::CheckUsable() const {
                              "in the child process"));
   }
   return absl::OkStatus();
+}
+
+bool DBImpl::CreationInterrupted(uint64_t file_size) const {
+  // Initialize() zeroes the header page, fills it, and writes the magic last. A first opener that
+  // finds the page all zero, or filled but without the magic, found a creator that died: the file
+  // never held data. Anything else without the magic is not ours and is never overwritten.
+  if (file_size < kHeaderPageSize) return false;
+  const char* page = base_;
+  if (std::all_of(page, page + kHeaderPageSize, [](char c) { return c == 0; })) return true;
+  return std::all_of(header_->magic, header_->magic + sizeof(kMagic), [](char c) { return c == 0; }) &&
+         header_->format_version == kFormatVersion && header_->layout == kLayoutSignature;
 }
 
 void DBImpl::LoadHeaderFields() {
@@ -218,7 +230,14 @@ absl::Status DBImpl::Initialize() {
 
 absl::Status DBImpl::FirstOpen() {
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, file_->Size());
-  if (size == 0 && options_.create_if_missing && !options_.read_only) return Initialize();
+  if (size == 0 || CreationInterrupted(size)) {
+    if (options_.create_if_missing && !options_.read_only) return Initialize();
+    if (size != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path(), ": the creation of this database was interrupted; it holds no data. Open it "
+                  "with create_if_missing to create it again"));
+    }
+  }
   MAPKV_RETURN_IF_ERROR(ValidateHeader(size));
   if (options_.max_file_size > header_->max_file_size && !options_.read_only) {
     header_->max_file_size = options_.max_file_size;
@@ -258,11 +277,11 @@ absl::Status DBImpl::AcquireWriter() {
   if (options_.read_only) {
     return absl::PermissionDeniedError(absl::StrCat(path(), ": opened read-only"));
   }
-  if (!write_gate_.try_acquire_for(options_.lock_timeout)) {
+  if (!write_gate_.try_acquire() && !write_gate_.try_acquire_for(options_.lock_timeout)) {
     return absl::DeadlineExceededError(absl::StrCat(
         path(), ": timed out waiting for another write transaction of this process"));
   }
-  absl::StatusOr<bool> from_dead = lock_.LockWriter(Deadline());
+  absl::StatusOr<bool> from_dead = lock_.LockWriter();
   if (!from_dead.ok()) {
     write_gate_.release();
     return from_dead.status();
@@ -284,8 +303,8 @@ void DBImpl::ReleaseWriter() {
 
 absl::StatusOr<Snapshot> DBImpl::LockShared() {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
-  const uint64_t deadline = Deadline();
-  for (;;) {
+  const uint64_t deadline = lock_.TryLockShared() ? 0 : Deadline();
+  while (deadline != 0) {
     bool writer_dead = false;
     absl::Status s = lock_.LockShared(deadline, &writer_dead);
     if (s.ok()) break;
@@ -295,7 +314,7 @@ absl::StatusOr<Snapshot> DBImpl::LockShared() {
     if (!write_gate_.try_acquire_for(options_.lock_timeout)) {
       return absl::DeadlineExceededError(absl::StrCat(path(), ": timed out recovering"));
     }
-    absl::StatusOr<bool> from_dead = lock_.LockWriter(deadline);
+    absl::StatusOr<bool> from_dead = lock_.LockWriter();
     if (!from_dead.ok()) {
       write_gate_.release();
       return from_dead.status();
@@ -415,6 +434,7 @@ absl::Status DBImpl::EnsureSpace(uint64_t end) {
 
 namespace {
 void RememberWrite(WriteState& w, std::string_view key) {
+  if (!w.track_writes) return;
   auto it = w.writes.find(key);
   if (it != w.writes.end()) {
     it->second = w.tail;
@@ -561,7 +581,7 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
     state_->clean.store(0);
     MAPKV_RETURN_IF_ERROR(file_->Flush(0, kHeaderPageSize));
   }
-  MAPKV_RETURN_IF_ERROR(lock_.LockExclusive(Deadline()));
+  MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
   // The commit point. From here recovery replays [applied_tail, committed_tail) if we die.
   state_->committed_tail.store(w.tail, std::memory_order_release);
   if (new_index_record != 0) state_->index_record.store(new_index_record);
@@ -597,6 +617,7 @@ absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* v
   MAPKV_RETURN_IF_ERROR(CheckKey(key));
   MAPKV_RETURN_IF_ERROR(AcquireWriter());
   WriteState w;
+  w.track_writes = false;
   w.db = this;
   w.seq = state_->commits.load() + 1;
   w.start = w.tail = state_->committed_tail.load();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "mapkv/db.h"
@@ -18,6 +19,7 @@
 #include "src/hash_index.h"
 #include "src/log.h"
 #include "src/platform/mapped_file.h"
+#include "src/platform/process.h"
 #include "src/rwlock.h"
 
 namespace mapkv::internal {
@@ -56,7 +58,8 @@ struct WriteState {
   uint64_t tail = 0;   // where the next record goes
   uint64_t puts = 0;   // kPut records appended (upper bound on new keys)
   uint64_t last_record = 0;
-  std::vector<uint64_t> checksums;                      // of every record so far
+  bool track_writes = true;  // false for DB::Put/Delete: one write, no map needed
+  absl::InlinedVector<uint64_t, 4> checksums;  // of every record so far
   absl::flat_hash_map<std::string, uint64_t, KeyHash, KeyEq> writes;   // key -> its last record in this batch
 };
 
@@ -70,7 +73,10 @@ class DBImpl {
 
   // Reads.
   absl::StatusOr<Snapshot> LockShared();
-  void UnlockShared() { lock_.UnlockShared(); }
+  void UnlockShared() {
+    // A ReadTxn carried across fork() must not release the parent's read lock from the child.
+    if (ForkGeneration() == fork_generation_) lock_.UnlockShared();
+  }
   absl::StatusOr<std::string_view> Lookup(const Snapshot& snap, std::string_view key) const;
   absl::Status ForEach(const Snapshot& snap,
                        absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const;
@@ -98,6 +104,7 @@ class DBImpl {
   absl::Status FirstOpen();
   absl::Status ValidateHeader(uint64_t file_size) const;
   void LoadHeaderFields();
+  bool CreationInterrupted(uint64_t file_size) const;
   absl::Status ValidateState(uint64_t file_size) const;
 
   // Recovery (recovery.cc).
@@ -141,6 +148,7 @@ class DBImpl {
   uint64_t hash_seed_ = 0;
   uint64_t salt_ = 0;
   uint64_t max_file_size_ = 0;
+  bool opened_ = false;  // fully open: the slot is claimed and the state valid
   // Serialises this handle's writers among its threads; a semaphore because a WriteTxn may end
   // on another thread than the one that began it.
   std::binary_semaphore write_gate_{1};

@@ -102,7 +102,7 @@ void DBImpl::RecountStats() {
 }
 
 absl::Status DBImpl::Recover() {
-  MAPKV_RETURN_IF_ERROR(lock_.LockExclusive(Deadline()));
+  MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
   absl::Status s = Replay();
   lock_.UnlockExclusive();
   return s;

@@ -77,13 +77,8 @@ void RwLock::WakeReaders(std::atomic<uint32_t>& readers) { WakeWord(&readers); }
 
 absl::Status RwLock::LockShared(uint64_t deadline_us, bool* writer_dead) {
   *writer_dead = false;
-  std::atomic<uint32_t>& readers = slots_[slot_].readers;
   for (;;) {
-    // Dekker-style with the commit's store to writer_active then load of the slots: both sides
-    // are seq_cst, so either the reader sees writer_active or the writer sees the reader.
-    readers.fetch_add(1, std::memory_order_seq_cst);
-    if (lock_->writer_active.load(std::memory_order_seq_cst) == 0) return absl::OkStatus();
-    UnlockShared();
+    if (TryLockShared()) return absl::OkStatus();
     for (int i = 0; i < kSpins && lock_->writer_active.load() != 0; ++i) CpuRelax();
     if (lock_->writer_active.load() == 0) continue;
     lock_->reader_waiters.fetch_add(1, std::memory_order_seq_cst);
@@ -104,8 +99,9 @@ absl::Status RwLock::LockShared(uint64_t deadline_us, bool* writer_dead) {
   }
 }
 
-absl::StatusOr<bool> RwLock::LockWriter(uint64_t deadline_us) {
+absl::StatusOr<bool> RwLock::LockWriter() {
   const uint32_t me = slot_ + 1;
+  uint64_t deadline_us = 0;  // the clock is read only once we have to wait
   for (int spins = 0;; ++spins) {
     uint32_t w = lock_->writer.load(std::memory_order_relaxed);
     if (w == 0) {
@@ -116,6 +112,7 @@ absl::StatusOr<bool> RwLock::LockWriter(uint64_t deadline_us) {
       CpuRelax();
       continue;
     }
+    if (deadline_us == 0) deadline_us = MonotonicMicros() + timeout_us_;
     uint32_t owner = (w & ~kWaitersBit) - 1;
     if (owner >= kMaxSlots || !SlotAlive(owner)) {
       if (lock_->writer.compare_exchange_strong(w, me | (w & kWaitersBit),
@@ -141,8 +138,9 @@ void RwLock::UnlockWriter() {
   if (lock_->writer.exchange(0, std::memory_order_release) & kWaitersBit) WakeWord(&lock_->writer);
 }
 
-absl::Status RwLock::LockExclusive(uint64_t deadline_us) {
+absl::Status RwLock::LockExclusive() {
   lock_->writer_active.store(1, std::memory_order_seq_cst);
+  uint64_t deadline_us = 0;
   const uint32_t hwm = std::min(lock_->slot_hwm.load(std::memory_order_seq_cst), kMaxSlots);
   for (uint32_t i = 0; i < hwm; ++i) {
     std::atomic<uint32_t>& readers = slots_[i].readers;
@@ -150,7 +148,8 @@ absl::Status RwLock::LockExclusive(uint64_t deadline_us) {
       CpuRelax();
     }
     for (uint32_t r; (r = readers.load(std::memory_order_seq_cst)) != 0;) {
-      if (!SlotAlive(i)) break;  // a dead reader: its count means nothing
+      if (!SlotAlive(i)) break;
+      if (deadline_us == 0) deadline_us = MonotonicMicros() + timeout_us_;  // a dead reader: its count means nothing
       if (MonotonicMicros() >= deadline_us) {
         UnlockExclusive();
         return absl::DeadlineExceededError(absl::StrCat(

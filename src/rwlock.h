@@ -25,10 +25,12 @@ namespace mapkv::internal {
 
 class RwLock {
  public:
-  RwLock(char* base, MappedFile* file)
+  // `timeout_us`: how long LockWriter and LockExclusive wait before DeadlineExceeded.
+  RwLock(char* base, MappedFile* file, uint64_t timeout_us)
       : lock_(reinterpret_cast<LockState*>(base + kLockStateOffset)),
         slots_(reinterpret_cast<ProcessSlot*>(base + kSlotsOffset)),
-        file_(file) {}
+        file_(file),
+        timeout_us_(timeout_us) {}
 
   // Only the first opener, when no other handle exists: clears every lock word and slot.
   void Reset();
@@ -39,7 +41,17 @@ class RwLock {
   void ReleaseSlot();
   uint32_t slot() const { return slot_; }
 
-  // Shared side. `deadline_us` is on the MonotonicMicros() clock. When the writer that holds the
+  // Shared side, fast path: true when taken (no commit is publishing).
+  bool TryLockShared() {
+    std::atomic<uint32_t>& readers = slots_[slot_].readers;
+    // Dekker-style with the commit's store to writer_active then load of the slots: both sides
+    // are seq_cst, so either the reader sees writer_active or the writer sees the reader.
+    readers.fetch_add(1, std::memory_order_seq_cst);
+    if (lock_->writer_active.load(std::memory_order_seq_cst) == 0) return true;
+    UnlockShared();
+    return false;
+  }
+  // Shared side, waiting. `deadline_us` is on the MonotonicMicros() clock. When the writer that holds the
   // exclusive side died, returns FailedPrecondition with `*writer_dead` set: the caller must take
   // the writer lock (which runs recovery) and try again.
   absl::Status LockShared(uint64_t deadline_us, bool* writer_dead);
@@ -53,11 +65,11 @@ class RwLock {
 
   // Writer lock. Returns true when it was taken over from a dead holder: the state may hold a
   // half-applied commit, and the caller must run recovery before anything else.
-  absl::StatusOr<bool> LockWriter(uint64_t deadline_us);
+  absl::StatusOr<bool> LockWriter();
   void UnlockWriter();
 
   // Exclusive side; the caller holds the writer lock. Waits for the reads in flight to end.
-  absl::Status LockExclusive(uint64_t deadline_us);
+  absl::Status LockExclusive();
   void UnlockExclusive();
   bool exclusive_stale() const { return lock_->writer_active.load() != 0; }
 
@@ -72,6 +84,7 @@ class RwLock {
   LockState* const lock_;
   ProcessSlot* const slots_;
   MappedFile* const file_;
+  const uint64_t timeout_us_;
   uint32_t slot_ = kMaxSlots;
 };
 

@@ -26,7 +26,9 @@
 //   keep coherent between machines. Use a local filesystem.
 // - Size: the file grows up to Options::max_file_size and never shrinks while open; deleted and
 //   overwritten records are garbage until offline compaction (`mapkv compact`).
-// - A ReadTxn holds the shared lock: commits wait until it ends. Keep read transactions short.
+// - A ReadTxn holds the shared lock: commits wait until it ends. Keep read transactions short,
+//   and never commit (DB::Put, WriteTxn::Commit) from a thread that holds a ReadTxn of the same
+//   handle: the commit would wait for that thread until lock_timeout (DeadlineExceeded).
 // - Two handles on one file in one process behave as two processes (each has its own slot).
 #ifndef MAPKV_DB_H_
 #define MAPKV_DB_H_
