@@ -222,5 +222,53 @@ TEST(RecoveryTest, TruncatedLogOnTheSameBootIsDataLoss) {
   EXPECT_STATUS(db, absl::StatusCode::kDataLoss);
 }
 
+TEST(DurabilityTest, PeriodicCheckpointsOnTheByteBudget) {
+  test::TempDir dir;
+  Options o = Small();
+  o.durability = Durability::kPeriodic;
+  o.checkpoint_bytes = 16 << 10;
+  o.checkpoint_interval = std::chrono::hours(1);
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(dir.File("db"), o));
+  EXPECT_EQ(db->GetStats().checkpoints, 0u);
+  for (int i = 0; i < 1000; ++i) ASSERT_OK(db->Put(Key(i), std::string(100, 'v')));
+  // ~140 KB appended with a 16 KiB budget: about eight checkpoints, never one per commit.
+  const Stats s = db->GetStats();
+  EXPECT_GE(s.checkpoints, 5u);
+  EXPECT_LE(s.checkpoints, 20u);
+  EXPECT_GT(s.last_checkpoint_unix_ms, 0);
+}
+
+TEST(DurabilityTest, PeriodicCheckpointsOnTheTimeBudget) {
+  test::TempDir dir;
+  Options o = Small();
+  o.durability = Durability::kPeriodic;
+  o.checkpoint_interval = std::chrono::milliseconds(0);
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(dir.File("db"), o));
+  for (int i = 0; i < 5; ++i) ASSERT_OK(db->Put(Key(i), "v"));
+  EXPECT_EQ(db->GetStats().checkpoints, 5u);
+}
+
+TEST(DurabilityTest, SyncCommitsAndNoneDoesNotCheckpoint) {
+  test::TempDir dir;
+  Options o = Small();
+  o.durability = Durability::kSync;
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(dir.File("sync"), o));
+    for (int i = 0; i < 50; ++i) ASSERT_OK(db->Put(Key(i), Value(i)));
+    ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+    ASSERT_OK(txn.Put("a", "b"));
+    ASSERT_OK(txn.Commit());
+    EXPECT_OK_AND_EQ(db->Get(Key(49)), Value(49));
+    EXPECT_EQ(db->GetStats().checkpoints, 0u);  // kSync flushes records, not checkpoints
+  }
+  o.durability = Durability::kNone;
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(dir.File("none"), o));
+  for (int i = 0; i < 50; ++i) ASSERT_OK(db->Put(Key(i), Value(i)));
+  EXPECT_EQ(db->GetStats().checkpoints, 0u);
+  ASSERT_OK(db->Checkpoint());
+  ASSERT_OK(db->Checkpoint());
+  EXPECT_EQ(db->GetStats().checkpoints, 2u);
+}
+
 }  // namespace
 }  // namespace mapkv
