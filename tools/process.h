@@ -1,0 +1,71 @@
+// The process plumbing `mapkv demo` needs: forking workers, a start gate, pipes back to the
+// parent, waiting, CPU time and a temporary directory. The OS calls stay in process_posix.cc, as
+// the library keeps its own in src/platform/; a Windows port of the demo would add
+// process_win32.cc (spawning the tool itself instead of fork()).
+#ifndef MAPKV_TOOLS_PROCESS_H_
+#define MAPKV_TOOLS_PROCESS_H_
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace mapkv::tools {
+
+struct ChildProcess {
+  int pid = -1;
+  int from_child = -1;  // read end of a pipe whose write end only the child holds
+};
+
+// Forks. The child runs body(write end of the pipe), flushes stdio and exits with body's return
+// value without running destructors or atexit handlers, so it never touches objects (such as an
+// open mapkv::DB) that it inherited from the parent. The parent gets the pid and the read end.
+// stdio is flushed before the fork so that buffered output is not written twice.
+absl::StatusOr<ChildProcess> ForkChild(absl::FunctionRef<int(int to_parent)> body);
+
+// A barrier that releases every child at once. Create it before forking; each child calls Wait(),
+// which returns once the parent has called Open() and every other child holding the gate has
+// reached Wait() (or exited).
+class StartGate {
+ public:
+  static absl::StatusOr<StartGate> Create();
+  StartGate(StartGate&& other) noexcept;
+  StartGate& operator=(StartGate&& other) = delete;
+  ~StartGate();
+
+  absl::Status Wait();  // in a child
+  void Open();          // in the parent
+
+ private:
+  StartGate(int read_fd, int write_fd) : read_fd_(read_fd), write_fd_(write_fd) {}
+  int read_fd_;
+  int write_fd_;
+};
+
+absl::Status WriteAll(int fd, const void* data, size_t size);
+
+// Reads exactly `size` bytes. OutOfRange when the writer closed the pipe first (the child died or
+// exited), DeadlineExceeded when `timeout` passes first.
+absl::Status ReadAll(int fd, void* data, size_t size, std::chrono::milliseconds timeout);
+
+void CloseFd(int fd);
+
+// Reaps the child. OK when it exited with status 0; otherwise Internal, saying how it ended.
+absl::Status WaitChild(int pid);
+void KillChild(int pid);  // SIGKILL; for children that stopped answering
+
+int CurrentPid();
+
+// User plus system CPU time of this process so far (getrusage RUSAGE_SELF).
+double ProcessCpuSeconds();
+
+// A new, empty directory `<TMPDIR or /tmp>/<prefix>XXXXXX`.
+absl::StatusOr<std::string> MakeTempDir(std::string_view prefix);
+
+}  // namespace mapkv::tools
+
+#endif  // MAPKV_TOOLS_PROCESS_H_
