@@ -5,7 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <semaphore>
+#include <atomic>
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,16 @@ struct WriteState {
   bool track_writes = true;  // false for DB::Put/Delete: one write, no map needed
   absl::InlinedVector<uint64_t, 4> checksums;  // of every record so far
   absl::flat_hash_map<std::string, uint64_t, KeyHash, KeyEq> writes;   // key -> its last record in this batch
+};
+
+// A lock that any thread may release: 0 free, 1 held, 2 held with sleepers (Drepper's mutex).
+class Gate {
+ public:
+  bool TryAcquireFor(std::chrono::milliseconds timeout);
+  void Release();
+
+ private:
+  std::atomic<uint32_t> state_{0};
 };
 
 class DBImpl {
@@ -149,9 +160,10 @@ class DBImpl {
   uint64_t salt_ = 0;
   uint64_t max_file_size_ = 0;
   bool opened_ = false;  // fully open: the slot is claimed and the state valid
-  // Serialises this handle's writers among its threads; a semaphore because a WriteTxn may end
-  // on another thread than the one that began it.
-  std::binary_semaphore write_gate_{1};
+  // Serialises this handle's writers among its threads. Not a std::mutex: a WriteTxn may end on
+  // another thread than the one that began it; not std::binary_semaphore: libstdc++ 12's release
+  // makes a futex syscall every time, waiters or not.
+  Gate write_gate_;
 };
 
 }  // namespace mapkv::internal

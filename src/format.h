@@ -112,7 +112,10 @@ struct alignas(64) LockState {
   // 1 while a commit holds the exclusive side; readers back off and sleep on it.
   std::atomic<uint32_t> writer_active;
   std::atomic<uint32_t> reader_waiters;  // readers sleeping on writer_active
-  char pad1[56];
+  // A seqlock over the committed state: odd while a commit (or recovery) changes it. DB::Get
+  // reads optimistically, writing nothing shared, and retries when it changed meanwhile.
+  std::atomic<uint32_t> publish_seq;
+  char pad1[52];
 };
 static_assert(sizeof(LockState) == 128);
 inline constexpr uint64_t kLockStateOffset = 4096;

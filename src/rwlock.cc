@@ -33,6 +33,7 @@ void RwLock::Reset() {
   lock_->slot_hwm.store(0);
   lock_->writer_active.store(0);
   lock_->reader_waiters.store(0);
+  lock_->publish_seq.store(0);
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     slots_[i].readers.store(0);
     slots_[i].pid.store(0);
@@ -158,10 +159,17 @@ absl::Status RwLock::LockExclusive() {
       WaitWord(&readers, r, SleepFor(deadline_us));
     }
   }
+  // Odd: optimistic readers retry until UnlockExclusive. (After a writer died here the count is
+  // odd already; a fresh increment keeps the next one even.)
+  const uint32_t seq = lock_->publish_seq.load(std::memory_order_relaxed);
+  lock_->publish_seq.store((seq | 1) + ((seq & 1) ? 2 : 0), std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
   return absl::OkStatus();
 }
 
 void RwLock::UnlockExclusive() {
+  const uint32_t seq = lock_->publish_seq.load(std::memory_order_relaxed);
+  if (seq & 1) lock_->publish_seq.store(seq + 1, std::memory_order_release);
   lock_->writer_active.store(0, std::memory_order_seq_cst);
   if (lock_->reader_waiters.load(std::memory_order_seq_cst) != 0) WakeWord(&lock_->writer_active);
 }

@@ -73,6 +73,16 @@ class RwLock {
   void UnlockExclusive();
   bool exclusive_stale() const { return lock_->writer_active.load() != 0; }
 
+  // Optimistic reads (a seqlock): ReadBegin() returns an even number when no commit is changing
+  // the state; ReadValid(seq) after the reads says whether they saw one consistent state. The
+  // state they may see torn is only the index slots and the SharedState words, all single 8-byte
+  // atomics; records and old index tables are never rewritten once committed.
+  uint32_t ReadBegin() const { return lock_->publish_seq.load(std::memory_order_acquire); }
+  bool ReadValid(uint32_t seq) const {
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return lock_->publish_seq.load(std::memory_order_relaxed) == seq;
+  }
+
   // Handles (all processes) that have the file open now, and the pid of the writer lock holder.
   uint32_t OpenHandles();
   uint32_t WriterPid() const;

@@ -28,7 +28,7 @@
 #include "command.h"
 #include "flags.h"
 #include "mapkv/db.h"
-#include "process.h"
+#include "src/platform/subprocess.h"
 #include "tsv.h"
 
 // Set by tools/CMakeLists.txt: the source tree (for data/) and the installed data directory.

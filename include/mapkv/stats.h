@@ -16,7 +16,8 @@ struct Stats {
   uint64_t index_capacity = 0;    // slots in the current index table
   uint64_t index_used = 0;        // slots holding a key or a deletion marker
   double index_load = 0;          // index_used / index_capacity
-  uint64_t commits = 0;           // transactions committed over the life of the file
+  uint64_t commits = 0;           // batches committed over the life of the file: transactions,
+                                  // plus the empty index of a new file and each index rebuild
   uint64_t checkpoints = 0;       // checkpoints completed over the life of the file
   int64_t last_checkpoint_unix_ms = 0;  // 0 if never
   uint32_t open_handles = 0;      // handles (in all processes) that have the file open now

@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "process.h"
+#include "src/platform/subprocess.h"
 
 namespace mapkv::tools {
 namespace {

@@ -1,9 +1,9 @@
-// The process plumbing `mapkv demo` needs: forking workers, a start gate, pipes back to the
-// parent, waiting, CPU time and a temporary directory. The OS calls stay in process_posix.cc, as
-// the library keeps its own in src/platform/; a Windows port of the demo would add
-// process_win32.cc (spawning the tool itself instead of fork()).
-#ifndef MAPKV_TOOLS_PROCESS_H_
-#define MAPKV_TOOLS_PROCESS_H_
+// Child processes for the tool (`mapkv demo`): forking workers, a start gate, pipes back to the
+// parent, waiting, CPU time and a temporary directory. The OS calls stay in subprocess_posix.cc, as
+// with the rest of the platform code; a Windows port would add
+// subprocess_win32.cc (spawning the tool itself instead of fork()).
+#ifndef MAPKV_PLATFORM_SUBPROCESS_H_
+#define MAPKV_PLATFORM_SUBPROCESS_H_
 
 #include <chrono>
 #include <cstddef>
@@ -68,4 +68,4 @@ absl::StatusOr<std::string> MakeTempDir(std::string_view prefix);
 
 }  // namespace mapkv::tools
 
-#endif  // MAPKV_TOOLS_PROCESS_H_
+#endif  // MAPKV_PLATFORM_SUBPROCESS_H_
