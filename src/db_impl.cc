@@ -303,7 +303,7 @@ absl::Status DBImpl::AcquireWriter() {
     write_gate_.Release();
     return from_dead.status();
   }
-  if (*from_dead || lock_.exclusive_stale()) {
+  if (*from_dead || NeedsRecovery()) {
     absl::Status s = Recover();
     if (!s.ok()) {
       ReleaseWriter();
@@ -336,7 +336,7 @@ absl::StatusOr<Snapshot> DBImpl::LockShared() {
       write_gate_.Release();
       return from_dead.status();
     }
-    absl::Status r = (*from_dead || lock_.exclusive_stale()) ? Recover() : absl::OkStatus();
+    absl::Status r = (*from_dead || NeedsRecovery()) ? Recover() : absl::OkStatus();
     ReleaseWriter();
     MAPKV_RETURN_IF_ERROR(r);
   }
@@ -368,10 +368,13 @@ absl::StatusOr<std::string_view> DBImpl::Lookup(const Snapshot& snap, std::strin
   Slot* slot = table.Probe(hash, [&](uint64_t offset) {
     // Fetch the first lines of the record at once rather than the header first and the value
     // lines after it: one round trip to memory instead of two or three (a 16-byte key and a
-    // 100-byte value span three lines). Prefetches never fault, so a bad offset is harmless.
-    __builtin_prefetch(base_ + offset);
-    __builtin_prefetch(base_ + offset + 64);
-    __builtin_prefetch(base_ + offset + 128);
+    // 100-byte value span three lines). Only in-bounds offsets: a damaged slot may hold anything.
+    if (offset < snap.tail) {
+      const char* record = base_ + offset;
+      __builtin_prefetch(record);
+      __builtin_prefetch(record + 64);
+      __builtin_prefetch(record + 128);
+    }
     absl::StatusOr<Record> r = ReadRecord(base_, offset, snap.tail, salt_, false);
     if (!r.ok()) {
       damage = r.status();

@@ -120,6 +120,11 @@ class DBImpl {
 
   // Recovery (recovery.cc).
   absl::Status Recover();  // finishes a dead writer's commit; caller holds the writer lock
+  // Whether a dead writer left work behind: a commit half published or a stale exclusive side.
+  bool NeedsRecovery() const {
+    return lock_.exclusive_stale() ||
+           state_->applied_tail.load() != state_->committed_tail.load();
+  }
   absl::Status Replay();
   absl::Status RebuildIndex();
   void RecountStats();

@@ -54,6 +54,15 @@ absl::Status RwLock::ClaimSlot(uint32_t pid) {
     while (hwm < i + 1 && !lock_->slot_hwm.compare_exchange_weak(hwm, i + 1)) {
     }
     slot_ = i;
+    // A CAS, not a store: a waiter that saw the old owner dead may be taking the lock over right
+    // now, and exactly one of us must win.
+    uint32_t w = lock_->writer.load();
+    while ((w & ~kWaitersBit) == i + 1) {
+      if (lock_->writer.compare_exchange_weak(w, 0)) {
+        if (w & kWaitersBit) WakeWord(&lock_->writer);
+        break;
+      }
+    }
     return absl::OkStatus();
   }
   return absl::ResourceExhaustedError(

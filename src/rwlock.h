@@ -36,7 +36,8 @@ class RwLock {
   void Reset();
 
   // Takes a free slot (one whose owner is gone) for this handle. ResourceExhausted when all
-  // kMaxSlots are owned by live handles.
+  // kMaxSlots are owned by live handles. When the slot's dead owner held the writer lock (which
+  // names the slot), releases it: the next writer finds the exclusive side stale and recovers.
   absl::Status ClaimSlot(uint32_t pid);
   void ReleaseSlot();
   uint32_t slot() const { return slot_; }

@@ -1,0 +1,441 @@
+// Several processes (fork()) on one database at once: writers and readers see each other's
+// commits, growth made by one process is seen by the rest, a late opener sees everything, and a
+// handle opened before fork() refuses to work in the child.
+//
+// Every child opens the database itself, after fork(), and closes it before it exits.
+// MAPKV_MP_ITERS scales the number of commits per writer (default 400).
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "mapkv/db.h"
+#include "test_util.h"
+
+namespace mapkv {
+namespace {
+
+using ::absl::StatusCode;
+using ::mapkv::test::ForkChild;
+using ::mapkv::test::Pipe;
+using ::mapkv::test::RunChild;
+using ::mapkv::test::TempDir;
+using ::mapkv::test::WaitChild;
+
+// Tiny initial sizes, so that the file and the index grow while several processes use them.
+Options TinyOptions() {
+  Options options;
+  options.initial_file_size = 1 << 20;
+  options.initial_index_slots = 64;
+  options.max_file_size = 1ull << 30;
+  options.lock_timeout = std::chrono::milliseconds(10000);
+  return options;
+}
+
+std::string CounterKey(int proc) { return absl::StrCat("p", proc); }
+std::string MirrorKey(int proc) { return absl::StrCat("p", proc, "/mirror"); }
+std::string DataKey(int proc, uint64_t slot) { return absl::StrCat("p", proc, "/d", slot); }
+constexpr uint64_t kDataSlots = 50;
+
+// The size of the value that writer `proc` stores in its data slot at commit `n`: mostly small,
+// sometimes 64 KiB, so that the file grows while the processes run.
+size_t DataSize(int proc, uint64_t n) {
+  test::Rng rng(test::MixSeed(CounterKey(proc), n));
+  return rng() % 16 == 0 ? (64 << 10) : rng() % 3000;
+}
+std::string DataValue(int proc, uint64_t n) {
+  const std::string key = DataKey(proc, n % kDataSlots);
+  return test::StampedValue(key, n, DataSize(proc, n));
+}
+
+// Reads every writer's counter in one ReadTxn: checks each counter equals its mirror (both keys are
+// written by one transaction) and never goes backwards. Returns 0 or a failure exit code.
+int CheckCounters(DB* db, int writers, std::vector<uint64_t>* last_seen) {
+  auto txn = db->BeginRead();
+  CHILD_CHECK_OK(txn);
+  for (int j = 0; j < writers; ++j) {
+    auto counter = txn->Get(CounterKey(j));
+    auto mirror = txn->Get(MirrorKey(j));
+    if (absl::IsNotFound(counter.status())) {
+      CHILD_CHECK(absl::IsNotFound(mirror.status()), "p", j, " mirror without counter");
+      CHILD_CHECK((*last_seen)[j] == 0, "p", j, " disappeared after ", (*last_seen)[j]);
+      continue;
+    }
+    CHILD_CHECK_OK(counter, "p", j);
+    CHILD_CHECK_OK(mirror, "p", j, "/mirror");
+    CHILD_CHECK(*counter == *mirror, "p", j, " counter and mirror differ: torn transaction");
+    uint64_t value = 0;
+    CHILD_CHECK(test::ParseStamp(*counter, &value), "p", j, " holds garbage");
+    CHILD_CHECK(value >= (*last_seen)[j], "p", j, " went back from ", (*last_seen)[j], " to ",
+                value);
+    (*last_seen)[j] = value;
+  }
+  return 0;
+}
+
+// Validates the final state written by `writers` writers that each made `iters` commits.
+void ValidateFinal(DB* db, int writers, uint64_t iters) {
+  for (int j = 0; j < writers; ++j) {
+    EXPECT_OK_AND_EQ(db->Get(CounterKey(j)), test::Stamp(iters)) << "p" << j;
+    EXPECT_OK_AND_EQ(db->Get(MirrorKey(j)), test::Stamp(iters)) << "p" << j;
+    for (uint64_t slot = 0; slot < kDataSlots && slot < iters + 1; ++slot) {
+      // The last commit n <= iters with n % kDataSlots == slot wrote this slot.
+      uint64_t n = iters - ((iters + kDataSlots - slot) % kDataSlots);
+      if (n == 0) continue;  // commits start at 1
+      EXPECT_OK_AND_EQ(db->Get(DataKey(j, slot)), DataValue(j, n)) << "p" << j << " slot " << slot;
+    }
+  }
+}
+
+TEST(MultiprocessTest, WritersAndReadersSeeEachOthersCommits) {
+  TempDir dir;
+  const std::string path = dir.File("mp.mapkv");
+  const int kWriters = 4;
+  const int kReaders = 2;
+  const uint64_t iters = static_cast<uint64_t>(test::EnvInt("MAPKV_MP_ITERS", 400));
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));  // created before the fork
+  }
+  Pipe start;  // closed by the parent to release every child at once
+  std::vector<pid_t> pids;
+  for (int i = 0; i < kWriters + kReaders; ++i) {
+    pids.push_back(ForkChild([&, i]() -> int {
+      start.CloseWrite();
+      auto opened = DB::Open(path, TinyOptions());
+      CHILD_CHECK_OK(opened);
+      std::unique_ptr<DB> db = std::move(*opened);
+      start.WaitByte();  // returns at end of file
+      std::vector<uint64_t> last_seen(kWriters, 0);
+      const bool writer = i < kWriters;
+      if (writer) {
+        for (uint64_t n = 1; n <= iters; ++n) {
+          auto txn = db->BeginWrite();
+          CHILD_CHECK_OK(txn);
+          CHILD_CHECK_OK(txn->Put(CounterKey(i), test::Stamp(n)));
+          CHILD_CHECK_OK(txn->Put(DataKey(i, n % kDataSlots), DataValue(i, n)));
+          CHILD_CHECK_OK(txn->Put(MirrorKey(i), test::Stamp(n)));
+          CHILD_CHECK_OK(txn->Commit());
+          // Own commit visible at once, through DB::Get as well as a ReadTxn.
+          auto own = db->Get(CounterKey(i));
+          CHILD_CHECK_OK(own);
+          CHILD_CHECK(*own == test::Stamp(n), "own counter not visible after Commit");
+          if (int rc = CheckCounters(db.get(), kWriters, &last_seen); rc != 0) return rc;
+          CHILD_CHECK(last_seen[i] == n);
+        }
+      }
+      // Everyone waits until it has seen every writer's final value.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      for (;;) {
+        if (int rc = CheckCounters(db.get(), kWriters, &last_seen); rc != 0) return rc;
+        bool all = true;
+        for (uint64_t v : last_seen) all = all && v == iters;
+        if (all) break;
+        CHILD_CHECK(std::chrono::steady_clock::now() < deadline, "never saw the final values");
+        if (!writer) continue;  // readers spin: they read as often as they can
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      return 0;
+    }));
+  }
+  start.CloseWrite();
+  for (size_t i = 0; i < pids.size(); ++i) {
+    const int status = WaitChild(pids[i], std::chrono::seconds(300));
+    EXPECT_EQ(status, 0) << "child " << i << ": " << test::ExitStatusToString(status);
+  }
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
+  ValidateFinal(db.get(), kWriters, iters);
+  const Stats stats = db->GetStats();
+  EXPECT_EQ(stats.keys,
+            static_cast<uint64_t>(kWriters) * (2 + std::min<uint64_t>(iters, kDataSlots)));
+  EXPECT_GE(stats.commits, kWriters * iters);
+  EXPECT_GT(stats.file_size, 1u << 20) << "the file never grew";
+  EXPECT_EQ(stats.open_handles, 1u) << "a child's handle is still counted";
+}
+
+// Growth made by one process (file and index) is picked up by processes that opened the database
+// before it, without a reopen, while they keep reading.
+TEST(MultiprocessTest, GrowthInOneProcessIsSeenByTheOthers) {
+  TempDir dir;
+  const std::string path = dir.File("grow.mapkv");
+  constexpr int kReaders = 3;
+  constexpr int kKeys = 20000;
+  auto key_of = [](int i) { return absl::StrCat("g", i); };
+  auto value_of = [&](int i) {
+    return test::StampedValue(key_of(i), 1, 100 + static_cast<size_t>(i) % 300);
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
+    ASSERT_OK(db->Put("seed", "1"));
+  }
+  Pipe ready;  // each reader writes one byte once it has opened the database
+  std::vector<pid_t> pids;
+  for (int r = 0; r < kReaders; ++r) {
+    pids.push_back(ForkChild([&, r]() -> int {
+      ready.CloseRead();
+      auto opened = DB::Open(path, TinyOptions());
+      CHILD_CHECK_OK(opened);
+      std::unique_ptr<DB> db = std::move(*opened);
+      const Stats before = db->GetStats();
+      CHILD_CHECK(before.index_capacity == 64, "index already grew: ", before.index_capacity);
+      CHILD_CHECK(ready.Write("r"));
+      test::Rng rng(r);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+      for (;;) {
+        // While the writer grows the file: random reads must give the right value or NotFound.
+        for (int j = 0; j < 20; ++j) {
+          const int i = static_cast<int>(test::Uniform(rng, 0, kKeys - 1));
+          auto got = db->Get(key_of(i));
+          if (absl::IsNotFound(got.status())) continue;
+          CHILD_CHECK_OK(got, key_of(i));
+          CHILD_CHECK(*got == value_of(i), "wrong value for ", key_of(i));
+        }
+        auto done = db->Get("grown");
+        if (done.ok()) break;
+        CHILD_CHECK(absl::IsNotFound(done.status()), done.status().ToString());
+        CHILD_CHECK(std::chrono::steady_clock::now() < deadline, "never saw \"grown\"");
+      }
+      auto txn = db->BeginRead();
+      CHILD_CHECK_OK(txn);
+      CHILD_CHECK(txn->Count() == kKeys + 2, "Count ", txn->Count());
+      for (int i = 0; i < kKeys; ++i) {
+        auto got = txn->Get(key_of(i));
+        CHILD_CHECK_OK(got, key_of(i));
+        CHILD_CHECK(*got == value_of(i), "wrong value for ", key_of(i));
+      }
+      const Stats after = db->GetStats();
+      CHILD_CHECK(after.file_size > before.file_size, "file_size ", after.file_size);
+      CHILD_CHECK(after.index_capacity > before.index_capacity, "index ", after.index_capacity);
+      CHILD_CHECK(after.keys == kKeys + 2, "keys ", after.keys);
+      return 0;
+    }));
+  }
+  const pid_t grower = ForkChild([&]() -> int {
+    ready.CloseWrite();
+    auto opened = DB::Open(path, TinyOptions());
+    CHILD_CHECK_OK(opened);
+    std::unique_ptr<DB> db = std::move(*opened);
+    for (int r = 0; r < kReaders; ++r) CHILD_CHECK(ready.WaitByte(), "a reader never got ready");
+    for (int i = 0; i < kKeys;) {
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      for (int end = i + 200; i < end; ++i) CHILD_CHECK_OK(txn->Put(key_of(i), value_of(i)));
+      CHILD_CHECK_OK(txn->Commit());
+    }
+    CHILD_CHECK_OK(db->Put("grown", "1"));
+    return 0;
+  });
+  ready.CloseWrite();
+  ready.CloseRead();
+  for (int r = 0; r < kReaders; ++r) {
+    const int status = WaitChild(pids[r], std::chrono::seconds(300));
+    EXPECT_EQ(status, 0) << "reader " << r << ": " << test::ExitStatusToString(status);
+  }
+  const int status = WaitChild(grower, std::chrono::seconds(300));
+  EXPECT_EQ(status, 0) << "grower: " << test::ExitStatusToString(status);
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
+  EXPECT_EQ(db->GetStats().keys, static_cast<uint64_t>(kKeys + 2));
+  for (int i = 0; i < kKeys; i += 7) EXPECT_OK_AND_EQ(db->Get(key_of(i)), value_of(i));
+}
+
+// A process that opens the database after others committed sees everything: first while the
+// writers still have it open (it joins), then after they all closed (the parent opens it first).
+TEST(MultiprocessTest, LateOpenerSeesEverything) {
+  TempDir dir;
+  const std::string path = dir.File("late.mapkv");
+  constexpr int kWriters = 2;
+  constexpr int kKeys = 3000;
+  auto key_of = [](int w, int i) { return absl::StrCat("w", w, "/", i); };
+  auto value_of = [&](int w, int i) { return test::StampedValue(key_of(w, i), w, i % 700); };
+  Pipe done;     // a writer writes a byte when it has committed everything
+  Pipe release;  // closed by the parent when the writers may close the database
+  std::vector<pid_t> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.push_back(ForkChild([&, w]() -> int {
+      done.CloseRead();
+      release.CloseWrite();
+      auto opened = DB::Open(path, TinyOptions());
+      CHILD_CHECK_OK(opened);
+      std::unique_ptr<DB> db = std::move(*opened);
+      for (int i = 0; i < kKeys;) {
+        auto txn = db->BeginWrite();
+        CHILD_CHECK_OK(txn);
+        for (int end = i + 100; i < end; ++i)
+          CHILD_CHECK_OK(txn->Put(key_of(w, i), value_of(w, i)));
+        CHILD_CHECK_OK(txn->Commit());
+      }
+      CHILD_CHECK_OK(db->Delete(key_of(w, 0)));
+      CHILD_CHECK(done.Write("d"));
+      release.WaitByte(std::chrono::seconds(300));  // end of file when the parent closes it
+      return 0;
+    }));
+  }
+  done.CloseWrite();
+  release.CloseRead();
+  for (int w = 0; w < kWriters; ++w) ASSERT_TRUE(done.WaitByte()) << "a writer failed";
+
+  auto check = [&]() -> int {
+    auto opened = DB::Open(path, TinyOptions());
+    CHILD_CHECK_OK(opened);
+    std::unique_ptr<DB> db = std::move(*opened);
+    auto txn = db->BeginRead();
+    CHILD_CHECK_OK(txn);
+    CHILD_CHECK(txn->Count() == kWriters * (kKeys - 1), "Count ", txn->Count());
+    for (int w = 0; w < kWriters; ++w) {
+      CHILD_CHECK(absl::IsNotFound(txn->Get(key_of(w, 0)).status()), "deleted key visible");
+      for (int i = 1; i < kKeys; ++i) {
+        auto got = txn->Get(key_of(w, i));
+        CHILD_CHECK_OK(got, key_of(w, i));
+        CHILD_CHECK(*got == value_of(w, i), "wrong value for ", key_of(w, i));
+      }
+    }
+    return 0;
+  };
+  // Joins while both writers hold the database open.
+  int status = RunChild(check);
+  EXPECT_EQ(status, 0) << "late opener: " << test::ExitStatusToString(status);
+
+  release.CloseWrite();
+  for (int w = 0; w < kWriters; ++w) {
+    status = WaitChild(writers[w]);
+    EXPECT_EQ(status, 0) << "writer " << w << ": " << test::ExitStatusToString(status);
+  }
+  // First opener after everyone closed.
+  status = RunChild(check);
+  EXPECT_EQ(status, 0) << "opener after close: " << test::ExitStatusToString(status);
+  EXPECT_EQ(check(), 0);  // and the parent itself
+}
+
+// Several processes create the missing file at the same moment: one creates it, the others join.
+TEST(MultiprocessTest, ConcurrentCreate) {
+  TempDir dir;
+  constexpr int kProcs = 4;
+  for (int round = 0; round < 5; ++round) {
+    const std::string path = dir.File(absl::StrCat("create", round, ".mapkv"));
+    Pipe start;
+    std::vector<pid_t> pids;
+    for (int i = 0; i < kProcs; ++i) {
+      pids.push_back(ForkChild([&, i]() -> int {
+        start.CloseWrite();
+        start.WaitByte();  // end of file: go
+        auto opened = DB::Open(path, TinyOptions());
+        CHILD_CHECK_OK(opened);
+        std::unique_ptr<DB> db = std::move(*opened);
+        CHILD_CHECK_OK(db->Put(absl::StrCat("c", i), absl::StrCat(i)));
+        return 0;
+      }));
+    }
+    start.CloseWrite();
+    for (int i = 0; i < kProcs; ++i) {
+      const int status = WaitChild(pids[i]);
+      EXPECT_EQ(status, 0) << "round " << round << " child " << i << ": "
+                           << test::ExitStatusToString(status);
+    }
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
+    EXPECT_EQ(db->GetStats().keys, static_cast<uint64_t>(kProcs)) << "round " << round;
+    for (int i = 0; i < kProcs; ++i) {
+      EXPECT_OK_AND_EQ(db->Get(absl::StrCat("c", i)), absl::StrCat(i)) << "round " << round;
+    }
+  }
+}
+
+// A handle opened before fork() fails every call in the child with FailedPrecondition and leaves
+// the parent's handle and the file intact. The child can open its own handle.
+TEST(MultiprocessTest, PreForkHandleFailsInChild) {
+  TempDir dir;
+  const std::string path = dir.File("fork.mapkv");
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
+  ASSERT_OK(db->Put("a", "1"));
+  ASSERT_OK(db->Put("b", "2"));
+
+  const int status = RunChild([&]() -> int {
+    CHILD_CHECK(db->Get("a").status().code() == StatusCode::kFailedPrecondition,
+                db->Get("a").status().ToString());
+    CHILD_CHECK(db->Put("a", "child").code() == StatusCode::kFailedPrecondition);
+    CHILD_CHECK(db->Put("c", "child").code() == StatusCode::kFailedPrecondition);
+    CHILD_CHECK(db->Delete("b").code() == StatusCode::kFailedPrecondition);
+    CHILD_CHECK(db->BeginRead().status().code() == StatusCode::kFailedPrecondition);
+    CHILD_CHECK(db->BeginWrite().status().code() == StatusCode::kFailedPrecondition);
+    CHILD_CHECK(db->Checkpoint().code() == StatusCode::kFailedPrecondition);
+    (void)db->GetStats();  // must not crash; no status to check
+    // The child's own handle works.
+    auto opened = DB::Open(path, TinyOptions());
+    CHILD_CHECK_OK(opened);
+    std::unique_ptr<DB> own = std::move(*opened);
+    auto a = own->Get("a");
+    CHILD_CHECK_OK(a);
+    CHILD_CHECK(*a == "1");
+    CHILD_CHECK_OK(own->Put("from_child", "yes"));
+    return 0;  // `own` closes; the parent's handle copy is left alone (no destructor runs)
+  });
+  EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
+
+  EXPECT_OK_AND_EQ(db->Get("a"), "1");
+  EXPECT_OK_AND_EQ(db->Get("b"), "2");
+  EXPECT_STATUS(db->Get("c"), StatusCode::kNotFound);
+  EXPECT_OK_AND_EQ(db->Get("from_child"), "yes");
+  ASSERT_OK(db->Put("after", "3"));
+  EXPECT_EQ(db->GetStats().keys, 4u);
+  EXPECT_EQ(db->GetStats().open_handles, 1u);
+  db.reset();
+  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, TinyOptions()));
+  EXPECT_EQ(db->GetStats().keys, 4u);
+  EXPECT_OK_AND_EQ(db->Get("after"), "3");
+}
+
+// Destroying the inherited handle in the child (as exit() would, for a static handle) does not
+// release the parent's locks or reader slot.
+TEST(MultiprocessTest, PreForkHandleDestroyedInChildIsHarmless) {
+  TempDir dir;
+  const std::string path = dir.File("fork.mapkv");
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
+  ASSERT_OK(db->Put("a", "1"));
+  int status = RunChild([&]() -> int {
+    db.reset();
+    return 0;
+  });
+  EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
+  EXPECT_OK_AND_EQ(db->Get("a"), "1");
+  ASSERT_OK(db->Put("b", "2"));
+  EXPECT_EQ(db->GetStats().open_handles, 1u);
+
+  // The parent still holds its writer lock properly: while it has a WriteTxn open, a fresh
+  // process cannot begin another one.
+  {
+    ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+    ASSERT_OK(txn.Put("c", "3"));
+    status = RunChild([&]() -> int {
+      Options options = TinyOptions();
+      options.lock_timeout = std::chrono::milliseconds(300);
+      auto opened = DB::Open(path, options);
+      CHILD_CHECK_OK(opened);
+      std::unique_ptr<DB> own = std::move(*opened);
+      auto second = own->BeginWrite();
+      CHILD_CHECK(second.status().code() == StatusCode::kDeadlineExceeded,
+                  "second writer: ", second.status().ToString());
+      CHILD_CHECK(absl::IsNotFound(own->Get("c").status()), "uncommitted write visible");
+      return 0;
+    });
+    EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
+    ASSERT_OK(txn.Commit());
+  }
+  status = RunChild([&]() -> int {
+    auto opened = DB::Open(path, TinyOptions());
+    CHILD_CHECK_OK(opened);
+    std::unique_ptr<DB> own = std::move(*opened);
+    for (const char* key : {"a", "b", "c"}) CHILD_CHECK_OK(own->Get(key), key);
+    CHILD_CHECK_OK(own->Put("d", "4"));
+    return 0;
+  });
+  EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
+  EXPECT_OK_AND_EQ(db->Get("d"), "4");
+  db.reset();
+  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, TinyOptions()));
+  EXPECT_EQ(db->GetStats().keys, 4u);
+}
+
+}  // namespace
+}  // namespace mapkv
