@@ -15,6 +15,7 @@ namespace {
 
 constexpr uint64_t kGrowStep = 1ull << 30;  // the file doubles, by at most this much at a time
 constexpr uint64_t kGrowAlign = 1ull << 20;
+constexpr uint64_t kDeleteReserve = 1ull << 20;  // at most; 1/16 of max_file_size on small files
 
 uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
 
@@ -495,6 +496,14 @@ absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_vie
         absl::StrCat("value of ", value.size(), " bytes: values are at most ", kMaxValueSize));
   }
   const uint64_t size = RecordSize(key.size(), value.size());
+  // Puts stop short of the limit, so that deletes (and the commit records and index tables that
+  // go with them) can still free keys in a full database.
+  const uint64_t reserve = std::min<uint64_t>(kDeleteReserve, max_file_size_ / 16);
+  if (w.tail + size + reserve > max_file_size_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        path(), ": database full: a put of ", size, " bytes would pass max_file_size (",
+        max_file_size_, " bytes) less the ", reserve, " bytes kept for deletes"));
+  }
   MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size));
   WriteRecord(base_, w.tail, salt_, kPut, 0, w.seq, key, value);
   w.checksums.push_back(reinterpret_cast<RecordHeader*>(base_ + w.tail)->checksum);

@@ -711,6 +711,25 @@ TEST_F(DBTest, FileAndIndexGrowWithoutReopen) {
   for (int j = 0; j < kKeys; j += 97) EXPECT_OK_AND_EQ(db->Get(key_of(j)), value_of(j));
 }
 
+TEST_F(DBTest, DeletesGoOnWhenSmallPutsHaveFilledTheFile) {
+  // Small values fill the file to the last bytes; the space kept back for deletes must let many
+  // of them through (each appends a record, and their commits may need a new index table).
+  Options options;
+  options.initial_index_slots = 64;
+  options.max_file_size = 2 << 20;
+  ASSERT_OK_AND_ASSIGN(auto db, Open(options));
+  int n = 0;
+  absl::Status last;
+  while ((last = db->Put(absl::StrCat("k", n), std::string(100, 'v'))).ok()) ++n;
+  ASSERT_STATUS(last, StatusCode::kResourceExhausted);
+  EXPECT_NE(last.message().find("max_file_size"), std::string::npos) << last;
+  ASSERT_GT(n, 5000);
+  for (int i = 0; i < 1000; ++i) ASSERT_OK(db->Delete(absl::StrCat("k", i))) << i;
+  EXPECT_EQ(db->GetStats().keys, static_cast<uint64_t>(n - 1000));
+  EXPECT_STATUS(db->Get("k0"), StatusCode::kNotFound);
+  EXPECT_OK_AND_EQ(db->Get(absl::StrCat("k", n - 1)), std::string(100, 'v'));
+}
+
 TEST_F(DBTest, MaxFileSizeGivesResourceExhaustedAndLosesNothing) {
   Options options;
   options.initial_file_size = 1 << 20;
