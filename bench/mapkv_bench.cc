@@ -112,7 +112,7 @@ class Fixture {
   // Keys live in flat buffers, 16 bytes each, in the order the timed loops walk them, so fetching
   // the next key is a sequential read the prefetcher hides, not a cache miss charged to the store.
   // The loops walk a random permutation of the load order: records and slots are hit at random.
-  std::string_view key(size_t i) const { return Slice(read_keys_, i); }      // present, random
+  std::string_view key(size_t i) const { return Slice(read_keys_, i); }       // present, random
   std::string_view load_key(size_t i) const { return Slice(load_keys_, i); }  // present, by id
   std::string_view miss_key(size_t i) const { return Slice(miss_keys_, i); }  // never present
   std::string_view new_key(size_t i) const { return Slice(new_keys_, i); }    // for inserts

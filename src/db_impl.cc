@@ -92,7 +92,8 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
     // The file's growth limit wins over the option; map all of it.
     const auto* h = reinterpret_cast<const FileHeader*>(file->base());
     if (std::memcmp(h->magic, kMagic, sizeof(kMagic)) == 0 && h->checksum == HeaderChecksum(*h) &&
-        h->max_file_size > file->mapped_size() && !(first && options.max_file_size > h->max_file_size)) {
+        h->max_file_size > file->mapped_size() &&
+        !(first && options.max_file_size > h->max_file_size)) {
       file.reset();
       Options bigger = options;
       bigger.max_file_size = h->max_file_size;
@@ -123,8 +124,7 @@ DBImpl::~DBImpl() {
     // boot can trust the index without a rebuild.
     const CheckpointRecord* ckpt = LatestCheckpoint();
     if (ckpt != nullptr && ckpt->tail == state_->committed_tail.load() &&
-        state_->applied_tail.load() == state_->committed_tail.load() &&
-        state_->clean.load() == 0) {
+        state_->applied_tail.load() == state_->committed_tail.load() && state_->clean.load() == 0) {
       state_->clean.store(1);
       (void)file_->Flush(0, kHeaderPageSize);
     }
@@ -134,8 +134,9 @@ DBImpl::~DBImpl() {
 absl::Status DBImpl::CheckUsable() const {
   if (ForkGeneration() != fork_generation_) {
     return absl::FailedPreconditionError(
-        absl::StrCat(path(), ": this handle was opened before fork(); open the database again "
-                             "in the child process"));
+        absl::StrCat(path(),
+                     ": this handle was opened before fork(); open the database again "
+                     "in the child process"));
   }
   return absl::OkStatus();
 }
@@ -147,7 +148,8 @@ bool DBImpl::CreationInterrupted(uint64_t file_size) const {
   if (file_size < kHeaderPageSize) return false;
   const char* page = base_;
   if (std::all_of(page, page + kHeaderPageSize, [](char c) { return c == 0; })) return true;
-  return std::all_of(header_->magic, header_->magic + sizeof(kMagic), [](char c) { return c == 0; }) &&
+  return std::all_of(header_->magic, header_->magic + sizeof(kMagic),
+                     [](char c) { return c == 0; }) &&
          header_->format_version == kFormatVersion && header_->layout == kLayoutSignature;
 }
 
@@ -171,18 +173,16 @@ absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
                      " is newer than this build supports (", kFormatVersion, ")"));
   }
   if (header_->format_version != kFormatVersion || header_->layout != kLayoutSignature) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(p, ": format version ", header_->format_version, " layout ",
-                     header_->layout, " does not match this build's ", kFormatVersion,
-                     " layout ", kLayoutSignature));
+    return absl::FailedPreconditionError(absl::StrCat(
+        p, ": format version ", header_->format_version, " layout ", header_->layout,
+        " does not match this build's ", kFormatVersion, " layout ", kLayoutSignature));
   }
   if (header_->checksum != HeaderChecksum(*header_)) {
     return absl::DataLossError(absl::StrCat(p, ": file header checksum mismatch at offset 0"));
   }
   if (file_size < kHeaderSize) {
-    return absl::DataLossError(absl::StrCat(p, ": truncated to ", file_size,
-                                            " bytes, shorter than the ", kHeaderSize,
-                                            "-byte header"));
+    return absl::DataLossError(absl::StrCat(
+        p, ": truncated to ", file_size, " bytes, shorter than the ", kHeaderSize, "-byte header"));
   }
   return absl::OkStatus();
 }
@@ -251,9 +251,10 @@ absl::Status DBImpl::FirstOpen() {
   if (size == 0 || CreationInterrupted(size)) {
     if (options_.create_if_missing && !options_.read_only) return Initialize();
     if (size != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path(), ": the creation of this database was interrupted; it holds no data. Open it "
-                  "with create_if_missing to create it again"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path(),
+                       ": the creation of this database was interrupted; it holds no data. Open it "
+                       "with create_if_missing to create it again"));
     }
   }
   MAPKV_RETURN_IF_ERROR(ValidateHeader(size));
@@ -296,8 +297,8 @@ absl::Status DBImpl::AcquireWriter() {
     return absl::PermissionDeniedError(absl::StrCat(path(), ": opened read-only"));
   }
   if (!write_gate_.TryAcquireFor(options_.lock_timeout)) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        path(), ": timed out waiting for another write transaction of this process"));
+    return absl::DeadlineExceededError(
+        absl::StrCat(path(), ": timed out waiting for another write transaction of this process"));
   }
   absl::StatusOr<bool> from_dead = lock_.LockWriter();
   if (!from_dead.ok()) {
@@ -394,9 +395,10 @@ absl::StatusOr<std::string_view> DBImpl::Lookup(const Snapshot& snap, std::strin
         absl::StrCat(path(), ": index points at a non-put record at offset ", found.offset));
   }
   if (options_.verify_checksums && RecordChecksum(base_, found.offset, salt_) != found.checksum) {
-    return absl::DataLossError(absl::StrCat(path(), ": checksum mismatch in the record of key '",
-                                            absl::CHexEscape(absl::string_view(key.data(), std::min<size_t>(key.size(), 64))), "' at offset ",
-                                            found.offset));
+    return absl::DataLossError(absl::StrCat(
+        path(), ": checksum mismatch in the record of key '",
+        absl::CHexEscape(absl::string_view(key.data(), std::min<size_t>(key.size(), 64))),
+        "' at offset ", found.offset));
   }
   return found.value;
 }
@@ -465,9 +467,8 @@ absl::Status DBImpl::EnsureSpace(uint64_t end) {
   uint64_t size = state_->file_size.load();
   if (end <= size) return absl::OkStatus();
   if (end > max_file_size_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(path(), ": database full: needs ", end, " bytes, max_file_size is ",
-                     max_file_size_));
+    return absl::ResourceExhaustedError(absl::StrCat(path(), ": database full: needs ", end,
+                                                     " bytes, max_file_size is ", max_file_size_));
   }
   uint64_t grown = std::max(end, size + std::min(size, kGrowStep));
   grown = std::min(RoundUp(grown, kGrowAlign), max_file_size_);
@@ -562,9 +563,8 @@ absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndex(WriteState& w, uint64_t new_keys
   if (!IndexOverLimit(state_->used.load() + new_keys, uint64_t{1} << old_bits)) return 0;
   // Rehash from the stored hashes (no record reads) into a table at most half full. Readers go on
   // reading the old table meanwhile: only the writer changes tables.
-  const uint32_t bits =
-      std::max(IndexBitsFor(state_->count.load() + new_keys, options_.initial_index_slots),
-               old_bits);
+  const uint32_t bits = std::max(
+      IndexBitsFor(state_->count.load() + new_keys, options_.initial_index_slots), old_bits);
   const uint64_t at = w.tail;
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, WriteIndexTable(at, w.seq, 0, bits));
   IndexTable from(base_, old_record, old_bits);

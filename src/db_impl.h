@@ -2,11 +2,11 @@
 #ifndef MAPKV_DB_IMPL_H_
 #define MAPKV_DB_IMPL_H_
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <atomic>
-#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,9 +59,10 @@ struct WriteState {
   uint64_t tail = 0;   // where the next record goes
   uint64_t puts = 0;   // kPut records appended (upper bound on new keys)
   uint64_t last_record = 0;
-  bool track_writes = true;  // false for DB::Put/Delete: one write, no map needed
+  bool track_writes = true;                    // false for DB::Put/Delete: one write, no map needed
   absl::InlinedVector<uint64_t, 4> checksums;  // of every record so far
-  absl::flat_hash_map<std::string, uint64_t, KeyHash, KeyEq> writes;   // key -> its last record in this batch
+  absl::flat_hash_map<std::string, uint64_t, KeyHash, KeyEq>
+      writes;  // key -> its last record in this batch
 };
 
 // A lock that any thread may release: 0 free, 1 held, 2 held with sleepers (Drepper's mutex).
@@ -122,8 +123,7 @@ class DBImpl {
   absl::Status Recover();  // finishes a dead writer's commit; caller holds the writer lock
   // Whether a dead writer left work behind: a commit half published or a stale exclusive side.
   bool NeedsRecovery() const {
-    return lock_.exclusive_stale() ||
-           state_->applied_tail.load() != state_->committed_tail.load();
+    return lock_.exclusive_stale() || state_->applied_tail.load() != state_->committed_tail.load();
   }
   absl::Status Replay();
   absl::Status RebuildIndex();
@@ -137,11 +137,10 @@ class DBImpl {
 
   // The commit path, shared by transactions, single writes and recovery.
   absl::Status EnsureSpace(uint64_t end);
-  absl::StatusOr<uint64_t> WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags,
-                                           uint32_t bits);
+  absl::StatusOr<uint64_t> WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags, uint32_t bits);
   absl::Status Seal(WriteState& w);
-  absl::Status Publish(WriteState& w, uint64_t new_index_record,
-                       const BatchWrite* writes, size_t n);
+  absl::Status Publish(WriteState& w, uint64_t new_index_record, const BatchWrite* writes,
+                       size_t n);
   void ApplyWrite(IndexTable& table, const BatchWrite& write);
   absl::StatusOr<uint64_t> MaybeGrowIndex(WriteState& w, uint64_t new_keys);
   absl::Status MaybePeriodicCheckpoint();

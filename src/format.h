@@ -34,7 +34,7 @@ inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr uint64_t kHeaderPageSize = 4096;
 inline constexpr uint64_t kHeaderSize = 64 * 1024;  // the log starts here
 inline constexpr uint64_t kMinFileSize = 1 << 20;
-inline constexpr uint32_t kMaxSlots = 896;           // (kHeaderSize - 8 KiB) / 64
+inline constexpr uint32_t kMaxSlots = 896;  // (kHeaderSize - 8 KiB) / 64
 inline constexpr uint64_t kMinIndexSlots = 64;
 inline constexpr uint32_t kMaxIndexBits = 40;
 
@@ -46,15 +46,15 @@ inline constexpr uint64_t SlotLockByte(uint32_t slot) { return kLockRegion + 1 +
 
 // Written once when the file is created (max_file_size may be raised by a first opener).
 struct FileHeader {
-  char magic[8];             // 0: kMagic
-  uint32_t format_version;   // 8: kFormatVersion; a newer one is refused
-  uint32_t layout;           // 12: kLayoutSignature; another build's layout is refused
-  uint64_t hash_seed;        // 16: seed of XXH3 for keys (random per file: no hash flooding)
-  uint64_t salt;             // 24: seed of record checksums (random per file)
-  uint64_t max_file_size;    // 32: growth limit in bytes
-  int64_t created_unix_ms;   // 40
-  uint64_t reserved;         // 48
-  uint64_t checksum;         // 56: XXH3 of bytes [0, 56)
+  char magic[8];            // 0: kMagic
+  uint32_t format_version;  // 8: kFormatVersion; a newer one is refused
+  uint32_t layout;          // 12: kLayoutSignature; another build's layout is refused
+  uint64_t hash_seed;       // 16: seed of XXH3 for keys (random per file: no hash flooding)
+  uint64_t salt;            // 24: seed of record checksums (random per file)
+  uint64_t max_file_size;   // 32: growth limit in bytes
+  int64_t created_unix_ms;  // 40
+  uint64_t reserved;        // 48
+  uint64_t checksum;        // 56: XXH3 of bytes [0, 56)
 };
 static_assert(sizeof(FileHeader) == 64);
 
@@ -62,13 +62,13 @@ static_assert(sizeof(FileHeader) == 64);
 // on disk. Two copies (A at 512, B at 576), written alternately by the parity of `seq`, so a torn
 // write of one leaves the other intact.
 struct CheckpointRecord {
-  uint64_t seq;              // 0: checkpoints so far, this one included (0: never written)
-  uint64_t tail;             // 8: committed end of the log when flushed
-  uint64_t commits;          // 16: commits so far
-  uint64_t index_record;     // 24: offset of the index record then current
-  int64_t unix_ms;           // 32: when
-  uint64_t reserved[2];      // 40
-  uint64_t checksum;         // 56: XXH3 of bytes [0, 56), seeded with FileHeader::salt
+  uint64_t seq;           // 0: checkpoints so far, this one included (0: never written)
+  uint64_t tail;          // 8: committed end of the log when flushed
+  uint64_t commits;       // 16: commits so far
+  uint64_t index_record;  // 24: offset of the index record then current
+  int64_t unix_ms;        // 32: when
+  uint64_t reserved[2];   // 40
+  uint64_t checksum;      // 56: XXH3 of bytes [0, 56), seeded with FileHeader::salt
 };
 static_assert(sizeof(CheckpointRecord) == 64);
 inline constexpr uint64_t kCheckpointOffset[2] = {512, 576};
@@ -90,13 +90,13 @@ struct SharedState {
   std::atomic<uint64_t> live_bytes;      // 1072: bytes of the records keys point to
   std::atomic<uint64_t> file_size;       // 1080: current file size in bytes
   // Line 2: unclean-stop detection and what the first opener did.
-  std::atomic<uint64_t> boot_id;         // 1088: hash of the boot id the state was last used in
-  std::atomic<uint32_t> clean;           // 1096: 1: a clean close found everything checkpointed
-  uint32_t rebuilt_index;                // 1100: 1 if the first opener rebuilt the index
-  uint64_t rebuild_records;              // 1104
-  uint64_t rebuild_micros;               // 1112
+  std::atomic<uint64_t> boot_id;            // 1088: hash of the boot id the state was last used in
+  std::atomic<uint32_t> clean;              // 1096: 1: a clean close found everything checkpointed
+  uint32_t rebuilt_index;                   // 1100: 1 if the first opener rebuilt the index
+  uint64_t rebuild_records;                 // 1104
+  uint64_t rebuild_micros;                  // 1112
   std::atomic<uint64_t> recovered_commits;  // 1120: batches replayed by recovery
-  uint64_t reserved[3];                  // 1128
+  uint64_t reserved[3];                     // 1128
 };
 static_assert(sizeof(SharedState) == 128);
 inline constexpr uint64_t kSharedStateOffset = 1024;
@@ -124,8 +124,8 @@ inline constexpr uint32_t kWaitersBit = 0x80000000u;
 // One per open handle. Owned by whoever holds the byte lock SlotLockByte(i): the kernel drops that
 // lock when the process dies, so "is the owner alive" never guesses from a pid.
 struct alignas(64) ProcessSlot {
-  std::atomic<uint32_t> readers;   // read locks this handle holds now (bumped by its threads only)
-  std::atomic<uint32_t> pid;       // for messages and `stat`; 0 when free
+  std::atomic<uint32_t> readers;  // read locks this handle holds now (bumped by its threads only)
+  std::atomic<uint32_t> pid;      // for messages and `stat`; 0 when free
   std::atomic<int64_t> opened_unix_ms;
   char pad[48];
 };
@@ -149,9 +149,9 @@ enum RecordType : uint8_t { kPut = 1, kDelete = 2, kCommit = 3, kIndex = 4 };
 inline constexpr uint8_t kLast = 1;  // the record ends its batch
 
 struct CommitPayload {
-  uint64_t digest;    // XXH3 over the checksums of the batch's other records, seeded with
-                      // salt ^ the batch's first offset
-  uint64_t records;   // records in the batch before this one
+  uint64_t digest;   // XXH3 over the checksums of the batch's other records, seeded with
+                     // salt ^ the batch's first offset
+  uint64_t records;  // records in the batch before this one
 };
 static_assert(sizeof(CommitPayload) == 16);
 
@@ -178,7 +178,9 @@ constexpr uint64_t Align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 constexpr uint64_t Align64(uint64_t n) { return (n + 63) & ~uint64_t{63}; }
 
 // Where an index record's slots start, and its whole size.
-constexpr uint64_t IndexSlotsOffset(uint64_t record) { return Align64(record + sizeof(RecordHeader)); }
+constexpr uint64_t IndexSlotsOffset(uint64_t record) {
+  return Align64(record + sizeof(RecordHeader));
+}
 constexpr uint64_t IndexRecordSize(uint64_t record, uint32_t bits) {
   return IndexSlotsOffset(record) - record + (uint64_t{16} << bits);
 }

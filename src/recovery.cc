@@ -159,8 +159,8 @@ absl::Status DBImpl::RebuildIndex() {
   if (scan.batches == 0) {
     // Creation writes and flushes the first batch (the empty index) before the magic: a file
     // without it is damaged at the start, and rebuilding over it would destroy what is there.
-    return absl::DataLossError(absl::StrCat(path(), ": the log is damaged at its start (offset ",
-                                            kHeaderSize, ")"));
+    return absl::DataLossError(
+        absl::StrCat(path(), ": the log is damaged at its start (offset ", kHeaderSize, ")"));
   }
   if (const CheckpointRecord* ckpt = LatestCheckpoint(); ckpt != nullptr && ckpt->tail > scan.end) {
     return absl::DataLossError(absl::StrCat(

@@ -159,7 +159,8 @@ absl::Status RwLock::LockExclusive() {
     }
     for (uint32_t r; (r = readers.load(std::memory_order_seq_cst)) != 0;) {
       if (!SlotAlive(i)) break;
-      if (deadline_us == 0) deadline_us = MonotonicMicros() + timeout_us_;  // a dead reader: its count means nothing
+      if (deadline_us == 0)
+        deadline_us = MonotonicMicros() + timeout_us_;  // a dead reader: its count means nothing
       if (MonotonicMicros() >= deadline_us) {
         UnlockExclusive();
         return absl::DeadlineExceededError(absl::StrCat(

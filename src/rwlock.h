@@ -52,9 +52,9 @@ class RwLock {
     UnlockShared();
     return false;
   }
-  // Shared side, waiting. `deadline_us` is on the MonotonicMicros() clock. When the writer that holds the
-  // exclusive side died, returns FailedPrecondition with `*writer_dead` set: the caller must take
-  // the writer lock (which runs recovery) and try again.
+  // Shared side, waiting. `deadline_us` is on the MonotonicMicros() clock. When the writer that
+  // holds the exclusive side died, returns FailedPrecondition with `*writer_dead` set: the caller
+  // must take the writer lock (which runs recovery) and try again.
   absl::Status LockShared(uint64_t deadline_us, bool* writer_dead);
   void UnlockShared() {
     std::atomic<uint32_t>& readers = slots_[slot_].readers;

@@ -5,8 +5,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define MAPKV_RETURN_IF_ERROR(expr)                \
-  do {                                             \
+#define MAPKV_RETURN_IF_ERROR(expr)                                      \
+  do {                                                                   \
     if (absl::Status _mapkv_s = (expr); !_mapkv_s.ok()) return _mapkv_s; \
   } while (0)
 

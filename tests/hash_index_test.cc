@@ -22,7 +22,8 @@ class IndexTest : public ::testing::Test {
   }
   // A lookup that confirms by offset (standing in for the key comparison).
   Slot* Find(uint64_t hash, uint64_t offset, Slot** free_slot = nullptr) {
-    return table_.Probe(hash, [&](uint64_t o) { return o == offset; }, free_slot);
+    return table_.Probe(
+        hash, [&](uint64_t o) { return o == offset; }, free_slot);
   }
   std::unique_ptr<char, decltype(&std::free)> mem_;
   IndexTable table_;

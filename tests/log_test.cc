@@ -61,8 +61,7 @@ TEST_F(LogTest, EveryFlippedByteIsCaught) {
     EXPECT_FALSE(r.ok()) << "flip at byte " << i;
     if (!r.ok()) {
       EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
-      EXPECT_NE(r.status().message().find(std::to_string(at)), std::string::npos)
-          << r.status();
+      EXPECT_NE(r.status().message().find(std::to_string(at)), std::string::npos) << r.status();
     }
     base()[at + i] ^= 0x10;
   }

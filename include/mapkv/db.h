@@ -125,7 +125,7 @@ class DB {
   DB(const DB&) = delete;
   DB& operator=(const DB&) = delete;
 
-  absl::StatusOr<std::string> Get(std::string_view key);  // NotFound if absent
+  absl::StatusOr<std::string> Get(std::string_view key);           // NotFound if absent
   absl::Status Put(std::string_view key, std::string_view value);  // one-write transactions
   absl::Status Delete(std::string_view key);
 

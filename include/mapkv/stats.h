@@ -7,20 +7,20 @@
 namespace mapkv {
 
 struct Stats {
-  uint64_t keys = 0;              // live keys
-  uint64_t file_size = 0;         // bytes of the file now
-  uint64_t max_file_size = 0;     // growth limit
-  uint64_t log_bytes = 0;         // bytes in use: header plus every committed record and table
-  uint64_t live_bytes = 0;        // bytes of the records that hold the current values
-  uint64_t garbage_bytes = 0;     // overwritten and deleted records, old index tables, padding
-  uint64_t index_capacity = 0;    // slots in the current index table
-  uint64_t index_used = 0;        // slots holding a key or a deletion marker
-  double index_load = 0;          // index_used / index_capacity
-  uint64_t commits = 0;           // batches committed over the life of the file: transactions,
-                                  // plus the empty index of a new file and each index rebuild
-  uint64_t checkpoints = 0;       // checkpoints completed over the life of the file
+  uint64_t keys = 0;            // live keys
+  uint64_t file_size = 0;       // bytes of the file now
+  uint64_t max_file_size = 0;   // growth limit
+  uint64_t log_bytes = 0;       // bytes in use: header plus every committed record and table
+  uint64_t live_bytes = 0;      // bytes of the records that hold the current values
+  uint64_t garbage_bytes = 0;   // overwritten and deleted records, old index tables, padding
+  uint64_t index_capacity = 0;  // slots in the current index table
+  uint64_t index_used = 0;      // slots holding a key or a deletion marker
+  double index_load = 0;        // index_used / index_capacity
+  uint64_t commits = 0;         // batches committed over the life of the file: transactions,
+                                // plus the empty index of a new file and each index rebuild
+  uint64_t checkpoints = 0;     // checkpoints completed over the life of the file
   int64_t last_checkpoint_unix_ms = 0;  // 0 if never
-  uint32_t open_handles = 0;      // handles (in all processes) that have the file open now
+  uint32_t open_handles = 0;            // handles (in all processes) that have the file open now
   uint32_t format_version = 0;
 
   // What the first opener of this session of the file had to do.

@@ -14,9 +14,9 @@
 namespace mapkv::internal {
 
 struct FileOpenOptions {
-  bool create = true;           // create when missing
-  bool exclusive = false;       // fail with AlreadyExists when it exists
-  uint64_t reserve = 0;         // bytes of address space to map (at least the file's size)
+  bool create = true;      // create when missing
+  bool exclusive = false;  // fail with AlreadyExists when it exists
+  uint64_t reserve = 0;    // bytes of address space to map (at least the file's size)
 };
 
 class MappedFile {

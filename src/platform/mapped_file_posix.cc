@@ -65,8 +65,8 @@ class PosixMappedFile final : public MappedFile {
     if (size <= *current) return absl::OkStatus();
     // posix_fallocate allocates blocks, so a full disk fails here rather than as SIGBUS on a
     // store into the mapping. Filesystems without it get ftruncate (sparse).
-    int err = posix_fallocate(fd_, static_cast<off_t>(*current),
-                              static_cast<off_t>(size - *current));
+    int err =
+        posix_fallocate(fd_, static_cast<off_t>(*current), static_cast<off_t>(size - *current));
     if (err == EOPNOTSUPP || err == EINVAL) {
       err = ftruncate(fd_, static_cast<off_t>(size)) == 0 ? 0 : errno;
     }

@@ -17,8 +17,7 @@ void WaitWord(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::micro
 }
 
 void WakeWord(std::atomic<uint32_t>* word) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr,
-          0);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
 
 }  // namespace mapkv::internal
