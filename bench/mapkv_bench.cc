@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -258,6 +259,29 @@ void ReportErrors(benchmark::State& state, uint64_t errors, const char* what) {
   }
 }
 
+// The timed loop every point benchmark shares: op(i) once per iteration with i walking the keys
+// (wrapping), failures counted and reported, ops/s measured. `cursor` is the benchmark's own and
+// outlives a run, so that repeated runs of a read go on to other keys.
+template <class Op>
+void RunOps(benchmark::State& state, size_t& cursor, const char* failure, Op&& op) {
+  const size_t n = Fixture::Get().n();
+  uint64_t errors = 0;
+  OpsTimer timer;
+  for (auto _ : state) {
+    if (!op(cursor)) ++errors;
+    if (++cursor == n) cursor = 0;
+  }
+  timer.Finish(state, state.iterations());
+  ReportErrors(state, errors, failure);
+}
+
+// A Get that copies the value, as DB::Get does.
+bool GetCopy(DB* db, std::string_view key) {
+  absl::StatusOr<std::string> value = db->Get(key);
+  benchmark::DoNotOptimize(value);
+  return value.ok();
+}
+
 // ---------------------------------------------------------------- mapkv
 
 void BM_MapkvGetHit(benchmark::State& state) {
@@ -265,16 +289,8 @@ void BM_MapkvGetHit(benchmark::State& state) {
   DB* db = f.LoadedDb(state);
   if (db == nullptr) return;
   static size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    absl::StatusOr<std::string> value = db->Get(f.key(cursor));
-    if (!value.ok()) ++errors;
-    benchmark::DoNotOptimize(value);
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
-  ReportErrors(state, errors, "Gets of present keys failed");
+  RunOps(state, cursor, "Gets of present keys failed",
+         [&](size_t i) { return GetCopy(db, f.key(i)); });
 }
 
 // The same Gets through a second handle that skips checksum verification: the price of I7.
@@ -288,16 +304,8 @@ void BM_MapkvGetHitNoVerify(benchmark::State& state) {
   absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(loaded->path(), options);
   if (!db.ok()) return state.SkipWithError(db.status().ToString().c_str());
   static size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    absl::StatusOr<std::string> value = (*db)->Get(f.key(cursor));
-    if (!value.ok()) ++errors;
-    benchmark::DoNotOptimize(value);
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
-  ReportErrors(state, errors, "Gets of present keys failed");
+  RunOps(state, cursor, "Gets of present keys failed",
+         [&](size_t i) { return GetCopy(db->get(), f.key(i)); });
 }
 
 // Zero-copy reads inside one ReadTxn (renewed every 1,000 Gets so commits are never held off
@@ -307,22 +315,20 @@ void BM_MapkvReadTxnGet(benchmark::State& state) {
   DB* db = f.LoadedDb(state);
   if (db == nullptr) return;
   static size_t cursor = 0;
-  uint64_t errors = 0;
-  int64_t done = 0;
-  OpsTimer timer;
-  while (state.KeepRunningBatch(1000)) {
-    absl::StatusOr<ReadTxn> txn = db->BeginRead();
-    if (!txn.ok()) return state.SkipWithError(txn.status().ToString().c_str());
-    for (int i = 0; i < 1000; ++i) {
-      absl::StatusOr<std::string_view> value = txn->Get(f.key(cursor));
-      if (!value.ok()) ++errors;
-      benchmark::DoNotOptimize(value);
-      if (++cursor == f.n()) cursor = 0;
+  std::optional<ReadTxn> txn;
+  int renew = 0;
+  RunOps(state, cursor, "Gets of present keys failed", [&](size_t i) {
+    if (renew-- == 0) {
+      txn.reset();
+      absl::StatusOr<ReadTxn> begun = db->BeginRead();
+      if (!begun.ok()) return false;
+      txn.emplace(*std::move(begun));
+      renew = 999;
     }
-    done += 1000;
-  }
-  timer.Finish(state, done);
-  ReportErrors(state, errors, "Gets of present keys failed");
+    absl::StatusOr<std::string_view> value = txn->Get(f.key(i));
+    benchmark::DoNotOptimize(value);
+    return value.ok();
+  });
 }
 
 void BM_MapkvGetMiss(benchmark::State& state) {
@@ -330,32 +336,21 @@ void BM_MapkvGetMiss(benchmark::State& state) {
   DB* db = f.LoadedDb(state);
   if (db == nullptr) return;
   static size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    absl::StatusOr<std::string> value = db->Get(f.miss_key(cursor));
-    if (!absl::IsNotFound(value.status())) ++errors;
+  RunOps(state, cursor, "Gets of absent keys did not say NotFound", [&](size_t i) {
+    absl::StatusOr<std::string> value = db->Get(f.miss_key(i));
     benchmark::DoNotOptimize(value);
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
-  ReportErrors(state, errors, "Gets of absent keys did not say NotFound");
+    return absl::IsNotFound(value.status());
+  });
 }
 
 void BM_MapkvPutInsert(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   absl::StatusOr<std::unique_ptr<DB>> db = f.OpenFresh("insert");
   if (!db.ok()) return state.SkipWithError(db.status().ToString().c_str());
-  size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    if (!(*db)->Put(f.new_key(cursor), f.value(cursor)).ok()) ++errors;
-    if (++cursor == f.n()) cursor = 0;  // only with --benchmark_min_time beyond N inserts
-  }
-  timer.Finish(state, state.iterations());
+  size_t cursor = 0;  // wraps only with --benchmark_min_time beyond N inserts
+  RunOps(state, cursor, "Puts failed",
+         [&](size_t i) { return (*db)->Put(f.new_key(i), f.value(i)).ok(); });
   f.Discard(*std::move(db));
-  ReportErrors(state, errors, "Puts failed");
 }
 
 void BM_MapkvPutOverwrite(benchmark::State& state) {
@@ -363,14 +358,8 @@ void BM_MapkvPutOverwrite(benchmark::State& state) {
   DB* db = f.LoadedDb(state);
   if (db == nullptr) return;
   static size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    if (!db->Put(f.key(cursor), f.value(cursor + 1)).ok()) ++errors;
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
-  ReportErrors(state, errors, "Puts failed");
+  RunOps(state, cursor, "Puts failed",
+         [&](size_t i) { return db->Put(f.key(i), f.value(i + 1)).ok(); });
 }
 
 void BM_MapkvTxn100(benchmark::State& state) {
@@ -402,14 +391,7 @@ void BM_MapkvDelete(benchmark::State& state) {
   if (db == nullptr) return;
   f.DbKeysRemoved();
   size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    if (!db->Delete(f.key(cursor)).ok()) ++errors;
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
-  ReportErrors(state, errors, "Deletes failed");
+  RunOps(state, cursor, "Deletes failed", [&](size_t i) { return db->Delete(f.key(i)).ok(); });
 }
 
 // ---------------------------------------------------------------- absl::flat_hash_map
@@ -418,64 +400,47 @@ void BM_FlatHashMapGetHit(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   auto& map = f.LoadedMap();
   static size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    auto it = map.find(AbslView(f.key(cursor)));
-    if (it != map.end()) {
-      std::string value = it->second;
-      benchmark::DoNotOptimize(value);
-    } else {
-      ++errors;
-    }
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
-  ReportErrors(state, errors, "present keys not found");
+  RunOps(state, cursor, "present keys not found", [&](size_t i) {
+    auto it = map.find(AbslView(f.key(i)));
+    if (it == map.end()) return false;
+    std::string value = it->second;
+    benchmark::DoNotOptimize(value);
+    return true;
+  });
 }
 
 void BM_FlatHashMapGetMiss(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   auto& map = f.LoadedMap();
   static size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    auto it = map.find(AbslView(f.miss_key(cursor)));
-    if (it != map.end()) {
-      std::string value = it->second;
-      benchmark::DoNotOptimize(value);
-      ++errors;
-    }
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
-  ReportErrors(state, errors, "absent keys found");
+  RunOps(state, cursor, "absent keys found", [&](size_t i) {
+    auto it = map.find(AbslView(f.miss_key(i)));
+    if (it == map.end()) return true;
+    std::string value = it->second;
+    benchmark::DoNotOptimize(value);
+    return false;
+  });
 }
 
 void BM_FlatHashMapInsert(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   auto map = std::make_unique<absl::flat_hash_map<std::string, std::string>>();
   size_t cursor = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    map->emplace(std::string(f.new_key(cursor)), f.value(cursor));
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
+  RunOps(state, cursor, "inserts found the key",
+         [&](size_t i) { return map->emplace(std::string(f.new_key(i)), f.value(i)).second; });
 }
 
 void BM_FlatHashMapOverwrite(benchmark::State& state) {
   Fixture& f = Fixture::Get();
   auto& map = f.LoadedMap();
   static size_t cursor = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    std::string_view value = f.value(cursor + 1);
-    map.find(AbslView(f.key(cursor)))->second.assign(value.data(), value.size());
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
+  RunOps(state, cursor, "overwrites found no key", [&](size_t i) {
+    auto it = map.find(AbslView(f.key(i)));
+    if (it == map.end()) return false;
+    std::string_view value = f.value(i + 1);
+    it->second.assign(value.data(), value.size());
+    return true;
+  });
 }
 
 void BM_FlatHashMapErase(benchmark::State& state) {
@@ -483,14 +448,8 @@ void BM_FlatHashMapErase(benchmark::State& state) {
   auto& map = f.LoadedMap();
   f.MapKeysRemoved();
   size_t cursor = 0;
-  uint64_t errors = 0;
-  OpsTimer timer;
-  for (auto _ : state) {
-    if (map.erase(AbslView(f.key(cursor))) != 1) ++errors;
-    if (++cursor == f.n()) cursor = 0;
-  }
-  timer.Finish(state, state.iterations());
-  ReportErrors(state, errors, "erases found no key");
+  RunOps(state, cursor, "erases found no key",
+         [&](size_t i) { return map.erase(AbslView(f.key(i))) == 1; });
 }
 
 // Order matters: the Delete and Erase benchmarks empty the shared copies, so they come after the
