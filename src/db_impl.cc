@@ -9,6 +9,7 @@
 #include "src/platform/process.h"
 #include "src/platform/wait_word.h"
 #include "src/status_macros.h"
+#include "src/test_hooks.h"
 
 namespace mapkv::internal {
 namespace {
@@ -312,6 +313,7 @@ absl::Status DBImpl::AcquireWriter() {
       return s;
     }
   }
+  RunTestHook(HookPoint::kWriteLocked);
   return absl::OkStatus();
 }
 
@@ -347,6 +349,7 @@ absl::StatusOr<Snapshot> DBImpl::LockShared() {
   snap.index_record = state_->index_record.load(std::memory_order_relaxed);
   snap.index_bits = IndexBits(snap.index_record);
   snap.count = state_->count.load(std::memory_order_relaxed);
+  RunTestHook(HookPoint::kReadLocked);
   return snap;
 }
 
@@ -473,6 +476,7 @@ absl::Status DBImpl::EnsureSpace(uint64_t end) {
   uint64_t grown = std::max(end, size + std::min(size, kGrowStep));
   grown = std::min(RoundUp(grown, kGrowAlign), max_file_size_);
   MAPKV_RETURN_IF_ERROR(file_->Grow(grown));
+  RunTestHook(HookPoint::kFileGrown);
   state_->file_size.store(grown);
   return absl::OkStatus();
 }
@@ -570,6 +574,7 @@ absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndex(WriteState& w, uint64_t new_keys
   IndexTable from(base_, old_record, old_bits);
   IndexTable to(base_, at, bits);
   for (uint64_t i = 0; i < from.capacity(); ++i) {
+    if (i == from.capacity() / 2) RunTestHook(HookPoint::kIndexGrowing);
     const Slot& s = from.slot(i);
     uint64_t offset = s.offset.load(std::memory_order_relaxed);
     if (offset != kEmpty && offset != kTombstone) to.InsertFresh(s.hash.load(), offset);
@@ -638,7 +643,10 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
   state_->committed_tail.store(w.tail, std::memory_order_release);
   if (new_index_record != 0) state_->index_record.store(new_index_record);
   IndexTable table(base_, state_->index_record.load(), IndexBits(state_->index_record.load()));
-  for (size_t i = 0; i < n; ++i) ApplyWrite(table, writes[i]);
+  for (size_t i = 0; i < n; ++i) {
+    if (i == n / 2) RunTestHook(HookPoint::kCommitApplying);
+    ApplyWrite(table, writes[i]);
+  }
   state_->commits.store(w.seq, std::memory_order_relaxed);
   state_->applied_tail.store(w.tail, std::memory_order_release);
   lock_.UnlockExclusive();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/platform/process.h"
 #include "src/platform/wait_word.h"
+#include "src/status_macros.h"
 
 namespace mapkv::internal {
 namespace {
@@ -41,28 +42,45 @@ void RwLock::Reset() {
   }
 }
 
+void RwLock::ClearDeadSlot(uint32_t i) {
+  slots_[i].readers.store(0);
+  slots_[i].pid.store(0);
+  slots_[i].opened_unix_ms.store(0);
+  // A CAS, not a store: a waiter that saw the dead owner may be taking the writer lock over right
+  // now, and exactly one of us must win. Released, the next writer finds the exclusive side
+  // stale (or the log half applied) and recovers.
+  uint32_t w = lock_->writer.load();
+  while ((w & ~kWaitersBit) == i + 1) {
+    if (lock_->writer.compare_exchange_weak(w, 0)) {
+      if (w & kWaitersBit) WakeWord(&lock_->writer);
+      break;
+    }
+  }
+}
+
 absl::Status RwLock::ClaimSlot(uint32_t pid) {
-  for (uint32_t i = 0; i < kMaxSlots; ++i) {
-    // The byte lock is the ownership: taking it proves every earlier owner is gone.
+  // Clear every slot a dead process left, so that commits neither wait for its reader count nor
+  // ask the kernel about it again. Holding a slot's byte lock proves its owner is gone.
+  const uint32_t hwm = std::min(lock_->slot_hwm.load(), kMaxSlots);
+  for (uint32_t i = 0; i < hwm; ++i) {
+    if (slots_[i].pid.load() == 0 && slots_[i].readers.load() == 0) continue;
     absl::StatusOr<bool> got = file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false);
     if (!got.ok()) return got.status();
     if (!*got) continue;
-    slots_[i].readers.store(0);  // a dead owner's count
+    ClearDeadSlot(i);
+    MAPKV_RETURN_IF_ERROR(file_->Unlock(SlotLockByte(i)));
+  }
+  for (uint32_t i = 0; i < kMaxSlots; ++i) {
+    absl::StatusOr<bool> got = file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false);
+    if (!got.ok()) return got.status();
+    if (!*got) continue;
+    ClearDeadSlot(i);
     slots_[i].pid.store(pid);
     slots_[i].opened_unix_ms.store(NowUnixMs());
-    uint32_t hwm = lock_->slot_hwm.load();
-    while (hwm < i + 1 && !lock_->slot_hwm.compare_exchange_weak(hwm, i + 1)) {
+    uint32_t hwm_now = lock_->slot_hwm.load();
+    while (hwm_now < i + 1 && !lock_->slot_hwm.compare_exchange_weak(hwm_now, i + 1)) {
     }
     slot_ = i;
-    // A CAS, not a store: a waiter that saw the old owner dead may be taking the lock over right
-    // now, and exactly one of us must win.
-    uint32_t w = lock_->writer.load();
-    while ((w & ~kWaitersBit) == i + 1) {
-      if (lock_->writer.compare_exchange_weak(w, 0)) {
-        if (w & kWaitersBit) WakeWord(&lock_->writer);
-        break;
-      }
-    }
     return absl::OkStatus();
   }
   return absl::ResourceExhaustedError(

@@ -90,6 +90,9 @@ class RwLock {
 
  private:
   bool SlotAlive(uint32_t slot);
+  // Resets slot i, whose owner is dead (the caller holds its byte lock), and frees the writer
+  // lock if the dead owner held it.
+  void ClearDeadSlot(uint32_t i);
   static void WakeReaders(std::atomic<uint32_t>& readers);
 
   LockState* const lock_;

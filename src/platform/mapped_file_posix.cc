@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <mutex>
+#include <pthread.h>
+#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 #include "src/platform/mapped_file.h"
@@ -36,13 +39,51 @@ absl::Status ErrnoStatus(int err, const std::string& path, absl::string_view wha
   }
 }
 
+class PosixMappedFile;
+
+// Every open file of this process. A child of fork() closes its copies of their descriptors at
+// once: the byte locks belong to the open file description, which the copy would keep alive, so a
+// child that outlived its parent would keep the parent's slot looking alive. The mappings stay
+// (a handle refuses to work in a child anyway, and its destructor must not touch the parent's).
+class OpenFiles {
+ public:
+  static OpenFiles& Get() {
+    static OpenFiles* files = [] {
+      auto* f = new OpenFiles;
+      pthread_atfork([] { Get().mu_.lock(); }, [] { Get().mu_.unlock(); }, [] { Get().OnChild(); });
+      return f;
+    }();
+    return *files;
+  }
+  void Add(PosixMappedFile* f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    files_.insert(f);
+  }
+  void Remove(PosixMappedFile* f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    files_.erase(f);
+  }
+
+ private:
+  void OnChild();
+  std::mutex mu_;
+  std::unordered_set<PosixMappedFile*> files_;
+};
+
 class PosixMappedFile final : public MappedFile {
  public:
   PosixMappedFile(std::string path, int fd, char* base, uint64_t mapped)
-      : path_(std::move(path)), fd_(fd), base_(base), mapped_(mapped) {}
+      : path_(std::move(path)), fd_(fd), base_(base), mapped_(mapped) {
+    OpenFiles::Get().Add(this);
+  }
   ~PosixMappedFile() override {
+    OpenFiles::Get().Remove(this);
     munmap(base_, mapped_);
-    close(fd_);  // drops every OFD lock of this handle
+    if (fd_ >= 0) close(fd_);  // drops every OFD lock of this handle
+  }
+  void CloseInChild() {
+    close(fd_);
+    fd_ = -1;
   }
 
   const std::string& path() const override { return path_; }
@@ -123,10 +164,15 @@ class PosixMappedFile final : public MappedFile {
   }
 
   const std::string path_;
-  const int fd_;
+  int fd_;  // -1 in a child of fork()
   char* const base_;
   const uint64_t mapped_;
 };
+
+void OpenFiles::OnChild() {
+  for (PosixMappedFile* f : files_) f->CloseInChild();
+  mu_.unlock();
+}
 
 }  // namespace
 

@@ -1,0 +1,33 @@
+// Points in the engine where a test can stop a process deterministically (to SIGKILL it there).
+// Not part of the public API. A hook costs one relaxed load and a branch when unset.
+#ifndef MAPKV_TEST_HOOKS_H_
+#define MAPKV_TEST_HOOKS_H_
+
+#include <atomic>
+
+namespace mapkv::internal {
+
+enum class HookPoint {
+  kReadLocked,      // a ReadTxn or DB::Get holds the shared side (ReadTxn: right after BeginRead)
+  kWriteLocked,     // BeginWrite holds the writer lock
+  kCommitApplying,  // Commit() is past its commit point, half-way through its index changes,
+                    // holding the exclusive side
+  kIndexGrowing,    // a commit is half-way through rehashing into a new index table
+  kFileGrown,       // the file was extended but the new size is not yet recorded
+};
+
+using HookFn = void (*)(HookPoint);
+inline std::atomic<HookFn> test_hook{nullptr};
+
+// Sets the process-wide hook (nullptr: none). For tests only.
+inline void SetTestHook(HookFn fn) { test_hook.store(fn, std::memory_order_release); }
+
+inline void RunTestHook(HookPoint point) {
+  if (HookFn fn = test_hook.load(std::memory_order_relaxed); fn != nullptr) [[unlikely]] {
+    fn(point);
+  }
+}
+
+}  // namespace mapkv::internal
+
+#endif  // MAPKV_TEST_HOOKS_H_
