@@ -429,12 +429,17 @@ absl::StatusOr<std::string> DBImpl::Get(std::string_view key) {
   // Optimistic first: read without taking the lock, then check that no commit published
   // meanwhile. A reader that writes nothing shared scales with processes, and without a locked
   // instruction consecutive Gets overlap their cache misses.
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    const uint32_t seq = lock_.ReadBegin();
-    if (seq & 1) break;  // a commit is publishing (or its writer died): take the lock
+  // A continuous writer publishes every few microseconds: wait out a publish rather than fall
+  // back to the lock (which would make readers and the writer wait for each other), and retry a
+  // read that overlapped one.
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const uint32_t seq = lock_.ReadBeginSpinning();
+    if (seq & 1) break;  // a publish that long: its writer may be dead; the lock path finds out
+    // The file size bounds the offsets instead of the committed tail: that keeps every access
+    // inside the file, and the seqlock check rejects anything a commit changed meanwhile.
     Snapshot snap;
-    snap.tail = state_->committed_tail.load(std::memory_order_acquire);
-    snap.index_record = state_->index_record.load(std::memory_order_relaxed);
+    snap.index_record = state_->index_record.load(std::memory_order_acquire);
+    snap.tail = state_->file_size.load(std::memory_order_relaxed);
     snap.index_bits = IndexBits(snap.index_record);
     absl::StatusOr<std::string_view> v = Lookup(snap, key);
     absl::StatusOr<std::string> result =

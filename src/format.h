@@ -78,25 +78,28 @@ inline constexpr uint64_t kCheckpointOffset[2] = {512, 576};
 // it under the shared side). After a process crash the first line is trustworthy (every store is
 // in the page cache); after an unclean machine stop it is rebuilt from the log.
 struct SharedState {
-  // Line 1: the commit point. A commit stores committed_tail first, then changes the index, then
-  // stores applied_tail: a writer that dies between the two left [applied_tail, committed_tail)
-  // to be replayed by recovery (idempotently: every index change is a single 8-byte store).
-  std::atomic<uint64_t> committed_tail;  // 1024: end of the last committed batch
-  std::atomic<uint64_t> applied_tail;    // 1032: the index reflects every batch before this
-  std::atomic<uint64_t> index_record;    // 1040: offset of the current index record (kIndex)
-  std::atomic<uint64_t> commits;         // 1048: batches committed (the next batch's seq - 1)
-  std::atomic<uint64_t> count;           // 1056: live keys
-  std::atomic<uint64_t> used;            // 1064: index slots holding a key or a tombstone
-  std::atomic<uint64_t> live_bytes;      // 1072: bytes of the records keys point to
-  std::atomic<uint64_t> file_size;       // 1080: current file size in bytes
-  // Line 2: unclean-stop detection and what the first opener did.
-  std::atomic<uint64_t> boot_id;            // 1088: hash of the boot id the state was last used in
-  std::atomic<uint32_t> clean;              // 1096: 1: a clean close found everything checkpointed
-  uint32_t rebuilt_index;                   // 1100: 1 if the first opener rebuilt the index
-  uint64_t rebuild_records;                 // 1104
-  uint64_t rebuild_micros;                  // 1112
-  std::atomic<uint64_t> recovered_commits;  // 1120: batches replayed by recovery
-  uint64_t reserved[3];                     // 1128
+  // Line 1: written by every commit. A commit stores committed_tail first (its commit point),
+  // then changes the index, then stores applied_tail: a writer that dies between the two left
+  // [applied_tail, committed_tail) to be replayed by recovery (idempotently: every index change
+  // is a single 8-byte store).
+  std::atomic<uint64_t> committed_tail;     // 1024: end of the last committed batch
+  std::atomic<uint64_t> applied_tail;       // 1032: the index reflects every batch before this
+  std::atomic<uint64_t> commits;            // 1040: batches committed (the next batch's seq - 1)
+  std::atomic<uint64_t> count;              // 1048: live keys
+  std::atomic<uint64_t> used;               // 1056: index slots holding a key or a tombstone
+  std::atomic<uint64_t> live_bytes;         // 1064: bytes of the records keys point to
+  std::atomic<uint64_t> recovered_commits;  // 1072: batches replayed by recovery
+  uint64_t reserved1;                       // 1080
+  // Line 2: written rarely (growth, open, close), so that DB::Get, which reads only this line
+  // and the seqlock, does not miss on a line every commit writes.
+  std::atomic<uint64_t> index_record;  // 1088: offset of the current index record (kIndex)
+  std::atomic<uint64_t> file_size;     // 1096: current file size in bytes
+  std::atomic<uint64_t> boot_id;       // 1104: hash of the boot id the state was last used in
+  std::atomic<uint32_t> clean;         // 1112: 1: a clean close found everything checkpointed
+  uint32_t rebuilt_index;              // 1116: 1 if the first opener rebuilt the index
+  uint64_t rebuild_records;            // 1120
+  uint64_t rebuild_micros;             // 1128
+  uint64_t reserved2[2];               // 1136
 };
 static_assert(sizeof(SharedState) == 128);
 inline constexpr uint64_t kSharedStateOffset = 1024;
@@ -168,8 +171,11 @@ inline constexpr uint64_t kTombstone = 1;
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
+// Bumped by any change of field order that keeps the sizes (sizes are in the signature anyway).
+inline constexpr uint32_t kLayoutRevision = 2;
+
 // A build that lays any of these out differently refuses to share a file with this one.
-inline constexpr uint32_t kLayoutSignature = static_cast<uint32_t>(
+inline constexpr uint32_t kLayoutSignature = static_cast<uint32_t>((kLayoutRevision << 28) ^
     (sizeof(FileHeader) << 0) ^ (sizeof(CheckpointRecord) << 4) ^ (sizeof(SharedState) << 8) ^
     (sizeof(LockState) << 12) ^ (sizeof(ProcessSlot) << 16) ^ (sizeof(RecordHeader) << 20) ^
     (sizeof(Slot) << 24) ^ (uint64_t{kMaxSlots} << 8) ^ (kHeaderSize >> 4));

@@ -101,6 +101,15 @@ bool RwLock::SlotAlive(uint32_t slot) {
   return !locked.ok() || *locked;  // when the kernel cannot say, assume alive: never steal
 }
 
+uint32_t RwLock::ReadBeginSpinning() const {
+  uint32_t seq = ReadBegin();
+  for (int i = 0; (seq & 1) != 0 && i < 50 * kSpins; ++i) {
+    CpuRelax();
+    seq = ReadBegin();
+  }
+  return seq;
+}
+
 void RwLock::WakeReaders(std::atomic<uint32_t>& readers) { WakeWord(&readers); }
 
 absl::Status RwLock::LockShared(uint64_t deadline_us, bool* writer_dead) {

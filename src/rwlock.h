@@ -79,6 +79,10 @@ class RwLock {
   // state they may see torn is only the index slots and the SharedState words, all single 8-byte
   // atomics; records and old index tables are never rewritten once committed.
   uint32_t ReadBegin() const { return lock_->publish_seq.load(std::memory_order_acquire); }
+  // Spins while a publish is in progress (it takes a microsecond or so) and returns the even
+  // sequence number, or an odd one after ~100 us: a publisher that slow may be dead, and the
+  // caller should take the lock, whose waits detect that.
+  uint32_t ReadBeginSpinning() const;
   bool ReadValid(uint32_t seq) const {
     std::atomic_thread_fence(std::memory_order_acquire);
     return lock_->publish_seq.load(std::memory_order_relaxed) == seq;

@@ -17,8 +17,8 @@ using internal::kSharedStateOffset;
 // SharedState field offsets (format.h).
 constexpr uint64_t kCommittedTail = kSharedStateOffset + 0;
 constexpr uint64_t kAppliedTail = kSharedStateOffset + 8;
-constexpr uint64_t kCount = kSharedStateOffset + 32;
-constexpr uint64_t kBootId = kSharedStateOffset + 64;
+constexpr uint64_t kCount = kSharedStateOffset + 24;
+constexpr uint64_t kBootId = kSharedStateOffset + 80;
 
 uint64_t ReadU64(const std::string& path, uint64_t offset) {
   std::ifstream in(path, std::ios::binary);

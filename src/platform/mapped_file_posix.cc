@@ -41,10 +41,11 @@ absl::Status ErrnoStatus(int err, const std::string& path, absl::string_view wha
 
 class PosixMappedFile;
 
-// Every open file of this process. A child of fork() closes its copies of their descriptors at
-// once: the byte locks belong to the open file description, which the copy would keep alive, so a
-// child that outlived its parent would keep the parent's slot looking alive. The mappings stay
-// (a handle refuses to work in a child anyway, and its destructor must not touch the parent's).
+// Every open file of this process. The byte locks belong to the open file description, which a
+// child of fork() would keep alive through its copy of the descriptor and of the mapping (a
+// mapping holds a reference to its file), so a child that outlived its parent would keep the
+// parent's slot looking alive. So mappings are not inherited at all (MADV_DONTFORK) and a child
+// closes its copies of the descriptors at once. A handle refuses to work in a child anyway.
 class OpenFiles {
  public:
   static OpenFiles& Get() {
@@ -78,10 +79,12 @@ class PosixMappedFile final : public MappedFile {
   }
   ~PosixMappedFile() override {
     OpenFiles::Get().Remove(this);
+    if (fd_ < 0) return;  // in a child of fork(): nothing of this handle is ours
     munmap(base_, mapped_);
-    if (fd_ >= 0) close(fd_);  // drops every OFD lock of this handle
+    close(fd_);  // drops every OFD lock of this handle
   }
   void CloseInChild() {
+    // Not munmap: the child has no mapping here, and the range may be reused by its own.
     close(fd_);
     fd_ = -1;
   }
@@ -201,6 +204,12 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
     int err = errno;
     close(fd);
     return ErrnoStatus(err, path, absl::StrCat("mmap of ", mapped, " bytes"));
+  }
+  if (madvise(base, mapped, MADV_DONTFORK) != 0) {
+    int err = errno;
+    munmap(base, mapped);
+    close(fd);
+    return ErrnoStatus(err, path, "madvise(MADV_DONTFORK)");
   }
   return std::unique_ptr<MappedFile>(
       new PosixMappedFile(path, fd, static_cast<char*>(base), mapped));
