@@ -118,14 +118,11 @@ absl::Status RwLock::LockShared(uint64_t deadline_us, bool* writer_dead) {
     if (TryLockShared()) return absl::OkStatus();
     for (int i = 0; i < kSpins && lock_->writer_active.load() != 0; ++i) CpuRelax();
     if (lock_->writer_active.load() == 0) continue;
-    lock_->reader_waiters.fetch_add(1, std::memory_order_seq_cst);
-    if (lock_->writer_active.load(std::memory_order_seq_cst) != 0) {
-      WaitWord(&lock_->writer_active, 1, SleepFor(deadline_us));
-    }
-    lock_->reader_waiters.fetch_sub(1, std::memory_order_seq_cst);
-    if (lock_->writer_active.load() == 0) continue;
-    uint32_t w = lock_->writer.load() & ~kWaitersBit;
-    if (w == 0 || !SlotAlive(w - 1)) {
+    // A publish longer than the spin: ask whether its writer is alive before sleeping, so that a
+    // dead one is found at once rather than after a poll interval.
+    const uint32_t w = lock_->writer.load() & ~kWaitersBit;
+    if (w == 0 || w > kMaxSlots || !SlotAlive(w - 1)) {
+      if (lock_->writer_active.load() == 0) continue;
       *writer_dead = true;
       return absl::FailedPreconditionError("writer died while publishing a commit");
     }
@@ -133,6 +130,11 @@ absl::Status RwLock::LockShared(uint64_t deadline_us, bool* writer_dead) {
       return absl::DeadlineExceededError(absl::StrCat(
           file_->path(), ": timed out waiting for a commit of pid ", slots_[w - 1].pid.load()));
     }
+    lock_->reader_waiters.fetch_add(1, std::memory_order_seq_cst);
+    if (lock_->writer_active.load(std::memory_order_seq_cst) != 0) {
+      WaitWord(&lock_->writer_active, 1, SleepFor(deadline_us));
+    }
+    lock_->reader_waiters.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 

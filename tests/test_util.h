@@ -428,6 +428,75 @@ class Pipe {
   int fds_[2] = {-1, -1};
 };
 
+// SIGKILLs child `pid` and reaps it: its exit status as WaitChild() reports it (128 + SIGKILL
+// unless it had already ended by itself).
+inline int KillChild(pid_t pid) {
+  if (pid <= 0) return kWaitError;
+  kill(pid, SIGKILL);
+  return WaitChild(pid);
+}
+
+// True when an error message names process `pid` as "pid <pid>" (and not a longer number that
+// starts with the same digits).
+inline bool NamesPid(absl::string_view message, pid_t pid) {
+  const std::string needle = absl::StrCat("pid ", pid);
+  for (size_t at = message.find(needle); at != absl::string_view::npos;
+       at = message.find(needle, at + 1)) {
+    const size_t end = at + needle.size();
+    if (end == message.size() || message[end] < '0' || message[end] > '9') return true;
+  }
+  return false;
+}
+
+// Time since `start` on the steady clock.
+inline std::chrono::microseconds Since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                               start);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources of this process, to catch leaks across open/close cycles (Linux /proc).
+
+// Open file descriptors of this process (entries of /proc/self/fd, less the one used to list it);
+// -1 when /proc is unavailable.
+inline int CountOpenFds() {
+  std::error_code ec;
+  std::filesystem::directory_iterator it("/proc/self/fd", ec);
+  if (ec) return -1;
+  int n = 0;
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (ec) return -1;
+    ++n;
+  }
+  return n - 1;  // the iterator's own descriptor
+}
+
+// Memory mappings of this process (lines of /proc/self/maps), only those whose line contains
+// `containing` (a file's path) when it is not empty; -1 when /proc is unavailable.
+inline int CountMappings(std::string_view containing = {}) {
+  std::ifstream in("/proc/self/maps");
+  if (!in) return -1;
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (containing.empty() || line.find(containing) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Mappings a sanitizer's allocator may add on its own between two counts (AddressSanitizer keeps
+// freed large blocks mapped in its quarantine for a while); 0 in a plain build.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr int kAllocatorMappingSlack = 16;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr int kAllocatorMappingSlack = 16;
+#else
+inline constexpr int kAllocatorMappingSlack = 0;
+#endif
+#else
+inline constexpr int kAllocatorMappingSlack = 0;
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // Data.
 

@@ -1,0 +1,612 @@
+// Kill matrix: a process is SIGKILLed at each point where it holds a lock, stopped there
+// deterministically by a test hook (src/test_hooks.h):
+//   reading         a ReadTxn holds the shared side (kReadLocked);
+//   writing         the writer lock is held: just taken by BeginWrite or DB::Put (kWriteLocked), or
+//                   after a transaction's uncommitted puts and deletes;
+//   committing      Commit() is past its commit point with half of the index changes applied and
+//                   the exclusive side held (kCommitApplying);
+//   growing index   a commit is half-way through rehashing into a new table (kIndexGrowing);
+//   growing file    the file was extended under a transaction's puts (kFileGrown).
+// After each kill, the parent's own handle (opened before) and a fresh process must each get what
+// they ask for within a second: Put (writer lock and exclusive side), BeginRead, DB::Get; which of
+// them comes first (and so finds the dead holder and runs any recovery) rotates. The database must
+// then hold exactly what the parent's model says: a batch past its commit point complete, every
+// unfinished write invisible, GetStats().keys equal to the keys ForEach visits.
+//
+// A live holder, by contrast, is waited for until Options::lock_timeout, and the DeadlineExceeded
+// names its pid (not the pid of a dead holder before it).
+//
+// MAPKV_KILL_REPEATS sets the kills per case (default 50).
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "mapkv/db.h"
+#include "src/test_hooks.h"
+#include "test_util.h"
+
+namespace mapkv {
+namespace {
+
+using ::absl::StatusCode;
+using ::mapkv::internal::HookPoint;
+using ::mapkv::test::ForkChild;
+using ::mapkv::test::NamesPid;
+using ::mapkv::test::Pipe;
+using ::mapkv::test::Since;
+using ::mapkv::test::TempDir;
+using ::mapkv::test::WaitChild;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kKilledStatus = 128 + SIGKILL;
+// Exit code of a killed-to-be child that ran past the point where the hook should have stopped it.
+constexpr int kHookNotReached = 4;
+// How long another process may take to get a lock a dead process held.
+constexpr std::chrono::microseconds kBudget = std::chrono::seconds(1);
+
+constexpr int kBaseKeys = 10;         // "base/<i>", written before the kills
+constexpr int kBatchPuts = 50;        // puts of the batch killed mid-commit
+constexpr int kBatchOverwrites = 25;  // of which overwrite "m/<i>"; the rest are new keys
+constexpr int kBatchDeletes = 10;     // and deletes of keys the previous batch added
+constexpr int kGrowthKeys = 50;       // new keys of the commit killed while it rehashes
+constexpr uint64_t kIndexSlots = 64;  // so that kGrowthKeys force a rehash
+
+Options KillOptions() {
+  Options options;
+  options.initial_file_size = 1 << 20;
+  options.initial_index_slots = kIndexSlots;
+  options.max_file_size = 64ull << 20;  // small: every process reserves this much address space
+  options.lock_timeout = std::chrono::seconds(5);  // a dead holder must be seen far sooner
+  return options;
+}
+
+// ---- The hook. A hook is a plain function pointer, so its state is global (set in the child).
+
+int hook_fd = -1;
+HookPoint hook_point = HookPoint::kReadLocked;
+
+// At `hook_point`: one byte to the parent, then wait for SIGKILL.
+void StopForKill(HookPoint point) {
+  if (point != hook_point) return;
+  const char byte = 'h';
+  while (write(hook_fd, &byte, 1) < 0 && errno == EINTR) {
+  }
+  for (;;) pause();
+}
+
+void ArmHook(HookPoint point, const Pipe& pipe) {
+  hook_fd = pipe.write_fd();
+  hook_point = point;
+  internal::SetTestHook(&StopForKill);
+}
+
+// The same stop at a point the test reaches by itself.
+[[noreturn]] void StopHere(const Pipe& pipe) {
+  hook_fd = pipe.write_fd();
+  hook_point = HookPoint::kReadLocked;
+  StopForKill(HookPoint::kReadLocked);
+  _exit(kHookNotReached);  // unreachable: pause() returns only for a handled signal
+}
+
+// ---- The cases.
+
+enum class Kill { kReading, kWriting, kCommitting, kGrowingIndex, kGrowingFile };
+
+struct KillCase {
+  const char* name;
+  Kill kill;
+};
+
+std::string BaseKey(int i) { return absl::StrCat("base/", i); }
+std::string BatchKey(int rep, int i) {
+  return i < kBatchOverwrites ? absl::StrCat("m/", i) : absl::StrCat("m/", rep, "/", i);
+}
+std::string BatchValue(int rep, int i) { return absl::StrCat("batch ", rep, " put ", i); }
+std::string GrowthKey(int rep, int i) { return absl::StrCat("g/", rep, "/", i); }
+
+// What the killed child commits, when it gets that far, applied to a model of the database.
+using Model = std::map<std::string, std::string>;
+
+void ApplyBatch(int rep, Model* model) {
+  for (int i = 0; i < kBatchPuts; ++i) (*model)[BatchKey(rep, i)] = BatchValue(rep, i);
+  if (rep > 0) {
+    for (int i = kBatchOverwrites; i < kBatchOverwrites + kBatchDeletes; ++i) {
+      model->erase(BatchKey(rep - 1, i));
+    }
+  }
+}
+
+// The child that is killed: opens its own handle, goes to the case's point and stops there.
+// Returns only when it got past that point (a failure).
+int KilledChild(const std::string& path, Kill kill, int rep, const Pipe& stop) {
+  auto opened = DB::Open(path, KillOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  switch (kill) {
+    case Kill::kReading: {
+      ArmHook(HookPoint::kReadLocked, stop);
+      auto txn = db->BeginRead();
+      CHILD_CHECK_OK(txn);
+      break;
+    }
+    case Kill::kWriting: {
+      // Three ways to hold the writer lock, in turn.
+      if (rep % 3 == 0) {  // BeginWrite has just taken it
+        ArmHook(HookPoint::kWriteLocked, stop);
+        auto txn = db->BeginWrite();
+        CHILD_CHECK_OK(txn);
+      } else if (rep % 3 == 1) {  // a transaction with uncommitted puts and deletes
+        auto txn = db->BeginWrite();
+        CHILD_CHECK_OK(txn);
+        for (int i = 0; i < kBaseKeys; ++i) {
+          CHILD_CHECK_OK(txn->Put(BaseKey(i), absl::StrCat("uncommitted ", rep)));
+        }
+        for (int i = 0; i < 200; ++i) {
+          CHILD_CHECK_OK(txn->Put(absl::StrCat("w/", rep, "/", i), std::string(100, 'w')));
+        }
+        CHILD_CHECK_OK(txn->Delete(BaseKey(0)));
+        CHILD_CHECK_OK(txn->Delete("probe"));
+        StopHere(stop);
+      } else {  // a single DB::Put has taken it
+        ArmHook(HookPoint::kWriteLocked, stop);
+        CHILD_CHECK_OK(db->Put(BaseKey(1), "uncommitted"));
+      }
+      break;
+    }
+    case Kill::kCommitting: {
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      for (int i = 0; i < kBatchPuts; ++i)
+        CHILD_CHECK_OK(txn->Put(BatchKey(rep, i), BatchValue(rep, i)));
+      if (rep > 0) {
+        for (int i = kBatchOverwrites; i < kBatchOverwrites + kBatchDeletes; ++i) {
+          CHILD_CHECK_OK(txn->Delete(BatchKey(rep - 1, i)));
+        }
+      }
+      ArmHook(HookPoint::kCommitApplying, stop);
+      CHILD_CHECK_OK(txn->Commit());
+      break;
+    }
+    case Kill::kGrowingIndex: {
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      for (int i = 0; i < kBaseKeys; ++i) CHILD_CHECK_OK(txn->Put(BaseKey(i), "uncommitted"));
+      for (int i = 0; i < kGrowthKeys; ++i) CHILD_CHECK_OK(txn->Put(GrowthKey(rep, i), "new"));
+      CHILD_CHECK_OK(txn->Delete(BaseKey(2)));
+      ArmHook(HookPoint::kIndexGrowing, stop);
+      CHILD_CHECK_OK(txn->Commit());
+      break;
+    }
+    case Kill::kGrowingFile: {
+      const Stats stats = db->GetStats();
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      for (int i = 0; i < kBaseKeys; ++i) CHILD_CHECK_OK(txn->Put(BaseKey(i), "uncommitted"));
+      CHILD_CHECK_OK(txn->Delete(BaseKey(3)));
+      ArmHook(HookPoint::kFileGrown, stop);
+      // Past the end of the file as this process knows it: the put must grow it.
+      const size_t size = stats.file_size - stats.log_bytes + 4096;
+      CHILD_CHECK_OK(txn->Put("big", std::string(size, 'b')));
+      break;
+    }
+  }
+  std::fprintf(stderr, "[child %d] went past the hook\n", static_cast<int>(getpid()));
+  return kHookNotReached;
+}
+
+// Checks that the database holds exactly `model`, through a ReadTxn (ForEach and Count) and
+// GetStats().keys.
+void ExpectContents(DB* db, const Model& model) {
+  uint64_t visited = 0, wrong = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn txn, db->BeginRead());
+    std::string first_wrong;
+    ASSERT_OK(txn.ForEach([&](std::string_view key, std::string_view value) {
+      ++visited;
+      auto it = model.find(std::string(key));
+      if (it == model.end() || it->second != value) {
+        if (wrong++ == 0) {
+          first_wrong = absl::StrCat(test::Describe(key), " = ", test::Describe(value),
+                                     it == model.end()
+                                         ? " (not in the model)"
+                                         : absl::StrCat(", expected ", test::Describe(it->second)));
+        }
+      }
+      return true;
+    }));
+    EXPECT_EQ(wrong, 0u) << wrong << " keys hold what they should not; the first: " << first_wrong;
+    EXPECT_EQ(visited, model.size()) << "ForEach visited another number of keys than the model has";
+    EXPECT_EQ(txn.Count(), visited) << "ReadTxn::Count disagrees with ForEach";
+  }
+  const uint64_t keys = db->GetStats().keys;
+  EXPECT_EQ(keys, visited) << "GetStats().keys disagrees with ForEach";
+}
+
+// The longest each operation took after a kill, over all kills of a case.
+struct Worst {
+  std::chrono::microseconds parent_put{0}, parent_read{0}, parent_get{0};
+  std::chrono::microseconds fresh_open{0}, fresh_put{0}, fresh_read{0}, fresh_get{0};
+};
+void Note(std::chrono::microseconds* worst, std::chrono::microseconds took) {
+  *worst = std::max(*worst, took);
+}
+
+double Ms(std::chrono::microseconds t) { return static_cast<double>(t.count()) / 1000; }
+
+class KillMatrixTest : public ::testing::TestWithParam<KillCase> {};
+
+TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
+  const Kill kill = GetParam().kill;
+  const int64_t repeats = test::EnvInt("MAPKV_KILL_REPEATS", 50);
+  TempDir dir;
+  const std::string path = dir.File("kill.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, KillOptions()));
+  Model model;
+  for (int i = 0; i < kBaseKeys; ++i) {
+    ASSERT_OK(db->Put(BaseKey(i), absl::StrCat("base ", i)));
+    model[BaseKey(i)] = absl::StrCat("base ", i);
+  }
+  const Stats initial = db->GetStats();
+  if (kill == Kill::kGrowingIndex) {
+    // The precondition of the case: the child's commit must rehash.
+    ASSERT_EQ(initial.index_capacity, kIndexSlots);
+    ASSERT_GT((initial.index_used + kGrowthKeys + 2) * 4, initial.index_capacity * 3);
+  }
+  Worst worst;
+  uint64_t recovered_before = initial.recovered_commits;
+
+  for (int rep = 0; rep < repeats; ++rep) {
+    SCOPED_TRACE(absl::StrCat(GetParam().name, ", kill ", rep));
+    Pipe stop;
+    const pid_t pid = ForkChild([&]() -> int {
+      stop.CloseRead();
+      return KilledChild(path, kill, rep, stop);
+    });
+    ASSERT_GT(pid, 0);
+    stop.CloseWrite();
+    if (!stop.WaitByte(std::chrono::seconds(60))) {
+      const int status = WaitChild(pid, std::chrono::seconds(10));
+      FAIL() << "the child never reached its stopping point: " << test::ExitStatusToString(status);
+    }
+    const int status = test::KillChild(pid);
+    ASSERT_EQ(status, kKilledStatus) << test::ExitStatusToString(status);
+    if (kill == Kill::kCommitting) ApplyBatch(rep, &model);  // it was past its commit point
+
+    // The key DB::Get reads: one the dead process had written (committed or not).
+    std::string get_key = BaseKey(rep % kBaseKeys);
+    if (kill == Kill::kCommitting) get_key = BatchKey(rep, rep % kBatchPuts);
+
+    // Every operation, each timed; rep % 4 picks the one that comes first and meets the dead
+    // holder (and runs recovery): the parent's Put, BeginRead or Get, or a fresh process.
+    const std::string probe = absl::StrCat("probe ", rep);
+    auto parent_put = [&] {
+      const auto start = Clock::now();
+      const absl::Status s = db->Put("probe", probe);
+      const auto took = Since(start);
+      Note(&worst.parent_put, took);
+      EXPECT_OK(s);
+      EXPECT_LT(took, kBudget) << "the parent's Put waited " << Ms(took) << " ms";
+      model["probe"] = probe;
+    };
+    auto parent_read = [&] {
+      const auto start = Clock::now();
+      absl::StatusOr<ReadTxn> txn = db->BeginRead();
+      const auto took = Since(start);
+      Note(&worst.parent_read, took);
+      ASSERT_OK(txn);
+      EXPECT_LT(took, kBudget) << "the parent's BeginRead waited " << Ms(took) << " ms";
+      EXPECT_OK_AND_EQ(txn->Get(get_key), model.at(get_key));
+    };
+    auto parent_get = [&] {
+      const auto start = Clock::now();
+      absl::StatusOr<std::string> got = db->Get(get_key);
+      const auto took = Since(start);
+      Note(&worst.parent_get, took);
+      EXPECT_OK_AND_EQ(got, model.at(get_key));
+      EXPECT_LT(took, kBudget) << "the parent's Get waited " << Ms(took) << " ms";
+    };
+    auto fresh_process = [&] {
+      Pipe times;
+      const std::string expect_get = model.at(get_key);
+      const int fresh = test::RunChild(
+          [&]() -> int {
+            times.CloseRead();
+            auto start = Clock::now();
+            auto opened = DB::Open(path, KillOptions());
+            const auto open_us = Since(start);
+            CHILD_CHECK_OK(opened);
+            std::unique_ptr<DB> own = std::move(*opened);
+            start = Clock::now();
+            CHILD_CHECK_OK(own->Put("fresh", probe));
+            const auto put_us = Since(start);
+            start = Clock::now();
+            std::optional<absl::StatusOr<ReadTxn>> txn(own->BeginRead());
+            const auto read_us = Since(start);
+            CHILD_CHECK_OK(*txn);
+            auto in_txn = (*txn)->Get(get_key);
+            CHILD_CHECK(in_txn.ok() && *in_txn == expect_get, get_key, " in a ReadTxn: ",
+                        in_txn.ok() ? std::string(*in_txn) : in_txn.status().ToString());
+            txn.reset();
+            start = Clock::now();
+            auto got = own->Get(get_key);
+            const auto get_us = Since(start);
+            CHILD_CHECK(got.ok() && *got == expect_get, get_key, ": ",
+                        got.ok() ? *got : got.status().ToString());
+            for (auto t : {open_us, put_us, read_us, get_us}) {
+              CHILD_CHECK(times.WriteU64(static_cast<uint64_t>(t.count())));
+            }
+            return 0;
+          },
+          std::chrono::seconds(60));
+      times.CloseWrite();
+      EXPECT_EQ(fresh, 0) << "fresh process: " << test::ExitStatusToString(fresh);
+      model["fresh"] = probe;
+      const std::vector<uint64_t> t = Pipe::DecodeU64s(times.ReadAll());
+      if (t.size() != 4) return;
+      const char* what[] = {"Open", "Put", "BeginRead", "Get"};
+      std::chrono::microseconds* into[] = {&worst.fresh_open, &worst.fresh_put, &worst.fresh_read,
+                                           &worst.fresh_get};
+      for (int i = 0; i < 4; ++i) {
+        const std::chrono::microseconds took(t[i]);
+        Note(into[i], took);
+        EXPECT_LT(took, kBudget) << "a fresh process's " << what[i] << " took " << Ms(took)
+                                 << " ms";
+      }
+    };
+    switch (rep % 4) {
+      case 0:
+        parent_put();
+        parent_read();
+        parent_get();
+        fresh_process();
+        break;
+      case 1:
+        parent_read();
+        parent_get();
+        parent_put();
+        fresh_process();
+        break;
+      case 2:
+        parent_get();
+        parent_put();
+        parent_read();
+        fresh_process();
+        break;
+      case 3:
+        fresh_process();
+        parent_put();
+        parent_read();
+        parent_get();
+        break;
+    }
+    if (HasFailure()) return;
+
+    if (kill == Kill::kCommitting) {
+      // Spelled out, though ExpectContents covers it: the whole committed batch is visible.
+      int visible = 0;
+      for (int i = 0; i < kBatchPuts; ++i) {
+        absl::StatusOr<std::string> got = db->Get(BatchKey(rep, i));
+        visible += got.ok() && *got == BatchValue(rep, i);
+      }
+      ASSERT_EQ(visible, kBatchPuts) << "a batch killed past its commit point is partly visible";
+    }
+    ExpectContents(db.get(), model);
+    const Stats stats = db->GetStats();
+    EXPECT_EQ(stats.open_handles, 1u) << "the dead process's slot still counts";
+    if (kill == Kill::kGrowingIndex) {
+      EXPECT_EQ(stats.index_capacity, initial.index_capacity)
+          << "the rehash of an unfinished commit was published";
+    }
+    if (kill == Kill::kCommitting) {
+      EXPECT_GT(stats.recovered_commits, recovered_before) << "no recovery counted";
+      recovered_before = stats.recovered_commits;
+    }
+    if (HasFailure()) return;
+  }
+
+  // What the dead were doing, done by the living: a commit that rehashes, a put that grows the
+  // file, one more batch.
+  if (kill == Kill::kGrowingIndex) {
+    ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+    for (int i = 0; i < kGrowthKeys; ++i) {
+      ASSERT_OK(txn.Put(GrowthKey(0, i), "new"));
+      model[GrowthKey(0, i)] = "new";
+    }
+    ASSERT_OK(txn.Commit());
+    EXPECT_GT(db->GetStats().index_capacity, kIndexSlots);
+  } else if (kill == Kill::kGrowingFile) {
+    const Stats stats = db->GetStats();
+    const std::string big(stats.file_size, 'B');
+    ASSERT_OK(db->Put("big", big));
+    model["big"] = big;
+    EXPECT_GT(db->GetStats().file_size, stats.file_size);
+  } else if (kill == Kill::kCommitting) {
+    ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+    for (int i = 0; i < kBatchPuts; ++i) ASSERT_OK(txn.Put(BatchKey(-1, i), "last"));
+    ASSERT_OK(txn.Commit());
+    for (int i = 0; i < kBatchPuts; ++i) model[BatchKey(-1, i)] = "last";
+  }
+  ExpectContents(db.get(), model);
+  // And after the last handle closes, the next first opener finds the same.
+  db.reset();
+  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, KillOptions()));
+  ExpectContents(db.get(), model);
+  EXPECT_EQ(db->GetStats().open_handles, 1u);
+
+  std::printf(
+      "%s: %lld kills; slowest after a kill (ms): parent Put %.2f, BeginRead %.2f, Get %.2f; fresh "
+      "process Open %.2f, Put %.2f, BeginRead %.2f, Get %.2f\n",
+      GetParam().name, static_cast<long long>(repeats), Ms(worst.parent_put), Ms(worst.parent_read),
+      Ms(worst.parent_get), Ms(worst.fresh_open), Ms(worst.fresh_put), Ms(worst.fresh_read),
+      Ms(worst.fresh_get));
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, KillMatrixTest,
+                         ::testing::Values(KillCase{"Reading", Kill::kReading},
+                                           KillCase{"Writing", Kill::kWriting},
+                                           KillCase{"Committing", Kill::kCommitting},
+                                           KillCase{"GrowingIndex", Kill::kGrowingIndex},
+                                           KillCase{"GrowingFile", Kill::kGrowingFile}),
+                         [](const ::testing::TestParamInfo<KillCase>& param_info) {
+                           return std::string(param_info.param.name);
+                         });
+
+// ---- Live holders: waited for until lock_timeout, named by pid.
+
+Options ShortTimeout() {
+  Options options = KillOptions();
+  options.lock_timeout = std::chrono::milliseconds(200);
+  return options;
+}
+
+// Forks a child that opens the database, takes a ReadTxn (`write` false) or a WriteTxn with an
+// uncommitted put, says so on `ready`, and holds it until `release` is closed.
+pid_t ForkLiveHolder(const std::string& path, bool write, Pipe& ready, Pipe& release) {
+  return ForkChild([&, write]() -> int {
+    ready.CloseRead();
+    release.CloseWrite();
+    auto opened = DB::Open(path, ShortTimeout());
+    CHILD_CHECK_OK(opened);
+    std::unique_ptr<DB> db = std::move(*opened);
+    if (write) {
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      CHILD_CHECK_OK(txn->Put("a", "uncommitted"));
+      CHILD_CHECK(ready.Write("w"));
+      (void)release.ReadAll(std::chrono::seconds(120));
+    } else {
+      auto txn = db->BeginRead();
+      CHILD_CHECK_OK(txn);
+      CHILD_CHECK(ready.Write("r"));
+      (void)release.ReadAll(std::chrono::seconds(120));
+    }
+    return 0;
+  });
+}
+
+// Kills a child at `point` (a dead holder of the same lock before the live one).
+pid_t KillAtHook(const std::string& path, HookPoint point) {
+  Pipe stop;
+  const pid_t pid = ForkChild([&]() -> int {
+    stop.CloseRead();
+    auto opened = DB::Open(path, ShortTimeout());
+    CHILD_CHECK_OK(opened);
+    std::unique_ptr<DB> db = std::move(*opened);
+    ArmHook(point, stop);
+    if (point == HookPoint::kReadLocked) {
+      (void)db->BeginRead();
+    } else {
+      (void)db->BeginWrite();
+    }
+    return kHookNotReached;
+  });
+  stop.CloseWrite();
+  const bool stopped = stop.WaitByte(std::chrono::seconds(60));
+  const int status = test::KillChild(pid);
+  EXPECT_TRUE(stopped) << "the child never reached the hook: " << test::ExitStatusToString(status);
+  EXPECT_EQ(status, kKilledStatus) << test::ExitStatusToString(status);
+  return pid;
+}
+
+TEST(KillMatrixLiveHolderTest, LiveWriterIsWaitedForAndNamedByPid) {
+  TempDir dir;
+  const std::string path = dir.File("live_writer.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, ShortTimeout()));
+  ASSERT_OK(db->Put("a", "1"));
+  const pid_t dead = KillAtHook(path, HookPoint::kWriteLocked);
+  if (HasFailure()) return;
+
+  Pipe ready, release;
+  const pid_t live = ForkLiveHolder(path, /*write=*/true, ready, release);
+  ASSERT_GT(live, 0);
+  ready.CloseWrite();
+  release.CloseRead();
+  ASSERT_TRUE(ready.WaitByte()) << "the live writer never started";
+
+  auto start = Clock::now();
+  absl::StatusOr<WriteTxn> txn = db->BeginWrite();
+  auto took = Since(start);
+  EXPECT_STATUS(txn, StatusCode::kDeadlineExceeded);
+  const std::string message(txn.status().message());
+  EXPECT_TRUE(NamesPid(message, live)) << message << " does not name the live holder " << live;
+  EXPECT_FALSE(NamesPid(message, dead)) << message << " names the dead holder " << dead;
+  EXPECT_GE(took, std::chrono::milliseconds(190)) << "gave up before lock_timeout";
+  EXPECT_LT(took, std::chrono::seconds(3));
+
+  start = Clock::now();
+  const absl::Status put = db->Put("a", "parent");
+  took = Since(start);
+  EXPECT_STATUS(put, StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(NamesPid(put.message(), live)) << put.message();
+  EXPECT_GE(took, std::chrono::milliseconds(190));
+  // Readers are not blocked by a writer that has not reached its commit.
+  EXPECT_OK_AND_EQ(db->Get("a"), "1");
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn read, db->BeginRead());
+    EXPECT_OK_AND_EQ(read.Get("a"), "1");
+  }
+  EXPECT_EQ(db->GetStats().open_handles, 2u);
+
+  release.CloseWrite();
+  const int status = WaitChild(live);
+  EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
+  ASSERT_OK(db->Put("a", "parent"));
+  EXPECT_OK_AND_EQ(db->Get("a"), "parent");
+  EXPECT_EQ(db->GetStats().keys, 1u);
+  EXPECT_EQ(db->GetStats().open_handles, 1u);
+}
+
+TEST(KillMatrixLiveHolderTest, LiveReaderIsWaitedForAndNamedByPid) {
+  TempDir dir;
+  const std::string path = dir.File("live_reader.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, ShortTimeout()));
+  ASSERT_OK(db->Put("a", "1"));
+  const pid_t dead = KillAtHook(path, HookPoint::kReadLocked);
+  if (HasFailure()) return;
+
+  Pipe ready, release;
+  const pid_t live = ForkLiveHolder(path, /*write=*/false, ready, release);
+  ASSERT_GT(live, 0);
+  ready.CloseWrite();
+  release.CloseRead();
+  ASSERT_TRUE(ready.WaitByte()) << "the live reader never started";
+
+  const auto start = Clock::now();
+  const absl::Status put = db->Put("a", "2");
+  const auto took = Since(start);
+  EXPECT_STATUS(put, StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(NamesPid(put.message(), live))
+      << put.message() << " does not name the live reader " << live;
+  EXPECT_FALSE(NamesPid(put.message(), dead)) << put.message() << " names the dead reader " << dead;
+  EXPECT_GE(took, std::chrono::milliseconds(190)) << "gave up before lock_timeout";
+  EXPECT_LT(took, std::chrono::seconds(3));
+  // The commit that timed out left nothing behind, and reading goes on beside the live reader.
+  EXPECT_OK_AND_EQ(db->Get("a"), "1");
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn read, db->BeginRead());
+    EXPECT_OK_AND_EQ(read.Get("a"), "1");
+  }
+  EXPECT_EQ(db->GetStats().keys, 1u);
+
+  release.CloseWrite();
+  const int status = WaitChild(live);
+  EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
+  ASSERT_OK(db->Put("a", "2"));
+  EXPECT_OK_AND_EQ(db->Get("a"), "2");
+  EXPECT_EQ(db->GetStats().keys, 1u);
+  EXPECT_EQ(db->GetStats().open_handles, 1u);
+}
+
+}  // namespace
+}  // namespace mapkv

@@ -1,0 +1,353 @@
+// Stress: 8 worker processes, each with 2 threads sharing one handle, run random puts, deletes,
+// DB::Gets, read transactions and transfers between 16 accounts, while the parent SIGKILLs a random
+// worker about every 100 ms and forks another in its place.
+//
+// Invariants, checked by every reader all the time and by the parent after each kill and at the
+// end:
+//   - the accounts ("acct/00".."acct/15", 1000 each at the start) always sum to 16000 in one
+//     ReadTxn, and none is negative: a transfer (read two accounts in a WriteTxn, move 1) is
+//     atomic even when its process dies in it; an aborted transaction, which writes absurd
+//     balances before it aborts, is never seen;
+//   - every other key ("r/<n>") holds a value written for it (test::StampedValue), never a torn
+//     or foreign record;
+//   - at the end: ForEach visits GetStats().keys keys, GetStats().open_handles == 1 (no slot of a
+//     dead worker leaked), and a reopen finds the same.
+// A worker reports a violation on a pipe and exits with kChildCheckFailed; the parent fails on
+// any report and on any worker exit other than its own SIGKILL.
+//
+// MAPKV_STRESS_SECONDS sets the length of the run (default 20; the file grows by some 6 MiB a
+// second, up to its 4 GiB limit).
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "mapkv/db.h"
+#include "test_util.h"
+
+namespace mapkv {
+namespace {
+
+using ::mapkv::test::ForkChild;
+using ::mapkv::test::Pipe;
+using ::mapkv::test::Rng;
+using ::mapkv::test::TempDir;
+using ::mapkv::test::Uniform;
+using ::mapkv::test::WaitChild;
+
+constexpr int kKilledStatus = 128 + SIGKILL;
+constexpr int kWorkers = 8;
+constexpr int kThreadsPerWorker = 2;
+constexpr int kAccounts = 16;
+constexpr int64_t kInitialBalance = 1000;
+constexpr int64_t kTotal = kAccounts * kInitialBalance;
+constexpr uint64_t kRandomKeys = 500;
+
+Options StressOptions() {
+  Options options;
+  options.initial_file_size = 1 << 20;  // the file and the index grow during the run
+  options.initial_index_slots = 64;
+  options.max_file_size = 4ull << 30;  // the log grows by some 6 MiB a second: ~10 minutes
+  options.lock_timeout = std::chrono::seconds(10);
+  return options;
+}
+
+std::string AccountKey(int i) { return absl::StrFormat("acct/%02d", i); }
+std::string RandomKey(uint64_t n) { return absl::StrCat("r/", n); }
+
+bool ParseBalance(std::string_view value, int64_t* balance) {
+  return absl::SimpleAtoi(absl::string_view(value.data(), value.size()), balance);
+}
+
+size_t RandomValueSize(Rng& rng) {
+  return Uniform(rng, 0, 49) == 0 ? Uniform(rng, 2000, 8000) : Uniform(rng, 0, 200);
+}
+
+// A value read for `key` (an account or a random key) is one that was written for it.
+absl::Status CheckValue(std::string_view key, std::string_view value) {
+  if (key.substr(0, 5) == "acct/") {
+    int64_t balance = 0;
+    if (!ParseBalance(value, &balance) || balance < 0 || balance > kTotal) {
+      return absl::InternalError(
+          absl::StrCat(std::string(key), " holds ", test::Describe(value), ": not a balance"));
+    }
+    return absl::OkStatus();
+  }
+  uint64_t version = 0;
+  if (key.substr(0, 2) != "r/" || !test::CheckStampedValue(key, value, &version)) {
+    return absl::InternalError(
+        absl::StrCat("unexpected entry ", test::Describe(key), " = ", test::Describe(value)));
+  }
+  return absl::OkStatus();
+}
+
+// The accounts, read in one transaction: each a balance >= 0, summing to kTotal.
+absl::Status CheckAccounts(const ReadTxn& txn) {
+  int64_t sum = 0;
+  std::string balances;
+  for (int i = 0; i < kAccounts; ++i) {
+    absl::StatusOr<std::string_view> value = txn.Get(AccountKey(i));
+    if (!value.ok()) {
+      return absl::InternalError(absl::StrCat(AccountKey(i), ": ", value.status().ToString()));
+    }
+    if (absl::Status s = CheckValue(AccountKey(i), *value); !s.ok()) return s;
+    int64_t balance = 0;
+    ParseBalance(*value, &balance);
+    sum += balance;
+    absl::StrAppend(&balances, " ", balance);
+  }
+  if (sum != kTotal) {
+    return absl::InternalError(
+        absl::StrCat("the accounts sum to ", sum, ", not ", kTotal, ":", balances));
+  }
+  return absl::OkStatus();
+}
+
+// Every entry of the database, in one transaction: CheckValue for each, the accounts, Count().
+absl::Status CheckAll(const ReadTxn& txn, uint64_t* visited) {
+  *visited = 0;
+  absl::Status bad;
+  absl::Status s = txn.ForEach([&](std::string_view key, std::string_view value) {
+    ++*visited;
+    bad = CheckValue(key, value);
+    return bad.ok();
+  });
+  if (!s.ok()) return s;
+  if (!bad.ok()) return bad;
+  if (*visited != txn.Count()) {
+    return absl::InternalError(
+        absl::StrCat("ForEach visited ", *visited, " keys, Count() says ", txn.Count()));
+  }
+  return CheckAccounts(txn);
+}
+
+// Reads accounts `from` and `to` inside `txn` and moves one unit between them (when `from` has
+// one). Returns 0 or kChildCheckFailed.
+int Transfer(WriteTxn& txn, int from, int to) {
+  auto a = txn.Get(AccountKey(from));
+  CHILD_CHECK_OK(a, AccountKey(from));
+  auto b = txn.Get(AccountKey(to));
+  CHILD_CHECK_OK(b, AccountKey(to));
+  int64_t av = 0, bv = 0;
+  CHILD_CHECK(ParseBalance(*a, &av) && av >= 0, AccountKey(from), " = ", test::Describe(*a));
+  CHILD_CHECK(ParseBalance(*b, &bv) && bv >= 0, AccountKey(to), " = ", test::Describe(*b));
+  if (av == 0) return 0;
+  CHILD_CHECK_OK(txn.Put(AccountKey(from), absl::StrCat(av - 1)));
+  CHILD_CHECK_OK(txn.Put(AccountKey(to), absl::StrCat(bv + 1)));
+  auto again = txn.Get(AccountKey(from));  // a transaction sees its own writes
+  CHILD_CHECK(again.ok() && *again == absl::StrCat(av - 1), "read-your-writes of ",
+              AccountKey(from));
+  return 0;
+}
+
+// One thread of a worker: random operations until `stop`. Returns 0 or kChildCheckFailed.
+int WorkerThread(DB* db, uint64_t seed, const std::atomic<bool>& stop) {
+  Rng rng(seed);
+  while (!stop.load(std::memory_order_relaxed)) {
+    const uint64_t op = Uniform(rng, 0, 99);
+    const int from = static_cast<int>(Uniform(rng, 0, kAccounts - 1));
+    const int to = static_cast<int>((from + Uniform(rng, 1, kAccounts - 1)) % kAccounts);
+    const std::string key = RandomKey(Uniform(rng, 0, kRandomKeys - 1));
+    if (op < 30) {  // a transfer
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      if (int rc = Transfer(*txn, from, to); rc != 0) return rc;
+      CHILD_CHECK_OK(txn->Commit());
+    } else if (op < 45) {  // a reader: the accounts, a few random keys, now and then everything
+      auto txn = db->BeginRead();
+      CHILD_CHECK_OK(txn);
+      CHILD_CHECK_OK(CheckAccounts(*txn));
+      for (int i = 0; i < 4; ++i) {
+        const std::string k = RandomKey(Uniform(rng, 0, kRandomKeys - 1));
+        auto value = txn->Get(k);
+        if (absl::IsNotFound(value.status())) continue;
+        CHILD_CHECK_OK(value, k);
+        CHILD_CHECK_OK(CheckValue(k, *value));
+      }
+      if (op == 44) {
+        uint64_t visited = 0;
+        CHILD_CHECK_OK(CheckAll(*txn, &visited));
+      }
+    } else if (op < 60) {  // DB::Get
+      const std::string k = op < 50 ? AccountKey(from) : key;
+      auto value = db->Get(k);
+      if (absl::IsNotFound(value.status()) && k != AccountKey(from)) continue;
+      CHILD_CHECK_OK(value, k);
+      CHILD_CHECK_OK(CheckValue(k, *value));
+    } else if (op < 78) {
+      CHILD_CHECK_OK(db->Put(key, test::StampedValue(key, rng(), RandomValueSize(rng))), key);
+    } else if (op < 88) {
+      CHILD_CHECK_OK(db->Delete(key), key);
+    } else if (op < 95) {  // a transfer with random writes in the same transaction
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      for (uint64_t i = Uniform(rng, 1, 4); i > 0; --i) {
+        const std::string k = RandomKey(Uniform(rng, 0, kRandomKeys - 1));
+        if (Uniform(rng, 0, 2) == 0) {
+          CHILD_CHECK_OK(txn->Delete(k));
+        } else {
+          CHILD_CHECK_OK(txn->Put(k, test::StampedValue(k, rng(), RandomValueSize(rng))));
+        }
+      }
+      if (int rc = Transfer(*txn, from, to); rc != 0) return rc;
+      CHILD_CHECK_OK(txn->Commit());
+    } else {  // absurd writes, then abort: nobody may ever see them
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      CHILD_CHECK_OK(txn->Put(AccountKey(from), "-1000000"));
+      CHILD_CHECK_OK(txn->Put(AccountKey(to), "garbage"));
+      CHILD_CHECK_OK(txn->Put(key, "not a stamped value"));
+      CHILD_CHECK_OK(txn->Put("stray", "aborted"));
+      if (op == 99) {
+        txn->Abort();
+      }  // else the destructor aborts
+    }
+  }
+  return 0;
+}
+
+// A worker process: its own handle, kThreadsPerWorker threads, until `stop` is closed.
+int Worker(const std::string& path, uint64_t seed, const Pipe& stop, const Pipe& report) {
+  auto opened = DB::Open(path, StressOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreadsPerWorker; ++t) {
+    threads.emplace_back([&, t] {
+      const int rc = WorkerThread(db.get(), seed + static_cast<uint64_t>(t), done);
+      if (rc != 0) {
+        // Report first: the killer may strike between this and the exit.
+        report.Write(absl::StrCat("worker ", getpid(), " thread ", t, " failed (see stderr)\n"));
+        std::fflush(nullptr);
+        _exit(rc);
+      }
+    });
+  }
+  (void)stop.ReadAll(std::chrono::seconds(600));  // until the parent closes it
+  done.store(true);
+  for (std::thread& t : threads) t.join();
+  return 0;
+}
+
+TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
+  const int64_t seconds = test::EnvInt("MAPKV_STRESS_SECONDS", 20);
+  TempDir dir;
+  const std::string path = dir.File("stress.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, StressOptions()));
+  {
+    ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+    for (int i = 0; i < kAccounts; ++i)
+      ASSERT_OK(txn.Put(AccountKey(i), absl::StrCat(kInitialBalance)));
+    ASSERT_OK(txn.Commit());
+  }
+
+  Pipe stop;    // closed by the parent at the end
+  Pipe report;  // a line per violation
+  auto spawn = [&](uint64_t seed) {
+    return ForkChild([&, seed]() -> int {
+      stop.CloseWrite();
+      report.CloseRead();
+      return Worker(path, seed, stop, report);
+    });
+  };
+  Rng rng(0x5752455353ull);
+  std::vector<pid_t> workers;
+  // After a failed assertion, no worker outlives the test.
+  struct KillOnExit {
+    std::vector<pid_t>* pids;
+    ~KillOnExit() {
+      for (pid_t pid : *pids) {
+        if (pid > 0) test::KillChild(pid);
+      }
+    }
+  } kill_on_exit{&workers};
+  for (int i = 0; i < kWorkers; ++i) {
+    workers.push_back(spawn(rng()));
+    ASSERT_GT(workers.back(), 0);
+  }
+
+  int64_t kills = 0;
+  std::string unexpected_exits;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(Uniform(rng, 50, 150)));
+    const size_t victim = Uniform(rng, 0, kWorkers - 1);
+    const int status = test::KillChild(workers[victim]);
+    if (status != kKilledStatus) {
+      absl::StrAppend(&unexpected_exits, "worker ", workers[victim], ": ",
+                      test::ExitStatusToString(status), "\n");
+    }
+    ++kills;
+    workers[victim] = spawn(rng());
+    ASSERT_GT(workers[victim], 0);
+    // The parent reads too, beside the workers and right after a death.
+    absl::StatusOr<ReadTxn> txn = db->BeginRead();
+    ASSERT_OK(txn);
+    ASSERT_OK(CheckAccounts(*txn)) << "after kill " << kills;
+  }
+  stop.CloseWrite();
+  for (pid_t& pid : workers) {
+    const pid_t worker = std::exchange(pid, -1);
+    const int status = WaitChild(worker, std::chrono::seconds(60));
+    if (status != 0) {
+      absl::StrAppend(&unexpected_exits, "worker ", worker,
+                      " at the end: ", test::ExitStatusToString(status), "\n");
+    }
+  }
+  report.CloseWrite();
+  const std::string reports = report.ReadAll(std::chrono::seconds(10));
+  EXPECT_EQ(reports, "") << "workers reported violations";
+  EXPECT_EQ(unexpected_exits, "") << "workers ended other than by the killer's SIGKILL";
+
+  uint64_t visited = 0;
+  int64_t moved = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn txn, db->BeginRead());
+    ASSERT_OK(CheckAll(txn, &visited));
+    for (int i = 0; i < kAccounts; ++i) {
+      int64_t balance = 0;
+      ParseBalance(*txn.Get(AccountKey(i)), &balance);
+      moved += std::abs(balance - kInitialBalance);
+    }
+  }
+  EXPECT_STATUS(db->Get("stray"), absl::StatusCode::kNotFound) << "an aborted write is visible";
+  const Stats stats = db->GetStats();
+  EXPECT_EQ(stats.keys, visited) << "GetStats().keys disagrees with ForEach";
+  EXPECT_EQ(stats.open_handles, 1u) << "slots of dead or closed workers still count";
+  EXPECT_GT(moved, 0) << "no transfer was ever committed";
+  EXPECT_GT(kills, 0);
+  std::printf(
+      "%lld s, %lld kills; %llu commits, %llu recovered after a dead writer, %llu keys, file %llu "
+      "bytes, index %llu slots, accounts %lld units away from the start\n",
+      static_cast<long long>(seconds), static_cast<long long>(kills),
+      static_cast<unsigned long long>(stats.commits),
+      static_cast<unsigned long long>(stats.recovered_commits),
+      static_cast<unsigned long long>(stats.keys), static_cast<unsigned long long>(stats.file_size),
+      static_cast<unsigned long long>(stats.index_capacity), static_cast<long long>(moved));
+
+  db.reset();
+  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, StressOptions()));
+  uint64_t reopened = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn txn, db->BeginRead());
+    ASSERT_OK(CheckAll(txn, &reopened));
+  }
+  EXPECT_EQ(reopened, visited);
+  EXPECT_EQ(db->GetStats().keys, visited);
+  EXPECT_EQ(db->GetStats().open_handles, 1u);
+  ASSERT_OK(db->Put(AccountKey(0), *db->Get(AccountKey(0))));  // still writable
+}
+
+}  // namespace
+}  // namespace mapkv
