@@ -344,12 +344,16 @@ absl::StatusOr<Snapshot> DBImpl::LockShared() {
     ReleaseWriter();
     MAPKV_RETURN_IF_ERROR(r);
   }
+  RunTestHook(HookPoint::kReadLocked);
+  return CommittedSnapshot();
+}
+
+Snapshot DBImpl::CommittedSnapshot() const {
   Snapshot snap;
   snap.tail = state_->committed_tail.load(std::memory_order_acquire);
   snap.index_record = state_->index_record.load(std::memory_order_relaxed);
   snap.index_bits = IndexBits(snap.index_record);
   snap.count = state_->count.load(std::memory_order_relaxed);
-  RunTestHook(HookPoint::kReadLocked);
   return snap;
 }
 
@@ -547,11 +551,7 @@ absl::StatusOr<std::string_view> DBImpl::TxnGet(const WriteState& w, std::string
     return r.value;
   }
   // The writer lock keeps the committed state still: no shared lock needed.
-  Snapshot snap;
-  snap.tail = state_->committed_tail.load();
-  snap.index_record = state_->index_record.load();
-  snap.index_bits = IndexBits(snap.index_record);
-  return Lookup(snap, key);
+  return Lookup(CommittedSnapshot(), key);
 }
 
 absl::StatusOr<uint64_t> DBImpl::WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags,

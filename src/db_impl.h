@@ -150,6 +150,8 @@ class DBImpl {
   uint32_t IndexBits(uint64_t index_record) const {
     return reinterpret_cast<const RecordHeader*>(base_ + index_record)->key_len;
   }
+  // The committed state; stable while the caller holds the shared side or the writer lock.
+  Snapshot CommittedSnapshot() const;
   std::string_view KeyAt(uint64_t offset, uint64_t limit) const;
   uint64_t SizeAt(uint64_t offset) const;
 
