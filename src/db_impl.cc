@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -39,6 +40,25 @@ uint64_t CheckpointChecksum(const CheckpointRecord& c, uint64_t salt) {
 uint64_t CurrentBootHash() {
   std::string id = BootId();
   return id.empty() ? 0 : HashKey(id, 0) | 1;  // 0 means "unknown"
+}
+
+// Takes the open byte shared, waiting (up to `timeout`) while a first opener holds it exclusively
+// to recover or rebuild. Polls: a blocking fcntl could not time out.
+absl::Status WaitForFirstOpener(MappedFile& file, std::chrono::milliseconds timeout) {
+  const uint64_t deadline = MonotonicMicros() + static_cast<uint64_t>(timeout.count()) * 1000;
+  std::chrono::microseconds pause(100);
+  for (;;) {
+    MAPKV_ASSIGN_OR_RETURN(bool shared, file.Lock(kOpenLockByte, false, false));
+    if (shared) return absl::OkStatus();
+    if (MonotonicMicros() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          file.path(), ": timed out after ", timeout.count(),
+          " ms waiting for the process that opened it first (it recovers or rebuilds the index "
+          "before others may join; raise Options::lock_timeout for a large rebuild)"));
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(10000));
+  }
 }
 
 }  // namespace
@@ -84,8 +104,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
   // the shared state; the others wait on the shared lock until it is done.
   MAPKV_ASSIGN_OR_RETURN(bool first, file->Lock(kOpenLockByte, true, false));
   if (!first) {
-    MAPKV_ASSIGN_OR_RETURN(bool shared, file->Lock(kOpenLockByte, false, true));
-    (void)shared;
+    MAPKV_RETURN_IF_ERROR(WaitForFirstOpener(*file, options.lock_timeout));
     MAPKV_ASSIGN_OR_RETURN(first, file->Lock(kOpenLockByte, true, false));
   }
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, file->Size());

@@ -6,6 +6,7 @@
 // Knobs: MAPKV_LIFECYCLE_ITERS open/close cycles per process (default 200), MAPKV_SLOT_ROUNDS
 // rounds of 40 processes killed while they hold the file open (default 6; 23 makes more deaths
 // than there are slots), MAPKV_THREAD_SECONDS length of the threads test (default 2).
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -26,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "mapkv/db.h"
+#include "src/format.h"
 #include "test_util.h"
 
 namespace mapkv {
@@ -734,6 +736,42 @@ std::string ThreadLoop(DB* db, int t, Clock::time_point until, Owned* owned, uin
     }
   }
   return "";
+}
+
+// Open waits for a first opener (which holds the open byte exclusively while it recovers), but
+// not forever: past lock_timeout it says what it waited for.
+TEST(LifecycleTest, OpenWaitsForTheFirstOpenerUpToTheLockTimeout) {
+  TempDir dir;
+  const std::string path = dir.File("first.mapkv");
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, LifeOptions()));
+    ASSERT_OK(db->Put("k", "v"));
+  }
+  // Stand in for a first opener stuck in recovery: hold the open byte exclusively.
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = static_cast<off_t>(internal::kOpenLockByte);
+  fl.l_len = 1;
+  ASSERT_EQ(fcntl(fd, F_OFD_SETLK, &fl), 0);
+  Options options = LifeOptions();
+  options.lock_timeout = std::chrono::milliseconds(200);
+  const auto start = Clock::now();
+  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(path, options);
+  EXPECT_STATUS(db, absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(absl::StrContains(db.status().message(), "opened it first")) << db.status();
+  EXPECT_GE(Since(start), std::chrono::milliseconds(200));
+  // Released while another Open waits: that one gets in.
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    close(fd);
+  });
+  db = DB::Open(path, options);
+  release.join();
+  ASSERT_OK(db);
+  EXPECT_OK_AND_EQ((*db)->Get("k"), "v");
 }
 
 TEST(LifecycleTest, ThreadsSharingOneHandleSeeExactlyTheirOwnWrites) {

@@ -51,7 +51,9 @@ struct Options {
   std::chrono::milliseconds checkpoint_interval{1000};
   uint64_t checkpoint_bytes = 64ull << 20;
 
-  // How long BeginRead/BeginWrite/Commit wait for a lock before DeadlineExceeded.
+  // How long Open, BeginRead, BeginWrite, Commit and Checkpoint wait for a lock before
+  // DeadlineExceeded (the message names the holder's pid). Open waits for the process that opened
+  // the file first while it recovers or rebuilds the index: raise this for a large rebuild.
   std::chrono::milliseconds lock_timeout{10000};
 };
 
