@@ -175,10 +175,11 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 inline constexpr uint32_t kLayoutRevision = 2;
 
 // A build that lays any of these out differently refuses to share a file with this one.
-inline constexpr uint32_t kLayoutSignature = static_cast<uint32_t>((kLayoutRevision << 28) ^
-    (sizeof(FileHeader) << 0) ^ (sizeof(CheckpointRecord) << 4) ^ (sizeof(SharedState) << 8) ^
-    (sizeof(LockState) << 12) ^ (sizeof(ProcessSlot) << 16) ^ (sizeof(RecordHeader) << 20) ^
-    (sizeof(Slot) << 24) ^ (uint64_t{kMaxSlots} << 8) ^ (kHeaderSize >> 4));
+inline constexpr uint32_t kLayoutSignature = static_cast<uint32_t>(
+    (kLayoutRevision << 28) ^ (sizeof(FileHeader) << 0) ^ (sizeof(CheckpointRecord) << 4) ^
+    (sizeof(SharedState) << 8) ^ (sizeof(LockState) << 12) ^ (sizeof(ProcessSlot) << 16) ^
+    (sizeof(RecordHeader) << 20) ^ (sizeof(Slot) << 24) ^ (uint64_t{kMaxSlots} << 8) ^
+    (kHeaderSize >> 4));
 
 constexpr uint64_t Align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 constexpr uint64_t Align64(uint64_t n) { return (n + 63) & ~uint64_t{63}; }

@@ -3,13 +3,13 @@
 // open-file-description (OFD) locks, which belong to the open file rather than the process.
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <mutex>
-#include <pthread.h>
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
