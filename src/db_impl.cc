@@ -451,10 +451,9 @@ absl::StatusOr<std::string> DBImpl::Get(std::string_view key) {
   MAPKV_RETURN_IF_ERROR(CheckKey(key));
   // Optimistic first: read without taking the lock, then check that no commit published
   // meanwhile. A reader that writes nothing shared scales with processes, and without a locked
-  // instruction consecutive Gets overlap their cache misses.
-  // A continuous writer publishes every few microseconds: wait out a publish rather than fall
-  // back to the lock (which would make readers and the writer wait for each other), and retry a
-  // read that overlapped one.
+  // instruction consecutive Gets overlap their cache misses. A continuous writer publishes every
+  // few microseconds: wait out a publish rather than fall back to the lock (which would make
+  // readers and the writer wait for each other), and retry a read that overlapped one.
   for (int attempt = 0; attempt < 64; ++attempt) {
     const uint32_t seq = lock_.ReadBeginSpinning();
     if (seq & 1) break;  // a publish that long: its writer may be dead; the lock path finds out
