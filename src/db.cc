@@ -144,6 +144,8 @@ absl::Status DB::Checkpoint() { return impl_->Checkpoint(); }
 
 Stats DB::GetStats() { return impl_->GetStats(); }
 
+absl::Status DB::Verify(std::vector<VerifyProblem>* problems) { return impl_->Verify(problems); }
+
 const std::string& DB::path() const { return impl_->path(); }
 
 }  // namespace mapkv

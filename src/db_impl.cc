@@ -677,7 +677,11 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
   MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
   // The commit point. From here recovery replays [applied_tail, committed_tail) if we die.
   state_->committed_tail.store(w.tail, std::memory_order_release);
-  if (new_index_record != 0) state_->index_record.store(new_index_record);
+  if (new_index_record != 0) {
+    // The new table holds the live keys and no tombstones.
+    state_->index_record.store(new_index_record);
+    state_->used.store(state_->count.load());
+  }
   IndexTable table(base_, state_->index_record.load(), IndexBits(state_->index_record.load()));
   for (size_t i = 0; i < n; ++i) {
     if (i == n / 2) RunTestHook(HookPoint::kCommitApplying);

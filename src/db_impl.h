@@ -105,6 +105,7 @@ class DBImpl {
 
   absl::Status Checkpoint();
   Stats GetStats();
+  absl::Status Verify(std::vector<VerifyProblem>* problems);  // recovery.cc
 
   absl::Status CheckUsable() const;
 

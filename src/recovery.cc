@@ -186,4 +186,94 @@ absl::Status DBImpl::RebuildIndex() {
   return absl::OkStatus();
 }
 
+absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
+  MAPKV_ASSIGN_OR_RETURN(Snapshot snap, LockShared());
+  std::vector<VerifyProblem> problems;
+  auto problem = [&](uint64_t offset, std::string kind, std::string detail) {
+    problems.push_back({offset, std::move(kind), std::move(detail)});
+  };
+  if (header_->checksum != Hash64(header_, offsetof(FileHeader, checksum), 0)) {
+    problem(0, "header", "file header checksum mismatch");
+  }
+  for (uint64_t offset : kCheckpointOffset) {
+    const auto* c = reinterpret_cast<const CheckpointRecord*>(base_ + offset);
+    if (c->seq == 0) continue;
+    if (c->checksum != Hash64(c, offsetof(CheckpointRecord, checksum), salt_)) {
+      problem(offset, "checkpoint", "checkpoint record checksum mismatch");
+    } else if (c->tail > snap.tail) {
+      problem(offset, "checkpoint",
+              absl::StrCat("checkpoint covers ", c->tail, " bytes, past the committed end ",
+                           snap.tail));
+    }
+  }
+  // The log, batch by batch, replayed into a model of what the index must hold.
+  absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> model;
+  ScanResult scan = ScanBatches(base_, kHeaderSize, snap.tail, salt_, 0, [&](const Record& r) {
+    if (r.type == kPut) {
+      model[r.key] = r.offset;
+    } else {
+      model.erase(r.key);
+    }
+  });
+  if (scan.end != snap.tail) {
+    absl::StatusOr<Record> r = ReadRecord(base_, scan.end, snap.tail, salt_, true);
+    problem(scan.end, "log",
+            r.ok() ? std::string("incomplete or inconsistent batch")
+                   : std::string(r.status().message()));
+  }
+  // The index: every live slot a valid put of its own hash, found by its own probe, and the
+  // latest put of its key; nothing the log says is live missing.
+  IndexTable table(base_, snap.index_record, snap.index_bits);
+  uint64_t live = 0, used = 0, live_bytes = 0;
+  for (uint64_t i = 0; i < table.capacity(); ++i) {
+    const uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
+    const uint64_t slot_at = IndexSlotsOffset(snap.index_record) + i * sizeof(Slot);
+    if (offset == kEmpty) continue;
+    ++used;
+    if (offset == kTombstone) continue;
+    ++live;
+    absl::StatusOr<Record> r = ReadRecord(base_, offset, snap.tail, salt_, true);
+    if (!r.ok() || r->type != kPut) {
+      problem(slot_at, "index",
+              absl::StrCat("slot points at ", offset, ", not a valid put: ",
+                           r.ok() ? "another record type" : r.status().message()));
+      continue;
+    }
+    live_bytes += r->size;
+    const uint64_t hash = HashKey(r->key, hash_seed_);
+    if (table.slot(i).hash.load(std::memory_order_relaxed) != hash) {
+      problem(slot_at, "index", absl::StrCat("slot hash does not match the key at ", offset));
+    } else if (table.Probe(hash, [&](uint64_t o) { return KeyAt(o, snap.tail) == r->key; }) !=
+               &table.slot(i)) {
+      problem(slot_at, "index", "a lookup of this slot's key finds another slot or none");
+    }
+    auto it = model.find(r->key);
+    if (it == model.end()) {
+      problem(slot_at, "index",
+              absl::StrCat("key of the record at ", offset, " is deleted in the log or never put"));
+    } else if (it->second != offset) {
+      problem(slot_at, "index",
+              absl::StrCat("points at ", offset, "; the key's latest put is at ", it->second));
+    }
+  }
+  if (live != model.size()) {
+    problem(snap.index_record, "index",
+            absl::StrCat(live, " live slots, but the log has ", model.size(), " live keys"));
+  }
+  if (live != state_->count.load() || used != state_->used.load() ||
+      live_bytes != state_->live_bytes.load()) {
+    problem(kSharedStateOffset, "counters",
+            absl::StrCat("keys/used/live bytes are ", state_->count.load(), "/",
+                         state_->used.load(), "/", state_->live_bytes.load(), ", the index says ",
+                         live, "/", used, "/", live_bytes));
+  }
+  lock_.UnlockShared();
+  if (problems.empty()) return absl::OkStatus();
+  std::string summary =
+      absl::StrCat(path(), ": ", problems.size(), " problem(s); first: ", problems[0].kind,
+                   " at offset ", problems[0].offset, ": ", problems[0].detail);
+  if (out != nullptr) out->insert(out->end(), problems.begin(), problems.end());
+  return absl::DataLossError(summary);
+}
+
 }  // namespace mapkv::internal

@@ -37,6 +37,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -52,6 +53,13 @@ struct WriteState;
 }  // namespace internal
 
 inline constexpr size_t kMaxKeySize = 65535;
+
+// One problem DB::Verify() found.
+struct VerifyProblem {
+  uint64_t offset = 0;  // where in the file
+  std::string kind;     // "header", "checkpoint", "log", "index" or "counters"
+  std::string detail;
+};
 inline constexpr uint64_t kMaxValueSize = 0xFFFFFFFFull;
 
 // A consistent view of the database. Holds the shared lock until destroyed: string_views it
@@ -135,6 +143,13 @@ class DB {
 
   // Flushes every committed byte to disk and records a checkpoint. Waits for the current writer.
   absl::Status Checkpoint();
+
+  // Checks the whole file: header, checkpoint records, every record and batch of the log, and
+  // the index against the log (every live key found by its own probe, pointing at its latest
+  // put; the counters right). OK when all is well; otherwise DataLoss summing up the problems,
+  // each of which is also appended to `problems` (when given) with its offset. Holds the shared
+  // lock throughout: commits wait for it.
+  absl::Status Verify(std::vector<VerifyProblem>* problems = nullptr);
 
   Stats GetStats();
 
