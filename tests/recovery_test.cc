@@ -20,20 +20,6 @@ constexpr uint64_t kAppliedTail = kSharedStateOffset + 8;
 constexpr uint64_t kCount = kSharedStateOffset + 24;
 constexpr uint64_t kBootId = kSharedStateOffset + 80;
 
-uint64_t ReadU64(const std::string& path, uint64_t offset) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  uint64_t v = 0;
-  in.read(reinterpret_cast<char*>(&v), sizeof(v));
-  return v;
-}
-
-void WriteU64(const std::string& path, uint64_t offset, uint64_t v) {
-  std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(reinterpret_cast<const char*>(&v), sizeof(v));
-}
-
 void FlipByte(const std::string& path, uint64_t offset) {
   std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
   f.seekg(static_cast<std::streamoff>(offset));
@@ -45,7 +31,7 @@ void FlipByte(const std::string& path, uint64_t offset) {
 }
 
 // As if the machine had rebooted since the file was last used.
-void SimulateReboot(const std::string& path) { WriteU64(path, kBootId, 0x1234); }
+void SimulateReboot(const std::string& path) { test::WriteFileU64(path, kBootId, 0x1234); }
 
 Options Small() {
   Options o;
@@ -192,9 +178,9 @@ TEST(RecoveryTest, AWriterThatDiedMidCommitIsReplayed) {
   }
   // Stage the state a writer killed after its commit point leaves: the last batch committed but
   // not (fully) applied, and the counters not updated.
-  ASSERT_GT(ReadU64(path, kCommittedTail), before_last);
-  WriteU64(path, kAppliedTail, before_last);
-  WriteU64(path, kCount, 12345);
+  ASSERT_GT(test::ReadFileU64(path, kCommittedTail), before_last);
+  test::WriteFileU64(path, kAppliedTail, before_last);
+  test::WriteFileU64(path, kCount, 12345);
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, Small()));
   Stats s = db->GetStats();
   EXPECT_FALSE(s.rebuilt_index);
@@ -216,7 +202,7 @@ TEST(RecoveryTest, TruncatedLogOnTheSameBootIsDataLoss) {
     ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, Small()));
     for (int i = 0; i < 100; ++i) ASSERT_OK(db->Put(Key(i), Value(i)));
   }
-  const uint64_t tail = ReadU64(path, kCommittedTail);
+  const uint64_t tail = test::ReadFileU64(path, kCommittedTail);
   std::filesystem::resize_file(path, tail - 64);
   absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(path, Small());
   EXPECT_STATUS(db, absl::StatusCode::kDataLoss);

@@ -13,20 +13,6 @@ namespace {
 
 using internal::kSharedStateOffset;
 
-uint64_t ReadU64(const std::string& path, uint64_t offset) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  uint64_t v = 0;
-  in.read(reinterpret_cast<char*>(&v), sizeof(v));
-  return v;
-}
-
-void WriteU64(const std::string& path, uint64_t offset, uint64_t v) {
-  std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(reinterpret_cast<const char*>(&v), sizeof(v));
-}
-
 class VerifyTest : public ::testing::Test {
  protected:
   // A database with growth, overwrites, deletes and a multi-key transaction, closed.
@@ -93,33 +79,33 @@ TEST_F(VerifyTest, ADamagedRecordIsReportedAtItsOffset) {
 
 TEST_F(VerifyTest, WrongCountersAreReported) {
   const uint64_t count_at = kSharedStateOffset + 24;
-  WriteU64(path_, count_at, ReadU64(path_, count_at) + 1);
+  test::WriteFileU64(path_, count_at, test::ReadFileU64(path_, count_at) + 1);
   EXPECT_TRUE(Has(VerifyProblems(), "counters", kSharedStateOffset));
 }
 
 TEST_F(VerifyTest, ADamagedCheckpointRecordIsReported) {
   uint64_t damaged = 0;
   for (uint64_t offset : internal::kCheckpointOffset) {
-    if (ReadU64(path_, offset) != 0) damaged = offset;  // a written record
+    if (test::ReadFileU64(path_, offset) != 0) damaged = offset;  // a written record
   }
   ASSERT_NE(damaged, 0u);
-  WriteU64(path_, damaged + 8, ReadU64(path_, damaged + 8) ^ 0x10);
+  test::WriteFileU64(path_, damaged + 8, test::ReadFileU64(path_, damaged + 8) ^ 0x10);
   EXPECT_TRUE(Has(VerifyProblems(), "checkpoint", damaged));
 }
 
 TEST_F(VerifyTest, ALostIndexEntryIsReported) {
   // Turn one live slot of the current table into a tombstone: the key vanishes from the index.
-  const uint64_t index_record = ReadU64(path_, kSharedStateOffset + 64);
+  const uint64_t index_record = test::ReadFileU64(path_, kSharedStateOffset + 64);
   const uint64_t slots = internal::IndexSlotsOffset(index_record);
   uint64_t slot = 0;
   for (uint64_t at = slots;; at += sizeof(internal::Slot)) {
-    const uint64_t offset = ReadU64(path_, at + 8);
+    const uint64_t offset = test::ReadFileU64(path_, at + 8);
     if (offset != internal::kEmpty && offset != internal::kTombstone) {
       slot = at;
       break;
     }
   }
-  WriteU64(path_, slot + 8, internal::kTombstone);
+  test::WriteFileU64(path_, slot + 8, internal::kTombstone);
   EXPECT_TRUE(Has(VerifyProblems(), "index", index_record));
 }
 
