@@ -1,6 +1,7 @@
 #include "src/db_impl.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -38,7 +39,8 @@ uint64_t CheckpointChecksum(const CheckpointRecord& c, uint64_t salt) {
 }
 
 uint64_t CurrentBootHash() {
-  std::string id = BootId();
+  BootIdFn hook = boot_id_hook.load(std::memory_order_acquire);
+  std::string id = hook != nullptr ? hook() : BootId();
   return id.empty() ? 0 : HashKey(id, 0) | 1;  // 0 means "unknown"
 }
 
@@ -54,7 +56,8 @@ absl::Status WaitForFirstOpener(MappedFile& file, std::chrono::milliseconds time
       return absl::DeadlineExceededError(absl::StrCat(
           file.path(), ": timed out after ", timeout.count(),
           " ms waiting for the process that opened it first (it recovers or rebuilds the index "
-          "before others may join; raise Options::lock_timeout for a large rebuild)"));
+          "before others may join, or holds the file exclusively; raise Options::lock_timeout "
+          "for a large rebuild)"));
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::microseconds(10000));
@@ -94,37 +97,76 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": max_file_size must be at least ", kMinFileSize, " bytes"));
   }
+  if (options.read_only && options.exclusive) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": exclusive is for writers"));
+  }
   FileOpenOptions fo;
   fo.create = options.create_if_missing && !options.read_only;
   fo.exclusive = options.error_if_exists;
   fo.reserve = options.max_file_size;
-  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path, fo));
+  fo.mode = options.file_mode;
+  absl::StatusOr<std::unique_ptr<MappedFile>> file = OpenMappedFile(path, fo);
+  if (!file.ok() && options.read_only && absl::IsPermissionDenied(file.status())) {
+    fo.read_only = true;  // read permission alone: a detached reader
+    file = OpenMappedFile(path, fo);
+    if (file.ok()) return OpenDetached(std::move(*file), options);
+  }
+  if (!file.ok()) return file.status();
+  return OpenShared(std::move(*file), options);
+}
 
+// True when the file's header asks for a larger mapping than `file` has: reopen with its size.
+// A first writable opener may raise the limit instead (FirstOpen), so it keeps its own.
+bool DBImpl::NeedsLargerMapping(MappedFile& file, uint64_t size, bool may_raise,
+                                const Options& options, Options* larger) {
+  if (size < sizeof(FileHeader)) return false;
+  const auto* h = reinterpret_cast<const FileHeader*>(file.base());
+  if (std::memcmp(h->magic, kMagic, sizeof(kMagic)) != 0 || h->checksum != HeaderChecksum(*h) ||
+      h->max_file_size <= file.mapped_size() ||
+      (may_raise && options.max_file_size > h->max_file_size)) {
+    return false;
+  }
+  *larger = options;
+  larger->max_file_size = h->max_file_size;
+  return true;
+}
+
+absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenShared(std::unique_ptr<MappedFile> file,
+                                                           const Options& options) {
+  const std::string path = file->path();
   // The first-opener protocol (LMDB's): whoever gets the open byte exclusively is alone and owns
   // the shared state; the others wait on the shared lock until it is done.
   MAPKV_ASSIGN_OR_RETURN(bool first, file->Lock(kOpenLockByte, true, false));
   if (!first) {
+    if (options.exclusive) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": open in another process (an exclusive open needs it alone)"));
+    }
     MAPKV_RETURN_IF_ERROR(WaitForFirstOpener(*file, options.lock_timeout));
     MAPKV_ASSIGN_OR_RETURN(first, file->Lock(kOpenLockByte, true, false));
   }
+  // A reader without write permission cannot see our lock words: it opens only while no one else
+  // has the file open, and we open only while no such reader does. It takes its byte and then
+  // looks at the open byte; we hold the open byte and now look at its byte: one of us sees the
+  // other.
+  MAPKV_ASSIGN_OR_RETURN(bool detached_reader, file->IsLockedByOther(kDetachedLockByte));
+  if (detached_reader) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": a process without write permission has it open read-only; it can be opened ",
+        "for writing once that process closes it"));
+  }
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, file->Size());
-  if (size >= sizeof(FileHeader)) {
-    // The file's growth limit wins over the option; map all of it.
-    const auto* h = reinterpret_cast<const FileHeader*>(file->base());
-    if (std::memcmp(h->magic, kMagic, sizeof(kMagic)) == 0 && h->checksum == HeaderChecksum(*h) &&
-        h->max_file_size > file->mapped_size() &&
-        !(first && options.max_file_size > h->max_file_size)) {
-      file.reset();
-      Options bigger = options;
-      bigger.max_file_size = h->max_file_size;
-      return Open(path, bigger);
-    }
+  if (Options larger; NeedsLargerMapping(*file, size, first, options, &larger)) {
+    file.reset();
+    return Open(path, larger);
   }
   std::unique_ptr<DBImpl> db(new DBImpl(std::move(file), options));
   if (first) {
     MAPKV_RETURN_IF_ERROR(db->FirstOpen());
-    MAPKV_ASSIGN_OR_RETURN(bool downgraded, db->file_->Lock(kOpenLockByte, false, true));
-    (void)downgraded;
+    if (!options.exclusive) {
+      MAPKV_ASSIGN_OR_RETURN(bool downgraded, db->file_->Lock(kOpenLockByte, false, true));
+      (void)downgraded;
+    }
   } else {
     MAPKV_RETURN_IF_ERROR(db->ValidateHeader(size));
   }
@@ -134,9 +176,43 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
   return db;
 }
 
+absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenDetached(std::unique_ptr<MappedFile> file,
+                                                             const Options& options) {
+  const std::string path = file->path();
+  MAPKV_ASSIGN_OR_RETURN(bool announced, file->Lock(kDetachedLockByte, false, false));
+  MAPKV_ASSIGN_OR_RETURN(bool others, file->IsLockedByOther(kOpenLockByte));
+  if (!announced || others) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": no write permission, and other processes have it open: a read-only handle ",
+        "without write permission can open only a database that no process has open"));
+  }
+  MAPKV_ASSIGN_OR_RETURN(uint64_t size, file->Size());
+  if (Options larger; NeedsLargerMapping(*file, size, false, options, &larger)) {
+    file.reset();
+    return Open(path, larger);
+  }
+  std::unique_ptr<DBImpl> db(new DBImpl(std::move(file), options));
+  MAPKV_RETURN_IF_ERROR(db->ValidateHeader(size));
+  db->LoadHeaderFields();
+  MAPKV_RETURN_IF_ERROR(db->ValidateState(size));
+  // Nobody can write, so the state must be usable as it is: left by a clean close, or exact in
+  // this boot's page cache with no commit half applied.
+  const uint64_t boot = CurrentBootHash();
+  const bool exact = boot != 0 && db->state_->boot_id.load() == boot && !db->NeedsRecovery();
+  if (!exact && db->state_->clean.load() != 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": needs recovery after an unclean stop, which takes write permission; open it ",
+        "once with write permission"));
+  }
+  db->lock_.SetDetached();
+  db->detached_ = true;
+  db->opened_ = true;
+  return db;
+}
+
 DBImpl::~DBImpl() {
   // In a forked child the byte locks belong to the parent's open file too: leave them alone.
-  if (ForkGeneration() != fork_generation_ || !opened_) return;
+  if (ForkGeneration() != fork_generation_ || !opened_ || detached_) return;
   lock_.ReleaseSlot();
   absl::StatusOr<bool> last = file_->Lock(kOpenLockByte, true, false);
   if (last.ok() && *last) {
@@ -258,6 +334,7 @@ absl::Status DBImpl::Initialize() {
   state_->commits.store(1);
   state_->file_size.store(size);
   state_->boot_id.store(CurrentBootHash());
+  state_->synced_tail.store(end);
   MAPKV_RETURN_IF_ERROR(file_->Flush(0, end));
   // The magic last: a file without it was never a database.
   std::memcpy(h.magic, kMagic, sizeof(kMagic));
@@ -299,12 +376,23 @@ absl::Status DBImpl::FirstOpen() {
     MAPKV_RETURN_IF_ERROR(Replay());
   } else if (state_->clean.load() == 1 && state.ok()) {
     state_->file_size.store(size);  // a clean close after a checkpoint: the disk has it all
+    state_->synced_tail.store(state_->committed_tail.load());
   } else {
     state_->file_size.store(size);
-    MAPKV_RETURN_IF_ERROR(RebuildIndex());
+    MAPKV_RETURN_IF_ERROR(RebuildIndex(
+        state.ok() ? std::string("it was not closed cleanly before the machine stopped")
+                   : absl::StrCat("its shared state is damaged (", state.message(), ")")));
   }
   state_->boot_id.store(boot);
   return absl::OkStatus();
+}
+
+void DBImpl::Log(std::string_view line) const {
+  if (options_.info_log) {
+    options_.info_log(line);
+  } else {
+    std::fprintf(stderr, "mapkv: %.*s\n", static_cast<int>(line.size()), line.data());
+  }
 }
 
 uint64_t DBImpl::Deadline() const {
@@ -654,7 +742,10 @@ void DBImpl::ApplyWrite(IndexTable& table, const BatchWrite& write) {
 absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const BatchWrite* writes,
                              size_t n) {
   if (options_.durability == Durability::kSync) {
-    MAPKV_RETURN_IF_ERROR(file_->Flush(w.start, w.tail - w.start));
+    // From the end of what is known to be on the disk, not from the batch's start: the batch is
+    // durable only with everything before it (other handles may commit without syncing).
+    const uint64_t from = std::min(std::max(state_->synced_tail.load(), kHeaderSize), w.start);
+    MAPKV_RETURN_IF_ERROR(file_->Flush(from, w.tail - from));
   }
   if (state_->clean.load() != 0) {
     // The disk must stop trusting the index before any index page can reach it.
@@ -689,6 +780,7 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
   }
   state_->commits.store(w.seq, std::memory_order_relaxed);
   state_->applied_tail.store(w.tail, std::memory_order_release);
+  if (options_.durability == Durability::kSync) state_->synced_tail.store(w.tail);
   lock_.UnlockExclusive();
   return absl::OkStatus();
 }
@@ -753,6 +845,7 @@ absl::Status DBImpl::CheckpointLocked() {
   const uint64_t tail = state_->committed_tail.load();
   MAPKV_RETURN_IF_ERROR(file_->Flush(0, tail));
   MAPKV_RETURN_IF_ERROR(file_->Sync());
+  state_->synced_tail.store(tail);
   const CheckpointRecord* latest = LatestCheckpoint();
   CheckpointRecord c{};
   c.seq = latest == nullptr ? 1 : latest->seq + 1;
@@ -809,7 +902,7 @@ Stats DBImpl::GetStats() {
     s.checkpoints = c->seq;
     s.last_checkpoint_unix_ms = c->unix_ms;
   }
-  s.open_handles = lock_.OpenHandles();
+  s.open_handles = lock_.OpenHandles() + (detached_ ? 1 : 0);
   s.format_version = header_->format_version;
   return s;
 }

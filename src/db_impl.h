@@ -111,6 +111,13 @@ class DBImpl {
 
  private:
   DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
+  static absl::StatusOr<std::unique_ptr<DBImpl>> OpenShared(std::unique_ptr<MappedFile> file,
+                                                            const Options& options);
+  // A handle without write permission: no slot, no lock words, nothing written (db_impl.cc).
+  static absl::StatusOr<std::unique_ptr<DBImpl>> OpenDetached(std::unique_ptr<MappedFile> file,
+                                                              const Options& options);
+  static bool NeedsLargerMapping(MappedFile& file, uint64_t size, bool may_raise,
+                                 const Options& options, Options* larger);
 
   // Open, by the first opener (no other handle exists).
   absl::Status Initialize();
@@ -127,9 +134,11 @@ class DBImpl {
     return lock_.exclusive_stale() || state_->applied_tail.load() != state_->committed_tail.load();
   }
   absl::Status Replay();
-  absl::Status RebuildIndex();
+  absl::Status RebuildIndex(std::string_view reason);  // logs the reason and the cost
   void RecountStats();
   void InvalidateAfterTail();
+
+  void Log(std::string_view line) const;  // Options::info_log
 
   // Locks with the handle's timeout; the writer lock runs recovery when taken from the dead.
   uint64_t Deadline() const;
@@ -166,7 +175,8 @@ class DBImpl {
   uint64_t hash_seed_ = 0;
   uint64_t salt_ = 0;
   uint64_t max_file_size_ = 0;
-  bool opened_ = false;  // fully open: the slot is claimed and the state valid
+  bool opened_ = false;    // fully open: the slot is claimed and the state valid
+  bool detached_ = false;  // opened without write permission (OpenDetached)
   // Serialises this handle's writers among its threads. Not a std::mutex: a WriteTxn may end on
   // another thread than the one that began it; not std::binary_semaphore: libstdc++ 12's release
   // makes a futex syscall every time, waiters or not.

@@ -42,6 +42,8 @@ inline constexpr uint32_t kMaxIndexBits = 40;
 // they never interfere with the data (LockFileEx on Windows is mandatory for file I/O).
 inline constexpr uint64_t kLockRegion = 1ull << 50;
 inline constexpr uint64_t kOpenLockByte = kLockRegion;  // shared by every open handle
+// Held (shared) by every handle opened without write permission: writable Opens refuse while it is.
+inline constexpr uint64_t kDetachedLockByte = kLockRegion - 1;
 inline constexpr uint64_t SlotLockByte(uint32_t slot) { return kLockRegion + 1 + slot; }
 
 // Written once when the file is created (max_file_size may be raised by a first opener).
@@ -89,7 +91,8 @@ struct SharedState {
   std::atomic<uint64_t> used;               // 1056: index slots holding a key or a tombstone
   std::atomic<uint64_t> live_bytes;         // 1064: bytes of the records keys point to
   std::atomic<uint64_t> recovered_commits;  // 1072: batches replayed by recovery
-  uint64_t reserved1;                       // 1080
+  std::atomic<uint64_t> synced_tail;        // 1080: this boot, the log is on the disk up to here
+                                            // (0: unknown); kSync commits flush from here
   // Line 2: written rarely (growth, open, close), so that DB::Get, which reads only this line
   // and the seqlock, does not miss on a line every commit writes.
   std::atomic<uint64_t> index_record;  // 1088: offset of the current index record (kIndex)

@@ -77,10 +77,12 @@ ScanResult ScanBatches(const char* base, uint64_t from, uint64_t limit, uint64_t
 void DBImpl::InvalidateAfterTail() {
   // Bytes past the committed tail may hold a sealed batch whose commit never happened (its writer
   // died or failed before publishing). Break its first checksum so that a rebuild after a power
-  // cut never takes it for a commit.
+  // cut never takes it for a commit; a kSync writer may have flushed the batch already, so the
+  // broken checksum goes to the disk too.
   const uint64_t tail = state_->committed_tail.load();
   if (tail + sizeof(uint64_t) <= state_->file_size.load()) {
     std::memset(base_ + tail, 0, sizeof(uint64_t));
+    if (options_.durability == Durability::kSync) (void)file_->Flush(tail, sizeof(uint64_t));
   }
 }
 
@@ -138,6 +140,7 @@ absl::Status DBImpl::Replay() {
       ApplyWrite(table, {r.key, HashKey(r.key, hash_seed_), r.offset, r.type == kPut});
     }
     state_->applied_tail.store(state_->committed_tail.load());
+    state_->synced_tail.store(std::min(state_->synced_tail.load(), scan.end));
     state_->recovered_commits.fetch_add(scan.batches);
     RecountStats();
   }
@@ -145,7 +148,7 @@ absl::Status DBImpl::Replay() {
   return absl::OkStatus();
 }
 
-absl::Status DBImpl::RebuildIndex() {
+absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   const uint64_t started = MonotonicMicros();
   const uint64_t limit = state_->file_size.load();
   absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> live;
@@ -167,6 +170,12 @@ absl::Status DBImpl::RebuildIndex() {
         path(), ": the log is damaged at offset ", scan.end, ", before the end of the data the ",
         "last checkpoint made durable (offset ", ckpt->tail, ")"));
   }
+  // Past the valid prefix the disk may still hold later batches that were committed but cut off
+  // from it by a lost page. Their sequence numbers would follow on from the ones the log is
+  // about to reuse, so one could validate again behind a new batch of the same length: erase
+  // them, durably, before anything is written there.
+  MAPKV_RETURN_IF_ERROR(file_->Zero(scan.end, limit - scan.end));
+  MAPKV_RETURN_IF_ERROR(file_->Sync());
   const uint32_t bits = IndexBitsFor(live.size(), options_.initial_index_slots);
   const uint64_t at = scan.end;
   const uint64_t seq = scan.last_seq + 1;
@@ -176,13 +185,17 @@ absl::Status DBImpl::RebuildIndex() {
   state_->index_record.store(at);
   state_->committed_tail.store(at + size);
   state_->applied_tail.store(at + size);
+  state_->synced_tail.store(0);  // unknown: the next kSync commit flushes the whole log
   state_->commits.store(seq);
   RecountStats();
   state_->clean.store(0);
   state_->rebuilt_index = 1;
   state_->rebuild_records = scan.records;
   state_->rebuild_micros = MonotonicMicros() - started;
-  InvalidateAfterTail();
+  Log(absl::StrCat(path(), ": ", absl::string_view(reason.data(), reason.size()),
+                   "; rebuilt the index from the log: ", scan.records, " records, ", live.size(),
+                   " keys, ", state_->rebuild_micros / 1000, " ms; the valid log ends at offset ",
+                   scan.end, " of ", limit));
   return absl::OkStatus();
 }
 

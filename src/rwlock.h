@@ -42,8 +42,13 @@ class RwLock {
   void ReleaseSlot();
   uint32_t slot() const { return slot_; }
 
+  // A handle that cannot write the mapping and opened only because no other handle exists (nor
+  // can, while it is open): the shared side is then free, and taking it writes nothing.
+  void SetDetached() { detached_ = true; }
+
   // Shared side, fast path: true when taken (no commit is publishing).
   bool TryLockShared() {
+    if (detached_) return true;
     std::atomic<uint32_t>& readers = slots_[slot_].readers;
     // Dekker-style with the commit's store to writer_active then load of the slots: both sides
     // are seq_cst, so either the reader sees writer_active or the writer sees the reader.
@@ -57,6 +62,7 @@ class RwLock {
   // must take the writer lock (which runs recovery) and try again.
   absl::Status LockShared(uint64_t deadline_us, bool* writer_dead);
   void UnlockShared() {
+    if (detached_) return;
     std::atomic<uint32_t>& readers = slots_[slot_].readers;
     if (readers.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
         lock_->writer_active.load(std::memory_order_seq_cst) != 0) {
@@ -104,6 +110,7 @@ class RwLock {
   MappedFile* const file_;
   const uint64_t timeout_us_;
   uint32_t slot_ = kMaxSlots;
+  bool detached_ = false;
 };
 
 }  // namespace mapkv::internal

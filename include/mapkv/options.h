@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <string_view>
 
 namespace mapkv {
 
@@ -26,9 +28,21 @@ struct Options {
   // Fail with AlreadyExists when the file exists.
   bool error_if_exists = false;
 
-  // Refuse every write through this handle (PermissionDenied). The process still takes part in the
-  // shared lock protocol, so the file must be writable by the user.
+  // Refuse every write through this handle (PermissionDenied). A process that may write the file
+  // takes part in the shared lock protocol as usual. A user with read permission alone can open
+  // read-only too, but cannot take part in that protocol: such a handle opens only while no
+  // process has the file open, and while it is open, Open for writing fails with
+  // FailedPrecondition (README, "Trust and permissions").
   bool read_only = false;
+
+  // Hold the file alone for the life of the handle (offline work such as compaction): Open fails
+  // with FailedPrecondition when another handle has the file open, and while this one is open,
+  // other Opens wait up to their lock_timeout and then fail with DeadlineExceeded.
+  bool exclusive = false;
+
+  // Permission bits of a new file. The process umask may narrow them; nothing widens them. Owner
+  // read and write only by default: every process that can write the file is trusted with it.
+  uint32_t file_mode = 0600;
 
   Durability durability = Durability::kNone;
 
@@ -55,6 +69,11 @@ struct Options {
   // DeadlineExceeded (the message names the holder's pid). Open waits for the process that opened
   // the file first while it recovers or rebuilds the index: raise this for a large rebuild.
   std::chrono::milliseconds lock_timeout{10000};
+
+  // Where the engine reports the rare events an operator should know of, such as an index rebuilt
+  // from the log after an unclean stop: one line each, without a newline. Unset: written to
+  // stderr as "mapkv: <line>".
+  std::function<void(std::string_view)> info_log;
 };
 
 }  // namespace mapkv

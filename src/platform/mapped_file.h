@@ -17,13 +17,15 @@ struct FileOpenOptions {
   bool create = true;      // create when missing
   bool exclusive = false;  // fail with AlreadyExists when it exists
   uint64_t reserve = 0;    // bytes of address space to map (at least the file's size)
+  bool read_only = false;  // open and map for reading only (no create); writes through base() fault
+  uint32_t mode = 0600;    // permission bits of a new file (the umask may narrow them)
 };
 
 class MappedFile {
  public:
   virtual ~MappedFile() = default;
 
-  // Opens (or creates) and maps `path` read-write, shared between processes.
+  // Opens (or creates) and maps `path` read-write (or read-only), shared between processes.
   static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path,
                                                           const FileOpenOptions& options);
 
@@ -40,6 +42,9 @@ class MappedFile {
   virtual absl::Status Flush(uint64_t offset, uint64_t length) = 0;
   // Makes the file's data and metadata durable (fsync / FlushFileBuffers).
   virtual absl::Status Sync() = 0;
+  // Zeroes the file's bytes [offset, offset + length) (releasing the blocks where the file system
+  // can) and the mapping sees zeros there at once; durable after Sync().
+  virtual absl::Status Zero(uint64_t offset, uint64_t length) = 0;
 
   // Byte-range locks on bytes that are never read or written. Held per open file (two handles in
   // one process conflict), released by the kernel when the process dies.

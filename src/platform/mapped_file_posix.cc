@@ -132,6 +132,18 @@ class PosixMappedFile final : public MappedFile {
     return absl::OkStatus();
   }
 
+  absl::Status Zero(uint64_t offset, uint64_t length) override {
+    if (length == 0) return absl::OkStatus();
+    // Punching a hole zeroes the page cache too, so every mapping sees the zeros.
+    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(length)) == 0) {
+      return absl::OkStatus();
+    }
+    if (errno != EOPNOTSUPP) return ErrnoStatus(errno, path_, "fallocate(FALLOC_FL_PUNCH_HOLE)");
+    std::memset(base_ + offset, 0, length);
+    return Flush(offset, length);
+  }
+
   absl::StatusOr<bool> Lock(uint64_t byte, bool exclusive, bool wait) override {
     struct flock fl = MakeLock(byte, exclusive ? F_WRLCK : F_RDLCK);
     for (;;) {
@@ -181,10 +193,10 @@ void OpenFiles::OnChild() {
 
 absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path,
                                                              const FileOpenOptions& options) {
-  int flags = O_RDWR | O_CLOEXEC;
-  if (options.create) flags |= O_CREAT;
-  if (options.exclusive) flags |= O_CREAT | O_EXCL;
-  int fd = open(path.c_str(), flags, 0600);  // owner only: the file is the whole database
+  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+  if (!options.read_only && options.create) flags |= O_CREAT;
+  if (!options.read_only && options.exclusive) flags |= O_CREAT | O_EXCL;
+  int fd = open(path.c_str(), flags, static_cast<mode_t>(options.mode & 07777));
   if (fd < 0) return ErrnoStatus(errno, path, "open");
   struct stat st;
   if (fstat(fd, &st) != 0) {
@@ -199,7 +211,8 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
   uint64_t mapped = std::max<uint64_t>(options.reserve, static_cast<uint64_t>(st.st_size));
   mapped = std::max<uint64_t>(mapped, 1);
   // MAP_NORESERVE: the range is address space, not memory; pages exist only where the file does.
-  void* base = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+  const int prot = options.read_only ? PROT_READ : PROT_READ | PROT_WRITE;
+  void* base = mmap(nullptr, mapped, prot, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (base == MAP_FAILED) {
     int err = errno;
     close(fd);
