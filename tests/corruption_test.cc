@@ -114,13 +114,18 @@ int CheckDamagedCopy(const std::string& path, const Reference& ref, const test::
   };
   uint64_t current = 0, older = 0, not_found = 0, errors = 0;
   for (const auto& [key, values] : ref.history) {
+    // The key's current value, NotFound or DataLoss: never another value, not even an older one.
     auto got = db->Get(key);
     if (got.ok()) {
       CHILD_CHECK(written(key, *got), "Get(", test::Describe(key), ") returned ",
                   test::Describe(*got), ", a value never written for it");
       auto live = ref.live.find(key);
-      ++(live != ref.live.end() && live->second == *got ? current : older);
+      CHILD_CHECK(live != ref.live.end() && live->second == *got, "Get(", test::Describe(key),
+                  ") returned ", test::Describe(*got), ", an older value");
+      ++current;
     } else {
+      CHILD_CHECK(absl::IsNotFound(got.status()) || absl::IsDataLoss(got.status()), "Get(",
+                  test::Describe(key), ") failed with ", got.status().ToString());
       ++(absl::IsNotFound(got.status()) ? not_found : errors);
     }
   }
@@ -187,7 +192,7 @@ class CorruptionTest : public ::testing::Test {
       std::printf("  %-50s %s\n", what.c_str(), DescribeResult(status).c_str());
       if (counts.size() == 4) {
         std::printf(
-            "  %-50s Gets: %llu current, %llu older, %llu NotFound, %llu other errors\n", "",
+            "  %-50s Gets: %llu current, %llu older, %llu NotFound, %llu DataLoss\n", "",
             static_cast<unsigned long long>(counts[0]), static_cast<unsigned long long>(counts[1]),
             static_cast<unsigned long long>(counts[2]), static_cast<unsigned long long>(counts[3]));
       }
@@ -211,7 +216,7 @@ class CorruptionTest : public ::testing::Test {
     for (const auto& [what, count] : results_) std::printf("  %5d  %s\n", count, what.c_str());
     std::printf(
         "  Gets of the reference keys on the copies that opened: %llu current value, %llu "
-        "older value, %llu NotFound, %llu other errors\n",
+        "older value, %llu NotFound, %llu DataLoss\n",
         static_cast<unsigned long long>(get_counts_[0]),
         static_cast<unsigned long long>(get_counts_[1]),
         static_cast<unsigned long long>(get_counts_[2]),
