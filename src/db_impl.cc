@@ -145,6 +145,14 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenShared(std::unique_ptr<Mappe
     MAPKV_RETURN_IF_ERROR(WaitForFirstOpener(*file, options.lock_timeout));
     MAPKV_ASSIGN_OR_RETURN(first, file->Lock(kOpenLockByte, true, false));
   }
+  // The file may have been replaced under its name (an offline compaction renames the compacted
+  // copy over it) before we got the open lock: then this handle has the old, unlinked file, and
+  // whatever it committed would be lost. Open the file the name leads to now.
+  MAPKV_ASSIGN_OR_RETURN(bool current, file->StillNamedBy(path));
+  if (!current) {
+    file.reset();
+    return Open(path, options);
+  }
   // A reader without write permission cannot see our lock words: it opens only while no one else
   // has the file open, and we open only while no such reader does. It takes its byte and then
   // looks at the open byte; we hold the open byte and now look at its byte: one of us sees the
@@ -471,6 +479,13 @@ std::string_view DBImpl::KeyAt(uint64_t offset, uint64_t limit) const {
 }
 
 uint64_t DBImpl::SizeAt(uint64_t offset) const {
+  // Recovery recounts a table whose slots may point anywhere (a damaged file): no size outside
+  // the committed log.
+  const uint64_t limit = state_->committed_tail.load(std::memory_order_relaxed);
+  if (offset < kHeaderSize || offset % 8 != 0 || offset > limit ||
+      limit - offset < sizeof(RecordHeader)) {
+    return 0;
+  }
   const auto* h = reinterpret_cast<const RecordHeader*>(base_ + offset);
   return RecordSize(h->key_len, h->value_len);
 }

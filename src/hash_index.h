@@ -65,10 +65,14 @@ class IndexTable {
   const uint64_t mask_;
 };
 
-// The table size (log2) for `keys` keys right after a rehash: at most half full.
+// The table size (log2) for `keys` keys right after a rehash: at most half full. Stops at
+// kMaxIndexBits + 1, which WriteIndexTable refuses: a damaged key count may be anything.
 inline uint32_t IndexBitsFor(uint64_t keys, uint64_t min_slots) {
   uint32_t bits = 6;
-  while ((uint64_t{1} << bits) < min_slots || (uint64_t{1} << bits) < 2 * keys) ++bits;
+  while (bits <= kMaxIndexBits &&
+         ((uint64_t{1} << bits) < min_slots || (uint64_t{1} << bits) < 2 * keys)) {
+    ++bits;
+  }
   return bits;
 }
 

@@ -128,6 +128,9 @@ absl::Status DBImpl::Replay() {
     WriteState grow;
     grow.seq = state_->commits.load() + 1;
     grow.start = grow.tail = scan.end;
+    // Size any new table by the table itself: the counters of a writer that died mid-publish, or
+    // of a damaged file, may be anything.
+    RecountStats();
     MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(grow, puts));
     if (new_index != 0) {
       SetRecordFlags(base_, new_index, salt_, kLast);  // a batch of its own
@@ -233,6 +236,13 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
     problem(scan.end, "log",
             r.ok() ? std::string("incomplete or inconsistent batch")
                    : std::string(r.status().message()));
+  }
+  // The next batch's sequence number is commits + 1: at or below the last batch's, the log would
+  // end there for a rebuild, and every later commit would be lost with it.
+  if (state_->commits.load() < scan.last_seq) {
+    problem(kSharedStateOffset, "counters",
+            absl::StrCat("commits is ", state_->commits.load(), ", below the sequence number ",
+                         scan.last_seq, " of the last batch in the log"));
   }
   // The index: every live slot a valid put of its own hash, found by its own probe, and the
   // latest put of its key; nothing the log says is live missing.

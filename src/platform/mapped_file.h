@@ -53,6 +53,8 @@ class MappedFile {
   virtual absl::Status Unlock(uint64_t byte) = 0;
   // True when another handle (any process) holds a lock on `byte`.
   virtual absl::StatusOr<bool> IsLockedByOther(uint64_t byte) = 0;
+  // True when `path` still names the file this handle has open (it may have been renamed over).
+  virtual absl::StatusOr<bool> StillNamedBy(const std::string& /*path*/) { return true; }
 };
 
 // Removes a file; NotFound when missing.

@@ -160,6 +160,16 @@ class PosixMappedFile final : public MappedFile {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<bool> StillNamedBy(const std::string& path) override {
+    struct stat mine, named;
+    if (fstat(fd_, &mine) != 0) return ErrnoStatus(errno, path_, "fstat");
+    if (stat(path.c_str(), &named) != 0) {
+      if (errno == ENOENT) return false;
+      return ErrnoStatus(errno, path, "stat");
+    }
+    return mine.st_dev == named.st_dev && mine.st_ino == named.st_ino;
+  }
+
   absl::StatusOr<bool> IsLockedByOther(uint64_t byte) override {
     struct flock fl = MakeLock(byte, F_WRLCK);
     if (fcntl(fd_, F_OFD_GETLK, &fl) != 0) return ErrnoStatus(errno, path_, "fcntl(F_GETLK)");
