@@ -1,0 +1,411 @@
+// The fuzz harness of issue 4: arbitrary bytes become a database file, which is opened and read
+// (Verify, Get, a ReadTxn with ForEach and a Get of every key it yields, GetStats). Shared by the
+// libFuzzer target (open_fuzzer.cc) and the regression test (tests/fuzz_regression_test.cc), so a
+// reproducer committed to tests/fuzz/regressions/ runs through exactly the code that found it.
+//
+// The promise under test: a file from an untrusted source is safe to Open and Verify. Open either
+// fails with a clear status naming the file, or succeeds and every read then returns a value or a
+// status; nothing crashes, hangs or trips a sanitizer. Beyond "no crash", the harness checks what a
+// reader may rely on and reports a violation (the fuzzer aborts on one, the test fails):
+// - a failed Open is InvalidArgument, FailedPrecondition, DataLoss or ResourceExhausted (a huge
+//   max_file_size in the header: no address space), and its message names the file;
+// - Get answers OK, NotFound or DataLoss, and InvalidArgument exactly for a bad key size;
+// - a file that passes Verify reads consistently: ForEach yields distinct keys, as many as the
+//   counters say, and ReadTxn::Get and DB::Get of each give the value ForEach gave;
+// - in write mode, a file that passes Verify takes a small transaction and passes Verify after it.
+//
+// Input layout. Byte 0 is the mode (kMode* below); the rest describes the file:
+// - kModeRaw: the rest is the file, byte for byte (short files, any bytes anywhere);
+// - otherwise ("compact"): the next 320 bytes are the header fields the engine reads -- FileHeader
+//   [0, 64), the two CheckpointRecords [512, 640) and SharedState [1024, 1152) -- and whatever
+//   follows is the log, placed at kHeaderSize (64 KiB). Everything else is zero: the lock words
+//   and process slots, which the first opener resets anyway. Why: the log starts at 64 KiB, so a
+//   byte-for-byte input would need 64 KiB of mostly dead bytes before any record, and libFuzzer
+//   would spend nearly every mutation on them. In the compact layout nearly every input byte is
+//   one the engine reads, the seed databases are 2 to 7 KiB of input, and -max_len=16384 leaves
+//   them room to grow. (A list of patches over a built-in valid file was the other choice; it
+//   cannot express a different log, only damage to one, and ties every reproducer to the seed it
+//   patched.)
+//
+// Checksums: XXH3 with a per-file salt is no wall a mutator can climb byte by byte, so mode bits
+// make the harness recompute them after the mutation, as the engine would have written them:
+// - kModeFixHeader: FileHeader::checksum (as HeaderChecksum in src/db_impl.cc), so mutations of
+//   the header fields, the shared state and the log reach the code past the header check;
+// - kModeFixCheckpoints: the checksums of the CheckpointRecords ever written (seq != 0);
+// - kModeFixRecords: walking the log from 64 KiB while records decode (ReadRecord's rules), every
+//   record's checksum and every kCommit record's digest over the checksums of its batch, so
+//   mutated lengths, keys, sequence numbers, flags and index slots get past the record checks.
+// The boot id decides how the first opener treats the shared state: kModeSameBoot stores this
+// machine's, so Open trusts the state (and replays [applied tail, committed tail)); without it a
+// stored id equal to this machine's is changed, so Open rebuilds the index from the log unless the
+// file was closed cleanly. Either way a reproducer behaves the same on every machine.
+#ifndef MAPKV_TESTS_FUZZ_OPEN_HARNESS_H_
+#define MAPKV_TESTS_FUZZ_OPEN_HARNESS_H_
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "mapkv/db.h"
+#include "src/format.h"
+#include "src/hash.h"
+#include "src/log.h"
+#include "src/platform/process.h"
+
+namespace mapkv::fuzz {
+
+// Mode bits (input byte 0).
+inline constexpr uint8_t kModeRaw = 1;             // the input is the file, byte for byte
+inline constexpr uint8_t kModeFixHeader = 2;       // recompute FileHeader::checksum
+inline constexpr uint8_t kModeFixCheckpoints = 4;  // recompute checkpoint checksums
+inline constexpr uint8_t kModeFixRecords = 8;      // recompute record checksums, commit digests
+inline constexpr uint8_t kModeSameBoot = 16;       // this machine's boot id: trust the state
+inline constexpr uint8_t kModeWrite = 32;          // after a clean Verify: a transaction
+inline constexpr uint8_t kModeReadOnly = 64;       // Options::read_only
+inline constexpr uint8_t kModeNoVerifyChecksums = 128;  // Options::verify_checksums = false
+inline constexpr uint8_t kModeFixAll = kModeFixHeader | kModeFixCheckpoints | kModeFixRecords;
+
+// The header fields the compact layout carries: [offset, offset + size) of the file each.
+struct FileRange {
+  uint64_t offset;
+  uint64_t size;
+};
+inline constexpr FileRange kCompactRanges[] = {
+    {0, sizeof(internal::FileHeader)},
+    {internal::kCheckpointOffset[0], 2 * sizeof(internal::CheckpointRecord)},
+    {internal::kSharedStateOffset, sizeof(internal::SharedState)},
+};
+inline constexpr size_t kCompactHeaderBytes = sizeof(internal::FileHeader) +
+                                              2 * sizeof(internal::CheckpointRecord) +
+                                              sizeof(internal::SharedState);
+static_assert(internal::kCheckpointOffset[1] ==
+              internal::kCheckpointOffset[0] + sizeof(internal::CheckpointRecord));
+
+namespace detail {
+
+inline uint64_t LoadU64(const std::string& file, uint64_t offset) {
+  uint64_t v = 0;
+  std::memcpy(&v, file.data() + offset, sizeof(v));
+  return v;
+}
+inline void StoreU64(std::string& file, uint64_t offset, uint64_t v) {
+  std::memcpy(file.data() + offset, &v, sizeof(v));
+}
+
+// As CurrentBootHash in src/db_impl.cc: 0 when the boot id is unknown.
+inline uint64_t BootHash() {
+  static const uint64_t hash = [] {
+    const std::string id = internal::BootId();
+    return id.empty() ? uint64_t{0} : internal::HashKey(id, 0) | 1;
+  }();
+  return hash;
+}
+
+// Rewrites the checksum of every record that decodes, from the start of the log on, and the
+// digest of every kCommit record over the checksums of its batch (the records since the previous
+// kLast), so that the engine's checks see the mutated fields themselves.
+inline void FixRecords(std::string& file) {
+  namespace in = ::mapkv::internal;
+  if (file.size() < in::kHeaderSize) return;
+  const uint64_t salt = LoadU64(file, offsetof(in::FileHeader, salt));
+  std::vector<uint64_t> checksums;
+  uint64_t batch_start = in::kHeaderSize;
+  for (uint64_t off = in::kHeaderSize; off < file.size();) {
+    absl::StatusOr<in::Record> r = in::ReadRecord(file.data(), off, file.size(), salt, false);
+    if (!r.ok()) break;
+    if (r->type == in::kCommit) {
+      const uint64_t digest =
+          in::BatchDigest(checksums.data(), checksums.size(), salt, batch_start);
+      StoreU64(file, off + sizeof(in::RecordHeader) + offsetof(in::CommitPayload, digest), digest);
+    }
+    const uint64_t checksum = in::RecordChecksum(file.data(), off, salt);
+    StoreU64(file, off + offsetof(in::RecordHeader, checksum), checksum);
+    if (r->type != in::kCommit) checksums.push_back(checksum);
+    off += r->size;
+    if (r->flags & in::kLast) {
+      checksums.clear();
+      batch_start = off;
+    }
+  }
+}
+
+}  // namespace detail
+
+// The database file an input describes, checksums fixed and boot id set as its mode asks.
+inline std::string BuildFile(const uint8_t* data, size_t size) {
+  namespace in = ::mapkv::internal;
+  std::string file;
+  const uint8_t mode = size > 0 ? data[0] : 0;
+  const char* rest = reinterpret_cast<const char*>(data) + (size > 0 ? 1 : 0);
+  const size_t rest_size = size > 0 ? size - 1 : 0;
+  if (mode & kModeRaw) {
+    file.assign(rest, rest_size);
+  } else {
+    const size_t log_size = rest_size > kCompactHeaderBytes ? rest_size - kCompactHeaderBytes : 0;
+    file.assign(in::kHeaderSize + log_size, '\0');
+    size_t taken = 0;
+    for (const FileRange& range : kCompactRanges) {
+      const size_t n = std::min<size_t>(range.size, rest_size - taken);
+      std::memcpy(file.data() + range.offset, rest + taken, n);
+      taken += n;
+    }
+    if (log_size > 0) std::memcpy(file.data() + in::kHeaderSize, rest + taken, log_size);
+  }
+  if ((mode & kModeFixRecords) && file.size() >= sizeof(in::FileHeader)) detail::FixRecords(file);
+  if ((mode & kModeFixCheckpoints) &&
+      file.size() >= in::kCheckpointOffset[1] + sizeof(in::CheckpointRecord)) {
+    const uint64_t salt = detail::LoadU64(file, offsetof(in::FileHeader, salt));
+    for (uint64_t at : in::kCheckpointOffset) {
+      // A record never written (seq 0) stays all zero, as the engine leaves it.
+      if (detail::LoadU64(file, at + offsetof(in::CheckpointRecord, seq)) == 0) continue;
+      detail::StoreU64(
+          file, at + offsetof(in::CheckpointRecord, checksum),
+          in::Hash64(file.data() + at, offsetof(in::CheckpointRecord, checksum), salt));
+    }
+  }
+  if ((mode & kModeFixHeader) && file.size() >= sizeof(in::FileHeader)) {
+    detail::StoreU64(file, offsetof(in::FileHeader, checksum),
+                     in::Hash64(file.data(), offsetof(in::FileHeader, checksum), 0));
+  }
+  constexpr uint64_t kBootAt = in::kSharedStateOffset + offsetof(in::SharedState, boot_id);
+  if (file.size() >= kBootAt + sizeof(uint64_t)) {
+    const uint64_t here = detail::BootHash();
+    if (mode & kModeSameBoot) {
+      detail::StoreU64(file, kBootAt, here);
+    } else if (here != 0 && detail::LoadU64(file, kBootAt) == here) {
+      detail::StoreU64(file, kBootAt, here ^ 2);  // another boot (still odd, still not 0)
+    }
+  }
+  return file;
+}
+
+// The compact input (see the top of this file) for database file `file`, its log cut at `log_end`
+// (at least the committed tail; the rest of a new file is zeros).
+inline std::string EncodeCompact(std::string_view file, uint64_t log_end, uint8_t mode) {
+  std::string input(1, static_cast<char>(mode & ~kModeRaw));
+  for (const FileRange& range : kCompactRanges) input.append(file.substr(range.offset, range.size));
+  if (log_end > internal::kHeaderSize && log_end <= file.size()) {
+    input.append(file.substr(internal::kHeaderSize, log_end - internal::kHeaderSize));
+  }
+  return input;
+}
+
+// Where file offset `file_offset` lies in a compact input (to stage damage in a seed), or
+// std::string::npos when the compact layout does not carry it.
+inline size_t CompactInputOffset(uint64_t file_offset) {
+  size_t at = 1;
+  for (const FileRange& range : kCompactRanges) {
+    if (file_offset >= range.offset && file_offset < range.offset + range.size) {
+      return at + (file_offset - range.offset);
+    }
+    at += range.size;
+  }
+  return file_offset >= internal::kHeaderSize ? at + (file_offset - internal::kHeaderSize)
+                                              : std::string::npos;
+}
+
+struct HarnessResult {
+  absl::Status open;    // DB::Open
+  absl::Status verify;  // DB::Verify, when opened
+  absl::Status write;   // the transaction of kModeWrite, when run
+  Stats stats;          // GetStats, when opened
+  uint64_t for_each_keys = 0;
+  // Every (key, value) ForEach yielded, sorted, when asked for.
+  std::vector<std::pair<std::string, std::string>> contents;
+  // Broken promises (see the top of this file); empty when all is well.
+  std::vector<std::string> violations;
+};
+
+namespace detail {
+
+inline bool WriteWholeFile(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  out.close();
+  return out.good();
+}
+
+inline std::string Show(std::string_view s) {
+  return absl::StrCat("'",
+                      absl::CHexEscape(absl::string_view(s.data(), std::min<size_t>(s.size(), 40))),
+                      s.size() > 40 ? "'..." : "'");
+}
+
+inline bool BadKeySize(std::string_view key) { return key.empty() || key.size() > kMaxKeySize; }
+
+}  // namespace detail
+
+// Writes the file `data` describes to `path` (replacing it), opens it and reads it. With
+// `collect`, result.contents receives what ForEach yielded.
+inline HarnessResult RunOpenHarness(const uint8_t* data, size_t size, const std::string& path,
+                                    bool collect = false) {
+  HarnessResult result;
+  auto violation = [&](auto&&... parts) { result.violations.push_back(absl::StrCat(parts...)); };
+  const uint8_t mode = size > 0 ? data[0] : 0;
+  if (!detail::WriteWholeFile(path, BuildFile(data, size))) {
+    violation("cannot write ", path);
+    return result;
+  }
+
+  Options options;
+  options.create_if_missing = false;
+  options.read_only = (mode & kModeReadOnly) != 0;
+  options.verify_checksums = (mode & kModeNoVerifyChecksums) == 0;
+  options.max_file_size = 64ull << 20;  // address space reserved by every Open: keep it cheap
+  options.initial_index_slots = 64;     // a rebuilt index stays small
+  options.lock_timeout = std::chrono::milliseconds(200);
+  options.info_log = [](std::string_view) {};  // a line per rebuilt index: not for every input
+  absl::StatusOr<std::unique_ptr<DB>> opened = DB::Open(path, options);
+  result.open = opened.status();
+  if (!opened.ok()) {
+    const absl::StatusCode code = opened.status().code();
+    if (code != absl::StatusCode::kInvalidArgument &&
+        code != absl::StatusCode::kFailedPrecondition && code != absl::StatusCode::kDataLoss &&
+        code != absl::StatusCode::kResourceExhausted) {
+      violation("Open failed with an unexpected code: ", opened.status().ToString());
+    }
+    if (!absl::StrContains(opened.status().message(), path)) {
+      violation("Open's error does not name the file: ", opened.status().ToString());
+    }
+    return result;
+  }
+  DB& db = **opened;
+
+  std::vector<VerifyProblem> problems;
+  result.verify = db.Verify(&problems);
+  const bool verified = result.verify.ok();
+  if (!verified) {
+    if (result.verify.code() != absl::StatusCode::kDataLoss) {
+      violation("Verify failed with an unexpected code: ", result.verify.ToString());
+    } else if (!absl::StrContains(result.verify.message(), path)) {
+      violation("Verify's error does not name the file: ", result.verify.ToString());
+    }
+    if (problems.empty()) violation("Verify failed but listed no problem");
+  } else if (!problems.empty()) {
+    violation("Verify passed but listed ", problems.size(), " problems");
+  }
+
+  // Point reads: fixed keys (some of the seeds' among them), bad sizes, and keys from the input.
+  static const std::string kTooLong(kMaxKeySize + 1, 'k');
+  std::vector<std::string_view> keys = {
+      "country/AD", "currency/EUR", "language/fra", "script/Latn", "k", "", kTooLong};
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  if (size > 1) {
+    keys.push_back(input.substr(1, std::min<size_t>(size - 1, 12)));
+    keys.push_back(input.substr(size - std::min<size_t>(size - 1, 24)));
+  }
+  auto check_get = [&](std::string_view key, const absl::Status& status, const char* what) {
+    const absl::StatusCode code = status.code();
+    if (detail::BadKeySize(key) != (code == absl::StatusCode::kInvalidArgument) ||
+        (code != absl::StatusCode::kOk && code != absl::StatusCode::kNotFound &&
+         code != absl::StatusCode::kDataLoss && code != absl::StatusCode::kInvalidArgument)) {
+      violation(what, " of a key of ", key.size(), " bytes: ", status.ToString());
+    }
+  };
+  for (std::string_view key : keys) check_get(key, db.Get(key).status(), "DB::Get");
+
+  // A read transaction: every key ForEach yields, read back in the same snapshot.
+  std::vector<std::pair<std::string, std::string>> seen;
+  {
+    absl::StatusOr<ReadTxn> txn = db.BeginRead();
+    if (!txn.ok()) {
+      violation("BeginRead: ", txn.status().ToString());
+      return result;
+    }
+    absl::Status for_each = txn->ForEach([&](std::string_view key, std::string_view value) {
+      seen.emplace_back(key, value);
+      return true;
+    });
+    if (!for_each.ok() && (verified || for_each.code() != absl::StatusCode::kDataLoss)) {
+      violation("ForEach", verified ? " of a verified file" : "", ": ", for_each.ToString());
+    }
+    for (const auto& [key, value] : seen) {
+      absl::StatusOr<std::string_view> got = txn->Get(key);
+      check_get(key, got.status(), "ReadTxn::Get");
+      if (verified && (!got.ok() || *got != value)) {
+        violation("verified file: ReadTxn::Get(", detail::Show(key), ") gives ",
+                  got.ok() ? detail::Show(*got) : got.status().ToString(), ", ForEach gave ",
+                  detail::Show(value));
+      }
+    }
+    for (std::string_view key : keys) check_get(key, txn->Get(key).status(), "ReadTxn::Get");
+    if (verified && txn->Count() != seen.size()) {
+      violation("verified file: ReadTxn::Count() is ", txn->Count(), ", ForEach gave ", seen.size(),
+                " keys");
+    }
+  }
+  result.for_each_keys = seen.size();
+  result.stats = db.GetStats();
+
+  if (verified) {
+    absl::flat_hash_set<std::string_view> distinct;
+    for (const auto& kv : seen) distinct.insert(kv.first);
+    if (distinct.size() != seen.size()) {
+      violation("verified file: ForEach gave ", seen.size(), " keys, ", distinct.size(),
+                " distinct");
+    }
+    if (result.stats.keys != seen.size()) {
+      violation("verified file: Stats::keys is ", result.stats.keys, ", ForEach gave ",
+                seen.size());
+    }
+    // DB::Get takes the optimistic path (no lock): it must agree with the snapshot.
+    for (size_t i = 0; i < seen.size() && i < 16; ++i) {
+      absl::StatusOr<std::string> got = db.Get(seen[i].first);
+      if (!got.ok() || *got != seen[i].second) {
+        violation("verified file: DB::Get(", detail::Show(seen[i].first), ") gives ",
+                  got.ok() ? detail::Show(*got) : got.status().ToString(), ", ForEach gave ",
+                  detail::Show(seen[i].second));
+      }
+    }
+  }
+
+  if ((mode & kModeWrite) && verified && !options.read_only) {
+    // A file that passes Verify takes writes: overwrite one key, delete another, add one (last:
+    // the file may hold that key too).
+    result.write = [&]() -> absl::Status {
+      absl::StatusOr<WriteTxn> txn = db.BeginWrite();
+      if (!txn.ok()) return txn.status();
+      if (!seen.empty()) {
+        if (absl::Status s = txn->Put(seen[0].first, "overwritten"); !s.ok()) return s;
+        if (absl::Status s = txn->Delete(seen.back().first); !s.ok()) return s;
+      }
+      if (absl::Status s = txn->Put("fuzz/new", "value"); !s.ok()) return s;
+      return txn->Commit();
+    }();
+    if (result.write.ok()) {
+      if (absl::Status again = db.Verify(); !again.ok()) {
+        violation("Verify after a transaction on a verified file: ", again.ToString());
+      }
+      absl::StatusOr<std::string> got = db.Get("fuzz/new");
+      if (!got.ok() || *got != "value") {
+        violation("a key written to a verified file reads back as ",
+                  got.ok() ? detail::Show(*got) : got.status().ToString());
+      }
+    } else if (result.write.code() != absl::StatusCode::kResourceExhausted) {
+      violation("a transaction on a verified file: ", result.write.ToString());
+    }
+  }
+
+  if (collect) {
+    result.contents = std::move(seen);
+    std::sort(result.contents.begin(), result.contents.end());
+  }
+  return result;
+}
+
+}  // namespace mapkv::fuzz
+
+#endif  // MAPKV_TESTS_FUZZ_OPEN_HARNESS_H_

@@ -1,0 +1,249 @@
+// Seeds for the open fuzzer: small valid databases built from data/iso_codes.tsv with the library
+// as it is now, encoded as harness inputs (open_harness.h). Built at CI time (make_seed_corpus)
+// and by the regression test rather than committed, so they always match the current format.
+//
+// The databases cover what Open and the readers meet in real files: single puts, overwrites,
+// deletes (of present and absent keys), a multi-key transaction with an overwrite and a delete of
+// its own writes, an aborted transaction's bytes, an index that grew (old tables stay in the log),
+// a checkpoint with and without a clean close, and a commit left half applied by a dead writer
+// (applied tail < committed tail). Each is encoded in several modes: this boot (Open trusts the
+// state, replays), another boot (Open rebuilds the index unless the file was closed cleanly),
+// with a write transaction, and read-only without checksum verification.
+#ifndef MAPKV_TESTS_FUZZ_SEED_CORPUS_H_
+#define MAPKV_TESTS_FUZZ_SEED_CORPUS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "mapkv/db.h"
+#include "open_harness.h"
+#include "src/format.h"
+#include "src/status_macros.h"
+
+namespace mapkv::fuzz {
+
+struct Seed {
+  std::string name;    // file name in the corpus: <database>.<mode>
+  std::string input;   // the harness input
+  bool clean = false;  // closed cleanly after a checkpoint: another boot trusts its index
+  std::vector<std::pair<std::string, std::string>> live;  // what it holds, sorted
+};
+
+namespace seed_detail {
+
+// The database under construction and what it must hold.
+struct Builder {
+  std::unique_ptr<DB> db;
+  std::map<std::string, std::string> live;
+
+  absl::Status Put(std::string_view key, std::string_view value) {
+    MAPKV_RETURN_IF_ERROR(db->Put(key, value));
+    live[std::string(key)] = std::string(value);
+    return absl::OkStatus();
+  }
+  absl::Status Delete(std::string_view key) {
+    MAPKV_RETURN_IF_ERROR(db->Delete(key));
+    live.erase(std::string(key));
+    return absl::OkStatus();
+  }
+  uint64_t Tail() { return db->GetStats().log_bytes; }
+};
+
+inline absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ReadTsv(
+    const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
+  std::vector<std::pair<std::string, std::string>> records;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t tab = line.find('\t');
+    if (tab == std::string::npos || tab == 0) continue;
+    // Short values keep the seeds (and so the fuzzer's inputs) small.
+    records.emplace_back(line.substr(0, tab), line.substr(tab + 1, 32));
+  }
+  if (records.size() < 100) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": only ", records.size(), " records"));
+  }
+  return records;
+}
+
+inline uint64_t StateWord(const std::string& file, uint64_t field_offset) {
+  uint64_t v = 0;
+  std::memcpy(&v, file.data() + internal::kSharedStateOffset + field_offset, sizeof(v));
+  return v;
+}
+
+}  // namespace seed_detail
+
+// Builds the seed databases in `work_dir` (removed again) from the TSV file at `tsv_path`.
+inline absl::StatusOr<std::vector<Seed>> MakeSeeds(const std::string& tsv_path,
+                                                   const std::string& work_dir) {
+  using seed_detail::Builder;
+  MAPKV_ASSIGN_OR_RETURN(auto records, seed_detail::ReadTsv(tsv_path));
+  std::vector<Seed> seeds;
+  const std::string path = work_dir + "/seed.mapkv";
+
+  // Builds one database with `fill`; `edit` may change the closed file's bytes.
+  auto build = [&](const std::string& name, auto&& fill, auto&& edit) -> absl::Status {
+    std::filesystem::remove(path);
+    Builder b;
+    Options options;
+    options.initial_index_slots = 64;  // small tables, and growth after 48 keys
+    options.max_file_size = 64ull << 20;
+    MAPKV_ASSIGN_OR_RETURN(b.db, DB::Open(path, options));
+    MAPKV_RETURN_IF_ERROR(fill(b));
+    MAPKV_RETURN_IF_ERROR(b.db->Verify());
+    b.db.reset();  // the last handle out marks a checkpointed file clean
+    std::ifstream in(path, std::ios::binary);
+    std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::filesystem::remove(path);
+    if (file.size() < internal::kHeaderSize) {
+      return absl::InternalError(absl::StrCat(name, ": a database of ", file.size(), " bytes"));
+    }
+    edit(file);
+    const uint64_t tail =
+        seed_detail::StateWord(file, offsetof(internal::SharedState, committed_tail));
+    const bool clean = seed_detail::StateWord(file, offsetof(internal::SharedState, clean)) & 1;
+    // Keep the bytes past the committed tail that are not zero (an aborted transaction's).
+    uint64_t end = file.find_last_not_of('\0') + 1;
+    end = std::min<uint64_t>(std::max(tail, internal::Align8(end)), file.size());
+    const std::pair<const char*, uint8_t> modes[] = {
+        {"same_boot", kModeFixAll | kModeSameBoot},
+        {"other_boot", kModeFixAll},
+        {"write", kModeFixAll | kModeSameBoot | kModeWrite},
+        {"read_only", kModeFixAll | kModeReadOnly | kModeNoVerifyChecksums},
+    };
+    for (const auto& [mode_name, mode] : modes) {
+      Seed seed;
+      seed.name = absl::StrCat(name, ".", mode_name);
+      seed.input = EncodeCompact(file, end, mode);
+      seed.clean = clean;
+      seed.live.assign(b.live.begin(), b.live.end());
+      seeds.push_back(std::move(seed));
+    }
+    if (seeds.size() == 4) {
+      // One raw input too: the header page alone (a truncated file).
+      Seed raw;
+      raw.name = "raw.header_page";
+      raw.input =
+          std::string(1, static_cast<char>(kModeRaw)) + file.substr(0, internal::kHeaderPageSize);
+      seeds.push_back(std::move(raw));
+    }
+    return absl::OkStatus();
+  };
+  auto no_edit = [](std::string&) {};
+  size_t next = 0;  // records are used in order, each database its own
+  auto key = [&](size_t i) -> const std::string& { return records[i % records.size()].first; };
+  auto value = [&](size_t i) -> const std::string& { return records[i % records.size()].second; };
+
+  // Single puts, overwrites, deletes; no checkpoint.
+  MAPKV_RETURN_IF_ERROR(build(
+      "puts",
+      [&](Builder& b) -> absl::Status {
+        const size_t first = next;
+        for (int i = 0; i < 24; ++i, ++next) MAPKV_RETURN_IF_ERROR(b.Put(key(next), value(next)));
+        for (size_t i = first; i < first + 24; i += 4) {
+          MAPKV_RETURN_IF_ERROR(b.Put(key(i), absl::StrCat(value(i + 1), "|v2")));
+        }
+        for (size_t i = first + 1; i < first + 24; i += 6) MAPKV_RETURN_IF_ERROR(b.Delete(key(i)));
+        return b.Delete("absent/key");
+      },
+      no_edit));
+
+  // A multi-key transaction, an aborted one, a checkpoint and a clean close.
+  MAPKV_RETURN_IF_ERROR(build(
+      "txn_checkpoint",
+      [&](Builder& b) -> absl::Status {
+        const size_t first = next;
+        for (int i = 0; i < 12; ++i, ++next) MAPKV_RETURN_IF_ERROR(b.Put(key(next), value(next)));
+        {
+          MAPKV_ASSIGN_OR_RETURN(WriteTxn txn, b.db->BeginWrite());
+          std::map<std::string, std::string> after = b.live;
+          for (int i = 0; i < 8; ++i, ++next) {
+            MAPKV_RETURN_IF_ERROR(txn.Put(key(next), value(next)));
+            after[key(next)] = value(next);
+          }
+          MAPKV_RETURN_IF_ERROR(txn.Put(key(next - 1), "rewritten in the same transaction"));
+          after[key(next - 1)] = "rewritten in the same transaction";
+          MAPKV_RETURN_IF_ERROR(txn.Delete(key(next - 2)));
+          after.erase(key(next - 2));
+          MAPKV_RETURN_IF_ERROR(txn.Delete(key(first)));
+          MAPKV_RETURN_IF_ERROR(txn.Put(key(first), "deleted, then put again"));
+          after[key(first)] = "deleted, then put again";
+          MAPKV_RETURN_IF_ERROR(txn.Delete(key(first + 1)));
+          after.erase(key(first + 1));
+          MAPKV_RETURN_IF_ERROR(txn.Commit());
+          b.live = std::move(after);
+        }
+        {
+          MAPKV_ASSIGN_OR_RETURN(WriteTxn txn, b.db->BeginWrite());
+          for (int i = 0; i < 3; ++i) MAPKV_RETURN_IF_ERROR(txn.Put(key(next + i), "aborted"));
+          txn.Abort();
+        }
+        return b.db->Checkpoint();
+      },
+      no_edit));
+
+  // The index grows from 64 to 128 slots; a checkpoint in the middle, commits after it.
+  MAPKV_RETURN_IF_ERROR(build(
+      "growth",
+      [&](Builder& b) -> absl::Status {
+        const size_t first = next;
+        for (int i = 0; i < 30; ++i, ++next) {
+          MAPKV_RETURN_IF_ERROR(b.Put(key(next), value(next).substr(0, 8)));
+        }
+        MAPKV_RETURN_IF_ERROR(b.db->Checkpoint());
+        for (int i = 0; i < 30; ++i, ++next) {
+          MAPKV_RETURN_IF_ERROR(b.Put(key(next), value(next).substr(0, 8)));
+        }
+        for (size_t i = first; i < first + 60; i += 12) MAPKV_RETURN_IF_ERROR(b.Delete(key(i)));
+        if (b.db->GetStats().index_capacity != 128) {
+          return absl::InternalError("growth: the index did not grow to 128 slots");
+        }
+        return absl::OkStatus();
+      },
+      no_edit));
+
+  // A writer that died after its commit point: the last batch is committed but not applied.
+  uint64_t last_batch = 0;
+  MAPKV_RETURN_IF_ERROR(build(
+      "replay",
+      [&](Builder& b) -> absl::Status {
+        for (int i = 0; i < 10; ++i, ++next) MAPKV_RETURN_IF_ERROR(b.Put(key(next), value(next)));
+        last_batch = b.Tail();
+        MAPKV_ASSIGN_OR_RETURN(WriteTxn txn, b.db->BeginWrite());
+        for (int i = 0; i < 3; ++i, ++next) {
+          MAPKV_RETURN_IF_ERROR(txn.Put(key(next), value(next)));
+          b.live[key(next)] = value(next);
+        }
+        MAPKV_RETURN_IF_ERROR(txn.Put(key(next - 10), "overwritten by the replayed batch"));
+        b.live[key(next - 10)] = "overwritten by the replayed batch";
+        MAPKV_RETURN_IF_ERROR(txn.Delete(key(next - 9)));
+        b.live.erase(key(next - 9));
+        return txn.Commit();
+      },
+      [&](std::string& file) {
+        // The index already holds the batch; replaying it again must give the same index.
+        std::memcpy(file.data() + internal::kSharedStateOffset +
+                        offsetof(internal::SharedState, applied_tail),
+                    &last_batch, sizeof(last_batch));
+      }));
+  return seeds;
+}
+
+}  // namespace mapkv::fuzz
+
+#endif  // MAPKV_TESTS_FUZZ_SEED_CORPUS_H_
