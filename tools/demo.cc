@@ -1,5 +1,4 @@
-#include "demo.h"
-
+// `mapkv demo`: several processes sharing one database, with every value checked.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -16,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -26,10 +26,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "command.h"
-#include "flags.h"
 #include "mapkv/db.h"
+#include "records.h"
 #include "src/platform/subprocess.h"
-#include "tsv.h"
 
 // Set by tools/CMakeLists.txt: the source tree (for data/) and the installed data directory.
 #ifndef MAPKV_SOURCE_DIR
@@ -398,7 +397,7 @@ bool Demo::LoadData() {
       return true;
     }
   }
-  absl::StatusOr<std::vector<Record>> records = ReadTsv(path);
+  absl::StatusOr<std::vector<Record>> records = ReadRecordsFile(path, Format::kTsv);
   if (!records.ok()) {
     std::fprintf(stderr, "mapkv demo: %s\n", records.status().ToString().c_str());
     return false;
@@ -730,10 +729,10 @@ void Demo::Cleanup() {
 }
 
 int Demo::Run() {
-  if (!LoadData()) return kExitFailure;
+  if (!LoadData()) return kExitError;
   if (!PrepareDatabase()) {
     Cleanup();
-    return kExitFailure;
+    return kExitError;
   }
   std::printf("mapkv demo: %lld worker processes for %g s on one database (%u CPUs)\n",
               static_cast<long long>(config_.workers), config_.seconds,
@@ -744,7 +743,7 @@ int Demo::Run() {
   std::printf("data       %s\n", data_description_.c_str());
   if (!LoadIntoDatabase()) {
     Cleanup();
-    return kExitFailure;
+    return kExitError;
   }
   RunWorkers();
   CheckCounters();
@@ -758,7 +757,7 @@ int Demo::Run() {
     std::fflush(stdout);
     std::fprintf(stderr, "mapkv demo: %zu check%s failed\n", failures_.size(),
                  failures_.size() == 1 ? "" : "s");
-    return kExitFailure;
+    return kExitDataProblem;
   }
   std::printf(
       "\nall checks passed: every value read matched, no counter went back, every worker\n"
@@ -766,10 +765,8 @@ int Demo::Run() {
   return kExitOk;
 }
 
-constexpr char kUsage[] = "usage: mapkv demo [--db PATH] [--workers N] [--seconds S] [--data FILE]";
-
-constexpr char kDescription[] = R"(
-Shows several processes sharing one mapkv database, and checks what they see:
+constexpr char kDescription[] =
+    R"(Shows several processes sharing one mapkv database, and checks what they see:
   1. creates a database (in a new temporary directory, unless --db names a file);
   2. loads the sample records (data/iso_codes.tsv: ISO country, language, currency and
      script codes) in one write transaction, and reads them back;
@@ -782,9 +779,6 @@ Shows several processes sharing one mapkv database, and checks what they see:
   4. prints per worker its ops, ops/s, ops per CPU-second and the other workers' commits it
      saw; checks each counter against the commits its worker reported; calls Checkpoint()
      and prints GetStats().
-Exit status: 0 when every check passed, 1 when one failed, 2 for bad arguments.
-
-flags:
 )";
 
 std::string DefaultDataText() {
@@ -795,34 +789,29 @@ std::string DefaultDataText() {
 
 }  // namespace
 
-int RunDemo(const std::vector<std::string>& args) {
-  DemoConfig config;
-  FlagSet flags;
-  flags.String("db", "PATH", &config.db_path,
-               "database file to use (created if missing; kept afterwards)",
-               "a new temporary directory, removed at the end");
-  flags.Int("workers", "N", &config.workers, 1, 256, "worker processes");
-  flags.Double("seconds", "S", &config.seconds, 0.01, 86400, "how long the workers run");
-  std::string default_data = DefaultDataText();
-  flags.String("data", "FILE", &config.data_path, "key<TAB>value records to load and check",
-               default_data);
-  std::string usage = absl::StrCat(kUsage, "\n", kDescription, flags.Describe());
+Runner SetupDemo(CLI::App* app) {
+  auto config = std::make_shared<DemoConfig>();
+  app->description(kDescription);
+  app->add_option("--db", config->db_path,
+                  "database file to use (created if missing; kept afterwards). Default: a new "
+                  "temporary directory, removed at the end");
+  app->add_option("--workers", config->workers, "worker processes")
+      ->check(CLI::Range(int64_t{1}, int64_t{256}))
+      ->capture_default_str();
+  app->add_option("--seconds", config->seconds, "how long the workers run")
+      ->check(CLI::Range(0.01, 86400.0))
+      ->capture_default_str();
+  app->add_option("--data", config->data_path,
+                  absl::StrCat("records to load and check, in `mapkv load`'s TSV format. Default: ",
+                               DefaultDataText()));
+  app->footer(R"(
+Exit status: 0 when every check passed, 2 bad usage, 3 a check failed (a wrong value, a lost
+increment), 4 error (the database or the data file could not be opened).
 
-  absl::Status status = flags.Parse(args);
-  if (status.ok() && !flags.positional().empty()) {
-    status = absl::InvalidArgumentError(
-        absl::StrCat("unexpected argument \"", flags.positional().front(), "\""));
-  }
-  if (!status.ok()) {
-    std::fprintf(stderr, "mapkv demo: %s\n%s\nRun 'mapkv demo --help' for more.\n",
-                 std::string(status.message()).c_str(), kUsage);
-    return kExitUsage;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", usage.c_str());
-    return kExitOk;
-  }
-  return Demo(std::move(config)).Run();
+Examples:
+  mapkv demo
+  mapkv demo --workers 8 --seconds 10 --db /tmp/demo.mapkv)");
+  return [config] { return Demo(*config).Run(); };
 }
 
 }  // namespace mapkv::tools

@@ -1,0 +1,325 @@
+// Offline compaction (ARCHITECTURE.md section 4), through the public DB API and src/platform/fs.h.
+//
+// The invariant: until the one rename that puts the new file in place, nothing this code does
+// changes what the source's name leads to. The new file is complete and on disk (Checkpoint:
+// msync + fsync, then closed cleanly) before that rename, and the directory is flushed after it,
+// so a kill or a power cut at any instant leaves either the old database or the new one under the
+// name, whole. A kill leaves a temporary file behind; the next compaction to the same destination
+// removes it.
+#include "mapkv/compact.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "mapkv/db.h"
+#include "src/platform/fs.h"
+
+namespace mapkv {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kTempTag = "compact";
+// Progress reports while copying: every this many keys.
+constexpr uint64_t kReportEvery = 4096;
+
+absl::Status Annotate(const absl::Status& status, std::string_view context) {
+  return absl::Status(status.code(), absl::StrCat(absl::string_view(context.data(), context.size()),
+                                                  ": ", status.message()));
+}
+
+std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
+  return absl::StrCat(
+      n, " ",
+      absl::string_view(n == 1 ? one.data() : many.data(), n == 1 ? one.size() : many.size()));
+}
+
+void Report(const CompactOptions& options, const CompactProgress& progress) {
+  if (options.progress) options.progress(progress);
+}
+
+// Opens `src` alone (Options::exclusive). When another handle has it open, says how many: an
+// ordinary handle, opened for a moment, counts them (itself included).
+absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
+                                              const CompactOptions& options) {
+  Options alone;
+  alone.create_if_missing = false;
+  alone.exclusive = true;
+  alone.lock_timeout = options.lock_timeout;
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(src, alone);
+    if (db.ok() || !absl::IsFailedPrecondition(db.status())) return db;
+
+    Options counting;
+    counting.create_if_missing = false;
+    counting.read_only = true;
+    counting.lock_timeout = std::chrono::milliseconds(500);
+    absl::StatusOr<std::unique_ptr<DB>> probe = DB::Open(src, counting);
+    if (!probe.ok()) {
+      if (absl::IsDeadlineExceeded(probe.status())) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            src,
+            ": held exclusively by another process (another compaction?); compaction needs it "
+            "alone: run it again once that process is done"));
+      }
+      return db.status();  // not about other handles (a newer format, ...)
+    }
+    const uint32_t handles = (*probe)->GetStats().open_handles;
+    probe->reset();
+    const uint32_t others = handles > 0 ? handles - 1 : 0;
+    if (others == 0) {
+      if (attempt == 0) continue;  // they closed it meanwhile: try once more
+      return db.status();
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        src, ": open by ", Plural(others, "other handle", "other handles"),
+        " (processes using the database); compaction needs it alone: stop ",
+        others == 1 ? "it" : "them", " and run it again (`mapkv stat` shows the count)"));
+  }
+}
+
+// Removes the temporary files that killed compactions to `dst` left behind. A temporary file that
+// a live compaction holds (exclusively) is left alone.
+absl::Status RemoveLeftovers(const std::string& dst, std::vector<std::string>* removed) {
+  const std::string dir = internal::DirName(dst);
+  absl::StatusOr<std::vector<std::string>> names = internal::ListDirectory(dir);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    if (!internal::IsTempNameOf(name, dst, kTempTag)) continue;
+    const std::string path = absl::StrCat(dir, "/", name);
+    Options probe_options;
+    probe_options.create_if_missing = false;
+    probe_options.exclusive = true;
+    probe_options.lock_timeout = std::chrono::milliseconds(100);
+    probe_options.info_log = [](std::string_view) {};  // a leftover's recovery is no news
+    absl::StatusOr<std::unique_ptr<DB>> probe = DB::Open(path, probe_options);
+    // FailedPrecondition: a live compaction holds it. Any other error: a file its writer never
+    // finished creating, which nobody holds either.
+    if (!probe.ok() && absl::IsFailedPrecondition(probe.status())) continue;
+    probe = nullptr;
+    absl::Status s = internal::RemovePath(path);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+    if (s.ok()) removed->push_back(path);
+  }
+  return absl::OkStatus();
+}
+
+// Bytes for the new file: the source's header and index record header, the new index table, the
+// live records, a commit record per batch, and some slack. The file doubles when a write passes
+// its end, so too little would cost twice the space; what is left over stays unused.
+uint64_t EstimateFileSize(const Stats& s, uint64_t index_slots, uint64_t batches) {
+  const uint64_t old_index = uint64_t{16} * s.index_capacity;
+  uint64_t fixed = s.log_bytes - std::min(s.log_bytes, s.garbage_bytes + s.live_bytes);
+  fixed = fixed > old_index ? fixed - old_index : 0;  // the header, the index record's header
+  return fixed + uint64_t{16} * index_slots + 128 + s.live_bytes + batches * 64 + (64 << 10) +
+         s.live_bytes / 1024;
+}
+
+class Compaction {
+ public:
+  Compaction(std::string src, std::string dst, bool in_place, const CompactOptions& options)
+      : src_(std::move(src)), dst_(std::move(dst)), in_place_(in_place), options_(options) {}
+
+  absl::StatusOr<CompactResult> Run();
+
+ private:
+  absl::Status CreateTemp(const Stats& stats, const internal::FileInfo& info);
+  absl::Status Copy();
+  absl::Status Finish(const internal::FileInfo& info);
+  // Closes and removes the temporary file; returns `status`.
+  absl::Status Fail(absl::Status status);
+  // Each batch costs a commit record: at least 1 MiB of records per batch.
+  uint64_t BatchBytes() const { return std::max<uint64_t>(options_.batch_bytes, 1 << 20); }
+
+  const std::string src_;
+  const std::string dst_;
+  const bool in_place_;
+  const CompactOptions& options_;
+  std::unique_ptr<DB> source_;
+  std::unique_ptr<DB> target_;
+  std::string temp_;
+  CompactResult result_;
+};
+
+absl::Status Compaction::Fail(absl::Status status) {
+  target_.reset();
+  if (!temp_.empty()) {
+    absl::Status removed = internal::RemovePath(temp_);
+    if (!removed.ok() && !absl::IsNotFound(removed)) {
+      status = Annotate(status, absl::StrCat("(and ", removed.message(), ")"));
+    }
+  }
+  return status;
+}
+
+absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo& info) {
+  temp_ = internal::UniqueTempPath(dst_, kTempTag);
+  Options options;
+  options.error_if_exists = true;
+  options.exclusive = true;  // RemoveLeftovers() of a concurrent compaction leaves it alone
+  options.max_file_size = stats.max_file_size;
+  // An index at most half full, as the engine leaves one after a rehash: it never grows here.
+  // Tables have a power of two of slots.
+  uint64_t slots = 64;
+  while (slots < 2 * stats.keys) slots *= 2;
+  const uint64_t batches = stats.live_bytes / BatchBytes() + 2;
+  options.initial_index_slots = slots;
+  options.initial_file_size =
+      std::min(EstimateFileSize(stats, slots, batches), stats.max_file_size);
+  options.file_mode = info.mode & 0777;
+  options.lock_timeout = options_.lock_timeout;
+  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(temp_, options);
+  if (!db.ok()) {
+    if (absl::IsAlreadyExists(db.status())) temp_.clear();  // not ours: leave it
+    return db.status();
+  }
+  target_ = *std::move(db);
+  return absl::OkStatus();
+}
+
+absl::Status Compaction::Copy() {
+  absl::StatusOr<ReadTxn> read = source_->BeginRead();
+  if (!read.ok()) return read.status();
+  CompactProgress progress;
+  progress.keys_total = read->Count();
+  Report(options_, progress);
+
+  absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
+  if (!txn.ok()) return txn.status();
+  absl::Status status;
+  uint64_t batch = 0;
+  absl::Status walk = read->ForEach([&](std::string_view key, std::string_view value) {
+    status = txn->Put(key, value);
+    if (!status.ok()) {
+      status = Annotate(status, temp_);
+      return false;
+    }
+    ++progress.keys_done;
+    progress.bytes_done += key.size() + value.size();
+    batch += key.size() + value.size();
+    if (batch >= BatchBytes()) {
+      batch = 0;
+      status = txn->Commit();
+      if (status.ok()) {
+        txn = target_->BeginWrite();
+        status = txn.status();
+      }
+      if (!status.ok()) return false;
+    }
+    if (progress.keys_done % kReportEvery == 0) Report(options_, progress);
+    return true;
+  });
+  if (!walk.ok()) return walk;  // a damaged record in the source: it names the offset
+  if (!status.ok()) return status;
+  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  Report(options_, progress);
+  result_.keys = progress.keys_done;
+  if (progress.keys_done != progress.keys_total) {
+    return absl::DataLossError(absl::StrCat(src_, ": the index counts ", progress.keys_total,
+                                            " keys, but walking it found ", progress.keys_done,
+                                            " (`mapkv check` tells more)"));
+  }
+  const Stats copied = target_->GetStats();
+  if (copied.keys != progress.keys_total) {
+    return absl::InternalError(
+        absl::StrCat(temp_, ": holds ", copied.keys, " keys after copying ", progress.keys_total));
+  }
+  result_.live_bytes = copied.live_bytes;
+  return absl::OkStatus();
+}
+
+absl::Status Compaction::Finish(const internal::FileInfo& info) {
+  CompactProgress progress;
+  progress.phase = CompactProgress::Phase::kFlush;
+  progress.keys_done = progress.keys_total = result_.keys;
+  Report(options_, progress);
+  // Every byte on disk, then a clean close: the next open of the new file trusts its index even
+  // after a power cut.
+  if (absl::Status s = target_->Checkpoint(); !s.ok()) return s;
+  target_.reset();
+  // The owner's permission bits exactly (the umask may have narrowed them), and the owner: a
+  // database compacted by root must stay usable by the service that owns it.
+  if (absl::Status s = internal::SetMode(temp_, info.mode); !s.ok()) return s;
+  absl::StatusOr<internal::FileInfo> made = internal::StatFile(temp_);
+  if (!made.ok()) return made.status();
+  if (made->uid != info.uid || made->gid != info.gid) {
+    if (absl::Status s = internal::SetOwner(temp_, info.uid, info.gid); !s.ok()) {
+      return Annotate(s, absl::StrCat("cannot give the compacted file the owner of ", src_));
+    }
+  }
+  if (absl::Status s = internal::SyncFile(temp_); !s.ok()) return s;
+
+  progress.phase = CompactProgress::Phase::kReplace;
+  Report(options_, progress);
+  absl::Status renamed =
+      in_place_ ? internal::ReplaceFile(temp_, dst_) : internal::RenameNoReplace(temp_, dst_);
+  if (!renamed.ok()) return renamed;
+  temp_.clear();  // in place now: never removed from here on
+  // The rename is done for every process; make it durable. A failure here leaves a complete
+  // database under the name either way: report it, but the compaction happened.
+  return internal::SyncDirectoryOf(dst_);
+}
+
+absl::StatusOr<CompactResult> Compaction::Run() {
+  const Clock::time_point start = Clock::now();
+  result_.in_place = in_place_;
+  absl::StatusOr<std::unique_ptr<DB>> source = OpenAlone(src_, options_);
+  if (!source.ok()) return source.status();
+  source_ = *std::move(source);
+  absl::StatusOr<internal::FileInfo> info = internal::StatFile(src_);
+  if (!info.ok()) return info.status();
+  const Stats stats = source_->GetStats();
+  result_.size_before = info->size;
+  result_.garbage_before = stats.garbage_bytes;
+  if (absl::Status s = RemoveLeftovers(dst_, &result_.removed_leftovers); !s.ok()) return s;
+
+  if (absl::Status s = CreateTemp(stats, *info); !s.ok()) return Fail(s);
+  if (absl::Status s = Copy(); !s.ok()) return Fail(s);
+  absl::Status finished = Finish(*info);
+  if (!finished.ok() && !temp_.empty()) return Fail(finished);
+  result_.micros = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+  source_.reset();  // others may open the (new) file from here
+  if (!finished.ok()) return finished;
+  absl::StatusOr<internal::FileInfo> after = internal::StatFile(dst_);
+  if (!after.ok()) return after.status();
+  result_.size_after = after->size;
+  return result_;
+}
+
+}  // namespace
+
+absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string& dst,
+                                      const CompactOptions& options) {
+  // Work on the real file: renaming over a symbolic link would replace the link.
+  absl::StatusOr<std::string> real_src = internal::ResolvePath(src);
+  if (!real_src.ok()) return real_src.status();
+  bool in_place = dst.empty();
+  std::string target = in_place ? *real_src : dst;
+  if (!in_place) {
+    absl::StatusOr<bool> exists = internal::PathExists(dst);
+    if (!exists.ok()) return exists.status();
+    if (*exists) {
+      absl::StatusOr<internal::FileInfo> a = internal::StatFile(*real_src);
+      absl::StatusOr<internal::FileInfo> b = internal::StatFile(dst);
+      if (a.ok() && b.ok() && a->device == b->device && a->inode == b->inode) {
+        in_place = true;
+        target = *real_src;
+      } else {
+        return absl::AlreadyExistsError(
+            absl::StrCat(dst,
+                         ": already exists; compaction to another file never replaces one "
+                         "(remove it first, or compact in place)"));
+      }
+    }
+  }
+  return Compaction(*real_src, target, in_place, options).Run();
+}
+
+}  // namespace mapkv

@@ -1,0 +1,90 @@
+// File-system operations on whole files and directories, for offline compaction (src/compact.cc)
+// and the `mapkv` tool: sizes and owners, atomic renames, flushing a directory entry, temporary
+// names, directory listing, and whether a standard stream is a terminal. OS errors become
+// absl::Status here, each naming the path and the call that failed. One implementation per
+// platform (fs_posix.cc, ...), chosen by CMake.
+#ifndef MAPKV_PLATFORM_FS_H_
+#define MAPKV_PLATFORM_FS_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace mapkv::internal {
+
+struct FileInfo {
+  uint64_t size = 0;
+  uint32_t mode = 0;  // permission bits (07777)
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t device = 0;  // with inode: the file's identity, whatever name reaches it
+  uint64_t inode = 0;
+  bool regular = false;  // a regular file (not a directory, device, pipe...)
+};
+
+// What `path` names (following symbolic links). NotFound when nothing does.
+absl::StatusOr<FileInfo> StatFile(const std::string& path);
+
+// True when `path` names something; false when nothing does; an error when it cannot be told
+// (a directory on the way that cannot be searched, ...).
+absl::StatusOr<bool> PathExists(const std::string& path);
+
+// The canonical absolute path of `path`, symbolic links resolved (realpath). NotFound when
+// nothing is there.
+absl::StatusOr<std::string> ResolvePath(const std::string& path);
+
+// Sets the permission bits of `path` (chmod), whatever the umask.
+absl::Status SetMode(const std::string& path, uint32_t mode);
+
+// Gives `path` the owner and group `uid`:`gid` (chown), for a file made on behalf of another.
+absl::Status SetOwner(const std::string& path, uint32_t uid, uint32_t gid);
+
+// Renames `from` to `to` in one step: `to`, if it exists, is replaced atomically, so any process
+// that opens `to` by name finds the old file or the new one, never neither (POSIX rename).
+// Both must be on one file system.
+absl::Status ReplaceFile(const std::string& from, const std::string& to);
+
+// As ReplaceFile, but fails with AlreadyExists, changing nothing, when `to` exists.
+absl::Status RenameNoReplace(const std::string& from, const std::string& to);
+
+// Makes the entries of the directory that holds `path` durable (fsync of the directory), so a
+// rename or creation in it survives a power cut.
+absl::Status SyncDirectoryOf(const std::string& path);
+
+// Makes a file's data and metadata durable (fsync).
+absl::Status SyncFile(const std::string& path);
+
+// Removes a file; NotFound when missing.
+absl::Status RemovePath(const std::string& path);
+
+// The names in directory `dir` (not "." and ".."), in no particular order.
+absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir);
+
+// The directory part of `path` ("." for a bare name) and the last component.
+std::string DirName(const std::string& path);
+std::string BaseName(const std::string& path);
+
+// A name next to `path`, in its directory, that no other process picks:
+// "<path>.<tag>-<pid>-<random hex>.tmp". IsTempPathOf() recognises such names (of any process)
+// for `path`'s base name and `tag`.
+std::string UniqueTempPath(const std::string& path, std::string_view tag);
+bool IsTempNameOf(std::string_view name, const std::string& path, std::string_view tag);
+
+enum class StdStream { kIn = 0, kOut = 1, kErr = 2 };
+
+// True when the stream is a terminal (isatty): progress bars and colours only then.
+bool IsTerminal(StdStream stream);
+
+// Columns of the terminal behind the stream; 0 when it is not one or cannot say.
+int TerminalColumns(StdStream stream);
+
+// Switches a standard stream to binary mode where the platform distinguishes (not POSIX).
+void SetBinaryMode(StdStream stream);
+
+}  // namespace mapkv::internal
+
+#endif  // MAPKV_PLATFORM_FS_H_

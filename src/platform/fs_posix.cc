@@ -1,0 +1,197 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "src/platform/fs.h"
+#include "src/platform/process.h"
+
+namespace mapkv::internal {
+namespace {
+
+absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+absl::Status ErrnoStatus(int err, const std::string& path, absl::string_view what) {
+  std::string message = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case EEXIST:
+      return absl::AlreadyExistsError(message);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return absl::ResourceExhaustedError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+std::string Octal(uint32_t n) {
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), static_cast<char>('0' + (n & 7)));
+    n >>= 3;
+  } while (n != 0);
+  return digits;
+}
+
+absl::Status SyncPath(const std::string& path, int flags, absl::string_view what) {
+  int fd = open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, path, absl::StrCat("open (", what, ")"));
+  absl::Status status;
+  if (fsync(fd) != 0) status = ErrnoStatus(errno, path, absl::StrCat("fsync (", what, ")"));
+  close(fd);
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<FileInfo> StatFile(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, path, "stat");
+  FileInfo info;
+  info.size = static_cast<uint64_t>(st.st_size);
+  info.mode = static_cast<uint32_t>(st.st_mode & 07777);
+  info.uid = st.st_uid;
+  info.gid = st.st_gid;
+  info.device = st.st_dev;
+  info.inode = st.st_ino;
+  info.regular = S_ISREG(st.st_mode);
+  return info;
+}
+
+absl::StatusOr<bool> PathExists(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) return true;
+  if (errno == ENOENT) return false;
+  return ErrnoStatus(errno, path, "stat");
+}
+
+absl::StatusOr<std::string> ResolvePath(const std::string& path) {
+  char* resolved = realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) return ErrnoStatus(errno, path, "realpath");
+  std::string out(resolved);
+  free(resolved);
+  return out;
+}
+
+absl::Status SetMode(const std::string& path, uint32_t mode) {
+  if (chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
+    return ErrnoStatus(errno, path, absl::StrCat("chmod to 0", Octal(mode)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetOwner(const std::string& path, uint32_t uid, uint32_t gid) {
+  if (chown(path.c_str(), uid, gid) != 0) {
+    return ErrnoStatus(errno, path, absl::StrCat("chown to ", uid, ":", gid));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReplaceFile(const std::string& from, const std::string& to) {
+  if (rename(from.c_str(), to.c_str()) != 0) {
+    return ErrnoStatus(errno, to, absl::StrCat("rename from ", from));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RenameNoReplace(const std::string& from, const std::string& to) {
+  if (renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) {
+    return absl::OkStatus();
+  }
+  if (errno != EINVAL && errno != ENOSYS) {
+    return ErrnoStatus(errno, to, absl::StrCat("rename (no replace) from ", from));
+  }
+  // A file system without RENAME_NOREPLACE: link() never replaces either.
+  if (link(from.c_str(), to.c_str()) != 0) {
+    return ErrnoStatus(errno, to, absl::StrCat("link from ", from));
+  }
+  if (unlink(from.c_str()) != 0) return ErrnoStatus(errno, from, "unlink");
+  return absl::OkStatus();
+}
+
+absl::Status SyncDirectoryOf(const std::string& path) {
+  return SyncPath(DirName(path), O_RDONLY | O_DIRECTORY, "directory");
+}
+
+absl::Status SyncFile(const std::string& path) { return SyncPath(path, O_RDONLY, "file"); }
+
+absl::Status RemovePath(const std::string& path) {
+  if (unlink(path.c_str()) != 0) return ErrnoStatus(errno, path, "unlink");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return ErrnoStatus(errno, dir, "opendir");
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    dirent* entry = readdir(d);
+    if (entry == nullptr) break;
+    std::string_view name = entry->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  int err = errno;
+  closedir(d);
+  if (err != 0) return ErrnoStatus(err, dir, "readdir");
+  return names;
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string BaseName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string UniqueTempPath(const std::string& path, std::string_view tag) {
+  return absl::StrCat(path, ".", ToAbsl(tag), "-", CurrentPid(), "-",
+                      absl::Hex(static_cast<uint32_t>(RandomU64()), absl::kZeroPad8), ".tmp");
+}
+
+bool IsTempNameOf(std::string_view name, const std::string& path, std::string_view tag) {
+  // "<base>.<tag>-<digits>-<8 hex>.tmp"
+  absl::string_view rest = ToAbsl(name);
+  const std::string prefix = absl::StrCat(BaseName(path), ".", ToAbsl(tag), "-");
+  if (!absl::ConsumePrefix(&rest, prefix) || !absl::ConsumeSuffix(&rest, ".tmp")) return false;
+  size_t dash = rest.find('-');
+  if (dash == absl::string_view::npos || dash == 0 || rest.size() - dash - 1 != 8) return false;
+  uint64_t pid = 0;
+  uint32_t random = 0;
+  return absl::SimpleAtoi(rest.substr(0, dash), &pid) &&
+         absl::SimpleHexAtoi(rest.substr(dash + 1), &random);
+}
+
+bool IsTerminal(StdStream stream) { return isatty(static_cast<int>(stream)) == 1; }
+
+int TerminalColumns(StdStream stream) {
+  winsize ws{};
+  if (ioctl(static_cast<int>(stream), TIOCGWINSZ, &ws) != 0) return 0;
+  return ws.ws_col;
+}
+
+void SetBinaryMode(StdStream) {}
+
+}  // namespace mapkv::internal

@@ -1,0 +1,84 @@
+// What the subcommands of the `mapkv` tool share: opening a database, reporting an error with the
+// file it concerns and the matching exit status, number formatting, key arguments, and the
+// progress bar.
+#ifndef MAPKV_TOOLS_COMMON_H_
+#define MAPKV_TOOLS_COMMON_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "mapkv/db.h"
+
+namespace CLI {
+class App;
+class Option;
+}  // namespace CLI
+
+namespace mapkv::tools {
+
+// Prints "mapkv <command>: <message>" to stderr; the message starts with `path` unless it names
+// it already (engine messages do). Returns `exit_code`.
+int ReportError(std::string_view command, std::string_view path, const absl::Status& status,
+                int exit_code);
+// Prints "mapkv <command>: <message>" and a pointer to --help to stderr; returns kExitUsage.
+int ReportUsageError(std::string_view command, absl::string_view message);
+
+enum class OpenMode {
+  kRead,    // an existing database, read_only
+  kWrite,   // an existing database
+  kCreate,  // created when missing
+};
+absl::StatusOr<std::unique_ptr<DB>> OpenDatabase(const std::string& path, OpenMode mode);
+
+// A key or value given on the command line: as is, or TSV-escaped (`--escaped`, records.h) for
+// bytes a shell argument cannot hold.
+absl::StatusOr<std::string> DecodeArgument(std::string_view text, bool escaped,
+                                           std::string_view what);
+// A key must be 1 to kMaxKeySize bytes: InvalidArgument otherwise.
+absl::Status CheckKeySize(std::string_view key);
+
+std::string Commas(uint64_t n);
+std::string Bytes(uint64_t n);  // "1.5 MiB"
+std::string Seconds(double s);  // "1.23 s" / "45.6 ms"
+
+// Reads all of a stdio stream.
+absl::StatusOr<std::string> ReadAllStdin();
+
+// Adds the standard `-q,--quiet` flag to a subcommand that shows progress.
+CLI::Option* AddQuietFlag(CLI::App* app, bool* quiet);
+
+// A one-line progress bar on stderr, redrawn at most ten times a second, only when stderr is a
+// terminal and --quiet was not given; erased by Done() or the destructor.
+class Progress {
+ public:
+  Progress(std::string label, uint64_t total, bool quiet);
+  ~Progress() { Done(); }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  bool enabled() const { return enabled_; }
+  void set_total(uint64_t total) { total_ = total; }
+  void set_label(std::string label);
+  // `done` units of `total` (a total of 0: unknown, a count and a rate only).
+  void Update(uint64_t done, bool force = false);
+  void Done();
+
+ private:
+  bool enabled_;
+  std::string label_;
+  uint64_t total_;
+  uint64_t done_ = 0;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_;
+  bool drawn_ = false;
+};
+
+}  // namespace mapkv::tools
+
+#endif  // MAPKV_TOOLS_COMMON_H_

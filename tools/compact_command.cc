@@ -1,0 +1,112 @@
+// `mapkv compact`: mapkv::Compact() (include/mapkv/compact.h) with a progress bar and a report.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "command.h"
+#include "common.h"
+#include "mapkv/compact.h"
+
+namespace mapkv::tools {
+namespace {
+
+struct CompactArgs {
+  std::string db;
+  std::string output;
+  bool quiet = false;
+};
+
+int RunCompact(const CompactArgs& args) {
+  Progress progress("compacting", 0, args.quiet);
+  CompactOptions options;
+  CompactProgress::Phase phase = CompactProgress::Phase::kCopy;
+  options.progress = [&](const CompactProgress& p) {
+    if (p.phase != phase) {
+      phase = p.phase;
+      progress.set_label(phase == CompactProgress::Phase::kFlush ? "flushing to disk"
+                                                                 : "replacing");
+    }
+    progress.set_total(p.keys_total);
+    progress.Update(p.keys_done);
+  };
+  absl::StatusOr<CompactResult> result = Compact(args.db, args.output, options);
+  progress.Done();
+  if (!result.ok()) {
+    const bool refused = absl::IsFailedPrecondition(result.status());
+    // The message names the file it is about (DB, NEW, or a temporary file).
+    const bool names_output = !args.output.empty() && result.status().message().find(args.output) !=
+                                                          absl::string_view::npos;
+    ReportError("compact", names_output ? "" : args.db, result.status(), 0);
+    std::fprintf(stderr, "mapkv compact: %s is unchanged\n", args.db.c_str());
+    return refused ? kExitDataProblem : kExitError;
+  }
+  for (const std::string& leftover : result->removed_leftovers) {
+    std::fprintf(stderr, "mapkv compact: removed %s, left by an interrupted compaction\n",
+                 leftover.c_str());
+  }
+  const double seconds = static_cast<double>(result->micros) / 1e6;
+  const double saved = result->size_before == 0 ? 0
+                                                : 100.0 *
+                                                      (static_cast<double>(result->size_before) -
+                                                       static_cast<double>(result->size_after)) /
+                                                      static_cast<double>(result->size_before);
+  std::printf(
+      "compacted %s%s: %s -> %s (%s bytes -> %s bytes, %.1f%% smaller), %s keys, %s of live "
+      "records, %s (%.1f MiB/s of live data)\n",
+      args.db.c_str(), result->in_place ? " in place" : absl::StrCat(" into ", args.output).c_str(),
+      Bytes(result->size_before).c_str(), Bytes(result->size_after).c_str(),
+      Commas(result->size_before).c_str(), Commas(result->size_after).c_str(), saved,
+      Commas(result->keys).c_str(), Bytes(result->live_bytes).c_str(), Seconds(seconds).c_str(),
+      seconds > 0 ? static_cast<double>(result->live_bytes) / (1 << 20) / seconds : 0.0);
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner SetupCompact(CLI::App* app) {
+  auto args = std::make_shared<CompactArgs>();
+  app->description(
+      "Rewrites the database with only its live records (`mapkv stat` shows the garbage it "
+      "would reclaim): copies them into a fresh file with an index sized for them, flushes it to "
+      "disk, then atomically replaces DB with it, or writes it to NEW and leaves DB alone. "
+      "Offline: it refuses while any other process has DB open, and other processes' opens wait "
+      "while it runs.");
+  app->add_option("DB", args->db, "the database file")->type_name("")->required();
+  app->add_option("-o,--output", args->output,
+                  "write the compacted database to NEW (which must not exist) instead of "
+                  "replacing DB; NEW must be on the same file system for the final rename")
+      ->type_name("NEW");
+  AddQuietFlag(app, &args->quiet);
+  app->footer(R"text(
+Safety:
+  - Refused (exit 3, DB unchanged) while other handles have DB open; the message says how many.
+    `mapkv stat DB` shows the count. Stop the processes using it first. While it runs, other
+    processes' opens wait up to their lock_timeout (10 s by default) and then fail.
+  - The copy goes to a temporary file next to the destination (DEST.compact-PID-RANDOM.tmp). DB is
+    not modified until one atomic rename puts the complete, flushed copy in place, followed by a
+    flush of the directory. A failure at any point (disk full, a damaged record, permissions)
+    removes the temporary file and leaves DB intact (exit 4). If the process is killed, DB is
+    intact and openable, and the temporary file stays behind until the next compaction to the same
+    destination removes it (it says so).
+  - The new file keeps DB's permission bits, owner and group, and its growth limit. The rename
+    replaces the name: other hard links to DB keep the old file. A symbolic link is followed and
+    the file it points to is replaced.
+  - Needs free space for the live data (`live` in `mapkv stat`) plus its index beside DB.
+
+Output: "compacted DB in place: BEFORE -> AFTER (... smaller), N keys, ... of live records, TIME
+(MiB/s of live data)".
+
+Exit status: 0 compacted, 2 bad usage, 3 refused: DB is open elsewhere, 4 error (no such file,
+NEW exists, disk full, a damaged record: run `mapkv check DB`).
+
+Examples:
+  mapkv compact /var/lib/app/cache.mapkv
+  mapkv compact --output /var/lib/app/cache.compact.mapkv /var/lib/app/cache.mapkv
+  mapkv stat --json cache.mapkv | jq -e '.garbage_ratio > 0.5' && mapkv compact cache.mapkv)text");
+  return [args] { return RunCompact(*args); };
+}
+
+}  // namespace mapkv::tools

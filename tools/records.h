@@ -1,0 +1,89 @@
+// The text formats of `mapkv dump` and `mapkv load` (and of the demo's data file): one record a
+// line, binary-safe.
+//
+// TSV: `KEY<TAB>VALUE<LF>`, each field escaped: `\\`, `\t`, `\n`, `\r`, and `\xHH` for the other
+// control bytes (0x00-0x1F, 0x7F) and for a `#` that starts a key. Bytes 0x80-0xFF pass through,
+// so UTF-8 text stays readable. Reading also accepts `\0`, skips blank lines and lines that start
+// with `#` (comments), and drops a `\r` before the line feed (files edited on Windows).
+// data/iso_codes.tsv is such a file.
+//
+// JSON Lines: `{"key":"...","value":"..."}` when a field is valid UTF-8 (JSON string escapes),
+// `"key_base64"` / `"value_base64"` (RFC 4648 with padding) when it is not. Reading accepts the
+// fields in any order, any JSON string escape (including \u surrogate pairs), and blank lines.
+#ifndef MAPKV_TOOLS_RECORDS_H_
+#define MAPKV_TOOLS_RECORDS_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace mapkv::tools {
+
+struct Record {
+  std::string key;
+  std::string value;
+};
+
+enum class Format { kTsv, kJsonl };
+
+// "tsv" or "jsonl".
+absl::StatusOr<Format> ParseFormat(std::string_view name);
+
+// One field of a TSV line. `is_key` also escapes a leading '#', which would read as a comment.
+std::string EscapeTsv(std::string_view field, bool is_key);
+// The inverse; InvalidArgument for a bad escape or a raw tab or line feed.
+absl::StatusOr<std::string> UnescapeTsv(std::string_view field);
+
+// One line, with its line feed.
+std::string FormatRecord(Format format, std::string_view key, std::string_view value);
+
+// Parses one line (without its line feed) of `format`. Returns false for a line that holds no
+// record (blank; a TSV comment). InvalidArgument saying what is wrong otherwise; the caller adds
+// the file and line number.
+absl::StatusOr<bool> ParseRecord(Format format, std::string_view line, Record* record);
+
+// `s` as a JSON string, quotes included (for valid UTF-8; other bytes pass through unchanged).
+std::string JsonString(std::string_view s);
+
+// True when `s` is valid UTF-8 (no overlong forms, no surrogates, at most U+10FFFF).
+bool IsValidUtf8(std::string_view s);
+
+// Reads records one at a time from a stdio stream (a file or stdin).
+class RecordReader {
+ public:
+  // `name` is what error messages call the input ("-" reads as "stdin").
+  RecordReader(std::FILE* in, Format format, std::string name)
+      : in_(in), format_(format), name_(std::move(name)) {}
+
+  // The next record: true, or false at the end of the input. InvalidArgument naming the input
+  // and line for a malformed line; an I/O error naming the input.
+  absl::StatusOr<bool> Next(Record* record);
+
+  uint64_t bytes_read() const { return bytes_read_; }
+  uint64_t line() const { return line_; }
+
+ private:
+  // The next line without its line feed; false at the end.
+  absl::StatusOr<bool> ReadLine(std::string* line);
+
+  std::FILE* in_;
+  Format format_;
+  std::string name_;
+  std::string buffer_;
+  size_t pos_ = 0;
+  bool eof_ = false;
+  uint64_t bytes_read_ = 0;
+  uint64_t line_ = 0;
+};
+
+// Every record of the file at `path`, in order. NotFound when it cannot be opened.
+absl::StatusOr<std::vector<Record>> ReadRecordsFile(const std::string& path, Format format);
+
+}  // namespace mapkv::tools
+
+#endif  // MAPKV_TOOLS_RECORDS_H_

@@ -1,0 +1,143 @@
+// `mapkv stat`: the shape of a database, for people (aligned text) or programs (--json).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "command.h"
+#include "common.h"
+#include "records.h"
+
+namespace mapkv::tools {
+namespace {
+
+struct StatArgs {
+  std::string db;
+  bool json = false;
+};
+
+std::string Percent(uint64_t part, uint64_t whole) {
+  return whole == 0 ? "0.0%" : absl::StrFormat("%.1f%%", 100.0 * part / whole);
+}
+
+int RunStat(const StatArgs& args) {
+  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kRead);
+  if (!db.ok()) return ReportError("stat", args.db, db.status(), kExitError);
+  const Stats s = (*db)->GetStats();
+  // This command's own handle is one of them.
+  const uint32_t others = s.open_handles > 0 ? s.open_handles - 1 : 0;
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  const double age_s =
+      s.last_checkpoint_unix_ms == 0 ? -1 : (now_ms - s.last_checkpoint_unix_ms) / 1000.0;
+  const double garbage_ratio =
+      s.log_bytes == 0 ? 0 : static_cast<double>(s.garbage_bytes) / s.log_bytes;
+
+  std::string out;
+  if (args.json) {
+    absl::StrAppend(&out, "{\"path\":", JsonString(args.db),
+                    ",\"format_version\":", s.format_version, ",\"keys\":", s.keys,
+                    ",\"file_size\":", s.file_size, ",\"max_file_size\":", s.max_file_size,
+                    ",\"log_bytes\":", s.log_bytes, ",\"live_bytes\":", s.live_bytes,
+                    ",\"garbage_bytes\":", s.garbage_bytes);
+    absl::StrAppendFormat(&out, ",\"garbage_ratio\":%.4f", garbage_ratio);
+    absl::StrAppend(&out, ",\"index_capacity\":", s.index_capacity,
+                    ",\"index_used\":", s.index_used);
+    absl::StrAppendFormat(&out, ",\"index_load\":%.4f", s.index_load);
+    absl::StrAppend(&out, ",\"checkpoint_seq\":", s.checkpoints,
+                    ",\"last_checkpoint_unix_ms\":", s.last_checkpoint_unix_ms);
+    if (age_s >= 0) {
+      absl::StrAppendFormat(&out, ",\"checkpoint_age_s\":%.3f", age_s);
+    } else {
+      absl::StrAppend(&out, ",\"checkpoint_age_s\":null");
+    }
+    absl::StrAppend(&out, ",\"open_handles\":", others, ",\"commits\":", s.commits,
+                    ",\"rebuilt_index\":", s.rebuilt_index ? "true" : "false",
+                    ",\"rebuild_records\":", s.rebuild_records,
+                    ",\"rebuild_micros\":", s.rebuild_micros,
+                    ",\"recovered_commits\":", s.recovered_commits, "}\n");
+  } else {
+    auto row = [&out](std::string_view name, const std::string& value) {
+      absl::StrAppendFormat(&out, "%-16s %s\n", std::string(name), value);
+    };
+    row("file", args.db);
+    row("format version", absl::StrCat(s.format_version));
+    row("keys", Commas(s.keys));
+    row("file size", absl::StrCat(Bytes(s.file_size), " (", Commas(s.file_size),
+                                  " bytes), growth limit ", Bytes(s.max_file_size)));
+    row("log", absl::StrCat(Bytes(s.log_bytes), " in use (header, records, index)"));
+    row("live", absl::StrCat(Bytes(s.live_bytes), " (", Percent(s.live_bytes, s.log_bytes),
+                             " of the log): the current records"));
+    row("garbage", absl::StrCat(Bytes(s.garbage_bytes), " (", Percent(s.garbage_bytes, s.log_bytes),
+                                " of the log): overwritten and deleted records, old index tables",
+                                s.garbage_bytes > 0 ? "; `mapkv compact` reclaims it" : ""));
+    row("index", absl::StrFormat("%s slots, %s used, load %.2f (grows past 0.75)",
+                                 Commas(s.index_capacity), Commas(s.index_used), s.index_load));
+    if (s.last_checkpoint_unix_ms == 0) {
+      row("checkpoint", "never");
+    } else {
+      row("checkpoint",
+          absl::StrCat("#", s.checkpoints, " at ",
+                       absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                                        absl::FromUnixMillis(s.last_checkpoint_unix_ms),
+                                        absl::UTCTimeZone()),
+                       ", ", absl::StrFormat("%.0f", age_s), " s ago"));
+    }
+    row("open by", absl::StrCat(others, " other handle", others == 1 ? "" : "s",
+                                " (processes that have it open, besides this one)"));
+    row("commits", Commas(s.commits));
+    if (s.rebuilt_index || s.recovered_commits > 0) {
+      row("last first open",
+          absl::StrCat(s.rebuilt_index
+                           ? absl::StrCat("rebuilt the index (", Commas(s.rebuild_records),
+                                          " records, ", s.rebuild_micros / 1000, " ms)")
+                           : "no index rebuild",
+                       ", ", s.recovered_commits, " commits recovered"));
+    }
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  if (std::fflush(stdout) != 0) {
+    return ReportError("stat", "stdout", absl::DataLossError("write error"), kExitError);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner SetupStat(CLI::App* app) {
+  auto args = std::make_shared<StatArgs>();
+  app->description(
+      "Shows the shape of a database: keys, file size, live and garbage bytes, the index, the "
+      "last checkpoint, how many other handles have the file open, the format version. Opens it "
+      "read-only; safe while other processes use it.");
+  app->add_option("DB", args->db, "the database file")->type_name("")->required();
+  app->add_flag("--json", args->json, "one JSON object on one line, for programs");
+  app->footer(R"(
+Fields (JSON names in brackets):
+  keys [keys]                 live keys
+  file size [file_size]       bytes of the file; [max_file_size] its growth limit
+  log [log_bytes]             bytes in use: header, every record and index table written
+  live [live_bytes]           bytes of the records that hold the current values
+  garbage [garbage_bytes, garbage_ratio]
+                              overwritten and deleted records and old index tables, and their
+                              share of the log: what `mapkv compact` would reclaim
+  index [index_capacity, index_used, index_load]
+                              slots, slots holding a key or a deletion marker, and their ratio
+  checkpoint [checkpoint_seq, last_checkpoint_unix_ms, checkpoint_age_s]
+                              the last checkpoint: everything before it survives a power cut
+  open by [open_handles]      other handles that have the file open now (not this command's)
+  [commits, rebuilt_index, rebuild_records, rebuild_micros, recovered_commits]
+                              commits over the file's life; what the first opener had to repair
+
+Exit status: 0 shown, 2 bad usage, 4 error (no such file, not a mapkv file, ...).
+
+Examples:
+  mapkv stat /var/lib/app/cache.mapkv
+  mapkv stat --json cache.mapkv | jq .garbage_ratio)");
+  return [args] { return RunStat(*args); };
+}
+
+}  // namespace mapkv::tools
