@@ -26,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "command.h"
+#include "common.h"
 #include "mapkv/db.h"
 #include "records.h"
 #include "src/platform/subprocess.h"
@@ -59,27 +60,6 @@ absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data()
 std::string Ellipsize(std::string_view s, size_t max = 60) {
   if (s.size() <= max) return std::string(s);
   return absl::StrCat(ToAbsl(s.substr(0, max)), "...");
-}
-
-std::string Commas(uint64_t n) {
-  std::string digits = absl::StrCat(n);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return out;
-}
-
-std::string Bytes(uint64_t n) {
-  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(n);
-  int unit = 0;
-  while (v >= 1024 && unit < 4) {
-    v /= 1024;
-    ++unit;
-  }
-  return unit == 0 ? absl::StrCat(n, " B") : absl::StrFormat("%.1f %s", v, kUnits[unit]);
 }
 
 std::string Millis(Clock::duration d) {

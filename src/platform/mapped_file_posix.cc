@@ -14,30 +14,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/platform/mapped_file.h"
+#include "src/platform/posix_status.h"
 
 namespace mapkv::internal {
 namespace {
-
-absl::Status ErrnoStatus(int err, const std::string& path, absl::string_view what) {
-  std::string message = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case EEXIST:
-      return absl::AlreadyExistsError(message);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(message);
-    case ENOSPC:
-    case EDQUOT:
-    case ENOMEM:
-    case EFBIG:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
 
 class PosixMappedFile;
 
