@@ -112,19 +112,23 @@ int RunLoad(const LoadArgs& args) {
   absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
   if (!txn.ok()) return ReportError("load", args.db, txn.status(), kExitError);
   uint64_t records = 0, bytes = 0, in_batch = 0, committed = 0;
+  // Reports a failure and what of the load was committed before it.
+  auto fail = [&](std::string_view where, const absl::Status& status) {
+    progress.Done();
+    ReportError("load", where, status, kExitError);
+    std::fprintf(stderr, "mapkv load: %s\n",
+                 committed == 0 ? "nothing was loaded"
+                                : absl::StrCat("the first ", committed,
+                                               " records were loaded (committed batches)")
+                                      .c_str());
+    return kExitError;
+  };
   Record record;
   for (;;) {
     absl::StatusOr<bool> more = reader.Next(&record);
     if (!more.ok()) {
-      progress.Done();
       txn->Abort();
-      ReportError("load", input_name, more.status(), kExitError);
-      std::fprintf(stderr, "mapkv load: %s\n",
-                   committed == 0 ? "nothing was loaded"
-                                  : absl::StrCat("the first ", committed,
-                                                 " records were loaded (committed batches)")
-                                        .c_str());
-      return kExitError;
+      return fail(input_name, more.status());
     }
     if (!*more) break;
     absl::Status status = CheckKeySize(record.key);
@@ -144,15 +148,7 @@ int RunLoad(const LoadArgs& args) {
       }
     }
     if (!status.ok()) {
-      progress.Done();
-      ReportError("load", absl::IsInvalidArgument(status) ? input_name : args.db, status,
-                  kExitError);
-      std::fprintf(stderr, "mapkv load: %s\n",
-                   committed == 0 ? "nothing was loaded"
-                                  : absl::StrCat("the first ", committed,
-                                                 " records were loaded (committed batches)")
-                                        .c_str());
-      return kExitError;
+      return fail(absl::IsInvalidArgument(status) ? input_name : args.db, status);
     }
     ++records;
     bytes += record.key.size() + record.value.size();
