@@ -1,6 +1,7 @@
 // The public API: thin wrappers over DBImpl.
 #include "mapkv/db.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "src/db_impl.h"
@@ -57,6 +58,21 @@ absl::StatusOr<std::string_view> ReadTxn::Get(std::string_view key) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
   return db_->Lookup(ToSnapshot(tail_, table_, capacity_, count_), key);
+}
+
+void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
+                       absl::Span<absl::StatusOr<std::string_view>> values) const {
+  absl::Status usable = db_ == nullptr ? Finished() : db_->CheckUsable();
+  const size_t n = std::min(keys.size(), values.size());
+  if (!usable.ok()) {
+    for (size_t i = 0; i < n; ++i) values[i] = usable;
+    return;
+  }
+  const internal::Snapshot snap = ToSnapshot(tail_, table_, capacity_, count_);
+  for (size_t start = 0; start < n; start += internal::kLookupBatch) {
+    db_->LookupBatch(snap, keys.data() + start, std::min(internal::kLookupBatch, n - start),
+                     values.data() + start);
+  }
 }
 
 absl::Status ReadTxn::ForEach(
@@ -123,6 +139,11 @@ absl::StatusOr<std::unique_ptr<DB>> DB::Open(const std::string& path, const Opti
 }
 
 absl::StatusOr<std::string> DB::Get(std::string_view key) { return impl_->Get(key); }
+
+absl::Status DB::MultiGet(absl::Span<const std::string_view> keys,
+                          std::vector<absl::StatusOr<std::string>>* values) {
+  return impl_->MultiGet(keys, values);
+}
 
 absl::Status DB::Put(std::string_view key, std::string_view value) {
   return impl_->PutOrDelete(key, &value);

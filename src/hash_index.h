@@ -23,6 +23,8 @@ class IndexTable {
 
   uint64_t capacity() const { return mask_ + 1; }
   Slot& slot(uint64_t i) const { return slots_[i]; }
+  // Where the probe sequence of `hash` starts.
+  Slot& home(uint64_t hash) const { return slots_[hash & mask_]; }
 
   // Walks the probe sequence of `hash`: calls visit(slot) for each live slot with that hash until
   // it returns true (then returns that slot) or the run ends (nullptr). `first_free`, if given,
