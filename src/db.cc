@@ -140,6 +140,8 @@ absl::StatusOr<std::unique_ptr<DB>> DB::Open(const std::string& path, const Opti
 
 absl::StatusOr<std::string> DB::Get(std::string_view key) { return impl_->Get(key); }
 
+absl::Status DB::Get(std::string_view key, std::string* value) { return impl_->Get(key, value); }
+
 absl::Status DB::MultiGet(absl::Span<const std::string_view> keys,
                           std::vector<absl::StatusOr<std::string>>* values) {
   return impl_->MultiGet(keys, values);

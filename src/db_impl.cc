@@ -105,6 +105,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
   fo.exclusive = options.error_if_exists;
   fo.reserve = options.max_file_size;
   fo.mode = options.file_mode;
+  fo.huge_pages = options.huge_pages && options.durability != Durability::kSync;
   absl::StatusOr<std::unique_ptr<MappedFile>> file = OpenMappedFile(path, fo);
   if (!file.ok() && options.read_only && absl::IsPermissionDenied(file.status())) {
     fo.read_only = true;  // read permission alone: a detached reader
@@ -600,6 +601,16 @@ absl::StatusOr<std::string> DBImpl::Get(std::string_view key) {
   return result;
 }
 
+absl::Status DBImpl::Get(std::string_view key, std::string* value) {
+  absl::Status result;
+  MAPKV_RETURN_IF_ERROR(ReadConsistent([&](const Snapshot& snap) {
+    absl::StatusOr<std::string_view> v = Lookup(snap, key);
+    result = v.status();
+    if (v.ok()) value->assign(v->data(), v->size());
+  }));
+  return result;
+}
+
 // Three passes over a batch, each starting the next pass's cache misses for every key before it
 // waits on any: hash the keys and prefetch their home slots; read the home slots and prefetch the
 // records they point at; then look each key up, which now finds its lines in cache. A key whose
@@ -654,7 +665,10 @@ void DBImpl::EndWrite(WriteState& w) {
 
 absl::Status DBImpl::EnsureSpace(uint64_t end) {
   uint64_t size = state_->file_size.load();
-  if (end <= size) return absl::OkStatus();
+  if (end <= size) {
+    PrefaultAhead(end, size);
+    return absl::OkStatus();
+  }
   if (end > max_file_size_) {
     return absl::ResourceExhaustedError(absl::StrCat(path(), ": database full: needs ", end,
                                                      " bytes, max_file_size is ", max_file_size_));
@@ -664,7 +678,20 @@ absl::Status DBImpl::EnsureSpace(uint64_t end) {
   MAPKV_RETURN_IF_ERROR(file_->Grow(grown));
   RunTestHook(HookPoint::kFileGrown);
   state_->file_size.store(grown);
+  PrefaultAhead(end, grown);
   return absl::OkStatus();
+}
+
+// The first store to each new page of the log would fault (a trap, a zeroed page cache page, a
+// page table entry): 28 faults per MiB of 144-byte records. Populating the next MiB or two ahead
+// of the writer in one call does the same work with one trap per call.
+void DBImpl::PrefaultAhead(uint64_t end, uint64_t file_size) {
+  constexpr uint64_t kStep = 1ull << 20;
+  if (end <= prefaulted_) return;
+  const uint64_t from = std::max(prefaulted_, end / kHeaderPageSize * kHeaderPageSize);
+  const uint64_t to = std::min(file_size, RoundUp(end, kStep) + kStep);
+  if (to > from) file_->Prefault(from, to - from);
+  prefaulted_ = std::max(to, end);
 }
 
 namespace {

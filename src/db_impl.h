@@ -110,6 +110,7 @@ class DBImpl {
   absl::Status ForEach(const Snapshot& snap,
                        absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const;
   absl::StatusOr<std::string> Get(std::string_view key);
+  absl::Status Get(std::string_view key, std::string* value);
 
   // Writes.
   absl::StatusOr<std::unique_ptr<WriteState>> BeginWrite();
@@ -169,6 +170,7 @@ class DBImpl {
 
   // The commit path, shared by transactions, single writes and recovery.
   absl::Status EnsureSpace(uint64_t end);
+  void PrefaultAhead(uint64_t end, uint64_t file_size);
   absl::StatusOr<uint64_t> WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags, uint32_t bits);
   absl::Status Seal(WriteState& w);
   absl::Status Publish(WriteState& w, uint64_t new_index_record, const BatchWrite* writes,
@@ -197,8 +199,9 @@ class DBImpl {
   uint64_t hash_seed_ = 0;
   uint64_t salt_ = 0;
   uint64_t max_file_size_ = 0;
-  bool opened_ = false;    // fully open: the slot is claimed and the state valid
-  bool detached_ = false;  // opened without write permission (OpenDetached)
+  uint64_t prefaulted_ = 0;  // the log is populated in this handle's mapping up to here (a hint)
+  bool opened_ = false;      // fully open: the slot is claimed and the state valid
+  bool detached_ = false;    // opened without write permission (OpenDetached)
   // Serialises this handle's writers among its threads. Not a std::mutex: a WriteTxn may end on
   // another thread than the one that began it; not std::binary_semaphore: libstdc++ 12's release
   // makes a futex syscall every time, waiters or not.

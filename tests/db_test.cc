@@ -102,6 +102,49 @@ TEST_F(DBTest, MissingKeyIsNotFoundAndDeletingItIsOk) {
   EXPECT_EQ(db->GetStats().keys, 0u);
 }
 
+TEST_F(DBTest, GetIntoAStringReusesItsCapacity) {
+  ASSERT_OK_AND_ASSIGN(auto db, Open());
+  const std::string long_value(1000, 'L');
+  ASSERT_OK(db->Put("long", long_value));
+  ASSERT_OK(db->Put("short", "s"));
+  std::string value;
+  ASSERT_OK(db->Get("long", &value));
+  EXPECT_EQ(value, long_value);
+  const char* buffer = value.data();
+  ASSERT_OK(db->Get("short", &value));
+  EXPECT_EQ(value, "s");
+  EXPECT_EQ(value.data(), buffer);  // the same allocation, shorter contents
+  EXPECT_STATUS(db->Get("missing", &value), StatusCode::kNotFound);
+  EXPECT_STATUS(db->Get("", &value), StatusCode::kInvalidArgument);
+  ASSERT_OK(db->Delete("short"));
+  EXPECT_STATUS(db->Get("short", &value), StatusCode::kNotFound);
+}
+
+// Huge pages change how the file is mapped, never what it holds: the same writes read back the
+// same with them on, off, and under kSync (which never asks for them), across reopens that mix
+// the settings, past several file growths.
+TEST_F(DBTest, HugePagesOnOrOffHoldTheSameData) {
+  const std::string value(300, 'h');
+  uint64_t keys = 0;
+  for (bool huge : {true, false, true}) {
+    for (Durability durability : {Durability::kNone, Durability::kSync}) {
+      Options options;
+      options.huge_pages = huge;
+      options.durability = durability;
+      ASSERT_OK_AND_ASSIGN(auto db, Open(options));
+      const uint64_t n = durability == Durability::kSync ? 50 : 5000;
+      for (uint64_t i = 0; i < n; ++i, ++keys) {
+        ASSERT_OK(db->Put(absl::StrCat("key", keys), absl::StrCat(value, keys)));
+      }
+      for (uint64_t i = 0; i < keys; ++i) {
+        ASSERT_OK_AND_ASSIGN(std::string got, db->Get(absl::StrCat("key", i)));
+        ASSERT_EQ(got, absl::StrCat(value, i));
+      }
+      EXPECT_OK(db->Verify());
+    }
+  }
+}
+
 TEST_F(DBTest, BinarySafeKeysAndValues) {
   std::string all_bytes;
   for (int i = 0; i < 256; ++i) all_bytes.push_back(static_cast<char>(i));

@@ -141,6 +141,9 @@ class DB {
   DB& operator=(const DB&) = delete;
 
   absl::StatusOr<std::string> Get(std::string_view key);  // NotFound if absent
+  // Get into *value, reusing its capacity (no allocation once it is large enough): for loops of
+  // many Gets. *value is unspecified when the result is not OK.
+  absl::Status Get(std::string_view key, std::string* value);
   // Get for a batch of keys, overlapping their cache misses (see ReadTxn::MultiGet): resizes
   // *values to keys.size() and sets (*values)[i] to what Get(keys[i]) would return, reusing the
   // capacity of strings already there. Each batch of 16 keys is read at one commit; the whole

@@ -19,6 +19,7 @@ struct FileOpenOptions {
   uint64_t reserve = 0;    // bytes of address space to map (at least the file's size)
   bool read_only = false;  // open and map for reading only (no create); writes through base() fault
   uint32_t mode = 0600;    // permission bits of a new file (the umask may narrow them)
+  bool huge_pages = false;  // ask for transparent huge pages (a hint; ignored where unsupported)
 };
 
 class MappedFile {
@@ -45,6 +46,10 @@ class MappedFile {
   // Zeroes the file's bytes [offset, offset + length) (releasing the blocks where the file system
   // can) and the mapping sees zeros there at once; durable after Sync().
   virtual absl::Status Zero(uint64_t offset, uint64_t length) = 0;
+
+  // A hint: map [offset, offset + length), inside the file, for writing now rather than page by
+  // page at the first stores (MADV_POPULATE_WRITE). Never changes the bytes; failures are ignored.
+  virtual void Prefault(uint64_t /*offset*/, uint64_t /*length*/) {}
 
   // Byte-range locks on bytes that are never read or written. Held per open file (two handles in
   // one process conflict), released by the kernel when the process dies.
