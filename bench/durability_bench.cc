@@ -97,7 +97,7 @@ std::vector<StoreEntry> AllStores() {
 #else
   stores.push_back({"sqlite",
                     {},
-                    "CMake's find_package(SQLite3) failed when this binary was configured "
+                    "CMake did not find sqlite3.h and libsqlite3 when this binary was configured "
                     "(Debian: apt-get install libsqlite3-dev, then run cmake again)"});
 #endif
   return stores;

@@ -47,6 +47,7 @@ absl::StatusOr<FileInfo> StatFile(const std::string& path) {
   if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, path, "stat");
   FileInfo info;
   info.size = static_cast<uint64_t>(st.st_size);
+  info.allocated = static_cast<uint64_t>(st.st_blocks) * 512;  // POSIX: st_blocks counts 512 B
   info.mode = static_cast<uint32_t>(st.st_mode & 07777);
   info.uid = st.st_uid;
   info.gid = st.st_gid;

@@ -1,7 +1,8 @@
-// Child processes for the tool (`mapkv demo`): forking workers, a start gate, pipes back to the
-// parent, waiting, CPU time and a temporary directory. The OS calls stay in subprocess_posix.cc, as
-// with the rest of the platform code; a Windows port would add
-// subprocess_win32.cc (spawning the tool itself instead of fork()).
+// Child processes for the tool (`mapkv demo`) and the benchmarks: forking workers, a start gate,
+// pipes back to the parent, waiting, CPU time, a temporary directory, and server programs (the
+// peer benchmark's memcached and Redis). The OS calls stay in subprocess_posix.cc, as with the
+// rest of the platform code; a Windows port would add subprocess_win32.cc (spawning the tool
+// itself instead of fork()).
 #ifndef MAPKV_PLATFORM_SUBPROCESS_H_
 #define MAPKV_PLATFORM_SUBPROCESS_H_
 
@@ -9,6 +10,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -60,11 +62,34 @@ void KillChild(int pid);  // SIGKILL; for children that stopped answering
 
 int CurrentPid();
 
+// Makes a write to a closed pipe or socket fail with EPIPE instead of killing the process with
+// SIGPIPE (hiredis writes to its socket with plain write(): a server that dies mid-run would
+// otherwise end the benchmark without a word).
+void IgnoreBrokenPipes();
+
 // User plus system CPU time of this process so far (getrusage RUSAGE_SELF).
 double ProcessCpuSeconds();
 
 // A new, empty directory `<TMPDIR or /tmp>/<prefix>XXXXXX`.
 absl::StatusOr<std::string> MakeTempDir(std::string_view prefix);
+
+// Starts another program: forks and execs argv[0], looked up in PATH (execvp), with argv as its
+// arguments, stdin from /dev/null and stdout and stderr appended to `log_path` (created when
+// absent). The program inherits no other descriptor, and on Linux gets SIGTERM if the thread that
+// spawned it ends (so a driver that dies does not leave a server behind; spawn from the main
+// thread). Returns its pid once the exec has succeeded; an exec that fails (no such program, not
+// executable) is an error naming the program, and nothing is left running. The caller owns the
+// process: TerminateProcess() or WaitChild() it.
+absl::StatusOr<int> SpawnProcess(const std::vector<std::string>& argv, const std::string& log_path);
+
+// Ends a process from SpawnProcess(): SIGTERM, up to about 2 s for it to exit, then SIGKILL, and
+// reaps it. Does nothing for pid <= 0 or a process already reaped.
+void TerminateProcess(int pid);
+
+// User plus system CPU time that process `pid` has used so far (utime + stime of /proc/PID/stat,
+// in clock ticks of sysconf(_SC_CLK_TCK)); its threads are included, its children are not.
+// NotFound when there is no such process; an error where /proc is missing (Linux only).
+absl::StatusOr<double> ProcessCpuSecondsOf(int pid);
 
 }  // namespace mapkv::tools
 

@@ -1,0 +1,853 @@
+// The peer benchmark: mapkv beside the stores a user would pick instead, measured in one run on
+// one machine, in the phases of LevelDB's db_bench and YCSB.
+//
+//   build/bench/mapkv_peer_bench [--num=1000000] [--value_size=100] [--procs=1,2] [--seconds=2]
+//       [--stores=mapkv,lmdb,...] [--phases=fillrandom,...] [--batch=32] [--phase_seconds=10]
+//       [--csv=FILE] [--markdown=FILE] [--dir=DIR]
+//
+// Every store gets the same keys (16 bytes, the hex of a 64-bit bijective mix of 0..num-1, so key
+// order is random), the same values (value_size random bytes from a pool) and the same operation
+// sequence (seeded). Phases, in this order, each on the state the previous ones left:
+//   fillrandom    num Puts of new keys in random order into an empty store (one transaction each)
+//   overwrite     num Puts of existing keys, uniformly random
+//   readrandom    num Gets of existing keys, uniformly random; every one must be found
+//   readmissing   num Gets of absent keys; none may be found
+//   multiget      num Gets of random existing keys in batches of --batch (stores with a batched
+//   get) zipfian       num Gets of existing keys, zipfian (theta 0.99, scrambled), YCSB workload C
+//   ycsb-a        num operations, half Gets and half Puts of zipfian keys, YCSB workload A
+//   readseq       one full scan
+//   mp-read       for each P in --procs: P processes (forked; each opens its own handle) doing
+//                 random Gets for --seconds (stores that let several processes read one database)
+//   mp-read+writer  as mp-read, with one more process doing Puts of random existing keys meanwhile;
+//                 reports the readers' throughput (stores that allow a writer beside readers)
+//   mp-mix        P processes each doing 90% Gets and 10% Puts of random keys: the shared-cache
+//                 workload of a worker pool
+//   compact       the store's own compaction, then its file size
+//   deleterandom  num Deletes, each existing key once, in random order
+// A single-process phase stops early after --phase_seconds (the servers need that: a round trip
+// per operation); a capped fillrandom loads the rest untimed, so every store reads the same data.
+//
+// Figures: ops/s is operations over wall-clock time; "ops per CPU-s" is operations over the CPU
+// time (user + system) of every process doing the store's work: this one or the forked workers,
+// plus the server for memcached and Redis. The machines this runs on are shared and noisy; CPU
+// time is what stays comparable between stores within a run. File size is the disk space of every
+// file in the store's directory (allocated blocks, as du counts), after fillrandom and after
+// compact, beside the raw bytes of the live keys and values.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "bench/child_round.h"
+#include "bench/kv_mapkv.h"
+#include "bench/kv_memory.h"
+#include "bench/kv_store.h"
+#include "src/platform/fs.h"
+#include "src/platform/subprocess.h"
+#if MAPKV_BENCH_HAVE_LMDB
+#include "bench/kv_lmdb.h"
+#endif
+#if MAPKV_BENCH_HAVE_SQLITE
+#include "bench/kv_sqlite.h"
+#endif
+#if MAPKV_BENCH_HAVE_LEVELDB
+#include "bench/kv_leveldb.h"
+#endif
+#if MAPKV_BENCH_HAVE_ROCKSDB
+#include "bench/kv_rocksdb.h"
+#endif
+#if MAPKV_BENCH_HAVE_TKRZW
+#include "bench/kv_tkrzw.h"
+#endif
+#if MAPKV_BENCH_HAVE_KYOTO
+#include "bench/kv_kyoto.h"
+#endif
+#if MAPKV_BENCH_HAVE_MEMCACHED
+#include "bench/kv_memcached.h"
+#endif
+#if MAPKV_BENCH_HAVE_REDIS
+#include "bench/kv_redis.h"
+#endif
+
+namespace mapkv::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Config {
+  uint64_t num = 1'000'000;
+  size_t value_size = 100;
+  std::vector<int> procs = {1, 2};
+  double seconds = 2;
+  double phase_seconds = 10;
+  size_t batch = 32;
+  std::vector<std::string> stores;
+  std::vector<std::string> phases;
+  std::string csv;
+  std::string markdown;
+  std::string dir;
+};
+
+// Every store the build has, with the id --stores selects it by.
+std::vector<std::pair<std::string, StoreKind>> AllStores() {
+  std::vector<std::pair<std::string, StoreKind>> stores = {
+      {"mapkv", MapkvKind(false)},
+      {"mapkv-presized", MapkvKind(true)},
+  };
+#if MAPKV_BENCH_HAVE_LMDB
+  stores.emplace_back("lmdb", LmdbKind());
+#endif
+#if MAPKV_BENCH_HAVE_LEVELDB
+  stores.emplace_back("leveldb", LevelDbKind());
+#endif
+#if MAPKV_BENCH_HAVE_ROCKSDB
+  stores.emplace_back("rocksdb", RocksDbKind());
+#endif
+#if MAPKV_BENCH_HAVE_TKRZW
+  stores.emplace_back("tkrzw", TkrzwHashKind());
+#endif
+#if MAPKV_BENCH_HAVE_KYOTO
+  stores.emplace_back("kyoto", KyotoHashKind());
+#endif
+#if MAPKV_BENCH_HAVE_SQLITE
+  stores.emplace_back("sqlite", SqliteKind());
+#endif
+  stores.emplace_back("flat_hash_map", FlatHashMapKind());
+  stores.emplace_back("unordered_map", UnorderedMapKind());
+#if MAPKV_BENCH_HAVE_MEMCACHED
+  stores.emplace_back("memcached", MemcachedKind());
+#endif
+#if MAPKV_BENCH_HAVE_REDIS
+  stores.emplace_back("redis", RedisKind());
+#endif
+  return stores;
+}
+
+const std::vector<std::string>& AllPhases() {
+  static const std::vector<std::string> phases = {
+      "fillrandom", "overwrite", "readrandom",  "readmissing", "multiget",
+      "zipfian",    "ycsb-a",    "readseq",     "mp-read",     "mp-read+writer",
+      "mp-mix",     "compact",   "deleterandom"};
+  return phases;
+}
+
+// ------------------------------------------------------------------------------ the workload
+
+// splitmix64's finalizer: a bijection of 64-bit words, so distinct inputs give distinct keys.
+uint64_t Mix(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t Next() { return Mix(state_ += 0x9e3779b97f4a7c15ull); }
+  uint64_t Below(uint64_t n) { return static_cast<uint64_t>((__uint128_t{Next()} * n) >> 64); }
+
+ private:
+  uint64_t state_;
+};
+
+// YCSB's zipfian generator (Gray et al., "Quickly generating billion-record synthetic
+// databases"), scrambled as YCSB's ScrambledZipfianGenerator is: rank r becomes key Mix(r) % n,
+// so the popular keys are spread over the key space instead of being its first ones.
+class Zipfian {
+ public:
+  Zipfian(uint64_t n, double theta) : n_(n), theta_(theta) {
+    double zeta2 = 0;
+    for (uint64_t i = 1; i <= n; ++i) {
+      const double term = 1.0 / std::pow(static_cast<double>(i), theta);
+      zetan_ += term;
+      if (i <= 2) zeta2 += term;
+    }
+    alpha_ = 1.0 / (1.0 - theta);
+    eta_ = (1 - std::pow(2.0 / static_cast<double>(n), 1 - theta)) / (1 - zeta2 / zetan_);
+  }
+
+  uint64_t Next(Rng& rng) const {
+    const double u = static_cast<double>(rng.Next() >> 11) * 0x1.0p-53;
+    const double uz = u * zetan_;
+    uint64_t rank;
+    if (uz < 1.0) {
+      rank = 0;
+    } else if (uz < 1.0 + std::pow(0.5, theta_)) {
+      rank = 1;
+    } else {
+      rank = static_cast<uint64_t>(static_cast<double>(n_) * std::pow(eta_ * u - eta_ + 1, alpha_));
+    }
+    return Mix(std::min(rank, n_ - 1)) % n_;
+  }
+
+ private:
+  uint64_t n_;
+  double theta_;
+  double zetan_ = 0;
+  double alpha_ = 0;
+  double eta_ = 0;
+};
+
+constexpr size_t kKeySize = 16;
+constexpr uint64_t kSeed = 0x70656572626e6368ull;
+
+// A key, made from its number when needed rather than read from a table: a table of 2 x num keys
+// (32 MB for a million) would add a cache miss of the benchmark's own to every operation.
+class Key {
+ public:
+  explicit Key(uint64_t i) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    uint64_t bits = Mix(i ^ kSeed);
+    for (int d = kKeySize - 1; d >= 0; --d, bits >>= 4) bytes_[d] = kHex[bits & 15];
+  }
+  std::string_view view() const { return {bytes_, kKeySize}; }
+  operator std::string_view() const { return view(); }  // for arguments: lives to the call's end
+
+ private:
+  char bytes_[kKeySize];
+};
+
+// The data set: keys 0..num-1 exist after fillrandom; keys num..2num-1 never do.
+class Data {
+ public:
+  explicit Data(const Config& config) : num_(config.num), value_size_(config.value_size) {
+    Rng rng(kSeed);
+    pool_.resize(std::max<size_t>(1 << 20, 4 * value_size_));
+    for (char& c : pool_) c = static_cast<char>(rng.Next());
+  }
+
+  uint64_t num() const { return num_; }
+  Key ExistingKey(uint64_t i) const { return Key(i); }
+  Key MissingKey(uint64_t i) const { return Key(num_ + i % num_); }
+  std::string_view Value(Rng& rng) const {
+    return {&pool_[rng.Below(pool_.size() - value_size_)], value_size_};
+  }
+  // A random order of 0..num-1.
+  std::vector<uint64_t> Permutation(uint64_t seed) const {
+    std::vector<uint64_t> order(num_);
+    for (uint64_t i = 0; i < num_; ++i) order[i] = i;
+    Rng rng(seed);
+    for (uint64_t i = num_; i > 1; --i) std::swap(order[i - 1], order[rng.Below(i)]);
+    return order;
+  }
+  uint64_t raw_bytes() const { return num_ * (kKeySize + value_size_); }
+
+ private:
+  uint64_t num_;
+  size_t value_size_;
+  std::string pool_;
+};
+
+// ------------------------------------------------------------------------------ measuring
+
+struct Result {
+  std::string store;
+  std::string phase;
+  int procs = 1;
+  uint64_t ops = 0;
+  double wall_seconds = 0;
+  double cpu_seconds = 0;
+  uint64_t file_bytes = 0;  // after the phase, for fillrandom and compact
+  std::string note;         // "n/a: ..." or "capped" or an error
+
+  double OpsPerSecond() const { return ops / wall_seconds; }
+  double OpsPerCpuSecond() const { return ops / cpu_seconds; }
+  bool measured() const { return ops > 0 && wall_seconds > 0 && cpu_seconds > 0; }
+};
+
+// CPU seconds of the server behind a backend, 0 when there is none.
+double ServerCpu(const KvBackend& backend) {
+  if (backend.server_pid() < 0) return 0;
+  absl::StatusOr<double> cpu = tools::ProcessCpuSecondsOf(backend.server_pid());
+  return cpu.ok() ? *cpu : 0;
+}
+
+// The disk space the files in `dir` take, as du counts it: LMDB's MDB_WRITEMAP file is as long
+// as its map (64 GiB) but sparse, and mapkv's file is allocated ahead of its log.
+uint64_t DirectoryBytes(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file(ec)) continue;
+    absl::StatusOr<internal::FileInfo> info = internal::StatFile(entry.path().string());
+    if (info.ok()) total += info->allocated;
+  }
+  return total;
+}
+
+// Runs op(i) for i in [0, n) until it fails or --phase_seconds pass; times it.
+class Timer {
+ public:
+  Timer(const KvBackend& backend, double limit_seconds)
+      : backend_(backend),
+        limit_(std::chrono::duration_cast<Clock::duration>(
+            std::chrono::duration<double>(limit_seconds))) {}
+
+  template <class Op>
+  absl::Status Run(uint64_t n, Result& result, Op&& op) {
+    const double cpu0 = tools::ProcessCpuSeconds() + ServerCpu(backend_);
+    const Clock::time_point start = Clock::now();
+    uint64_t i = 0;
+    absl::Status status;
+    for (; i < n && status.ok(); ++i) {
+      status = op(i);
+      if ((i & 255) == 255 && Clock::now() - start > limit_) {
+        ++i;
+        result.note = "capped";
+        break;
+      }
+    }
+    result.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    result.cpu_seconds = tools::ProcessCpuSeconds() + ServerCpu(backend_) - cpu0;
+    result.ops = status.ok() ? i : 0;
+    return status;
+  }
+
+ private:
+  const KvBackend& backend_;
+  Clock::duration limit_;
+};
+
+// ------------------------------------------------------------------------------ multi-process
+
+enum class Role : uint8_t { kReader, kWriter, kMixed };
+
+struct ChildReport {
+  uint64_t ops = 0;
+  uint64_t misses = 0;  // Gets of existing keys that found nothing: must stay 0
+  double wall_seconds = 0;
+  double cpu_seconds = 0;
+  char error[240] = {};
+};
+
+// The body of one forked worker: opens its own handle, warms it, waits for the start, runs.
+class Worker {
+ public:
+  Worker(const Data& data, const Config& config, KvBackend& backend, Role role, uint64_t seed)
+      : data_(data), config_(config), backend_(backend), role_(role), rng_(seed) {}
+
+  absl::Status Prepare() {
+    absl::StatusOr<std::unique_ptr<KvStore>> store =
+        backend_.Open(role_ == Role::kReader ? Access::kRead : Access::kWrite);
+    if (!store.ok()) return store.status();
+    store_ = *std::move(store);
+    // Warm-up: every 8th key (touches every page of a mapped store), at most one second.
+    const Clock::time_point until = Clock::now() + std::chrono::seconds(1);
+    for (uint64_t i = 0; i < data_.num() && Clock::now() < until; i += 8 * 64) {
+      for (uint64_t j = i; j < std::min(data_.num(), i + 8 * 64); j += 8) {
+        absl::Status s = store_->Get(data_.ExistingKey(j), &value_);
+        if (!s.ok() && !absl::IsNotFound(s)) return s;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Run(ChildReport& report) {
+    const double cpu0 = tools::ProcessCpuSeconds();
+    const Clock::time_point start = Clock::now();
+    const Clock::time_point until = start + std::chrono::duration_cast<Clock::duration>(
+                                                std::chrono::duration<double>(config_.seconds));
+    absl::Status status;
+    while (status.ok()) {
+      for (int i = 0; i < 256 && status.ok(); ++i) status = Step(report);
+      if (Clock::now() >= until) break;
+    }
+    report.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    report.cpu_seconds = tools::ProcessCpuSeconds() - cpu0;
+    store_.reset();
+    return status;
+  }
+
+ private:
+  absl::Status Step(ChildReport& report) {
+    const Key key = data_.ExistingKey(rng_.Below(data_.num()));
+    const bool put = role_ == Role::kWriter || (role_ == Role::kMixed && rng_.Below(10) == 0);
+    ++report.ops;
+    if (put) return store_->Put(key, data_.Value(rng_));
+    absl::Status s = store_->Get(key, &value_);
+    if (absl::IsNotFound(s)) {
+      ++report.misses;
+      return absl::OkStatus();
+    }
+    return s;
+  }
+
+  const Data& data_;
+  const Config& config_;
+  KvBackend& backend_;
+  const Role role_;
+  Rng rng_;
+  std::unique_ptr<KvStore> store_;
+  std::string value_;
+};
+
+// Forks one worker per role, starts them together, and sums the readers' (or all) reports.
+absl::Status RunProcesses(const Data& data, const Config& config, KvBackend& backend,
+                          const std::vector<Role>& roles, bool count_writers, Result& result) {
+  static uint64_t round = 0;
+  ++round;
+  const double server0 = ServerCpu(backend);
+  absl::StatusOr<std::vector<ChildReport>> reports = RunChildRound<ChildReport>(
+      roles.size(), std::chrono::duration<double>(config.seconds),
+      [&](size_t i, ChildReport& report, absl::FunctionRef<absl::Status()> wait_for_start) {
+        Worker worker(data, config, backend, roles[i], Mix(kSeed ^ (round << 20) ^ i));
+        absl::Status s = worker.Prepare();
+        if (s.ok()) s = wait_for_start();
+        if (s.ok()) s = worker.Run(report);
+        if (s.ok() && report.misses > 0) {
+          s = absl::InternalError(absl::StrCat(report.misses, " Gets of existing keys missed"));
+        }
+        return s;
+      });
+  if (!reports.ok()) return reports.status();
+  const double server_cpu = ServerCpu(backend) - server0;
+  double wall = 0;
+  for (size_t i = 0; i < roles.size(); ++i) {
+    const ChildReport& r = (*reports)[i];
+    result.cpu_seconds += r.cpu_seconds;  // every process's CPU: a writer's work is the store's
+    if (roles[i] == Role::kWriter && !count_writers) continue;
+    result.ops += r.ops;
+    wall = std::max(wall, r.wall_seconds);
+  }
+  result.cpu_seconds += server_cpu;
+  result.wall_seconds = wall;
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------------------------ one store
+
+class StoreRun {
+ public:
+  StoreRun(const Data& data, const Config& config, const StoreKind& kind, std::string dir,
+           std::vector<Result>* results)
+      : data_(data), config_(config), kind_(kind), dir_(std::move(dir)), results_(results) {}
+
+  absl::Status Run() {
+    absl::StatusOr<std::unique_ptr<KvBackend>> backend = kind_.create(dir_, data_.num());
+    if (!backend.ok()) return backend.status();
+    backend_ = *std::move(backend);
+    absl::StatusOr<std::unique_ptr<KvStore>> store = backend_->Open(Access::kCreate);
+    if (!store.ok()) return store.status();
+    store_ = *std::move(store);
+    for (const std::string& phase : AllPhases()) {
+      if (std::find(config_.phases.begin(), config_.phases.end(), phase) == config_.phases.end() &&
+          phase != "fillrandom") {
+        continue;
+      }
+      if (absl::Status s = RunPhase(phase); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat(phase, ": ", s.message()));
+      }
+    }
+    store_.reset();
+    backend_.reset();
+    return absl::OkStatus();
+  }
+
+ private:
+  Result& NewResult(const std::string& phase, int procs = 1) {
+    results_->push_back({.store = kind_.name, .phase = phase, .procs = procs});
+    return results_->back();
+  }
+
+  void Report(const Result& r) {
+    if (!r.measured()) {
+      std::fprintf(stderr, "  %-15s %-3s %s\n", r.phase.c_str(),
+                   r.procs > 1 ? absl::StrCat(r.procs).c_str() : "", r.note.c_str());
+      return;
+    }
+    std::fprintf(stderr, "  %-15s %-3d %12.0f ops/s %12.0f ops/CPU-s %s%s\n", r.phase.c_str(),
+                 r.procs, r.OpsPerSecond(), r.OpsPerCpuSecond(),
+                 r.file_bytes > 0 ? absl::StrCat(r.file_bytes >> 20, " MiB ").c_str() : "",
+                 r.note.c_str());
+  }
+
+  absl::Status RunPhase(const std::string& phase) {
+    if (phase.rfind("mp-", 0) == 0) return RunMultiProcess(phase);
+    Result& r = NewResult(phase);
+    Timer timer(*backend_, config_.phase_seconds);
+    Rng rng(Mix(kSeed ^ std::hash<std::string>()(phase)));
+    absl::Status s;
+    std::string value;
+    if (phase == "fillrandom") {
+      const std::vector<uint64_t> order = data_.Permutation(kSeed);
+      s = timer.Run(data_.num(), r, [&](uint64_t i) {
+        return store_->Put(data_.ExistingKey(order[i]), data_.Value(rng));
+      });
+      if (s.ok() && r.ops < data_.num()) s = LoadRest(order, r.ops, rng);
+      if (s.ok()) s = SyncAndMeasure(r);
+    } else if (phase == "overwrite") {
+      s = timer.Run(data_.num(), r, [&](uint64_t) {
+        return store_->Put(data_.ExistingKey(rng.Below(data_.num())), data_.Value(rng));
+      });
+    } else if (phase == "readrandom" || phase == "zipfian") {
+      std::optional<Zipfian> zipf;
+      if (phase == "zipfian") zipf.emplace(data_.num(), 0.99);
+      s = timer.Run(data_.num(), r, [&](uint64_t) {
+        return store_->Get(data_.ExistingKey(zipf ? zipf->Next(rng) : rng.Below(data_.num())),
+                           &value);
+      });
+    } else if (phase == "readmissing") {
+      s = timer.Run(data_.num(), r, [&](uint64_t) -> absl::Status {
+        absl::Status got = store_->Get(data_.MissingKey(rng.Below(data_.num())), &value);
+        if (absl::IsNotFound(got)) return absl::OkStatus();
+        return got.ok() ? absl::InternalError("found a key that was never written") : got;
+      });
+    } else if (phase == "multiget") {
+      std::vector<Key> batch(config_.batch, Key(0));
+      std::vector<std::string_view> keys(config_.batch);
+      std::vector<std::string> values;
+      s = timer.Run(data_.num() / config_.batch, r, [&](uint64_t) -> absl::Status {
+        for (size_t i = 0; i < batch.size(); ++i) {
+          batch[i] = data_.ExistingKey(rng.Below(data_.num()));
+          keys[i] = batch[i].view();
+        }
+        size_t found = 0;
+        absl::Status got = store_->MultiGet(keys, &values, &found);
+        if (got.ok() && found != keys.size()) {
+          return absl::InternalError(absl::StrCat("MultiGet found ", found, " of ", keys.size()));
+        }
+        return got;
+      });
+      r.ops *= config_.batch;
+    } else if (phase == "ycsb-a") {
+      const Zipfian zipf(data_.num(), 0.99);
+      s = timer.Run(data_.num(), r, [&](uint64_t) {
+        const Key key = data_.ExistingKey(zipf.Next(rng));
+        return rng.Below(2) == 0 ? store_->Get(key, &value) : store_->Put(key, data_.Value(rng));
+      });
+    } else if (phase == "readseq") {
+      uint64_t bytes = 0;
+      absl::StatusOr<uint64_t> n;
+      s = timer.Run(1, r, [&](uint64_t) {
+        n = store_->Scan(
+            [&](std::string_view k, std::string_view v) { bytes += k.size() + v.size(); });
+        return n.status();
+      });
+      if (s.ok() && *n != data_.num()) {
+        s = absl::InternalError(absl::StrCat("the scan visited ", *n, " pairs of ", data_.num()));
+      }
+      r.ops = s.ok() ? *n : 0;
+    } else if (phase == "compact") {
+      s = timer.Run(1, r, [&](uint64_t) { return store_->Compact(); });
+      r.ops = 0;  // a compaction has no rate: the row shows the time and the size
+      if (s.ok()) s = SyncAndMeasure(r);
+    } else if (phase == "deleterandom") {
+      const std::vector<uint64_t> order = data_.Permutation(kSeed + 1);
+      s = timer.Run(data_.num(), r,
+                    [&](uint64_t i) { return store_->Delete(data_.ExistingKey(order[i])); });
+    }
+    if (absl::IsUnimplemented(s)) {
+      r.ops = 0;
+      r.note = absl::StrCat("n/a: ", s.message());
+      s = absl::OkStatus();
+    }
+    if (s.ok()) Report(r);
+    return s;
+  }
+
+  // The pairs a capped fillrandom did not put, loaded untimed.
+  absl::Status LoadRest(const std::vector<uint64_t>& order, uint64_t done, Rng& rng) {
+    std::vector<Key> keys;
+    for (uint64_t i = done; i < order.size(); ++i) keys.push_back(data_.ExistingKey(order[i]));
+    std::vector<KvPair> pairs;
+    for (const Key& key : keys) pairs.push_back({key.view(), data_.Value(rng)});
+    return store_->Load(pairs);
+  }
+
+  absl::Status SyncAndMeasure(Result& r) {
+    if (!kind_.caps.on_disk) return absl::OkStatus();
+    if (absl::Status s = store_->Sync(); !s.ok()) return s;
+    r.file_bytes = DirectoryBytes(dir_);
+    return absl::OkStatus();
+  }
+
+  absl::Status RunMultiProcess(const std::string& phase) {
+    const bool with_writer = phase == "mp-read+writer";
+    const bool mixed = phase == "mp-mix";
+    const bool allowed =
+        kind_.caps.multi_reader && (!(with_writer || mixed) || kind_.caps.reader_with_writer);
+    if (!allowed) {
+      NewResult(phase).note =
+          kind_.caps.multi_reader ? "n/a: no writer beside readers" : "n/a: one process at a time";
+      Report(results_->back());
+      return absl::OkStatus();
+    }
+    store_.reset();  // no handle of this process may cross the fork, or hold a file lock
+    for (int procs : config_.procs) {
+      Result& r = NewResult(phase, procs);
+      std::vector<Role> roles(procs, mixed ? Role::kMixed : Role::kReader);
+      if (with_writer) roles.push_back(Role::kWriter);
+      if (absl::Status s = RunProcesses(data_, config_, *backend_, roles, mixed, r); !s.ok()) {
+        return s;
+      }
+      Report(r);
+    }
+    absl::StatusOr<std::unique_ptr<KvStore>> store = backend_->Open(Access::kWrite);
+    if (!store.ok()) return store.status();
+    store_ = *std::move(store);
+    return absl::OkStatus();
+  }
+
+  const Data& data_;
+  const Config& config_;
+  const StoreKind& kind_;
+  const std::string dir_;
+  std::vector<Result>* results_;
+  std::unique_ptr<KvBackend> backend_;
+  std::unique_ptr<KvStore> store_;
+};
+
+// ------------------------------------------------------------------------------ output
+
+std::string Mops(double ops_per_second) { return absl::StrFormat("%.3f", ops_per_second / 1e6); }
+
+std::string PhaseLabel(const Result& r) {
+  return r.phase.rfind("mp-", 0) == 0 ? absl::StrCat(r.phase, " P=", r.procs) : r.phase;
+}
+
+// One Markdown table: a row per phase, a column per store.
+std::string Table(const std::vector<Result>& results, const std::vector<std::string>& stores,
+                  const std::function<std::string(const Result&)>& cell) {
+  std::vector<std::string> rows;
+  std::map<std::string, std::map<std::string, std::string>> cells;
+  for (const Result& r : results) {
+    const std::string label = PhaseLabel(r);
+    if (std::find(rows.begin(), rows.end(), label) == rows.end()) rows.push_back(label);
+    cells[label][r.store] = cell(r);
+  }
+  std::string out = absl::StrCat("| phase | ", absl::StrJoin(stores, " | "), " |\n|---|");
+  for (size_t i = 0; i < stores.size(); ++i) out += "---:|";
+  out += "\n";
+  for (const std::string& row : rows) {
+    absl::StrAppend(&out, "| ", row, " |");
+    for (const std::string& store : stores) {
+      auto it = cells[row].find(store);
+      absl::StrAppend(&out, " ", it == cells[row].end() ? "" : it->second, " |");
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+// Multi-process reads against one process: "speedup" is total ops/s over the one-process round's
+// (what a machine with a core per process shows); "CPU-normalised" is P x the ratio of ops per
+// CPU-second, the speedup the processes would reach with a core each (what a machine with fewer
+// cores than processes can still tell). "kept beside a writer" is the readers' ops per CPU-second
+// with one writer process committing meanwhile, over the same readers' alone.
+std::string Scaling(const std::vector<Result>& results, const std::vector<std::string>& stores) {
+  auto find = [&](const std::string& store, const std::string& phase, int procs) {
+    for (const Result& r : results) {
+      if (r.store == store && r.phase == phase && r.procs == procs && r.measured()) return &r;
+    }
+    return static_cast<const Result*>(nullptr);
+  };
+  std::string rows;
+  for (const std::string& store : stores) {
+    const Result* one = find(store, "mp-read", 1);
+    if (one == nullptr) continue;
+    for (const Result& r : results) {
+      if (r.store != store || r.phase != "mp-read" || !r.measured()) continue;
+      const Result* mixed = find(store, "mp-read+writer", r.procs);
+      absl::StrAppendFormat(
+          &rows, "| %s | %d | %.2f | %.2f | %s |\n", store, r.procs,
+          r.OpsPerSecond() / one->OpsPerSecond(),
+          r.procs * r.OpsPerCpuSecond() / one->OpsPerCpuSecond(),
+          mixed == nullptr
+              ? "n/a"
+              : absl::StrFormat("%.0f%%", 100 * mixed->OpsPerCpuSecond() / r.OpsPerCpuSecond()));
+    }
+  }
+  if (rows.empty()) return "";
+  return absl::StrCat(
+      "\nmp-read against one process (speedup: ops/s; CPU-normalised: P x ops per CPU-s), and "
+      "the readers' ops per CPU-s kept beside one writer:\n\n"
+      "| store | P | speedup | CPU-normalised | kept beside a writer "
+      "|\n|---|---:|---:|---:|---:|\n",
+      rows);
+}
+
+std::string Markdown(const std::vector<Result>& results, const std::vector<std::string>& stores,
+                     const Data& data) {
+  auto rate = [](const std::function<double(const Result&)>& f) {
+    return [f](const Result& r) -> std::string {
+      if (!r.note.empty() && !r.measured()) return r.note.rfind("n/a", 0) == 0 ? "n/a" : "";
+      if (!r.measured()) return "";
+      return absl::StrCat(Mops(f(r)), r.note == "capped" ? "*" : "");
+    };
+  };
+  std::string out =
+      "Million operations per CPU-second (the CPU of every process doing the store's work):\n\n";
+  out += Table(results, stores, rate([](const Result& r) { return r.OpsPerCpuSecond(); }));
+  out += "\nMillion operations per second, wall clock:\n\n";
+  out += Table(results, stores, rate([](const Result& r) { return r.OpsPerSecond(); }));
+  std::vector<Result> sizes;
+  for (const Result& r : results) {
+    if (r.file_bytes > 0) sizes.push_back(r);
+  }
+  if (!sizes.empty()) {
+    out += absl::StrFormat(
+        "\nFile size in MiB (x the %.1f MiB of raw keys and values), and the compaction's "
+        "time:\n\n",
+        data.raw_bytes() / 1048576.0);
+    out += Table(sizes, stores, [&](const Result& r) {
+      std::string s = absl::StrFormat("%.1f (%.2fx)", r.file_bytes / 1048576.0,
+                                      static_cast<double>(r.file_bytes) / data.raw_bytes());
+      if (r.phase == "compact") absl::StrAppendFormat(&s, " in %.1f s", r.wall_seconds);
+      return s;
+    });
+  }
+  out += Scaling(results, stores);
+  out += "\n* stopped after --phase_seconds; the rate is of the operations done.\n";
+  return out;
+}
+
+std::string Csv(const std::vector<Result>& results) {
+  std::string out =
+      "store,phase,procs,ops,wall_seconds,cpu_seconds,ops_per_second,ops_per_cpu_second,"
+      "file_bytes,note\n";
+  for (const Result& r : results) {
+    absl::StrAppendFormat(&out, "\"%s\",%s,%d,%d,%.4f,%.4f,%.0f,%.0f,%d,\"%s\"\n", r.store, r.phase,
+                          r.procs, r.ops, r.wall_seconds, r.cpu_seconds,
+                          r.measured() ? r.OpsPerSecond() : 0,
+                          r.measured() ? r.OpsPerCpuSecond() : 0, r.file_bytes, r.note);
+  }
+  return out;
+}
+
+absl::Status WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat(path, ": cannot write"));
+  return absl::OkStatus();
+}
+
+int Main(int argc, char** argv) {
+  Config config;
+  const std::vector<std::pair<std::string, StoreKind>> all = AllStores();
+  std::vector<std::string> ids;
+  for (const auto& [id, kind] : all) ids.push_back(id);
+  config.stores = ids;
+  config.phases = AllPhases();
+
+  CLI::App app(
+      "mapkv's peer benchmark: mapkv beside the stores a user would pick instead, in the phases "
+      "of\n"
+      "db_bench and YCSB, measured in one run. Prints progress to stderr and the tables "
+      "(Markdown)\n"
+      "to stdout. See the comment at the top of bench/peer_bench.cc for what each phase does.");
+  app.add_option("--num", config.num, "keys in the data set")->check(CLI::Range(1000, 1 << 30));
+  app.add_option("--value_size", config.value_size, "bytes per value")
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--procs", config.procs, "process counts of the mp- phases (comma-separated)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 256));
+  app.add_option("--seconds", config.seconds, "length of each multi-process round")
+      ->check(CLI::Range(0.1, 600.0));
+  app.add_option("--phase_seconds", config.phase_seconds,
+                 "cap on a single-process phase (slow stores stop early, marked *)")
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--batch", config.batch, "keys per MultiGet")->check(CLI::Range(1, 4096));
+  app.add_option("--stores", config.stores, "stores to run, of: " + absl::StrJoin(ids, ","))
+      ->delimiter(',')
+      ->check(CLI::IsMember(ids));
+  app.add_option("--phases", config.phases,
+                 "phases to run (fillrandom always runs), of: " + absl::StrJoin(AllPhases(), ","))
+      ->delimiter(',')
+      ->check(CLI::IsMember(AllPhases()));
+  app.add_option("--csv", config.csv, "also write every result as CSV to this file");
+  app.add_option("--markdown", config.markdown, "write the tables to this file, not stdout");
+  app.add_option("--dir", config.dir,
+                 "where the stores' directories go (default: a new temporary directory, removed "
+                 "at the end)");
+  CLI11_PARSE(app, argc, argv);
+  tools::IgnoreBrokenPipes();
+
+  std::string root = config.dir;
+  const bool own_root = root.empty();
+  if (own_root) {
+    absl::StatusOr<std::string> tmp = tools::MakeTempDir("mapkv-peer-bench-");
+    if (!tmp.ok()) {
+      std::fprintf(stderr, "mapkv_peer_bench: %s\n", tmp.status().ToString().c_str());
+      return 1;
+    }
+    root = *tmp;
+  }
+
+  std::fprintf(stderr, "preparing %llu keys...\n", static_cast<unsigned long long>(config.num));
+  const Data data(config);
+  std::vector<Result> results;
+  std::vector<std::string> names;
+  int failures = 0;
+  for (const auto& [id, kind] : all) {
+    if (std::find(config.stores.begin(), config.stores.end(), id) == config.stores.end()) continue;
+    names.push_back(kind.name);
+    std::fprintf(stderr, "%s (%s)\n", kind.name.c_str(), kind.settings.c_str());
+    const std::string dir = absl::StrCat(root, "/", id);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "mapkv_peer_bench: %s: %s\n", dir.c_str(), ec.message().c_str());
+      return 1;
+    }
+    absl::Status s = StoreRun(data, config, kind, dir, &results).Run();
+    if (!s.ok()) {
+      ++failures;
+      std::fprintf(stderr, "  FAILED: %s\n", s.ToString().c_str());
+      results.push_back({.store = kind.name, .phase = "error", .note = s.ToString()});
+    }
+    std::filesystem::remove_all(dir, ec);
+  }
+  if (own_root) {
+    std::error_code ec;
+    std::filesystem::remove_all(root, ec);
+  }
+
+  std::string tables = Markdown(results, names, data);
+  absl::StrAppend(&tables, "\nStores:\n\n");
+  for (const auto& [id, kind] : all) {
+    if (std::find(config.stores.begin(), config.stores.end(), id) != config.stores.end()) {
+      absl::StrAppend(&tables, "- ", kind.name, ": ", kind.settings, "\n");
+    }
+  }
+  if (!config.markdown.empty()) {
+    if (absl::Status s = WriteFile(config.markdown, tables); !s.ok()) {
+      std::fprintf(stderr, "mapkv_peer_bench: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  } else {
+    std::fputs(tables.c_str(), stdout);
+  }
+  if (!config.csv.empty()) {
+    if (absl::Status s = WriteFile(config.csv, Csv(results)); !s.ok()) {
+      std::fprintf(stderr, "mapkv_peer_bench: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace mapkv::bench
+
+int main(int argc, char** argv) { return mapkv::bench::Main(argc, argv); }
