@@ -60,7 +60,8 @@ struct Options {
   // other process has the file open. Address space of this size is reserved by every handle.
   uint64_t max_file_size = 64ull << 30;
 
-  // Size of a new file in bytes (rounded up to a page; at least 1 MiB). The file doubles as needed.
+  // Size of a new file in bytes (rounded up to a page; at least 1 MiB). The file grows by a quarter
+  // of its size (1 MiB to 1 GiB) as needed.
   uint64_t initial_file_size = 1ull << 20;
 
   // Slots in the index table of a new file (rounded up to a power of two, at least 64). The index
