@@ -50,8 +50,6 @@
 #include <kcdb.h>
 #include <kchashdb.h>
 #include <kcutil.h>
-#include <sys/types.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -68,6 +66,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "bench/kv_store.h"
+#include "src/platform/subprocess.h"
 
 namespace mapkv::bench {
 
@@ -223,7 +222,7 @@ class KyotoBackend : public KvBackend {
     std::lock_guard<std::mutex> lock(mu_);
     const bool writable = access != Access::kRead;
     std::shared_ptr<KyotoDb> db;
-    if (pid_ == getpid()) db = db_.lock();  // a forked child starts afresh
+    if (pid_ == tools::CurrentPid()) db = db_.lock();  // a forked child starts afresh
     if (db != nullptr && writable && !db->writable) {
       return absl::FailedPreconditionError(absl::StrCat(
           "Kyoto Cabinet HashDB open on ", path_,
@@ -250,7 +249,7 @@ class KyotoBackend : public KvBackend {
       db->open = true;
       db->writable = writable;
       db_ = db;
-      pid_ = getpid();
+      pid_ = tools::CurrentPid();
     }
     return std::unique_ptr<KvStore>(new KyotoStore(std::move(db)));
   }
@@ -260,7 +259,7 @@ class KyotoBackend : public KvBackend {
   const uint64_t expected_keys_;
   std::mutex mu_;
   std::weak_ptr<KyotoDb> db_;  // the open HashDB of process pid_, while a handle holds it
-  pid_t pid_ = -1;
+  int pid_ = -1;
 };
 
 inline StoreKind KyotoHashKind() {

@@ -238,18 +238,6 @@ class LevelDbStore : public KvStore {
   std::unique_ptr<leveldb::DB> db_;
 };
 
-class LevelDbBackend : public KvBackend {
- public:
-  explicit LevelDbBackend(std::string dir) : dir_(std::move(dir)) {}
-
-  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    return LevelDbStore::Open(dir_, access);
-  }
-
- private:
-  std::string dir_;
-};
-
 inline StoreKind LevelDbKind() {
   StoreKind kind;
   kind.name = "LevelDB";
@@ -263,7 +251,7 @@ inline StoreKind LevelDbKind() {
   kind.caps.on_disk = true;
   kind.create = [](const std::string& dir,
                    uint64_t /*expected_keys*/) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
-    return std::unique_ptr<KvBackend>(new LevelDbBackend(dir));
+    return std::make_unique<FileBackend>(dir, LevelDbStore::Open);
   };
   return kind;
 }

@@ -168,17 +168,6 @@ class LmdbKv : public KvStore {
   MDB_txn* reader_ = nullptr;  // reset between Gets
 };
 
-class LmdbBackend : public KvBackend {
- public:
-  explicit LmdbBackend(std::string dir) : dir_(std::move(dir)) {}
-  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    return LmdbKv::Open(dir_, access);
-  }
-
- private:
-  std::string dir_;
-};
-
 inline StoreKind LmdbKind() {
   StoreKind kind;
   kind.name = "LMDB";
@@ -186,7 +175,7 @@ inline StoreKind LmdbKind() {
       absl::StrCat(MDB_VERSION_STRING, "; MDB_NOSYNC | MDB_WRITEMAP, 64 GiB map, renewed read txn");
   kind.caps = {.multi_reader = true, .reader_with_writer = true, .on_disk = true};
   kind.create = [](const std::string& dir, uint64_t) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
-    return std::make_unique<LmdbBackend>(dir);
+    return std::make_unique<FileBackend>(dir, LmdbKv::Open);
   };
   return kind;
 }

@@ -1,7 +1,7 @@
 // mapkv behind the KvStore interface (bench/kv_store.h), in two rows:
-//   "mapkv"          Options' defaults: a 1 MiB file and a 1,024-slot index that double as they
-//                    fill (the index is rehashed at each doubling; outgrown tables stay in the
-//                    file as garbage until compaction).
+//   "mapkv"          Options' defaults: a 1 MiB file that grows by a quarter at a time and a
+//                    1,024-slot index that doubles when 3/4 full (rehashed; outgrown tables stay
+//                    in the file as garbage until compaction).
 //   "mapkv presized" initial_index_slots = 2 x the expected keys and initial_file_size for the
 //                    data set, as tkrzw's num_buckets and Kyoto's bnum are set for theirs.
 // Both: Durability::kNone (no flush per commit; Sync() is Checkpoint(), msync + fsync), checksums
@@ -101,31 +101,13 @@ class MapkvKv : public KvStore {
   std::vector<absl::StatusOr<std::string>> results_;
 };
 
-class MapkvBackend : public KvBackend {
- public:
-  MapkvBackend(std::string path, Options options)
-      : path_(std::move(path)), options_(std::move(options)) {}
-
-  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    Options options = options_;
-    options.error_if_exists = access == Access::kCreate;
-    absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(path_, options);
-    if (!db.ok()) return db.status();
-    return std::make_unique<MapkvKv>(path_, options_, *std::move(db));
-  }
-
- private:
-  std::string path_;
-  Options options_;
-};
-
 // `presized`: the index and the file sized for `expected_keys` pairs of 16-byte keys and
 // 100-byte values (records are 144 bytes with their header).
 inline StoreKind MapkvKind(bool presized) {
   StoreKind kind;
   kind.name = presized ? "mapkv presized" : "mapkv";
   kind.settings = presized ? "kNone; initial_index_slots = 2 x keys, initial_file_size for the data"
-                           : "kNone; Options' defaults (1 MiB file, 1,024 slots, both doubling)";
+                           : "kNone; Options' defaults (1 MiB file, 1,024 slots, growing)";
   kind.caps = {.multi_reader = true, .reader_with_writer = true, .on_disk = true};
   kind.create = [presized](const std::string& dir,
                            uint64_t expected_keys) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
@@ -135,7 +117,16 @@ inline StoreKind MapkvKind(bool presized) {
       options.initial_index_slots = 2 * expected_keys;
       options.initial_file_size = expected_keys * 160 + 32 * expected_keys + (1 << 20);
     }
-    return std::make_unique<MapkvBackend>(dir + "/bench.mapkv", options);
+    return std::make_unique<FileBackend>(
+        dir + "/bench.mapkv",
+        [options](const std::string& path,
+                  Access access) -> absl::StatusOr<std::unique_ptr<KvStore>> {
+          Options o = options;
+          o.error_if_exists = access == Access::kCreate;
+          absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(path, o);
+          if (!db.ok()) return db.status();
+          return std::make_unique<MapkvKv>(path, options, *std::move(db));
+        });
   };
   return kind;
 }

@@ -275,40 +275,22 @@ class MemcachedStore : public KvStore {
   std::vector<char> filled_;
 };
 
-class MemcachedBackend : public KvBackend {
- public:
-  static constexpr uint64_t kBytesPerKey = 256;
-  static constexpr uint64_t kMinMemoryMiB = 1024;
-
-  static absl::StatusOr<std::unique_ptr<KvBackend>> Start(const std::string& dir,
-                                                          uint64_t expected_keys) {
-    std::string socket = dir + "/memcached.sock";
-    std::string log = dir + "/memcached.log";
-    uint64_t mib = std::max(kMinMemoryMiB, (expected_keys * kBytesPerKey + (1 << 20) - 1) >> 20);
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server =
-        ServerProcess::Start({"memcached", "-s", socket, "-a", "0600", "-m", absl::StrCat(mib),
-                              "-M", "-t", "4", "-U", "0", "-u", "root"},
-                             socket, log, [&] { return MemcachedStore::Connect(socket).status(); });
-    if (!server.ok()) return server.status();
-    return std::unique_ptr<KvBackend>(new MemcachedBackend(*std::move(server), socket));
-  }
-
-  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    (void)access;  // every handle reads and writes
-    absl::StatusOr<std::unique_ptr<MemcachedStore>> store = MemcachedStore::Connect(socket_);
-    if (!store.ok()) return store.status();
-    return std::unique_ptr<KvStore>(std::move(*store));
-  }
-
-  int server_pid() const override { return server_->pid(); }
-
- private:
-  MemcachedBackend(std::unique_ptr<ServerProcess> server, std::string socket)
-      : server_(std::move(server)), socket_(std::move(socket)) {}
-
-  std::unique_ptr<ServerProcess> server_;
-  std::string socket_;
-};
+// Starts a server for a run, with memory for `expected_keys` pairs (evictions off: a cap too small
+// fails the load instead of dropping keys).
+inline absl::StatusOr<std::unique_ptr<KvBackend>> StartMemcached(const std::string& dir,
+                                                                 uint64_t expected_keys) {
+  constexpr uint64_t kBytesPerKey = 256;
+  constexpr uint64_t kMinMemoryMiB = 1024;
+  std::string socket = dir + "/memcached.sock";
+  std::string log = dir + "/memcached.log";
+  uint64_t mib = std::max(kMinMemoryMiB, (expected_keys * kBytesPerKey + (1 << 20) - 1) >> 20);
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server =
+      ServerProcess::Start({"memcached", "-s", socket, "-a", "0600", "-m", absl::StrCat(mib), "-M",
+                            "-t", "4", "-U", "0", "-u", "root"},
+                           socket, log, [&] { return MemcachedStore::Connect(socket).status(); });
+  if (!server.ok()) return server.status();
+  return std::unique_ptr<KvBackend>(new ServerBackend<MemcachedStore>(*std::move(server), socket));
+}
 
 inline StoreKind MemcachedKind() {
   std::string version = MemcachedServerVersion();
@@ -324,7 +306,7 @@ inline StoreKind MemcachedKind() {
   kind.caps.on_disk = false;
   kind.create = [](const std::string& dir,
                    uint64_t expected_keys) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
-    return MemcachedBackend::Start(dir, expected_keys);
+    return StartMemcached(dir, expected_keys);
   };
   return kind;
 }

@@ -245,36 +245,17 @@ class RedisStore : public KvStore {
   std::vector<size_t> argv_sizes_;
 };
 
-class RedisBackend : public KvBackend {
- public:
-  static absl::StatusOr<std::unique_ptr<KvBackend>> Start(const std::string& dir) {
-    std::string socket = dir + "/redis.sock";
-    std::string log = dir + "/redis.log";
-    absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
-
-        {"redis-server", "--port", "0", "--unixsocket", socket, "--unixsocketperm", "600", "--save",
-         "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"},
-        socket, log, [&] { return RedisStore::Connect(socket).status(); });
-    if (!server.ok()) return server.status();
-    return std::unique_ptr<KvBackend>(new RedisBackend(*std::move(server), socket));
-  }
-
-  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    (void)access;  // every handle reads and writes
-    absl::StatusOr<std::unique_ptr<RedisStore>> store = RedisStore::Connect(socket_);
-    if (!store.ok()) return store.status();
-    return std::unique_ptr<KvStore>(std::move(*store));
-  }
-
-  int server_pid() const override { return server_->pid(); }
-
- private:
-  RedisBackend(std::unique_ptr<ServerProcess> server, std::string socket)
-      : server_(std::move(server)), socket_(std::move(socket)) {}
-
-  std::unique_ptr<ServerProcess> server_;
-  std::string socket_;
-};
+// Starts a server for a run.
+inline absl::StatusOr<std::unique_ptr<KvBackend>> StartRedis(const std::string& dir) {
+  std::string socket = dir + "/redis.sock";
+  std::string log = dir + "/redis.log";
+  absl::StatusOr<std::unique_ptr<ServerProcess>> server = ServerProcess::Start(
+      {"redis-server", "--port", "0", "--unixsocket", socket, "--unixsocketperm", "600", "--save",
+       "", "--appendonly", "no", "--dir", dir, "--daemonize", "no"},
+      socket, log, [&] { return RedisStore::Connect(socket).status(); });
+  if (!server.ok()) return server.status();
+  return std::unique_ptr<KvBackend>(new ServerBackend<RedisStore>(*std::move(server), socket));
+}
 
 inline StoreKind RedisKind() {
   std::string version = RedisServerVersion();
@@ -291,7 +272,7 @@ inline StoreKind RedisKind() {
   kind.create = [](const std::string& dir,
                    uint64_t expected_keys) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
     (void)expected_keys;  // Redis grows its tables as keys arrive
-    return RedisBackend::Start(dir);
+    return StartRedis(dir);
   };
   return kind;
 }

@@ -377,18 +377,6 @@ class RocksDbStore : public KvStore {
   std::unique_ptr<rocksdb::DB> db_;
 };
 
-class RocksDbBackend : public KvBackend {
- public:
-  explicit RocksDbBackend(std::string dir) : dir_(std::move(dir)) {}
-
-  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    return RocksDbStore::Open(dir_, access);
-  }
-
- private:
-  std::string dir_;
-};
-
 inline StoreKind RocksDbKind() {
   StoreKind kind;
   kind.name = "RocksDB";
@@ -402,7 +390,7 @@ inline StoreKind RocksDbKind() {
   kind.caps.on_disk = true;
   kind.create = [](const std::string& dir,
                    uint64_t /*expected_keys*/) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
-    return std::unique_ptr<KvBackend>(new RocksDbBackend(dir));
+    return std::make_unique<FileBackend>(dir, RocksDbStore::Open);
   };
   return kind;
 }

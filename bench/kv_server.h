@@ -3,8 +3,6 @@
 #ifndef MAPKV_BENCH_KV_SERVER_H_
 #define MAPKV_BENCH_KV_SERVER_H_
 
-#include <sys/un.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "bench/kv_store.h"
 #include "src/platform/subprocess.h"
 
 namespace mapkv::bench {
@@ -60,7 +59,7 @@ class ServerProcess {
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::vector<std::string>& argv, const std::string& socket, const std::string& log,
       absl::FunctionRef<absl::Status()> probe) {
-    if (socket.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    if (socket.size() >= tools::MaxUnixSocketPath()) {
       return absl::InvalidArgumentError(
           absl::StrCat(argv[0], ": the socket path ", socket, " is ", socket.size(),
                        " bytes, over what a unix socket allows; use a shorter TMPDIR"));
@@ -96,6 +95,28 @@ class ServerProcess {
 
   int pid_;
   int owner_pid_;
+};
+
+// A server-backed store's backend: the server, and handles that connect to its socket.
+// Store::Connect(socket) returns absl::StatusOr<std::unique_ptr<Store>>; every handle reads and
+// writes, whatever the Access.
+template <class Store>
+class ServerBackend : public KvBackend {
+ public:
+  ServerBackend(std::unique_ptr<ServerProcess> server, std::string socket)
+      : server_(std::move(server)), socket_(std::move(socket)) {}
+
+  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access /*access*/) override {
+    absl::StatusOr<std::unique_ptr<Store>> store = Store::Connect(socket_);
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<KvStore>(std::move(*store));
+  }
+
+  int server_pid() const override { return server_->pid(); }
+
+ private:
+  std::unique_ptr<ServerProcess> server_;
+  std::string socket_;
 };
 
 }  // namespace mapkv::bench

@@ -152,17 +152,6 @@ class SqliteKv : public KvStore {
   sqlite3_stmt* scan_ = nullptr;
 };
 
-class SqliteBackend : public KvBackend {
- public:
-  explicit SqliteBackend(std::string path) : path_(std::move(path)) {}
-  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    return SqliteKv::Open(path_, access);
-  }
-
- private:
-  std::string path_;
-};
-
 inline StoreKind SqliteKind() {
   StoreKind kind;
   kind.name = "SQLite";
@@ -170,7 +159,7 @@ inline StoreKind SqliteKind() {
                                "; WAL, synchronous=OFF, mmap 4 GiB, 256 MiB cache, WITHOUT ROWID");
   kind.caps = {.multi_reader = true, .reader_with_writer = true, .on_disk = true};
   kind.create = [](const std::string& dir, uint64_t) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
-    return std::make_unique<SqliteBackend>(dir + "/bench.sqlite");
+    return std::make_unique<FileBackend>(dir + "/bench.sqlite", SqliteKv::Open);
   };
   return kind;
 }

@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -106,6 +107,23 @@ class KvBackend {
   // A process outside the driver that does the store's work (a server), whose CPU time the
   // driver adds to the phase's; -1 when none.
   virtual int server_pid() const { return -1; }
+};
+
+// The backend of an embedded store that is nothing but its files: Open(access) calls
+// open(path, access).
+class FileBackend : public KvBackend {
+ public:
+  using Opener =
+      std::function<absl::StatusOr<std::unique_ptr<KvStore>>(const std::string&, Access)>;
+  FileBackend(std::string path, Opener open) : path_(std::move(path)), open_(std::move(open)) {}
+
+  absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
+    return open_(path_, access);
+  }
+
+ private:
+  std::string path_;
+  Opener open_;
 };
 
 struct StoreKind {

@@ -40,12 +40,10 @@
 #ifndef MAPKV_BENCH_KV_TKRZW_H_
 #define MAPKV_BENCH_KV_TKRZW_H_
 
-#include <sys/types.h>
 #include <tkrzw_dbm.h>
 #include <tkrzw_dbm_hash.h>
 #include <tkrzw_file.h>
 #include <tkrzw_lib_common.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -61,6 +59,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "bench/kv_store.h"
+#include "src/platform/subprocess.h"
 
 namespace mapkv::bench {
 
@@ -195,7 +194,7 @@ class TkrzwBackend : public KvBackend {
     std::lock_guard<std::mutex> lock(mu_);
     const bool writable = access != Access::kRead;
     std::shared_ptr<TkrzwDb> db;
-    if (pid_ == getpid()) db = db_.lock();  // a forked child starts afresh
+    if (pid_ == tools::CurrentPid()) db = db_.lock();  // a forked child starts afresh
     if (db != nullptr && writable && !db->writable) {
       return absl::FailedPreconditionError(absl::StrCat(
           "tkrzw HashDBM OpenAdvanced on ", path_,
@@ -215,7 +214,7 @@ class TkrzwBackend : public KvBackend {
       }
       db->writable = writable;
       db_ = db;
-      pid_ = getpid();
+      pid_ = tools::CurrentPid();
     }
     return std::unique_ptr<KvStore>(new TkrzwStore(std::move(db)));
   }
@@ -225,7 +224,7 @@ class TkrzwBackend : public KvBackend {
   const uint64_t expected_keys_;
   std::mutex mu_;
   std::weak_ptr<TkrzwDb> db_;  // the open HashDBM of process pid_, while a handle holds it
-  pid_t pid_ = -1;
+  int pid_ = -1;
 };
 
 inline StoreKind TkrzwHashKind() {

@@ -62,6 +62,9 @@ void KillChild(int pid);  // SIGKILL; for children that stopped answering
 
 int CurrentPid();
 
+// The longest path a unix-domain socket may have, its terminating NUL included (sun_path).
+size_t MaxUnixSocketPath();
+
 // Makes a write to a closed pipe or socket fail with EPIPE instead of killing the process with
 // SIGPIPE (hiredis writes to its socket with plain write(): a server that dies mid-run would
 // otherwise end the benchmark without a word).

@@ -2,6 +2,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -154,6 +155,8 @@ void KillChild(int pid) {
 }
 
 int CurrentPid() { return static_cast<int>(getpid()); }
+
+size_t MaxUnixSocketPath() { return sizeof(sockaddr_un{}.sun_path); }
 
 void IgnoreBrokenPipes() { signal(SIGPIPE, SIG_IGN); }
 
