@@ -50,7 +50,7 @@ struct Options {
   // /sys/kernel/mm/transparent_hugepage/enabled at "madvise" or "always" and a file system with
   // large folios, such as ext4 or XFS on 6.x kernels). One TLB entry then covers 2 MiB instead of
   // 4 KiB: random Gets on a database much larger than the CPU caches and, above all, appends get
-  // faster (README, "Performance"). Never under Durability::kSync: a flush then writes whole
+  // faster (README, "Beside the peers"). Never under Durability::kSync: a flush then writes whole
   // 2 MiB pages. Handles of one file should agree: a kSync handle beside handles that map huge
   // pages flushes whole huge pages too.
   bool huge_pages = true;
