@@ -3,7 +3,7 @@
 //
 //   build/bench/mapkv_peer_bench [--num=1000000] [--value_size=100] [--procs=1,2] [--seconds=2]
 //       [--stores=mapkv,lmdb,...] [--phases=fillrandom,...] [--batch=32] [--phase_seconds=10]
-//       [--csv=FILE] [--markdown=FILE] [--dir=DIR]
+//       [--writer_rate=0] [--csv=FILE] [--markdown=FILE] [--dir=DIR]
 //
 // Every store gets the same keys (16 bytes, the hex of a 64-bit bijective mix of 0..num-1, so key
 // order is random), the same values (value_size random bytes from a pool) and the same operation
@@ -18,8 +18,9 @@
 //   readseq       one full scan
 //   mp-read       for each P in --procs: P processes (forked; each opens its own handle) doing
 //                 random Gets for --seconds (stores that let several processes read one database)
-//   mp-read+writer  as mp-read, with one more process doing Puts of random existing keys meanwhile;
-//                 reports the readers' throughput (stores that allow a writer beside readers)
+//   mp-read+writer  as mp-read, with one more process doing Puts of random existing keys meanwhile
+//                 (as fast as it can, or --writer_rate a second); reports the readers' throughput
+//                 (stores that allow a writer beside readers)
 //   mp-mix        P processes each doing 90% Gets and 10% Puts of random keys: the shared-cache
 //                 workload of a worker pool
 //   compact       the store's own compaction, then its file size
@@ -47,6 +48,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -98,6 +100,7 @@ struct Config {
   size_t value_size = 100;
   std::vector<int> procs = {1, 2};
   double seconds = 2;
+  double writer_rate = 0;  // commits per second of the mp-read+writer writer; 0: as fast as it can
   double phase_seconds = 10;
   size_t batch = 32;
   std::vector<std::string> stores;
@@ -266,8 +269,9 @@ struct Result {
   uint64_t ops = 0;
   double wall_seconds = 0;
   double cpu_seconds = 0;
-  uint64_t file_bytes = 0;  // after the phase, for fillrandom and compact
-  std::string note;         // "n/a: ..." or "capped" or an error
+  uint64_t file_bytes = 0;           // after the phase, for fillrandom and compact
+  double writer_ops_per_second = 0;  // mp-read+writer: the writer's commits per second
+  std::string note;                  // "n/a: ..." or "capped" or an error
 
   double OpsPerSecond() const { return ops / wall_seconds; }
   double OpsPerCpuSecond() const { return ops / cpu_seconds; }
@@ -366,10 +370,20 @@ class Worker {
     const Clock::time_point start = Clock::now();
     const Clock::time_point until = start + std::chrono::duration_cast<Clock::duration>(
                                                 std::chrono::duration<double>(config_.seconds));
+    // A paced writer sleeps until its next commit is due (--writer_rate commits per second).
+    const bool paced = role_ == Role::kWriter && config_.writer_rate > 0;
+    const int burst = paced ? 1 : 256;
     absl::Status status;
     while (status.ok()) {
-      for (int i = 0; i < 256 && status.ok(); ++i) status = Step(report);
-      if (Clock::now() >= until) break;
+      for (int i = 0; i < burst && status.ok(); ++i) status = Step(report);
+      const Clock::time_point now = Clock::now();
+      if (now >= until) break;
+      if (paced) {
+        const auto due =
+            start + std::chrono::duration_cast<Clock::duration>(
+                        std::chrono::duration<double>(report.ops / config_.writer_rate));
+        if (due > now) std::this_thread::sleep_until(std::min(due, until));
+      }
     }
     report.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
     report.cpu_seconds = tools::ProcessCpuSeconds() - cpu0;
@@ -424,6 +438,7 @@ absl::Status RunProcesses(const Data& data, const Config& config, KvBackend& bac
   for (size_t i = 0; i < roles.size(); ++i) {
     const ChildReport& r = (*reports)[i];
     result.cpu_seconds += r.cpu_seconds;  // every process's CPU: a writer's work is the store's
+    if (roles[i] == Role::kWriter) result.writer_ops_per_second = r.ops / r.wall_seconds;
     if (roles[i] == Role::kWriter && !count_writers) continue;
     result.ops += r.ops;
     wall = std::max(wall, r.wall_seconds);
@@ -668,20 +683,21 @@ std::string Scaling(const std::vector<Result>& results, const std::vector<std::s
       if (r.store != store || r.phase != "mp-read" || !r.measured()) continue;
       const Result* mixed = find(store, "mp-read+writer", r.procs);
       absl::StrAppendFormat(
-          &rows, "| %s | %d | %.2f | %.2f | %s |\n", store, r.procs,
+          &rows, "| %s | %d | %.2f | %.2f | %s | %s |\n", store, r.procs,
           r.OpsPerSecond() / one->OpsPerSecond(),
           r.procs * r.OpsPerCpuSecond() / one->OpsPerCpuSecond(),
           mixed == nullptr
               ? "n/a"
-              : absl::StrFormat("%.0f%%", 100 * mixed->OpsPerCpuSecond() / r.OpsPerCpuSecond()));
+              : absl::StrFormat("%.0f%%", 100 * mixed->OpsPerCpuSecond() / r.OpsPerCpuSecond()),
+          mixed == nullptr ? "" : Mops(mixed->writer_ops_per_second));
     }
   }
   if (rows.empty()) return "";
   return absl::StrCat(
       "\nmp-read against one process (speedup: ops/s; CPU-normalised: P x ops per CPU-s), and "
       "the readers' ops per CPU-s kept beside one writer:\n\n"
-      "| store | P | speedup | CPU-normalised | kept beside a writer "
-      "|\n|---|---:|---:|---:|---:|\n",
+      "| store | P | speedup | CPU-normalised | kept beside a writer | writer M commits/s |\n"
+      "|---|---:|---:|---:|---:|---:|\n",
       rows);
 }
 
@@ -763,6 +779,10 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   app.add_option("--seconds", config.seconds, "length of each multi-process round")
       ->check(CLI::Range(0.1, 600.0));
+  app.add_option("--writer_rate", config.writer_rate,
+                 "commits per second of the writer beside the readers in mp-read+writer (0: as "
+                 "fast as it can)")
+      ->check(CLI::Range(0.0, 1e9));
   app.add_option("--phase_seconds", config.phase_seconds,
                  "cap on a single-process phase (slow stores stop early, marked *)")
       ->check(CLI::Range(0.1, 3600.0));
