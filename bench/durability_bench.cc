@@ -40,13 +40,12 @@
 #include <thread>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -69,8 +68,6 @@ constexpr size_t kKeySize = 16;
 constexpr uint64_t kSeed = 0x6d61706b76626e63ull;  // same keys as mapkv_bench
 constexpr size_t kValuePool = 64 << 10;
 constexpr size_t kLoadBatch = 10'000;
-
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // ------------------------------------------------------------------------------------- stores
 
@@ -117,78 +114,27 @@ struct Config {
   std::string csv;  // empty: no CSV
 };
 
-constexpr char kUsage[] =
-    "usage: mapkv_durability_bench [--seconds=2.5] [--threads=1,4] [--puts=1] [--value=100]\n"
-    "         [--keys=100000] [--stores=mapkv,lmdb,sqlite] [--rounds=1] [--dir=/var/tmp]\n"
-    "         [--csv=FILE]\n";
-
-absl::Status BadFlag(std::string_view arg, std::string_view want) {
-  return absl::InvalidArgumentError(absl::StrCat(Absl(arg), ": wants ", Absl(want)));
-}
-
-absl::StatusOr<Config> ParseFlags(int argc, char** argv) {
-  Config config;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    size_t eq = arg.find('=');
-    if (arg.substr(0, 2) != "--" || eq == std::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("not --name=value: ", Absl(arg)));
-    }
-    std::string_view name = arg.substr(2, eq - 2);
-    absl::string_view value = Absl(arg.substr(eq + 1));
-    std::vector<absl::string_view> list = absl::StrSplit(value, ',', absl::SkipEmpty());
-    uint64_t number = 0;
-    if (name == "seconds") {
-      if (!absl::SimpleAtod(value, &config.seconds) || !(config.seconds > 0) ||
-          config.seconds > 3600) {
-        return BadFlag(arg, "seconds per run, more than 0");
-      }
-    } else if (name == "threads") {
-      config.threads.clear();
-      for (absl::string_view item : list) {
-        if (!absl::SimpleAtoi(item, &number) || number < 1 || number > 256) {
-          return BadFlag(arg, "a list of writer thread counts from 1 to 256");
-        }
-        config.threads.push_back(static_cast<int>(number));
-      }
-      if (config.threads.empty()) return BadFlag(arg, "a list of writer thread counts");
-    } else if (name == "puts") {
-      if (!absl::SimpleAtoi(value, &number) || number < 1 || number > 100'000) {
-        return BadFlag(arg, "puts per commit, 1 or more");
-      }
-      config.puts = static_cast<int>(number);
-    } else if (name == "value") {
-      if (!absl::SimpleAtoi(value, &number) || number > (1u << 20)) {
-        return BadFlag(arg, "a value size in bytes, up to 1 MiB");
-      }
-      config.value_size = number;
-    } else if (name == "keys") {
-      if (!absl::SimpleAtoi(value, &number) || number < 1 || number > (1ull << 32)) {
-        return BadFlag(arg, "a number of keys from 1 to 2^32");
-      }
-      config.keys = number;
-    } else if (name == "stores") {
-      config.stores.clear();
-      for (absl::string_view item : list) {
-        if (item != "mapkv" && item != "lmdb" && item != "sqlite") {
-          return BadFlag(arg, "a list of mapkv, lmdb, sqlite");
-        }
-        config.stores.emplace_back(item);
-      }
-    } else if (name == "rounds") {
-      if (!absl::SimpleAtoi(value, &number) || number < 1 || number > 100) {
-        return BadFlag(arg, "a number of rounds from 1 to 100");
-      }
-      config.rounds = static_cast<int>(number);
-    } else if (name == "dir") {
-      config.dir = std::string(value);
-    } else if (name == "csv") {
-      config.csv = std::string(value);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", Absl(name)));
-    }
-  }
-  return config;
+// The flags, parsed by CLI11 into `config` (--help lists them with their defaults).
+void AddFlags(CLI::App& app, Config& config) {
+  app.option_defaults()->always_capture_default();
+  app.description(
+      "mapkv's durability benchmark: commit latency and throughput per durability mode, beside\n"
+      "LMDB and SQLite in their matching sync modes when they are built in.");
+  app.add_option("--seconds", config.seconds, "seconds per run")->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--threads", config.threads, "writer thread counts (comma-separated)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 256));
+  app.add_option("--puts", config.puts, "puts per commit")->check(CLI::Range(1, 100'000));
+  app.add_option("--value", config.value_size, "value size in bytes")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--keys", config.keys, "keys the puts overwrite")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
+  app.add_option("--stores", config.stores, "stores to run")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"mapkv", "lmdb", "sqlite"}));
+  app.add_option("--rounds", config.rounds, "rounds of every mode")->check(CLI::Range(1, 100));
+  app.add_option("--dir", config.dir, "where the databases go (a disk, not tmpfs)");
+  app.add_option("--csv", config.csv, "also write the results as CSV to this file");
 }
 
 // ------------------------------------------------------------------------------------- data
@@ -524,14 +470,7 @@ absl::Status WriteCsv(const Config& config, const std::vector<Row>& rows) {
   return absl::OkStatus();
 }
 
-absl::Status Main(int argc, char** argv) {
-  absl::StatusOr<Config> parsed = ParseFlags(argc, argv);
-  if (!parsed.ok()) {
-    std::fputs(kUsage, stderr);
-    return parsed.status();
-  }
-  const Config config = *std::move(parsed);
-
+absl::Status Main(const Config& config, int argc, char** argv) {
   // The modes to run, by group, then store. Stores asked for but not built in are named with
   // the reason.
   const std::vector<StoreEntry> stores = AllStores();
@@ -611,7 +550,11 @@ absl::Status Main(int argc, char** argv) {
 }  // namespace mapkv::bench
 
 int main(int argc, char** argv) {
-  absl::Status status = mapkv::bench::Main(argc, argv);
+  mapkv::bench::Config config;
+  CLI::App app;
+  mapkv::bench::AddFlags(app, config);
+  CLI11_PARSE(app, argc, argv);
+  absl::Status status = mapkv::bench::Main(config, argc, argv);
   if (!status.ok()) {
     std::fprintf(stderr, "mapkv_durability_bench: %s\n", status.ToString().c_str());
     return 1;

@@ -771,6 +771,7 @@ int Main(int argc, char** argv) {
       "db_bench and YCSB, measured in one run. Prints progress to stderr and the tables "
       "(Markdown)\n"
       "to stdout. See the comment at the top of bench/peer_bench.cc for what each phase does.");
+  app.option_defaults()->always_capture_default();
   app.add_option("--num", config.num, "keys in the data set")->check(CLI::Range(1000, 1 << 30));
   app.add_option("--value_size", config.value_size, "bytes per value")
       ->check(CLI::Range(1, 1 << 20));

@@ -33,6 +33,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -43,13 +44,12 @@
 #include <thread>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -96,101 +96,46 @@ std::string WriteModeName(const Config& config, WriteMode mode) {
   return mode == WriteMode::kPut ? "DB::Put" : absl::StrCat(config.txn_puts, "-put WriteTxn");
 }
 
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
 // ------------------------------------------------------------------------------------- flags
 
-constexpr char kUsage[] =
-    "usage: mapkv_scaling_bench [--keys=N] [--seconds=S] [--procs=1,2,4] [--value=BYTES]\n"
-    "         [--writers=put,txn] [--txn_puts=N] [--mixed_readers=get,txn]\n"
-    "         [--parts=scaling,mixed] [--dir=DIR]\n";
-
-absl::Status BadFlag(std::string_view arg, std::string_view want) {
-  return absl::InvalidArgumentError(absl::StrCat(Absl(arg), ": wants ", Absl(want)));
-}
-
-absl::StatusOr<Config> ParseFlags(int argc, char** argv) {
-  Config config;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    size_t eq = arg.find('=');
-    if (arg.substr(0, 2) != "--" || eq == std::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("not --name=value: ", Absl(arg)));
-    }
-    std::string_view name = arg.substr(2, eq - 2);
-    absl::string_view value = Absl(arg.substr(eq + 1));
-    std::vector<absl::string_view> list = absl::StrSplit(value, ',', absl::SkipEmpty());
-    uint64_t number = 0;
-    if (name == "keys") {
-      if (!absl::SimpleAtoi(value, &number) || number < 100 || number > (1ull << 32)) {
-        return BadFlag(arg, "a number of keys from 100 to 2^32");
-      }
-      config.keys = number;
-    } else if (name == "seconds") {
-      if (!absl::SimpleAtod(value, &config.seconds) || !(config.seconds > 0) ||
-          config.seconds > 3600) {
-        return BadFlag(arg, "seconds per round, more than 0");
-      }
-    } else if (name == "value") {
-      if (!absl::SimpleAtoi(value, &number) || number > (1u << 20)) {
-        return BadFlag(arg, "a value size in bytes, up to 1 MiB");
-      }
-      config.value_size = number;
-    } else if (name == "txn_puts") {
-      if (!absl::SimpleAtoi(value, &number) || number < 1 || number > 100'000) {
-        return BadFlag(arg, "puts per writer transaction, 1 or more");
-      }
-      config.txn_puts = static_cast<int>(number);
-    } else if (name == "procs") {
-      config.procs.clear();
-      for (absl::string_view item : list) {
-        if (!absl::SimpleAtoi(item, &number) || number < 1 || number > 512) {
-          return BadFlag(arg, "a list of process counts from 1 to 512");
-        }
-        config.procs.push_back(static_cast<int>(number));
-      }
-      if (config.procs.empty()) return BadFlag(arg, "a list of process counts");
-    } else if (name == "writers") {
-      config.writers.clear();
-      for (absl::string_view item : list) {
-        if (item == "put") {
-          config.writers.push_back(WriteMode::kPut);
-        } else if (item == "txn") {
-          config.writers.push_back(WriteMode::kTxn);
-        } else {
-          return BadFlag(arg, "a list of put, txn");
-        }
-      }
-    } else if (name == "mixed_readers") {
-      config.mixed_readers.clear();
-      for (absl::string_view item : list) {
-        if (item == "get") {
-          config.mixed_readers.push_back(ReadMode::kGet);
-        } else if (item == "txn") {
-          config.mixed_readers.push_back(ReadMode::kReadTxn);
-        } else {
-          return BadFlag(arg, "a list of get, txn");
-        }
-      }
-    } else if (name == "parts") {
-      config.scaling = config.mixed = false;
-      for (absl::string_view item : list) {
-        if (item == "scaling") {
-          config.scaling = true;
-        } else if (item == "mixed") {
-          config.mixed = true;
-        } else {
-          return BadFlag(arg, "a list of scaling, mixed");
-        }
-      }
-    } else if (name == "dir") {
-      config.dir = std::string(value);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", Absl(name)));
-    }
-  }
-  if (config.writers.empty() || config.mixed_readers.empty()) config.mixed = false;
-  return config;
+// The flags, parsed by CLI11 into `config` (--help lists them with their defaults).
+void AddFlags(CLI::App& app, Config& config) {
+  app.option_defaults()->always_capture_default();
+  app.description(
+      "mapkv's multi-process benchmark: read scaling over reader processes, and readers beside\n"
+      "a writer process (see the comment at the top of bench/scaling_bench.cc).");
+  app.add_option("--keys", config.keys, "keys in the database")
+      ->check(CLI::Range(uint64_t{100}, uint64_t{1} << 32));
+  app.add_option("--seconds", config.seconds, "seconds per round")->check(CLI::Range(0.01, 3600.0));
+  app.add_option("--procs", config.procs, "reader process counts (comma-separated)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 512));
+  app.add_option("--value", config.value_size, "value size in bytes")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--txn_puts", config.txn_puts, "puts per writer transaction")
+      ->check(CLI::Range(1, 100'000));
+  const std::map<std::string, WriteMode> writers = {{"put", WriteMode::kPut},
+                                                    {"txn", WriteMode::kTxn}};
+  app.add_option("--writers", config.writers, "writer modes of the mixed part: put, txn")
+      ->delimiter(',')
+      ->transform(CLI::CheckedTransformer(writers));
+  const std::map<std::string, ReadMode> readers = {{"get", ReadMode::kGet},
+                                                   {"txn", ReadMode::kReadTxn}};
+  app.add_option("--mixed_readers", config.mixed_readers,
+                 "reader modes of the mixed part: get, txn")
+      ->delimiter(',')
+      ->transform(CLI::CheckedTransformer(readers));
+  app.add_option_function<std::vector<std::string>>(
+         "--parts",
+         [&config](const std::vector<std::string>& parts) {
+           config.scaling = std::find(parts.begin(), parts.end(), "scaling") != parts.end();
+           config.mixed = std::find(parts.begin(), parts.end(), "mixed") != parts.end();
+         },
+         "parts to run: scaling, mixed (both by default)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"scaling", "mixed"}));
+  app.add_option("--dir", config.dir,
+                 "where the database goes (default: a new temporary directory)");
 }
 
 // ------------------------------------------------------------------------------------- data
@@ -689,14 +634,10 @@ absl::Status RunMixed(const Data& data, DB* db) {
   return absl::OkStatus();
 }
 
-absl::Status Main(int argc, char** argv) {
-  absl::StatusOr<Config> config = ParseFlags(argc, argv);
-  if (!config.ok()) {
-    std::fputs(kUsage, stderr);
-    return config.status();
-  }
+absl::Status Main(const Config& config, int argc, char** argv) {
   Data data;
-  data.config = *std::move(config);
+  data.config = config;
+  if (data.config.writers.empty() || data.config.mixed_readers.empty()) data.config.mixed = false;
   std::string dir = data.config.dir;
   bool remove_dir = dir.empty();
   if (remove_dir) {
@@ -735,7 +676,11 @@ absl::Status Main(int argc, char** argv) {
 }  // namespace mapkv
 
 int main(int argc, char** argv) {
-  absl::Status status = mapkv::Main(argc, argv);
+  mapkv::Config config;
+  CLI::App app;
+  mapkv::AddFlags(app, config);
+  CLI11_PARSE(app, argc, argv);
+  absl::Status status = mapkv::Main(config, argc, argv);
   if (!status.ok()) {
     std::fprintf(stderr, "mapkv_scaling_bench: %s\n", status.ToString().c_str());
     return 1;
