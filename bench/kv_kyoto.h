@@ -55,7 +55,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -66,7 +65,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "bench/kv_store.h"
-#include "src/platform/subprocess.h"
+#include "bench/per_process_db.h"
 
 namespace mapkv::bench {
 
@@ -219,47 +218,39 @@ class KyotoBackend : public KvBackend {
       : path_(dir + "/data.kch"), expected_keys_(std::max<uint64_t>(expected_keys, 1)) {}
 
   absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    std::lock_guard<std::mutex> lock(mu_);
     const bool writable = access != Access::kRead;
-    std::shared_ptr<KyotoDb> db;
-    if (pid_ == tools::CurrentPid()) db = db_.lock();  // a forked child starts afresh
-    if (db != nullptr && writable && !db->writable) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Kyoto Cabinet HashDB open on ", path_,
-          ": this process holds the file read-only and cannot open it for writing beside that"));
-    }
-    if (db == nullptr) {
-      db = std::make_shared<KyotoDb>(path_);
-      kyotocabinet::HashDB& hdb = db->db;
-      const int64_t map_size =
-          std::max<int64_t>(kMinMapSize, static_cast<int64_t>(expected_keys_) * 512);
-      if (!hdb.tune_buckets(static_cast<int64_t>(expected_keys_) * 2) || !hdb.tune_map(map_size) ||
-          !hdb.tune_options(kyotocabinet::HashDB::TLINEAR)) {
-        return KyotoError(hdb.error(), "tune", path_);
-      }
-      uint32_t mode = kyotocabinet::HashDB::OREADER;
-      if (access == Access::kCreate) {
-        mode = kyotocabinet::HashDB::OWRITER | kyotocabinet::HashDB::OCREATE;
-      } else if (access == Access::kWrite) {
-        mode = kyotocabinet::HashDB::OWRITER;
-      }
-      if (!hdb.open(path_, mode)) {
-        return KyotoError(hdb.error(), writable ? "open(OWRITER)" : "open(OREADER)", path_);
-      }
-      db->open = true;
-      db->writable = writable;
-      db_ = db;
-      pid_ = tools::CurrentPid();
-    }
-    return std::unique_ptr<KvStore>(new KyotoStore(std::move(db)));
+    absl::StatusOr<std::shared_ptr<KyotoDb>> db = db_.Get(
+        writable, absl::StrCat("Kyoto Cabinet HashDB open on ", path_),
+        [&]() -> absl::StatusOr<std::shared_ptr<KyotoDb>> {
+          auto db = std::make_shared<KyotoDb>(path_);
+          kyotocabinet::HashDB& hdb = db->db;
+          const int64_t map_size =
+              std::max<int64_t>(kMinMapSize, static_cast<int64_t>(expected_keys_) * 512);
+          if (!hdb.tune_buckets(static_cast<int64_t>(expected_keys_) * 2) ||
+              !hdb.tune_map(map_size) || !hdb.tune_options(kyotocabinet::HashDB::TLINEAR)) {
+            return KyotoError(hdb.error(), "tune", path_);
+          }
+          uint32_t mode = kyotocabinet::HashDB::OREADER;
+          if (access == Access::kCreate) {
+            mode = kyotocabinet::HashDB::OWRITER | kyotocabinet::HashDB::OCREATE;
+          } else if (access == Access::kWrite) {
+            mode = kyotocabinet::HashDB::OWRITER;
+          }
+          if (!hdb.open(path_, mode)) {
+            return KyotoError(hdb.error(), writable ? "open(OWRITER)" : "open(OREADER)", path_);
+          }
+          db->open = true;
+          db->writable = writable;
+          return db;
+        });
+    if (!db.ok()) return db.status();
+    return std::unique_ptr<KvStore>(new KyotoStore(*std::move(db)));
   }
 
  private:
   const std::string path_;
   const uint64_t expected_keys_;
-  std::mutex mu_;
-  std::weak_ptr<KyotoDb> db_;  // the open HashDB of process pid_, while a handle holds it
-  int pid_ = -1;
+  PerProcessDb<KyotoDb> db_;
 };
 
 inline StoreKind KyotoHashKind() {

@@ -48,7 +48,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -59,7 +58,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "bench/kv_store.h"
-#include "src/platform/subprocess.h"
+#include "bench/per_process_db.h"
 
 namespace mapkv::bench {
 
@@ -191,40 +190,32 @@ class TkrzwBackend : public KvBackend {
       : path_(dir + "/data.tkh"), expected_keys_(expected_keys) {}
 
   absl::StatusOr<std::unique_ptr<KvStore>> Open(Access access) override {
-    std::lock_guard<std::mutex> lock(mu_);
     const bool writable = access != Access::kRead;
-    std::shared_ptr<TkrzwDb> db;
-    if (pid_ == tools::CurrentPid()) db = db_.lock();  // a forked child starts afresh
-    if (db != nullptr && writable && !db->writable) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "tkrzw HashDBM OpenAdvanced on ", path_,
-          ": this process holds the file read-only and cannot open it for writing beside that"));
-    }
-    if (db == nullptr) {
-      db = std::make_shared<TkrzwDb>(path_);
-      tkrzw::HashDBM::TuningParameters tuning;
-      tuning.update_mode = tkrzw::HashDBM::UPDATE_IN_PLACE;
-      tuning.num_buckets = static_cast<int64_t>(std::max<uint64_t>(expected_keys_, 1) * 2);
-      const int32_t options =
-          access == Access::kCreate ? tkrzw::File::OPEN_DEFAULT : tkrzw::File::OPEN_NO_CREATE;
-      const tkrzw::Status s = db->dbm.OpenAdvanced(path_, writable, options, tuning);
-      if (!s.IsOK()) {
-        return TkrzwError(s, writable ? "OpenAdvanced(writable)" : "OpenAdvanced(read-only)",
-                          path_);
-      }
-      db->writable = writable;
-      db_ = db;
-      pid_ = tools::CurrentPid();
-    }
-    return std::unique_ptr<KvStore>(new TkrzwStore(std::move(db)));
+    absl::StatusOr<std::shared_ptr<TkrzwDb>> db = db_.Get(
+        writable, absl::StrCat("tkrzw HashDBM OpenAdvanced on ", path_),
+        [&]() -> absl::StatusOr<std::shared_ptr<TkrzwDb>> {
+          auto db = std::make_shared<TkrzwDb>(path_);
+          tkrzw::HashDBM::TuningParameters tuning;
+          tuning.update_mode = tkrzw::HashDBM::UPDATE_IN_PLACE;
+          tuning.num_buckets = static_cast<int64_t>(std::max<uint64_t>(expected_keys_, 1) * 2);
+          const int32_t options =
+              access == Access::kCreate ? tkrzw::File::OPEN_DEFAULT : tkrzw::File::OPEN_NO_CREATE;
+          const tkrzw::Status s = db->dbm.OpenAdvanced(path_, writable, options, tuning);
+          if (!s.IsOK()) {
+            return TkrzwError(s, writable ? "OpenAdvanced(writable)" : "OpenAdvanced(read-only)",
+                              path_);
+          }
+          db->writable = writable;
+          return db;
+        });
+    if (!db.ok()) return db.status();
+    return std::unique_ptr<KvStore>(new TkrzwStore(*std::move(db)));
   }
 
  private:
   const std::string path_;
   const uint64_t expected_keys_;
-  std::mutex mu_;
-  std::weak_ptr<TkrzwDb> db_;  // the open HashDBM of process pid_, while a handle holds it
-  int pid_ = -1;
+  PerProcessDb<TkrzwDb> db_;
 };
 
 inline StoreKind TkrzwHashKind() {
