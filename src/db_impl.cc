@@ -691,8 +691,8 @@ absl::Status DBImpl::EnsureSpace(uint64_t end) {
 }
 
 // The first store to each new page of the log would fault (a trap, a zeroed page cache page, a
-// page table entry): 28 faults per MiB of 144-byte records. Populating the next MiB or two ahead
-// of the writer in one call does the same work with one trap per call.
+// page table entry): one fault per 28 records of 144 bytes, 256 per MiB. Populating the next MiB
+// or two ahead of the writer in one call does the same work with one trap per call.
 void DBImpl::PrefaultAhead(uint64_t end, uint64_t file_size) {
   constexpr uint64_t kStep = 1ull << 20;
   if (end <= prefaulted_) return;

@@ -19,7 +19,7 @@ namespace mapkv::internal {
 struct FileInfo {
   uint64_t size = 0;
   uint64_t allocated = 0;  // bytes of disk the file takes (holes and sparse tails take none)
-  uint32_t mode = 0;  // permission bits (07777)
+  uint32_t mode = 0;       // permission bits (07777)
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t device = 0;  // with inode: the file's identity, whatever name reaches it
