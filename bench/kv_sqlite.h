@@ -64,12 +64,12 @@ class SqliteKv : public KvStore {
   absl::Status Put(std::string_view key, std::string_view value) override {
     Bind(put_, 1, key);
     Bind(put_, 2, value);
-    return Done(put_, "INSERT");
+    return SqliteStep(db_, put_, "INSERT");
   }
 
   absl::Status Delete(std::string_view key) override {
     Bind(delete_, 1, key);
-    return Done(delete_, "DELETE");
+    return SqliteStep(db_, delete_, "DELETE");
   }
 
   absl::Status Get(std::string_view key, std::string* value) override {
@@ -129,13 +129,6 @@ class SqliteKv : public KvStore {
   static std::string_view Column(sqlite3_stmt* stmt, int i) {
     return std::string_view(static_cast<const char*>(sqlite3_column_blob(stmt, i)),
                             sqlite3_column_bytes(stmt, i));
-  }
-
-  absl::Status Done(sqlite3_stmt* stmt, const char* what) {
-    int rc = sqlite3_step(stmt);
-    sqlite3_reset(stmt);
-    if (rc != SQLITE_DONE) return SqliteError(db_, rc, what);
-    return absl::OkStatus();
   }
 
   absl::Status Exec(const std::string& sql) {

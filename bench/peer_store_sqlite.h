@@ -38,6 +38,14 @@ inline absl::Status SqliteError(sqlite3* db, int rc, std::string_view what) {
                                           db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 }
 
+// Runs a statement that returns no rows and resets it for the next use.
+inline absl::Status SqliteStep(sqlite3* db, sqlite3_stmt* stmt, const char* what) {
+  int rc = sqlite3_step(stmt);
+  sqlite3_reset(stmt);
+  if (rc != SQLITE_DONE) return SqliteError(db, rc, what);
+  return absl::OkStatus();
+}
+
 // A connection with its prepared statements.
 class SqliteConnection {
  public:
@@ -101,12 +109,7 @@ class SqliteConnection {
  private:
   SqliteConnection() = default;
 
-  absl::Status Step(sqlite3_stmt* stmt, const char* what) {
-    int rc = sqlite3_step(stmt);
-    sqlite3_reset(stmt);
-    if (rc != SQLITE_DONE) return SqliteError(db_, rc, what);
-    return absl::OkStatus();
-  }
+  absl::Status Step(sqlite3_stmt* stmt, const char* what) { return SqliteStep(db_, stmt, what); }
 
   sqlite3* db_ = nullptr;
   sqlite3_stmt* begin_ = nullptr;
