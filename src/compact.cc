@@ -257,6 +257,12 @@ absl::Status Compaction::Finish(const internal::FileInfo& info) {
 
   progress.phase = CompactProgress::Phase::kReplace;
   Report(options_, progress);
+  // Windows cannot replace a file that any process has mapped, this one included, so the source
+  // is closed first there. That is safe for the reason the rename needs it: a process that opens
+  // the old file in between maps it before it can commit, and then the rename fails (the
+  // compaction with it, leaving the source as it was); one that maps it after the rename finds
+  // the name taken by the new file and opens that (DBImpl::OpenShared).
+  if (in_place_ && internal::ReplaceFailsWhileMapped()) source_.reset();
   absl::Status renamed =
       in_place_ ? internal::ReplaceFile(temp_, dst_) : internal::RenameNoReplace(temp_, dst_);
   if (!renamed.ok()) return renamed;

@@ -91,7 +91,14 @@ DBImpl::DBImpl(std::unique_ptr<MappedFile> file, const Options& options)
       header_(reinterpret_cast<FileHeader*>(base_)),
       state_(reinterpret_cast<SharedState*>(base_ + kSharedStateOffset)),
       lock_(base_, file_.get(), static_cast<uint64_t>(options.lock_timeout.count()) * 1000),
-      fork_generation_(ForkGeneration()) {}
+      fork_generation_(ForkGeneration()),
+      covered_(file_->covered()) {}
+
+absl::Status DBImpl::CoverSlow(uint64_t end) const {
+  absl::Status s = file_->Cover(end);
+  covered_.store(file_->covered(), std::memory_order_release);
+  return s;
+}
 
 absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
                                                      const Options& options) {
@@ -263,7 +270,8 @@ bool DBImpl::CreationInterrupted(uint64_t file_size) const {
 void DBImpl::LoadHeaderFields() {
   hash_seed_ = header_->hash_seed;
   salt_ = header_->salt;
-  max_file_size_ = std::min(header_->max_file_size, file_->mapped_size());
+  max_file_size_ =
+      std::min(header_->max_file_size, file_->mapped_size()) / kSizeGranule * kSizeGranule;
 }
 
 absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
@@ -309,6 +317,7 @@ absl::Status DBImpl::ValidateState(uint64_t file_size) const {
       applied < kHeaderSize || applied % 8 != 0) {
     return bad("damaged shared state: log tail", kSharedStateOffset);
   }
+  MAPKV_RETURN_IF_ERROR(Cover(committed));
   absl::StatusOr<Record> rec = ReadRecord(base_, index, committed, salt_, true);
   if (!rec.ok() || rec->type != kIndex) {
     return bad("damaged shared state: no index table at the recorded offset", index);
@@ -318,7 +327,7 @@ absl::Status DBImpl::ValidateState(uint64_t file_size) const {
 
 absl::Status DBImpl::Initialize() {
   uint64_t size = std::max(RoundUp(options_.initial_file_size, kGrowAlign), kMinFileSize);
-  size = std::min(size, options_.max_file_size);
+  size = std::min(size, options_.max_file_size / kSizeGranule * kSizeGranule);
   MAPKV_RETURN_IF_ERROR(file_->Grow(size));
   std::memset(base_, 0, kHeaderSize);
   FileHeader& h = *header_;
@@ -356,6 +365,8 @@ absl::Status DBImpl::Initialize() {
 
 absl::Status DBImpl::FirstOpen() {
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, file_->Size());
+  // The last handle may have grown the file after this one mapped it.
+  MAPKV_RETURN_IF_ERROR(Cover(std::min(size, file_->mapped_size())));
   if (size == 0 || CreationInterrupted(size)) {
     if (options_.create_if_missing && !options_.read_only) return Initialize();
     if (size != 0) {
@@ -424,12 +435,11 @@ absl::Status DBImpl::AcquireWriter() {
     write_gate_.Release();
     return from_dead.status();
   }
-  if (*from_dead || NeedsRecovery()) {
-    absl::Status s = Recover();
-    if (!s.ok()) {
-      ReleaseWriter();
-      return s;
-    }
+  absl::Status s = Cover(state_->file_size.load());
+  if (s.ok() && (*from_dead || NeedsRecovery())) s = Recover();
+  if (!s.ok()) {
+    ReleaseWriter();
+    return s;
   }
   RunTestHook(HookPoint::kWriteLocked);
   return absl::OkStatus();
@@ -458,9 +468,14 @@ absl::StatusOr<Snapshot> DBImpl::LockShared() {
       write_gate_.Release();
       return from_dead.status();
     }
-    absl::Status r = (*from_dead || NeedsRecovery()) ? Recover() : absl::OkStatus();
+    absl::Status r = Cover(state_->file_size.load());
+    if (r.ok() && (*from_dead || NeedsRecovery())) r = Recover();
     ReleaseWriter();
     MAPKV_RETURN_IF_ERROR(r);
+  }
+  if (absl::Status s = Cover(state_->file_size.load()); !s.ok()) {
+    lock_.UnlockShared();
+    return s;
   }
   RunTestHook(HookPoint::kReadLocked);
   return CommittedSnapshot();
@@ -579,6 +594,7 @@ absl::Status DBImpl::ReadConsistent(Read&& read) {
     Snapshot snap;
     snap.index_record = state_->index_record.load(std::memory_order_acquire);
     snap.tail = state_->file_size.load(std::memory_order_relaxed);
+    MAPKV_RETURN_IF_ERROR(Cover(snap.tail));
     snap.index_bits = IndexBits(snap.index_record);
     read(snap);
     if (lock_.ReadValid(seq)) return absl::OkStatus();

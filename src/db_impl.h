@@ -139,6 +139,16 @@ class DBImpl {
   template <class Read>
   absl::Status ReadConsistent(Read&& read);
 
+  // Makes the mapping map the file through `end` where the platform maps it in pieces as it grows
+  // (Windows: MappedFile::Cover); elsewhere, and whenever it is mapped already, a load and a
+  // compare. Every path that reads or writes the log past what this handle saw before calls it
+  // first: reads with the file size they bound offsets by, writers once they hold the lock.
+  absl::Status Cover(uint64_t end) const {
+    if (end <= covered_.load(std::memory_order_acquire)) return absl::OkStatus();
+    return CoverSlow(end);
+  }
+  absl::Status CoverSlow(uint64_t end) const;
+
   static bool NeedsLargerMapping(MappedFile& file, uint64_t size, bool may_raise,
                                  const Options& options, Options* larger);
 
@@ -199,6 +209,7 @@ class DBImpl {
   uint64_t hash_seed_ = 0;
   uint64_t salt_ = 0;
   uint64_t max_file_size_ = 0;
+  mutable std::atomic<uint64_t> covered_;  // file_->covered(), cached: see Cover()
   uint64_t prefaulted_ = 0;  // the log is populated in this handle's mapping up to here (a hint)
   bool opened_ = false;      // fully open: the slot is claimed and the state valid
   bool detached_ = false;    // opened without write permission (OpenDetached)

@@ -34,6 +34,9 @@ inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr uint64_t kHeaderPageSize = 4096;
 inline constexpr uint64_t kHeaderSize = 64 * 1024;  // the log starts here
 inline constexpr uint64_t kMinFileSize = 1 << 20;
+// The file's size is always a multiple of this: Windows maps a growing file in views that start on
+// 64 KiB boundaries (mapped_file_win32.cc), so max_file_size is rounded down to one.
+inline constexpr uint64_t kSizeGranule = 64 * 1024;
 inline constexpr uint32_t kMaxSlots = 896;  // (kHeaderSize - 8 KiB) / 64
 inline constexpr uint64_t kMinIndexSlots = 64;
 inline constexpr uint32_t kMaxIndexBits = 40;

@@ -128,6 +128,9 @@ std::string Topics(const CLI::App& app) {
 
 int Main(int argc, char** argv) {
   CLI::App app(kDescription, "mapkv");
+  // CLI11 takes "/x" for an option on Windows, which would make an absolute path written with
+  // slashes an unknown option; options are "-x" and "--name" on every platform.
+  app.allow_windows_style_options(false);
   app.require_subcommand(1);
   app.footer(kFooter);
   auto formatter = std::make_shared<Formatter>();

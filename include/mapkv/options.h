@@ -55,7 +55,8 @@ struct Options {
   // pages flushes whole huge pages too.
   bool huge_pages = true;
 
-  // Growth limit of the file in bytes; past it a commit fails with ResourceExhausted and nothing
+  // Growth limit of the file in bytes (rounded down to a multiple of 64 KiB, the granularity in
+  // which Windows maps a file); past it a commit fails with ResourceExhausted and nothing
   // committed is lost. Fixed when the file is created; a later Open() may raise it only when no
   // other process has the file open. Address space of this size is reserved by every handle.
   uint64_t max_file_size = 64ull << 30;

@@ -49,6 +49,11 @@ absl::Status SetOwner(const std::string& path, uint32_t uid, uint32_t gid);
 // Both must be on one file system.
 absl::Status ReplaceFile(const std::string& from, const std::string& to);
 
+// Whether ReplaceFile() fails while a process (this one included) has `to` mapped: Windows refuses
+// to replace a file with mapped views; POSIX replaces the name and leaves the mappings on the old
+// file.
+bool ReplaceFailsWhileMapped();
+
 // As ReplaceFile, but fails with AlreadyExists, changing nothing, when `to` exists.
 absl::Status RenameNoReplace(const std::string& from, const std::string& to);
 

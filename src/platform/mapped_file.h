@@ -31,13 +31,23 @@ class MappedFile {
                                                           const FileOpenOptions& options);
 
   virtual const std::string& path() const = 0;
-  // The mapping: valid for [0, mapped_size()); bytes past size() must not be touched.
+  // The mapping: address space reserved for [0, mapped_size()); bytes past size() or past
+  // covered() must not be touched.
   virtual char* base() const = 0;
   virtual uint64_t mapped_size() const = 0;
+  // The prefix of the mapping that maps the file now: [0, covered()). POSIX maps the whole
+  // reserved range at Open, so this is mapped_size() there. Windows cannot map a view larger than
+  // the file, so it maps views as the file grows and this is the end of the last one.
+  virtual uint64_t covered() const { return mapped_size(); }
+  // Makes [0, end) of the mapping map the file (end <= the file's size): maps what this or another
+  // process added to the file since. Never changes the file. Thread-safe. FailedPrecondition when
+  // the file is shorter than `end`.
+  virtual absl::Status Cover(uint64_t /*end*/) { return absl::OkStatus(); }
   // The file's size now (asks the OS).
   virtual absl::StatusOr<uint64_t> Size() = 0;
   // Extends the file to `size` bytes with blocks allocated (so a full disk is an error here, not a
-  // fault later). Never shrinks. Other processes see the new bytes through their own mappings.
+  // fault later) and covers it in this mapping. Never shrinks. Other processes see the new bytes
+  // through their own mappings (after Cover() where covered() is short of them).
   virtual absl::Status Grow(uint64_t size) = 0;
   // Makes the mapping's bytes [offset, offset + length) durable (msync MS_SYNC / FlushViewOfFile).
   virtual absl::Status Flush(uint64_t offset, uint64_t length) = 0;
@@ -54,6 +64,8 @@ class MappedFile {
   // Byte-range locks on bytes that are never read or written. Held per open file (two handles in
   // one process conflict), released by the kernel when the process dies.
   // Returns false (and no lock) when `wait` is false and another handle holds a conflicting lock.
+  // Locking a byte the handle holds already converts its lock (shared <-> exclusive), as fcntl
+  // does; Windows has no conversion, and mapped_file_win32.cc says how it stands in.
   virtual absl::StatusOr<bool> Lock(uint64_t byte, bool exclusive, bool wait) = 0;
   virtual absl::Status Unlock(uint64_t byte) = 0;
   // True when another handle (any process) holds a lock on `byte`.

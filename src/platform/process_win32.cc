@@ -1,0 +1,55 @@
+// Process identity, time and the boot id on Windows.
+#include <windows.h>
+#include <winternl.h>
+
+#include <chrono>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "src/platform/process.h"
+
+namespace mapkv::internal {
+
+uint32_t CurrentPid() { return static_cast<uint32_t>(GetCurrentProcessId()); }
+
+uint64_t ForkGeneration() { return 0; }  // no fork() on Windows
+
+// The boot time the kernel keeps (SystemTimeOfDayInformation's BootTime, in 100 ns units since
+// 1601): fixed for the life of the boot, unlike now minus the uptime, which jitters.
+std::string BootId() {
+  struct TimeOfDay {
+    LARGE_INTEGER boot_time;
+    LARGE_INTEGER current_time;
+    LARGE_INTEGER time_zone_bias;
+    ULONG time_zone_id;
+    ULONG reserved;
+    ULONGLONG boot_time_bias;
+    ULONGLONG sleep_time_bias;
+  } info{};
+  constexpr auto kSystemTimeOfDayInformation = static_cast<SYSTEM_INFORMATION_CLASS>(3);
+  ULONG got = 0;
+  if (NtQuerySystemInformation(kSystemTimeOfDayInformation, &info, sizeof(info), &got) != 0 ||
+      info.boot_time.QuadPart == 0) {
+    return "";
+  }
+  return absl::StrCat("boot-", info.boot_time.QuadPart);
+}
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t MonotonicMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t RandomU64() {
+  std::random_device rd;  // rand_s on mingw-w64: the system's RtlGenRandom
+  return (uint64_t{rd()} << 32) ^ rd();
+}
+
+}  // namespace mapkv::internal
