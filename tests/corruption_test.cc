@@ -2,14 +2,15 @@
 // fail with a clear status or succeed and then never return a value that was not written for the
 // key asked; nothing may crash or hang.
 //
-// The checks that may crash run in a forked child per case (test::RunChild), so a crash or a hang
-// is reported with the case that caused it instead of ending the whole test.
+// The checks that may crash run in a child process per case (MAPKV_CHILD, test::RunChild), so a
+// crash or a hang is reported with the case that caused it instead of ending the whole test.
 // MAPKV_CORRUPT_ITERS sets the number of flipped-bytes copies (default 300).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@ namespace mapkv {
 namespace {
 
 using ::absl::StatusCode;
+using ::mapkv::test::ChildPipe;
 using ::mapkv::test::Rng;
 using ::mapkv::test::RunChild;
 using ::mapkv::test::TempDir;
@@ -34,7 +36,7 @@ constexpr char kMagic[8] = {'M', 'A', 'P', 'K', 'V', '\0', '\0', '\0'};
 constexpr size_t kVersionOffset = 8;
 constexpr size_t kHeaderPage = 4096;
 
-// Exit codes of CheckDamagedCopy's child besides a failed check or a crash (128 + signal).
+// Exit codes of CheckDamagedCopyChild besides a failed check or a crash.
 constexpr int kOpenedOk = 11;
 constexpr int kOpenFailedBase = 20;  // + the StatusCode Open returned
 
@@ -45,12 +47,66 @@ Options DamagedOptions() {
   return options;
 }
 
-// A closed, valid database and everything that was ever written to it.
+// The seed of the reference database's contents.
+constexpr uint64_t kReferenceSeed = 42;
+
+// One write of the reference database: a Put of `value`, or a Delete when it has none.
+struct RefWrite {
+  std::string key;
+  std::optional<std::string> value;
+};
+
+// The write transactions that build the reference database from `seed`: the same in every
+// process, so that a child checking a damaged copy rebuilds from the seed alone what was written.
+std::vector<std::vector<RefWrite>> ReferenceTxns(uint64_t seed) {
+  Rng rng(seed);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back(absl::StrCat("key", i));
+  for (int i = 0; i < 20; ++i) keys.push_back(test::RandomBytes(rng, Uniform(rng, 1, 30)));
+  std::vector<std::vector<RefWrite>> txns;
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < keys.size();) {
+      std::vector<RefWrite>& txn = txns.emplace_back();
+      for (size_t end = std::min(keys.size(), i + Uniform(rng, 1, 40)); i < end; ++i) {
+        const uint64_t what = Uniform(rng, 0, 9);
+        if (round == 0 || what < 3) {
+          const uint64_t kind = Uniform(rng, 0, 49);
+          const size_t size = kind == 0 ? Uniform(rng, 5000, 20000) : Uniform(rng, 0, 1000);
+          txn.push_back(RefWrite{keys[i], test::RandomBytes(rng, size)});
+        } else if (what < 5) {
+          txn.push_back(RefWrite{keys[i], std::nullopt});
+        }
+      }
+    }
+  }
+  return txns;
+}
+
+// Everything that was ever written to the reference database.
+struct ReferenceWrites {
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> history;  // values per key
+  absl::flat_hash_map<std::string, std::string> live;                          // final state
+};
+
+ReferenceWrites WritesOf(const std::vector<std::vector<RefWrite>>& txns) {
+  ReferenceWrites writes;
+  for (const std::vector<RefWrite>& txn : txns) {
+    for (const RefWrite& write : txn) {
+      if (write.value.has_value()) {
+        writes.history[write.key].insert(*write.value);
+        writes.live[write.key] = *write.value;
+      } else {
+        writes.live.erase(write.key);
+      }
+    }
+  }
+  return writes;
+}
+
+// A closed, valid database, built by ReferenceTxns(kReferenceSeed).
 struct Reference {
   std::string bytes;       // the file
   uint64_t log_bytes = 0;  // bytes in use (Stats::log_bytes at close)
-  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> history;  // values per key
-  absl::flat_hash_map<std::string, std::string> live;                          // final state
 };
 
 void BuildReference(const std::string& path, Reference* ref) {
@@ -58,33 +114,16 @@ void BuildReference(const std::string& path, Reference* ref) {
   options.initial_file_size = 1 << 20;
   options.initial_index_slots = 64;  // the index grows: old tables stay in the file
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, options));
-  Rng rng(42);
-  std::vector<std::string> keys;
-  for (int i = 0; i < 300; ++i) keys.push_back(absl::StrCat("key", i));
-  for (int i = 0; i < 20; ++i) keys.push_back(test::RandomBytes(rng, Uniform(rng, 1, 30)));
-  auto put = [&](WriteTxn& txn, const std::string& key) -> absl::Status {
-    const uint64_t kind = Uniform(rng, 0, 49);
-    const size_t size = kind == 0 ? Uniform(rng, 5000, 20000) : Uniform(rng, 0, 1000);
-    std::string value = test::RandomBytes(rng, size);
-    absl::Status status = txn.Put(key, value);
-    ref->history[key].insert(value);
-    ref->live[key] = std::move(value);
-    return status;
-  };
-  for (int round = 0; round < 3; ++round) {
-    for (size_t i = 0; i < keys.size();) {
-      ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
-      for (size_t end = std::min(keys.size(), i + Uniform(rng, 1, 40)); i < end; ++i) {
-        const uint64_t what = Uniform(rng, 0, 9);
-        if (round == 0 || what < 3) {
-          ASSERT_OK(put(txn, keys[i]));
-        } else if (what < 5) {
-          ASSERT_OK(txn.Delete(keys[i]));
-          ref->live.erase(keys[i]);
-        }
+  for (const std::vector<RefWrite>& writes : ReferenceTxns(kReferenceSeed)) {
+    ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+    for (const RefWrite& write : writes) {
+      if (write.value.has_value()) {
+        ASSERT_OK(txn.Put(write.key, *write.value));
+      } else {
+        ASSERT_OK(txn.Delete(write.key));
       }
-      ASSERT_OK(txn.Commit());
     }
+    ASSERT_OK(txn.Commit());
   }
   ASSERT_OK(db->Checkpoint());
   ref->log_bytes = db->GetStats().log_bytes;
@@ -95,12 +134,16 @@ void BuildReference(const std::string& path, Reference* ref) {
       << "the file does not start with the documented magic";
 }
 
-// Opens the damaged file at `path` and reads everything through every read path. Runs in a child:
-// returns kOpenedOk, kOpenFailedBase + code when Open refused the file, kChildCheckFailed when a
+// Opens the damaged copy of the reference database at `path` and reads everything through every
+// read path. Arguments: path, the reference's seed (kReferenceSeed), the write end of `report`.
+// Returns kOpenedOk, kOpenFailedBase + code when Open refused the file, kChildCheckFailed when a
 // read gave a value that was never written for its key (or Open failed without a message).
 // On success it sends on `report` how many Gets of the reference keys gave the current value, an
 // older value, NotFound and another error.
-int CheckDamagedCopy(const std::string& path, const Reference& ref, const test::Pipe& report) {
+MAPKV_CHILD(CheckDamagedCopyChild) {
+  const std::string& path = args.at(0);
+  const ReferenceWrites ref = WritesOf(ReferenceTxns(args.Int<uint64_t>(1)));
+  ChildPipe report = args.PipeEnd(2);
   auto opened = DB::Open(path, DamagedOptions());
   if (!opened.ok()) {
     CHILD_CHECK(!opened.status().message().empty(),
@@ -164,20 +207,30 @@ int CheckDamagedCopy(const std::string& path, const Reference& ref, const test::
   return kOpenedOk;
 }
 
+absl::StatusOr<std::unique_ptr<DB>> OpenFile(const std::string& path, bool create) {
+  Options options = DamagedOptions();
+  options.create_if_missing = create;
+  return DB::Open(path, options);
+}
+
+// OpenFile in a child. Arguments: path, create. Returns kOpenFailedBase + the StatusCode of the
+// Open (OK included), out of the way of the exit codes of a child that failed otherwise.
+MAPKV_CHILD(OpenFileChild) {
+  auto opened = OpenFile(args.at(0), args.Bool(1));
+  return kOpenFailedBase + static_cast<int>(opened.status().code());  // the handle closes here
+}
+
 class CorruptionTest : public ::testing::Test {
  protected:
-  // Runs CheckDamagedCopy in a child for the file `data`; fails the test on a wrong value, a crash
-  // or a hang. Returns the child's exit status.
-  int CheckDamaged(const std::string& data, const Reference& ref, const std::string& what) {
+  // Runs CheckDamagedCopyChild for the file `data`, a damaged copy of the reference database;
+  // fails the test on a wrong value, a crash or a hang. Returns the child's exit status.
+  int CheckDamaged(const std::string& data, const std::string& what) {
     const std::string path = dir_.File(absl::StrCat("damaged", ++copies_, ".mapkv"));
     EXPECT_TRUE(test::WriteFile(path, data));
     test::Pipe report;
-    const int status = RunChild(
-        [&] {
-          report.CloseRead();
-          return CheckDamagedCopy(path, ref, report);
-        },
-        std::chrono::seconds(60));
+    const int status =
+        RunChild("CheckDamagedCopyChild", {path, kReferenceSeed, report.WriteEndArg()},
+                 std::chrono::seconds(60));
     report.CloseWrite();
     EXPECT_TRUE(status == kOpenedOk ||
                 (status >= kOpenFailedBase && status <= kOpenFailedBase + 16))
@@ -223,22 +276,12 @@ class CorruptionTest : public ::testing::Test {
         static_cast<unsigned long long>(get_counts_[3]));
   }
 
-  static absl::StatusOr<std::unique_ptr<DB>> OpenFile(const std::string& path, bool create) {
-    Options options = DamagedOptions();
-    options.create_if_missing = create;
-    return DB::Open(path, options);
-  }
-
-  // OpenFile, tried first in a child process: if Open crashes or hangs there, the test fails with
-  // that and gets an Internal status instead of crashing itself; otherwise Open runs here.
+  // OpenFile, tried first in a child process (OpenFileChild): if Open crashes or hangs there, the
+  // test fails with that and gets an Internal status instead of crashing itself; otherwise Open
+  // runs here.
   absl::StatusOr<std::unique_ptr<DB>> SafeOpen(const std::string& path, bool create) {
-    const int status = RunChild(
-        [&] {
-          auto opened = OpenFile(path, create);
-          return static_cast<int>(opened.status().code());  // the handle closes here
-        },
-        std::chrono::seconds(60));
-    if (status < 0 || status > 16) {
+    const int status = RunChild("OpenFileChild", {path, create}, std::chrono::seconds(60));
+    if (status < kOpenFailedBase || status > kOpenFailedBase + 16) {
       ADD_FAILURE() << "Open(" << path << ", create_if_missing=" << create
                     << ") crashed or hung: " << test::ExitStatusToString(status);
       return absl::InternalError("Open crashed in the child");
@@ -367,15 +410,15 @@ TEST_F(CorruptionTest, MagicFollowedByRandomBytes) {
   for (size_t size : {size_t{64} << 10, size_t{1} << 20, ref.bytes.size()}) {
     for (size_t keep : {size_t{12}, size_t{64}, size_t{512}}) {
       std::string data = ref.bytes.substr(0, keep) + test::RandomBytes(rng, size - keep);
-      CheckDamaged(data, ref, absl::StrCat(size, " bytes, the first ", keep, " valid"));
+      CheckDamaged(data, absl::StrCat(size, " bytes, the first ", keep, " valid"));
     }
   }
   // The whole header page valid, the rest random or zero: the index and the log are garbage.
   std::string data =
       ref.bytes.substr(0, kHeaderPage) + test::RandomBytes(rng, ref.bytes.size() - kHeaderPage);
-  CheckDamaged(data, ref, "valid header page, random body");
+  CheckDamaged(data, "valid header page, random body");
   data = ref.bytes.substr(0, kHeaderPage) + std::string(ref.bytes.size() - kHeaderPage, '\0');
-  CheckDamaged(data, ref, "valid header page, zero body");
+  CheckDamaged(data, "valid header page, zero body");
   PrintResults("valid prefix, random rest");
 }
 
@@ -402,7 +445,7 @@ TEST_F(CorruptionTest, TruncatedFiles) {
   for (int i = 0; i < 10; ++i) lengths.push_back(Uniform(rng, 1, size - 1));
   for (size_t length : lengths) {
     if (length == 0 || length >= size) continue;
-    CheckDamaged(ref.bytes.substr(0, length), ref, absl::StrCat("truncated to ", length, " bytes"));
+    CheckDamaged(ref.bytes.substr(0, length), absl::StrCat("truncated to ", length, " bytes"));
   }
   PrintResults("truncated copies");
 }
@@ -431,7 +474,7 @@ TEST_F(CorruptionTest, FlippedBytes) {
       absl::StrAppend(&where, where.empty() ? "" : ",", offset);
     }
     const int status = CheckDamaged(
-        data, ref, absl::StrCat("iteration ", it, " (seed ", seed, "), flipped offsets ", where));
+        data, absl::StrCat("iteration ", it, " (seed ", seed, "), flipped offsets ", where));
     for (const auto& [offset, mask] : flipped)
       data[offset] = static_cast<char>(data[offset] ^ mask);
     if (status != kOpenedOk && (status < kOpenFailedBase || status > kOpenFailedBase + 16)) {

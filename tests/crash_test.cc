@@ -1,5 +1,6 @@
-// Process crashes: a child commits stamped transactions and is SIGKILLed at a random moment; the
-// database must then show every acknowledged commit and no part of an unfinished one.
+// Process crashes: a child commits stamped transactions and is killed (SIGKILL; TerminateProcess on
+// Windows) at a random moment; the database must then show every acknowledged commit and no part
+// of an unfinished one.
 //
 // Each transaction writes the same stamp (its number) to the keys k0..k4, in random order among a
 // few random other keys ("r<n>", each value self-describing: see test::StampedValue). The child
@@ -8,35 +9,38 @@
 //   - s is the last acknowledged stamp or the one after it (committed, killed before the ack).
 //
 // MAPKV_CRASH_KILLS sets the number of kills (default 200); the survivor variant does a quarter.
-#include <signal.h>
-
+//
+// Every child is a MAPKV_CHILD that opens the database itself, from its path (test_util.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "mapkv/db.h"
+#include "src/platform/subprocess.h"
 #include "test_util.h"
 
 namespace mapkv {
 namespace {
 
-using ::mapkv::test::ForkChild;
+using ::mapkv::test::ChildPipe;
+using ::mapkv::test::kKilledStatus;
 using ::mapkv::test::Pipe;
 using ::mapkv::test::Rng;
+using ::mapkv::test::StartChild;
 using ::mapkv::test::TempDir;
 using ::mapkv::test::Uniform;
 using ::mapkv::test::WaitChild;
 
 constexpr int kStampKeys = 5;
 constexpr uint64_t kRandomKeys = 3000;
-constexpr int kKilledStatus = 128 + SIGKILL;
 
 Options CrashOptions() {
   Options options;
@@ -121,11 +125,20 @@ absl::Status VerifyAll(DB* db, uint64_t* stamp) {
   return absl::OkStatus();
 }
 
+// StampWriterChild's check_from when it has none.
+constexpr std::string_view kNoCheck = "none";
+
 // The killed child: sends the stamp it finds on `ack`, then commits transactions stamped with the
 // following numbers and acknowledges each on `ack` once Commit() returned OK. Runs until killed.
-// If `check_from` is set, first verifies that the stamp it finds is check_from or check_from + 1.
-int StampWriter(const std::string& path, std::optional<uint64_t> check_from, const Pipe& ack,
-                uint64_t seed) {
+// If `check_from` is a number, first verifies that the stamp it finds is check_from or
+// check_from + 1. Arguments: path, seed (of its random keys and sizes), the write end of `ack`,
+// check_from or kNoCheck.
+MAPKV_CHILD(StampWriterChild) {
+  const std::string& path = args.at(0);
+  const uint64_t seed = args.Int<uint64_t>(1);
+  ChildPipe ack = args.PipeEnd(2);
+  std::optional<uint64_t> check_from;
+  if (args.at(3) != kNoCheck) check_from = args.Int<uint64_t>(3);
   auto opened = DB::Open(path, CrashOptions());
   CHILD_CHECK_OK(opened);
   std::unique_ptr<DB> db = std::move(*opened);
@@ -164,9 +177,9 @@ int StampWriter(const std::string& path, std::optional<uint64_t> check_from, con
   }
 }
 
-// When to kill: a quarter of the kills at a random moment up to 3 ms after fork() (while the child
-// starts, opens the database and maybe recovers it), the rest up to 6 ms after the child reported
-// that it opened the database (in the middle of its stream of commits).
+// When to kill: a quarter of the kills at a random moment up to 3 ms after the child was started
+// (while it starts, opens the database and maybe recovers it), the rest up to 6 ms after the child
+// reported that it opened the database (in the middle of its stream of commits).
 struct KillTime {
   bool after_open;
   std::chrono::microseconds delay;
@@ -176,11 +189,11 @@ KillTime RandomKillTime(Rng& rng) {
   return {true, std::chrono::microseconds(Uniform(rng, 0, 6000))};
 }
 
-// Parent side of one kill: lets the child run until `when`, SIGKILLs it, reaps it and collects what
+// Parent side of one kill: lets the child run until `when`, kills it, reaps it and collects what
 // it sent. Sets *last_ack to the highest stamp known committed: the last acknowledged one, or the
 // one the child found at open, or `none` if the child sent nothing; *acks to the number of
 // acknowledged commits. If `expect_found` is set, the child must have found that stamp.
-void KillAfter(pid_t pid, Pipe& ack, KillTime when, uint64_t none,
+void KillAfter(int pid, Pipe& ack, KillTime when, uint64_t none,
                std::optional<uint64_t> expect_found, uint64_t* last_ack, uint64_t* acks) {
   std::string bytes;
   if (when.after_open) {  // the child's first message says it opened the database
@@ -192,8 +205,7 @@ void KillAfter(pid_t pid, Pipe& ack, KillTime when, uint64_t none,
     }
   }
   ack.ReadUntil(std::chrono::steady_clock::now() + when.delay, &bytes);
-  kill(pid, SIGKILL);
-  const int status = WaitChild(pid);
+  const int status = test::KillChild(pid);
   bytes += ack.ReadAll();
   EXPECT_EQ(status, kKilledStatus)
       << "the writer ended by itself: " << test::ExitStatusToString(status);
@@ -226,10 +238,7 @@ TEST(CrashTest, KilledWriterLosesNothingAcknowledgedAndShowsNoPartialCommit) {
     }
     Pipe ack;
     const uint64_t seed = rng();
-    const pid_t pid = ForkChild([&]() -> int {
-      ack.CloseRead();
-      return StampWriter(path, std::nullopt, ack, seed);
-    });
+    const int pid = StartChild("StampWriterChild", {path, seed, ack.WriteEndArg(), kNoCheck});
     ASSERT_GT(pid, 0);
     ack.CloseWrite();
     uint64_t last_ack = 0, acks = 0;
@@ -263,6 +272,47 @@ TEST(CrashTest, KilledWriterLosesNothingAcknowledgedAndShowsNoPartialCommit) {
   EXPECT_GT(kills_with_acks, 0u) << "no kill happened after a commit: the delays are too short";
 }
 
+// The survivor of SurvivorKeepsWritingWhileWritersAreKilled: commits its own stamp m = 1, 2, ...
+// to b0..b4 and checks the killed writers' stamp keys after each commit, until end of file on
+// `stop`; then sends m and its longest wait for the writer lock (microseconds) on `report`.
+// Arguments: path, the read end of `stop`, the write end of `report`.
+MAPKV_CHILD(SurvivorChild) {
+  const std::string& path = args.at(0);
+  ChildPipe stop = args.PipeEnd(1);
+  ChildPipe report = args.PipeEnd(2);
+  auto opened = DB::Open(path, CrashOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  uint64_t last_stamp = 0;
+  int64_t max_wait_us = 0;
+  uint64_t m = 0;
+  while (!stop.Readable()) {
+    ++m;
+    const auto begin = std::chrono::steady_clock::now();
+    auto txn = db->BeginWrite();
+    max_wait_us =
+        std::max<int64_t>(max_wait_us, std::chrono::duration_cast<std::chrono::microseconds>(
+                                           std::chrono::steady_clock::now() - begin)
+                                           .count());
+    CHILD_CHECK_OK(txn, "survivor BeginWrite");
+    for (int i = 0; i < kStampKeys; ++i) {
+      CHILD_CHECK_OK(txn->Put(absl::StrCat("b", i), test::Stamp(m)));
+    }
+    CHILD_CHECK_OK(txn->Commit(), "survivor Commit");
+    // The killed writers' stamp keys are never torn and never go back.
+    uint64_t stamp = 0;
+    CHILD_CHECK_OK(ReadStamp(db.get(), &stamp));
+    CHILD_CHECK(stamp >= last_stamp, "stamp went back from ", last_stamp, " to ", stamp);
+    last_stamp = stamp;
+    auto own = db->Get("b0");
+    CHILD_CHECK_OK(own);
+    CHILD_CHECK(*own == test::Stamp(m), "survivor's own commit not visible");
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  CHILD_CHECK(report.WriteU64(m) && report.WriteU64(static_cast<uint64_t>(max_wait_us)));
+  return 0;
+}
+
 // Recovery by the next writer: a survivor process keeps the database open and keeps writing while
 // writers are killed beside it; nobody reopens the database between kills. Each new killed writer
 // opens while the survivor holds the file (it joins, it is not the first opener).
@@ -273,41 +323,7 @@ TEST(CrashTest, SurvivorKeepsWritingWhileWritersAreKilled) {
   { ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, CrashOptions())); }
   Pipe stop;    // closed by the parent to stop the survivor
   Pipe report;  // the survivor's last stamp and its longest wait for the writer lock
-  const pid_t survivor = ForkChild([&]() -> int {
-    stop.CloseWrite();
-    report.CloseRead();
-    auto opened = DB::Open(path, CrashOptions());
-    CHILD_CHECK_OK(opened);
-    std::unique_ptr<DB> db = std::move(*opened);
-    uint64_t last_stamp = 0;
-    int64_t max_wait_us = 0;
-    uint64_t m = 0;
-    while (!stop.Readable()) {
-      ++m;
-      const auto begin = std::chrono::steady_clock::now();
-      auto txn = db->BeginWrite();
-      max_wait_us =
-          std::max<int64_t>(max_wait_us, std::chrono::duration_cast<std::chrono::microseconds>(
-                                             std::chrono::steady_clock::now() - begin)
-                                             .count());
-      CHILD_CHECK_OK(txn, "survivor BeginWrite");
-      for (int i = 0; i < kStampKeys; ++i) {
-        CHILD_CHECK_OK(txn->Put(absl::StrCat("b", i), test::Stamp(m)));
-      }
-      CHILD_CHECK_OK(txn->Commit(), "survivor Commit");
-      // The killed writers' stamp keys are never torn and never go back.
-      uint64_t stamp = 0;
-      CHILD_CHECK_OK(ReadStamp(db.get(), &stamp));
-      CHILD_CHECK(stamp >= last_stamp, "stamp went back from ", last_stamp, " to ", stamp);
-      last_stamp = stamp;
-      auto own = db->Get("b0");
-      CHILD_CHECK_OK(own);
-      CHILD_CHECK(*own == test::Stamp(m), "survivor's own commit not visible");
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    CHILD_CHECK(report.WriteU64(m) && report.WriteU64(static_cast<uint64_t>(max_wait_us)));
-    return 0;
-  });
+  const int survivor = StartChild("SurvivorChild", {path, stop.ReadEndArg(), report.WriteEndArg()});
   ASSERT_GT(survivor, 0);
   stop.CloseRead();
   report.CloseWrite();
@@ -320,11 +336,7 @@ TEST(CrashTest, SurvivorKeepsWritingWhileWritersAreKilled) {
     Pipe ack;
     const uint64_t seed = rng();
     const uint64_t check_from = last_ack;
-    const pid_t pid = ForkChild([&]() -> int {
-      ack.CloseRead();
-      stop.CloseWrite();
-      return StampWriter(path, check_from, ack, seed);
-    });
+    const int pid = StartChild("StampWriterChild", {path, seed, ack.WriteEndArg(), check_from});
     ASSERT_GT(pid, 0);
     ack.CloseWrite();
     uint64_t acks = 0;
@@ -333,7 +345,10 @@ TEST(CrashTest, SurvivorKeepsWritingWhileWritersAreKilled) {
     if (HasFailure()) break;
     last_ack = this_ack;
     total_acks += acks;
-    ASSERT_EQ(waitpid(survivor, nullptr, WNOHANG), 0) << "the survivor ended early";
+    const absl::StatusOr<int> ended = tools::WaitExitStatus(survivor, std::chrono::milliseconds(0));
+    ASSERT_TRUE(absl::IsDeadlineExceeded(ended.status()))
+        << "the survivor ended early: "
+        << (ended.ok() ? test::ExitStatusToString(*ended) : ended.status().ToString());
   }
   stop.CloseWrite();
   const int status = WaitChild(survivor, std::chrono::seconds(60));
@@ -357,6 +372,21 @@ TEST(CrashTest, SurvivorKeepsWritingWhileWritersAreKilled) {
   }
 }
 
+// Opens the database, begins a ReadTxn, says so with a byte on `ready` and waits to be killed.
+// Arguments: path, the write end of `ready`.
+MAPKV_CHILD(ReaderToKillChild) {
+  const std::string& path = args.at(0);
+  ChildPipe ready = args.PipeEnd(1);
+  auto opened = DB::Open(path, CrashOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> own = std::move(*opened);
+  auto txn = own->BeginRead();
+  CHILD_CHECK_OK(txn);
+  CHILD_CHECK(ready.Write("r"));
+  std::this_thread::sleep_for(std::chrono::seconds(120));  // killed long before
+  return 2;
+}
+
 // A process killed while it holds a ReadTxn does not block writers for long.
 TEST(CrashTest, KilledReaderDoesNotBlockWriters) {
   TempDir dir;
@@ -364,27 +394,34 @@ TEST(CrashTest, KilledReaderDoesNotBlockWriters) {
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, CrashOptions()));
   ASSERT_OK(db->Put("a", "1"));
   Pipe ready;
-  const pid_t pid = ForkChild([&]() -> int {
-    ready.CloseRead();
-    auto opened = DB::Open(path, CrashOptions());
-    CHILD_CHECK_OK(opened);
-    std::unique_ptr<DB> own = std::move(*opened);
-    auto txn = own->BeginRead();
-    CHILD_CHECK_OK(txn);
-    CHILD_CHECK(ready.Write("r"));
-    std::this_thread::sleep_for(std::chrono::seconds(120));  // killed long before
-    return 2;
-  });
+  const int pid = StartChild("ReaderToKillChild", {path, ready.WriteEndArg()});
   ready.CloseWrite();
   ASSERT_TRUE(ready.WaitByte()) << "the reader never started";
-  kill(pid, SIGKILL);
-  EXPECT_EQ(WaitChild(pid), kKilledStatus);
+  EXPECT_EQ(test::KillChild(pid), kKilledStatus);
   const auto start = std::chrono::steady_clock::now();
   ASSERT_OK(db->Put("a", "2"));  // the commit waits for readers: the dead one must be cleared
   const auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_LT(waited, std::chrono::seconds(3));
   EXPECT_OK_AND_EQ(db->Get("a"), "2");
   EXPECT_EQ(db->GetStats().open_handles, 1u);
+}
+
+// Opens the database, begins a WriteTxn with 1001 uncommitted puts (one overwrites "a"), says so
+// with a byte on `ready` and waits to be killed. Arguments: path, the write end of `ready`.
+MAPKV_CHILD(MidTxnWriterChild) {
+  const std::string& path = args.at(0);
+  ChildPipe ready = args.PipeEnd(1);
+  auto opened = DB::Open(path, CrashOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> own = std::move(*opened);
+  auto txn = own->BeginWrite();
+  CHILD_CHECK_OK(txn);
+  CHILD_CHECK_OK(txn->Put("a", "uncommitted"));
+  for (int i = 0; i < 1000; ++i)
+    CHILD_CHECK_OK(txn->Put(absl::StrCat("x", i), std::string(500, 'x')));
+  CHILD_CHECK(ready.Write("w"));
+  std::this_thread::sleep_for(std::chrono::seconds(120));
+  return 2;
 }
 
 // A process killed in the middle of a write transaction: its writes never appear, and the next
@@ -395,24 +432,10 @@ TEST(CrashTest, KilledWriterMidTransactionReleasesTheLock) {
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, CrashOptions()));
   ASSERT_OK(db->Put("a", "1"));
   Pipe ready;
-  const pid_t pid = ForkChild([&]() -> int {
-    ready.CloseRead();
-    auto opened = DB::Open(path, CrashOptions());
-    CHILD_CHECK_OK(opened);
-    std::unique_ptr<DB> own = std::move(*opened);
-    auto txn = own->BeginWrite();
-    CHILD_CHECK_OK(txn);
-    CHILD_CHECK_OK(txn->Put("a", "uncommitted"));
-    for (int i = 0; i < 1000; ++i)
-      CHILD_CHECK_OK(txn->Put(absl::StrCat("x", i), std::string(500, 'x')));
-    CHILD_CHECK(ready.Write("w"));
-    std::this_thread::sleep_for(std::chrono::seconds(120));
-    return 2;
-  });
+  const int pid = StartChild("MidTxnWriterChild", {path, ready.WriteEndArg()});
   ready.CloseWrite();
   ASSERT_TRUE(ready.WaitByte()) << "the writer never started";
-  kill(pid, SIGKILL);
-  EXPECT_EQ(WaitChild(pid), kKilledStatus);
+  EXPECT_EQ(test::KillChild(pid), kKilledStatus);
   const auto start = std::chrono::steady_clock::now();
   {
     ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());

@@ -15,17 +15,22 @@ class IndexTest : public ::testing::Test {
  protected:
   static constexpr uint32_t kBits = 6;  // 64 slots
   static constexpr uint64_t kRecord = kHeaderSize;
+  static constexpr uint64_t kSize = kHeaderSize + (1 << 16);
+  // Cache-line aligned, as the mapping is (std::aligned_alloc is missing from Windows' C library).
+  struct alignas(64) Line {
+    char bytes[64];
+  };
   IndexTest()
-      : mem_(static_cast<char*>(std::aligned_alloc(64, kHeaderSize + (1 << 16))), &std::free),
-        table_(mem_.get(), kRecord, kBits) {
-    std::memset(mem_.get(), 0, kHeaderSize + (1 << 16));
+      : mem_(new Line[kSize / sizeof(Line)]),
+        table_(reinterpret_cast<char*>(mem_.get()), kRecord, kBits) {
+    std::memset(mem_.get(), 0, kSize);
   }
   // A lookup that confirms by offset (standing in for the key comparison).
   Slot* Find(uint64_t hash, uint64_t offset, Slot** free_slot = nullptr) {
     return table_.Probe(
         hash, [&](uint64_t o) { return o == offset; }, free_slot);
   }
-  std::unique_ptr<char, decltype(&std::free)> mem_;
+  std::unique_ptr<Line[]> mem_;
   IndexTable table_;
 };
 

@@ -1,5 +1,5 @@
-// Kill matrix: a process is SIGKILLed at each point where it holds a lock, stopped there
-// deterministically by a test hook (src/test_hooks.h):
+// Kill matrix: a process is killed (SIGKILL; TerminateProcess on Windows) at each point where it
+// holds a lock, stopped there deterministically by a test hook (src/test_hooks.h):
 //   reading         a ReadTxn holds the shared side (kReadLocked);
 //   writing         the writer lock is held: just taken by BeginWrite or DB::Put (kWriteLocked), or
 //                   after a transaction's uncommitted puts and deletes;
@@ -17,10 +17,9 @@
 // names its pid (not the pid of a dead holder before it).
 //
 // MAPKV_KILL_REPEATS sets the kills per case (default 50).
-#include <errno.h>
-#include <signal.h>
-#include <unistd.h>
-
+//
+// Every child is a MAPKV_CHILD that opens the database itself, from its path, and arms its own
+// hook (test_util.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -28,11 +27,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "mapkv/db.h"
+#include "src/platform/subprocess.h"
 #include "src/test_hooks.h"
 #include "test_util.h"
 
@@ -41,15 +42,17 @@ namespace {
 
 using ::absl::StatusCode;
 using ::mapkv::internal::HookPoint;
-using ::mapkv::test::ForkChild;
+using ::mapkv::test::ChildPipe;
+using ::mapkv::test::kKilledStatus;
 using ::mapkv::test::NamesPid;
 using ::mapkv::test::Pipe;
+using ::mapkv::test::RunChild;
 using ::mapkv::test::Since;
+using ::mapkv::test::StartChild;
 using ::mapkv::test::TempDir;
 using ::mapkv::test::WaitChild;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kKilledStatus = 128 + SIGKILL;
 // Exit code of a killed-to-be child that ran past the point where the hook should have stopped it.
 constexpr int kHookNotReached = 4;
 // How long another process may take to get a lock a dead process held.
@@ -73,30 +76,39 @@ Options KillOptions() {
 
 // ---- The hook. A hook is a plain function pointer, so its state is global (set in the child).
 
-int hook_fd = -1;
+const ChildPipe* hook_pipe = nullptr;
 HookPoint hook_point = HookPoint::kReadLocked;
 
-// At `hook_point`: one byte to the parent, then wait for SIGKILL.
-void StopForKill(HookPoint point) {
-  if (point != hook_point) return;
-  const char byte = 'h';
-  while (write(hook_fd, &byte, 1) < 0 && errno == EINTR) {
-  }
-  for (;;) pause();
+// One byte to the parent on `stop`, then wait to be killed.
+[[noreturn]] void WaitForKill(const ChildPipe& stop) {
+  (void)stop.Write("h");
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
-void ArmHook(HookPoint point, const Pipe& pipe) {
-  hook_fd = pipe.write_fd();
+// At `hook_point`: WaitForKill.
+void StopForKill(HookPoint point) {
+  if (point == hook_point) WaitForKill(*hook_pipe);
+}
+
+// `stop` must outlive every operation that may reach the hook.
+void ArmHook(HookPoint point, const ChildPipe& stop) {
+  hook_pipe = &stop;
   hook_point = point;
   internal::SetTestHook(&StopForKill);
 }
 
 // The same stop at a point the test reaches by itself.
-[[noreturn]] void StopHere(const Pipe& pipe) {
-  hook_fd = pipe.write_fd();
-  hook_point = HookPoint::kReadLocked;
-  StopForKill(HookPoint::kReadLocked);
-  _exit(kHookNotReached);  // unreachable: pause() returns only for a handled signal
+[[noreturn]] void StopHere(const ChildPipe& stop) { WaitForKill(stop); }
+
+// A HookPoint passed to a child as its number.
+HookPoint HookPointArg(const test::ChildArgs& args, size_t i) {
+  const int point = args.Int<int>(i);
+  if (point < static_cast<int>(HookPoint::kReadLocked) ||
+      point > static_cast<int>(HookPoint::kFileGrown)) {
+    throw test::ChildArgError(
+        absl::StrCat(args.name(), ": argument ", i, " \"", args.at(i), "\" is no HookPoint"));
+  }
+  return static_cast<HookPoint>(point);
 }
 
 // ---- The cases.
@@ -128,8 +140,17 @@ void ApplyBatch(int rep, Model* model) {
 }
 
 // The child that is killed: opens its own handle, goes to the case's point and stops there.
-// Returns only when it got past that point (a failure).
-int KilledChild(const std::string& path, Kill kill, int rep, const Pipe& stop) {
+// Returns only when it got past that point (a failure). Arguments: path, the Kill (its number),
+// rep, the write end of `stop`.
+MAPKV_CHILD(KilledChild) {
+  const std::string& path = args.at(0);
+  const int kill_number = args.Int<int>(1);
+  CHILD_CHECK(kill_number >= static_cast<int>(Kill::kReading) &&
+                  kill_number <= static_cast<int>(Kill::kGrowingFile),
+              "no Kill numbered ", kill_number);
+  const Kill kill = static_cast<Kill>(kill_number);
+  const int rep = args.Int<int>(2);
+  ChildPipe stop = args.PipeEnd(3);
   auto opened = DB::Open(path, KillOptions());
   CHILD_CHECK_OK(opened);
   std::unique_ptr<DB> db = std::move(*opened);
@@ -201,7 +222,7 @@ int KilledChild(const std::string& path, Kill kill, int rep, const Pipe& stop) {
       break;
     }
   }
-  std::fprintf(stderr, "[child %d] went past the hook\n", static_cast<int>(getpid()));
+  std::fprintf(stderr, "[child %d] went past the hook\n", tools::CurrentPid());
   return kHookNotReached;
 }
 
@@ -244,6 +265,43 @@ void Note(std::chrono::microseconds* worst, std::chrono::microseconds took) {
 
 double Ms(std::chrono::microseconds t) { return static_cast<double>(t.count()) / 1000; }
 
+// The fresh process of a kill: opens the database, puts "fresh" = `probe`, reads `get_key` in a
+// ReadTxn and with DB::Get (both must find `expect_get`), and sends the microseconds that Open,
+// Put, BeginRead and Get took on `times`. Arguments: path, probe, get_key, expect_get, the write
+// end of `times`.
+MAPKV_CHILD(FreshProcessChild) {
+  const std::string& path = args.at(0);
+  const std::string& probe = args.at(1);
+  const std::string& get_key = args.at(2);
+  const std::string& expect_get = args.at(3);
+  ChildPipe times = args.PipeEnd(4);
+  auto start = Clock::now();
+  auto opened = DB::Open(path, KillOptions());
+  const auto open_us = Since(start);
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> own = std::move(*opened);
+  start = Clock::now();
+  CHILD_CHECK_OK(own->Put("fresh", probe));
+  const auto put_us = Since(start);
+  start = Clock::now();
+  std::optional<absl::StatusOr<ReadTxn>> txn(own->BeginRead());
+  const auto read_us = Since(start);
+  CHILD_CHECK_OK(*txn);
+  auto in_txn = (*txn)->Get(get_key);
+  CHILD_CHECK(in_txn.ok() && *in_txn == expect_get, get_key,
+              " in a ReadTxn: ", in_txn.ok() ? std::string(*in_txn) : in_txn.status().ToString());
+  txn.reset();
+  start = Clock::now();
+  auto got = own->Get(get_key);
+  const auto get_us = Since(start);
+  CHILD_CHECK(got.ok() && *got == expect_get, get_key, ": ",
+              got.ok() ? *got : got.status().ToString());
+  for (auto t : {open_us, put_us, read_us, get_us}) {
+    CHILD_CHECK(times.WriteU64(static_cast<uint64_t>(t.count())));
+  }
+  return 0;
+}
+
 class KillMatrixTest : public ::testing::TestWithParam<KillCase> {};
 
 TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
@@ -269,10 +327,8 @@ TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
   for (int rep = 0; rep < repeats; ++rep) {
     SCOPED_TRACE(absl::StrCat(GetParam().name, ", kill ", rep));
     Pipe stop;
-    const pid_t pid = ForkChild([&]() -> int {
-      stop.CloseRead();
-      return KilledChild(path, kill, rep, stop);
-    });
+    const int pid =
+        StartChild("KilledChild", {path, static_cast<int>(kill), rep, stop.WriteEndArg()});
     ASSERT_GT(pid, 0);
     stop.CloseWrite();
     if (!stop.WaitByte(std::chrono::seconds(60))) {
@@ -319,36 +375,9 @@ TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
     auto fresh_process = [&] {
       Pipe times;
       const std::string expect_get = model.at(get_key);
-      const int fresh = test::RunChild(
-          [&]() -> int {
-            times.CloseRead();
-            auto start = Clock::now();
-            auto opened = DB::Open(path, KillOptions());
-            const auto open_us = Since(start);
-            CHILD_CHECK_OK(opened);
-            std::unique_ptr<DB> own = std::move(*opened);
-            start = Clock::now();
-            CHILD_CHECK_OK(own->Put("fresh", probe));
-            const auto put_us = Since(start);
-            start = Clock::now();
-            std::optional<absl::StatusOr<ReadTxn>> txn(own->BeginRead());
-            const auto read_us = Since(start);
-            CHILD_CHECK_OK(*txn);
-            auto in_txn = (*txn)->Get(get_key);
-            CHILD_CHECK(in_txn.ok() && *in_txn == expect_get, get_key, " in a ReadTxn: ",
-                        in_txn.ok() ? std::string(*in_txn) : in_txn.status().ToString());
-            txn.reset();
-            start = Clock::now();
-            auto got = own->Get(get_key);
-            const auto get_us = Since(start);
-            CHILD_CHECK(got.ok() && *got == expect_get, get_key, ": ",
-                        got.ok() ? *got : got.status().ToString());
-            for (auto t : {open_us, put_us, read_us, get_us}) {
-              CHILD_CHECK(times.WriteU64(static_cast<uint64_t>(t.count())));
-            }
-            return 0;
-          },
-          std::chrono::seconds(60));
+      const int fresh =
+          RunChild("FreshProcessChild", {path, probe, get_key, expect_get, times.WriteEndArg()},
+                   std::chrono::seconds(60));
       times.CloseWrite();
       EXPECT_EQ(fresh, 0) << "fresh process: " << test::ExitStatusToString(fresh);
       model["fresh"] = probe;
@@ -470,47 +499,60 @@ Options ShortTimeout() {
   return options;
 }
 
-// Forks a child that opens the database, takes a ReadTxn (`write` false) or a WriteTxn with an
-// uncommitted put, says so on `ready`, and holds it until `release` is closed.
-pid_t ForkLiveHolder(const std::string& path, bool write, Pipe& ready, Pipe& release) {
-  return ForkChild([&, write]() -> int {
-    ready.CloseRead();
-    release.CloseWrite();
-    auto opened = DB::Open(path, ShortTimeout());
-    CHILD_CHECK_OK(opened);
-    std::unique_ptr<DB> db = std::move(*opened);
-    if (write) {
-      auto txn = db->BeginWrite();
-      CHILD_CHECK_OK(txn);
-      CHILD_CHECK_OK(txn->Put("a", "uncommitted"));
-      CHILD_CHECK(ready.Write("w"));
-      (void)release.ReadAll(std::chrono::seconds(120));
-    } else {
-      auto txn = db->BeginRead();
-      CHILD_CHECK_OK(txn);
-      CHILD_CHECK(ready.Write("r"));
-      (void)release.ReadAll(std::chrono::seconds(120));
-    }
-    return 0;
-  });
+// A child that opens the database, takes a ReadTxn (`write` false) or a WriteTxn with an
+// uncommitted put, says so on `ready`, and holds it until `release` is closed. Arguments: path,
+// write, the write end of `ready`, the read end of `release`.
+MAPKV_CHILD(LiveHolderChild) {
+  const std::string& path = args.at(0);
+  const bool write = args.Bool(1);
+  ChildPipe ready = args.PipeEnd(2);
+  ChildPipe release = args.PipeEnd(3);
+  auto opened = DB::Open(path, ShortTimeout());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  if (write) {
+    auto txn = db->BeginWrite();
+    CHILD_CHECK_OK(txn);
+    CHILD_CHECK_OK(txn->Put("a", "uncommitted"));
+    CHILD_CHECK(ready.Write("w"));
+    (void)release.ReadAll(std::chrono::seconds(120));
+  } else {
+    auto txn = db->BeginRead();
+    CHILD_CHECK_OK(txn);
+    CHILD_CHECK(ready.Write("r"));
+    (void)release.ReadAll(std::chrono::seconds(120));
+  }
+  return 0;
+}
+
+// Starts a LiveHolderChild.
+int StartLiveHolder(const std::string& path, bool write, Pipe& ready, Pipe& release) {
+  return StartChild("LiveHolderChild", {path, write, ready.WriteEndArg(), release.ReadEndArg()});
+}
+
+// A child that opens the database and stops at `point` (kReadLocked: in BeginRead; otherwise in
+// BeginWrite), to be killed there. Arguments: path, the HookPoint (its number), the write end of
+// `stop`.
+MAPKV_CHILD(HookedChild) {
+  const std::string& path = args.at(0);
+  const HookPoint point = HookPointArg(args, 1);
+  ChildPipe stop = args.PipeEnd(2);
+  auto opened = DB::Open(path, ShortTimeout());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  ArmHook(point, stop);
+  if (point == HookPoint::kReadLocked) {
+    (void)db->BeginRead();
+  } else {
+    (void)db->BeginWrite();
+  }
+  return kHookNotReached;
 }
 
 // Kills a child at `point` (a dead holder of the same lock before the live one).
-pid_t KillAtHook(const std::string& path, HookPoint point) {
+int KillAtHook(const std::string& path, HookPoint point) {
   Pipe stop;
-  const pid_t pid = ForkChild([&]() -> int {
-    stop.CloseRead();
-    auto opened = DB::Open(path, ShortTimeout());
-    CHILD_CHECK_OK(opened);
-    std::unique_ptr<DB> db = std::move(*opened);
-    ArmHook(point, stop);
-    if (point == HookPoint::kReadLocked) {
-      (void)db->BeginRead();
-    } else {
-      (void)db->BeginWrite();
-    }
-    return kHookNotReached;
-  });
+  const int pid = StartChild("HookedChild", {path, static_cast<int>(point), stop.WriteEndArg()});
   stop.CloseWrite();
   const bool stopped = stop.WaitByte(std::chrono::seconds(60));
   const int status = test::KillChild(pid);
@@ -524,11 +566,11 @@ TEST(KillMatrixLiveHolderTest, LiveWriterIsWaitedForAndNamedByPid) {
   const std::string path = dir.File("live_writer.mapkv");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, ShortTimeout()));
   ASSERT_OK(db->Put("a", "1"));
-  const pid_t dead = KillAtHook(path, HookPoint::kWriteLocked);
+  const int dead = KillAtHook(path, HookPoint::kWriteLocked);
   if (HasFailure()) return;
 
   Pipe ready, release;
-  const pid_t live = ForkLiveHolder(path, /*write=*/true, ready, release);
+  const int live = StartLiveHolder(path, /*write=*/true, ready, release);
   ASSERT_GT(live, 0);
   ready.CloseWrite();
   release.CloseRead();
@@ -572,11 +614,11 @@ TEST(KillMatrixLiveHolderTest, LiveReaderIsWaitedForAndNamedByPid) {
   const std::string path = dir.File("live_reader.mapkv");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, ShortTimeout()));
   ASSERT_OK(db->Put("a", "1"));
-  const pid_t dead = KillAtHook(path, HookPoint::kReadLocked);
+  const int dead = KillAtHook(path, HookPoint::kReadLocked);
   if (HasFailure()) return;
 
   Pipe ready, release;
-  const pid_t live = ForkLiveHolder(path, /*write=*/false, ready, release);
+  const int live = StartLiveHolder(path, /*write=*/false, ready, release);
   ASSERT_GT(live, 0);
   ready.CloseWrite();
   release.CloseRead();

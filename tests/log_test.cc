@@ -16,11 +16,13 @@ class LogTest : public ::testing::Test {
  protected:
   static constexpr uint64_t kSize = kHeaderSize + (1 << 20);
   static constexpr uint64_t kSalt = 0x1234567890abcdefull;
-  LogTest() : mem_(static_cast<char*>(std::aligned_alloc(64, kSize)), &std::free) {
-    std::memset(mem_.get(), 0xAB, kSize);
-  }
-  char* base() { return mem_.get(); }
-  std::unique_ptr<char, decltype(&std::free)> mem_;
+  // Cache-line aligned, as the mapping is (std::aligned_alloc is missing from Windows' C library).
+  struct alignas(64) Line {
+    char bytes[64];
+  };
+  LogTest() : mem_(new Line[kSize / sizeof(Line)]) { std::memset(base(), 0xAB, kSize); }
+  char* base() { return reinterpret_cast<char*>(mem_.get()); }
+  std::unique_ptr<Line[]> mem_;
 };
 
 TEST_F(LogTest, PutRoundTripAndAlignment) {

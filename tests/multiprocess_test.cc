@@ -1,9 +1,9 @@
-// Several processes (fork()) on one database at once: writers and readers see each other's
-// commits, growth made by one process is seen by the rest, a late opener sees everything, and a
-// handle opened before fork() refuses to work in the child.
+// Several processes on one database at once: writers and readers see each other's commits, growth
+// made by one process is seen by the rest, a late opener sees everything, and (where there is
+// fork()) a handle opened before fork() refuses to work in the child.
 //
-// Every child opens the database itself, after fork(), and closes it before it exits.
-// MAPKV_MP_ITERS scales the number of commits per writer (default 400).
+// Every child is a MAPKV_CHILD that opens the database itself, from its path, and closes it before
+// it exits. MAPKV_MP_ITERS scales the number of commits per writer (default 400).
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -20,9 +20,11 @@ namespace mapkv {
 namespace {
 
 using ::absl::StatusCode;
-using ::mapkv::test::ForkChild;
+using ::mapkv::test::ChildPipe;
+using ::mapkv::test::ForkInheriting;
 using ::mapkv::test::Pipe;
 using ::mapkv::test::RunChild;
+using ::mapkv::test::StartChild;
 using ::mapkv::test::TempDir;
 using ::mapkv::test::WaitChild;
 
@@ -91,55 +93,64 @@ void ValidateFinal(DB* db, int writers, uint64_t iters) {
   }
 }
 
+constexpr int kCounterWriters = 4;
+constexpr int kCounterReaders = 2;
+
+// Process `i` of WritersAndReadersSeeEachOthersCommits (a writer when i < kCounterWriters),
+// released by end of file on `start`. Arguments: path, i, iters, the read end of `start`.
+MAPKV_CHILD(CounterChild) {
+  const std::string& path = args.at(0);
+  const int i = args.Int<int>(1);
+  const uint64_t iters = args.Int<uint64_t>(2);
+  ChildPipe start = args.PipeEnd(3);
+  auto opened = DB::Open(path, TinyOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  start.WaitByte();  // returns at end of file
+  std::vector<uint64_t> last_seen(kCounterWriters, 0);
+  const bool writer = i < kCounterWriters;
+  if (writer) {
+    for (uint64_t n = 1; n <= iters; ++n) {
+      auto txn = db->BeginWrite();
+      CHILD_CHECK_OK(txn);
+      CHILD_CHECK_OK(txn->Put(CounterKey(i), test::Stamp(n)));
+      CHILD_CHECK_OK(txn->Put(DataKey(i, n % kDataSlots), DataValue(i, n)));
+      CHILD_CHECK_OK(txn->Put(MirrorKey(i), test::Stamp(n)));
+      CHILD_CHECK_OK(txn->Commit());
+      // Own commit visible at once, through DB::Get as well as a ReadTxn.
+      auto own = db->Get(CounterKey(i));
+      CHILD_CHECK_OK(own);
+      CHILD_CHECK(*own == test::Stamp(n), "own counter not visible after Commit");
+      if (int rc = CheckCounters(db.get(), kCounterWriters, &last_seen); rc != 0) return rc;
+      CHILD_CHECK(last_seen[i] == n);
+    }
+  }
+  // Everyone waits until it has seen every writer's final value.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    if (int rc = CheckCounters(db.get(), kCounterWriters, &last_seen); rc != 0) return rc;
+    bool all = true;
+    for (uint64_t v : last_seen) all = all && v == iters;
+    if (all) break;
+    CHILD_CHECK(std::chrono::steady_clock::now() < deadline, "never saw the final values");
+    if (!writer) continue;  // readers spin: they read as often as they can
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return 0;
+}
+
 TEST(MultiprocessTest, WritersAndReadersSeeEachOthersCommits) {
   TempDir dir;
   const std::string path = dir.File("mp.mapkv");
-  const int kWriters = 4;
-  const int kReaders = 2;
+  const int kWriters = kCounterWriters;
   const uint64_t iters = static_cast<uint64_t>(test::EnvInt("MAPKV_MP_ITERS", 400));
   {
-    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));  // created before the fork
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));  // created before the children
   }
   Pipe start;  // closed by the parent to release every child at once
-  std::vector<pid_t> pids;
-  for (int i = 0; i < kWriters + kReaders; ++i) {
-    pids.push_back(ForkChild([&, i]() -> int {
-      start.CloseWrite();
-      auto opened = DB::Open(path, TinyOptions());
-      CHILD_CHECK_OK(opened);
-      std::unique_ptr<DB> db = std::move(*opened);
-      start.WaitByte();  // returns at end of file
-      std::vector<uint64_t> last_seen(kWriters, 0);
-      const bool writer = i < kWriters;
-      if (writer) {
-        for (uint64_t n = 1; n <= iters; ++n) {
-          auto txn = db->BeginWrite();
-          CHILD_CHECK_OK(txn);
-          CHILD_CHECK_OK(txn->Put(CounterKey(i), test::Stamp(n)));
-          CHILD_CHECK_OK(txn->Put(DataKey(i, n % kDataSlots), DataValue(i, n)));
-          CHILD_CHECK_OK(txn->Put(MirrorKey(i), test::Stamp(n)));
-          CHILD_CHECK_OK(txn->Commit());
-          // Own commit visible at once, through DB::Get as well as a ReadTxn.
-          auto own = db->Get(CounterKey(i));
-          CHILD_CHECK_OK(own);
-          CHILD_CHECK(*own == test::Stamp(n), "own counter not visible after Commit");
-          if (int rc = CheckCounters(db.get(), kWriters, &last_seen); rc != 0) return rc;
-          CHILD_CHECK(last_seen[i] == n);
-        }
-      }
-      // Everyone waits until it has seen every writer's final value.
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-      for (;;) {
-        if (int rc = CheckCounters(db.get(), kWriters, &last_seen); rc != 0) return rc;
-        bool all = true;
-        for (uint64_t v : last_seen) all = all && v == iters;
-        if (all) break;
-        CHILD_CHECK(std::chrono::steady_clock::now() < deadline, "never saw the final values");
-        if (!writer) continue;  // readers spin: they read as often as they can
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-      return 0;
-    }));
+  std::vector<int> pids;
+  for (int i = 0; i < kCounterWriters + kCounterReaders; ++i) {
+    pids.push_back(StartChild("CounterChild", {path, i, iters, start.ReadEndArg()}));
   }
   start.CloseWrite();
   for (size_t i = 0; i < pids.size(); ++i) {
@@ -158,155 +169,196 @@ TEST(MultiprocessTest, WritersAndReadersSeeEachOthersCommits) {
 
 // Growth made by one process (file and index) is picked up by processes that opened the database
 // before it, without a reopen, while they keep reading.
+constexpr int kGrowthReaders = 3;
+constexpr int kGrowthKeys = 20000;
+std::string GrowthKey(int i) { return absl::StrCat("g", i); }
+std::string GrowthValue(int i) {
+  return test::StampedValue(GrowthKey(i), 1, 100 + static_cast<size_t>(i) % 300);
+}
+
+// A reader of GrowthInOneProcessIsSeenByTheOthers: opens the database before it grows, says so with
+// a byte on `ready`, and reads while the grower writes. Arguments: path, r, the write end of
+// `ready`.
+MAPKV_CHILD(GrowthReaderChild) {
+  const std::string& path = args.at(0);
+  const int r = args.Int<int>(1);
+  ChildPipe ready = args.PipeEnd(2);
+  auto opened = DB::Open(path, TinyOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  const Stats before = db->GetStats();
+  CHILD_CHECK(before.index_capacity == 64, "index already grew: ", before.index_capacity);
+  CHILD_CHECK(ready.Write("r"));
+  test::Rng rng(r);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    // While the writer grows the file: random reads must give the right value or NotFound.
+    for (int j = 0; j < 20; ++j) {
+      const int i = static_cast<int>(test::Uniform(rng, 0, kGrowthKeys - 1));
+      auto got = db->Get(GrowthKey(i));
+      if (absl::IsNotFound(got.status())) continue;
+      CHILD_CHECK_OK(got, GrowthKey(i));
+      CHILD_CHECK(*got == GrowthValue(i), "wrong value for ", GrowthKey(i));
+    }
+    auto done = db->Get("grown");
+    if (done.ok()) break;
+    CHILD_CHECK(absl::IsNotFound(done.status()), done.status().ToString());
+    CHILD_CHECK(std::chrono::steady_clock::now() < deadline, "never saw \"grown\"");
+  }
+  auto txn = db->BeginRead();
+  CHILD_CHECK_OK(txn);
+  CHILD_CHECK(txn->Count() == kGrowthKeys + 2, "Count ", txn->Count());
+  for (int i = 0; i < kGrowthKeys; ++i) {
+    auto got = txn->Get(GrowthKey(i));
+    CHILD_CHECK_OK(got, GrowthKey(i));
+    CHILD_CHECK(*got == GrowthValue(i), "wrong value for ", GrowthKey(i));
+  }
+  const Stats after = db->GetStats();
+  CHILD_CHECK(after.file_size > before.file_size, "file_size ", after.file_size);
+  CHILD_CHECK(after.index_capacity > before.index_capacity, "index ", after.index_capacity);
+  CHILD_CHECK(after.keys == kGrowthKeys + 2, "keys ", after.keys);
+  return 0;
+}
+
+// The grower: once every reader is ready (a byte each on `ready`), writes kGrowthKeys keys, then
+// "grown". Arguments: path, the read end of `ready`.
+MAPKV_CHILD(GrowerChild) {
+  const std::string& path = args.at(0);
+  ChildPipe ready = args.PipeEnd(1);
+  auto opened = DB::Open(path, TinyOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  for (int r = 0; r < kGrowthReaders; ++r)
+    CHILD_CHECK(ready.WaitByte(), "a reader never got ready");
+  for (int i = 0; i < kGrowthKeys;) {
+    auto txn = db->BeginWrite();
+    CHILD_CHECK_OK(txn);
+    for (int end = i + 200; i < end; ++i) CHILD_CHECK_OK(txn->Put(GrowthKey(i), GrowthValue(i)));
+    CHILD_CHECK_OK(txn->Commit());
+  }
+  CHILD_CHECK_OK(db->Put("grown", "1"));
+  return 0;
+}
+
 TEST(MultiprocessTest, GrowthInOneProcessIsSeenByTheOthers) {
   TempDir dir;
   const std::string path = dir.File("grow.mapkv");
-  constexpr int kReaders = 3;
-  constexpr int kKeys = 20000;
-  auto key_of = [](int i) { return absl::StrCat("g", i); };
-  auto value_of = [&](int i) {
-    return test::StampedValue(key_of(i), 1, 100 + static_cast<size_t>(i) % 300);
-  };
   {
     ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
     ASSERT_OK(db->Put("seed", "1"));
   }
   Pipe ready;  // each reader writes one byte once it has opened the database
-  std::vector<pid_t> pids;
-  for (int r = 0; r < kReaders; ++r) {
-    pids.push_back(ForkChild([&, r]() -> int {
-      ready.CloseRead();
-      auto opened = DB::Open(path, TinyOptions());
-      CHILD_CHECK_OK(opened);
-      std::unique_ptr<DB> db = std::move(*opened);
-      const Stats before = db->GetStats();
-      CHILD_CHECK(before.index_capacity == 64, "index already grew: ", before.index_capacity);
-      CHILD_CHECK(ready.Write("r"));
-      test::Rng rng(r);
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-      for (;;) {
-        // While the writer grows the file: random reads must give the right value or NotFound.
-        for (int j = 0; j < 20; ++j) {
-          const int i = static_cast<int>(test::Uniform(rng, 0, kKeys - 1));
-          auto got = db->Get(key_of(i));
-          if (absl::IsNotFound(got.status())) continue;
-          CHILD_CHECK_OK(got, key_of(i));
-          CHILD_CHECK(*got == value_of(i), "wrong value for ", key_of(i));
-        }
-        auto done = db->Get("grown");
-        if (done.ok()) break;
-        CHILD_CHECK(absl::IsNotFound(done.status()), done.status().ToString());
-        CHILD_CHECK(std::chrono::steady_clock::now() < deadline, "never saw \"grown\"");
-      }
-      auto txn = db->BeginRead();
-      CHILD_CHECK_OK(txn);
-      CHILD_CHECK(txn->Count() == kKeys + 2, "Count ", txn->Count());
-      for (int i = 0; i < kKeys; ++i) {
-        auto got = txn->Get(key_of(i));
-        CHILD_CHECK_OK(got, key_of(i));
-        CHILD_CHECK(*got == value_of(i), "wrong value for ", key_of(i));
-      }
-      const Stats after = db->GetStats();
-      CHILD_CHECK(after.file_size > before.file_size, "file_size ", after.file_size);
-      CHILD_CHECK(after.index_capacity > before.index_capacity, "index ", after.index_capacity);
-      CHILD_CHECK(after.keys == kKeys + 2, "keys ", after.keys);
-      return 0;
-    }));
+  std::vector<int> pids;
+  for (int r = 0; r < kGrowthReaders; ++r) {
+    pids.push_back(StartChild("GrowthReaderChild", {path, r, ready.WriteEndArg()}));
   }
-  const pid_t grower = ForkChild([&]() -> int {
-    ready.CloseWrite();
-    auto opened = DB::Open(path, TinyOptions());
-    CHILD_CHECK_OK(opened);
-    std::unique_ptr<DB> db = std::move(*opened);
-    for (int r = 0; r < kReaders; ++r) CHILD_CHECK(ready.WaitByte(), "a reader never got ready");
-    for (int i = 0; i < kKeys;) {
-      auto txn = db->BeginWrite();
-      CHILD_CHECK_OK(txn);
-      for (int end = i + 200; i < end; ++i) CHILD_CHECK_OK(txn->Put(key_of(i), value_of(i)));
-      CHILD_CHECK_OK(txn->Commit());
-    }
-    CHILD_CHECK_OK(db->Put("grown", "1"));
-    return 0;
-  });
+  const int grower = StartChild("GrowerChild", {path, ready.ReadEndArg()});
   ready.CloseWrite();
   ready.CloseRead();
-  for (int r = 0; r < kReaders; ++r) {
+  for (int r = 0; r < kGrowthReaders; ++r) {
     const int status = WaitChild(pids[r], std::chrono::seconds(300));
     EXPECT_EQ(status, 0) << "reader " << r << ": " << test::ExitStatusToString(status);
   }
   const int status = WaitChild(grower, std::chrono::seconds(300));
   EXPECT_EQ(status, 0) << "grower: " << test::ExitStatusToString(status);
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
-  EXPECT_EQ(db->GetStats().keys, static_cast<uint64_t>(kKeys + 2));
-  for (int i = 0; i < kKeys; i += 7) EXPECT_OK_AND_EQ(db->Get(key_of(i)), value_of(i));
+  EXPECT_EQ(db->GetStats().keys, static_cast<uint64_t>(kGrowthKeys + 2));
+  for (int i = 0; i < kGrowthKeys; i += 7) EXPECT_OK_AND_EQ(db->Get(GrowthKey(i)), GrowthValue(i));
 }
+
+constexpr int kLateWriters = 2;
+constexpr int kLateKeys = 3000;
+std::string LateKey(int w, int i) { return absl::StrCat("w", w, "/", i); }
+std::string LateValue(int w, int i) { return test::StampedValue(LateKey(w, i), w, i % 700); }
+
+// A writer of LateOpenerSeesEverything: commits its keys, deletes its first, writes a byte on
+// `done`, and keeps the database open until end of file on `release`. Arguments: path, w, the
+// write end of `done`, the read end of `release`.
+MAPKV_CHILD(LateWriterChild) {
+  const std::string& path = args.at(0);
+  const int w = args.Int<int>(1);
+  ChildPipe done = args.PipeEnd(2);
+  ChildPipe release = args.PipeEnd(3);
+  auto opened = DB::Open(path, TinyOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  for (int i = 0; i < kLateKeys;) {
+    auto txn = db->BeginWrite();
+    CHILD_CHECK_OK(txn);
+    for (int end = i + 100; i < end; ++i) CHILD_CHECK_OK(txn->Put(LateKey(w, i), LateValue(w, i)));
+    CHILD_CHECK_OK(txn->Commit());
+  }
+  CHILD_CHECK_OK(db->Delete(LateKey(w, 0)));
+  CHILD_CHECK(done.Write("d"));
+  release.WaitByte(std::chrono::seconds(300));  // end of file when the parent closes it
+  return 0;
+}
+
+// Opens `path` and checks that it holds exactly what the late writers left. 0 or a failure code.
+int CheckLateContent(const std::string& path) {
+  auto opened = DB::Open(path, TinyOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  auto txn = db->BeginRead();
+  CHILD_CHECK_OK(txn);
+  CHILD_CHECK(txn->Count() == kLateWriters * (kLateKeys - 1), "Count ", txn->Count());
+  for (int w = 0; w < kLateWriters; ++w) {
+    CHILD_CHECK(absl::IsNotFound(txn->Get(LateKey(w, 0)).status()), "deleted key visible");
+    for (int i = 1; i < kLateKeys; ++i) {
+      auto got = txn->Get(LateKey(w, i));
+      CHILD_CHECK_OK(got, LateKey(w, i));
+      CHILD_CHECK(*got == LateValue(w, i), "wrong value for ", LateKey(w, i));
+    }
+  }
+  return 0;
+}
+
+// Arguments: path.
+MAPKV_CHILD(LateOpenerChild) { return CheckLateContent(args.at(0)); }
 
 // A process that opens the database after others committed sees everything: first while the
 // writers still have it open (it joins), then after they all closed (the parent opens it first).
 TEST(MultiprocessTest, LateOpenerSeesEverything) {
   TempDir dir;
   const std::string path = dir.File("late.mapkv");
-  constexpr int kWriters = 2;
-  constexpr int kKeys = 3000;
-  auto key_of = [](int w, int i) { return absl::StrCat("w", w, "/", i); };
-  auto value_of = [&](int w, int i) { return test::StampedValue(key_of(w, i), w, i % 700); };
   Pipe done;     // a writer writes a byte when it has committed everything
   Pipe release;  // closed by the parent when the writers may close the database
-  std::vector<pid_t> writers;
-  for (int w = 0; w < kWriters; ++w) {
-    writers.push_back(ForkChild([&, w]() -> int {
-      done.CloseRead();
-      release.CloseWrite();
-      auto opened = DB::Open(path, TinyOptions());
-      CHILD_CHECK_OK(opened);
-      std::unique_ptr<DB> db = std::move(*opened);
-      for (int i = 0; i < kKeys;) {
-        auto txn = db->BeginWrite();
-        CHILD_CHECK_OK(txn);
-        for (int end = i + 100; i < end; ++i)
-          CHILD_CHECK_OK(txn->Put(key_of(w, i), value_of(w, i)));
-        CHILD_CHECK_OK(txn->Commit());
-      }
-      CHILD_CHECK_OK(db->Delete(key_of(w, 0)));
-      CHILD_CHECK(done.Write("d"));
-      release.WaitByte(std::chrono::seconds(300));  // end of file when the parent closes it
-      return 0;
-    }));
+  std::vector<int> writers;
+  for (int w = 0; w < kLateWriters; ++w) {
+    writers.push_back(
+        StartChild("LateWriterChild", {path, w, done.WriteEndArg(), release.ReadEndArg()}));
   }
   done.CloseWrite();
   release.CloseRead();
-  for (int w = 0; w < kWriters; ++w) ASSERT_TRUE(done.WaitByte()) << "a writer failed";
+  for (int w = 0; w < kLateWriters; ++w) ASSERT_TRUE(done.WaitByte()) << "a writer failed";
 
-  auto check = [&]() -> int {
-    auto opened = DB::Open(path, TinyOptions());
-    CHILD_CHECK_OK(opened);
-    std::unique_ptr<DB> db = std::move(*opened);
-    auto txn = db->BeginRead();
-    CHILD_CHECK_OK(txn);
-    CHILD_CHECK(txn->Count() == kWriters * (kKeys - 1), "Count ", txn->Count());
-    for (int w = 0; w < kWriters; ++w) {
-      CHILD_CHECK(absl::IsNotFound(txn->Get(key_of(w, 0)).status()), "deleted key visible");
-      for (int i = 1; i < kKeys; ++i) {
-        auto got = txn->Get(key_of(w, i));
-        CHILD_CHECK_OK(got, key_of(w, i));
-        CHILD_CHECK(*got == value_of(w, i), "wrong value for ", key_of(w, i));
-      }
-    }
-    return 0;
-  };
   // Joins while both writers hold the database open.
-  int status = RunChild(check);
+  int status = RunChild("LateOpenerChild", {path});
   EXPECT_EQ(status, 0) << "late opener: " << test::ExitStatusToString(status);
 
   release.CloseWrite();
-  for (int w = 0; w < kWriters; ++w) {
+  for (int w = 0; w < kLateWriters; ++w) {
     status = WaitChild(writers[w]);
     EXPECT_EQ(status, 0) << "writer " << w << ": " << test::ExitStatusToString(status);
   }
   // First opener after everyone closed.
-  status = RunChild(check);
+  status = RunChild("LateOpenerChild", {path});
   EXPECT_EQ(status, 0) << "opener after close: " << test::ExitStatusToString(status);
-  EXPECT_EQ(check(), 0);  // and the parent itself
+  EXPECT_EQ(CheckLateContent(path), 0);  // and the parent itself
+}
+
+// One of ConcurrentCreate's processes: once `start` reaches end of file, opens (creating) the
+// database and puts its key. Arguments: path, i, the read end of `start`.
+MAPKV_CHILD(CreatorChild) {
+  const std::string& path = args.at(0);
+  const int i = args.Int<int>(1);
+  ChildPipe start = args.PipeEnd(2);
+  start.WaitByte();  // end of file: go
+  auto opened = DB::Open(path, TinyOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> db = std::move(*opened);
+  CHILD_CHECK_OK(db->Put(absl::StrCat("c", i), absl::StrCat(i)));
+  return 0;
 }
 
 // Several processes create the missing file at the same moment: one creates it, the others join.
@@ -316,17 +368,9 @@ TEST(MultiprocessTest, ConcurrentCreate) {
   for (int round = 0; round < 5; ++round) {
     const std::string path = dir.File(absl::StrCat("create", round, ".mapkv"));
     Pipe start;
-    std::vector<pid_t> pids;
+    std::vector<int> pids;
     for (int i = 0; i < kProcs; ++i) {
-      pids.push_back(ForkChild([&, i]() -> int {
-        start.CloseWrite();
-        start.WaitByte();  // end of file: go
-        auto opened = DB::Open(path, TinyOptions());
-        CHILD_CHECK_OK(opened);
-        std::unique_ptr<DB> db = std::move(*opened);
-        CHILD_CHECK_OK(db->Put(absl::StrCat("c", i), absl::StrCat(i)));
-        return 0;
-      }));
+      pids.push_back(StartChild("CreatorChild", {path, i, start.ReadEndArg()}));
     }
     start.CloseWrite();
     for (int i = 0; i < kProcs; ++i) {
@@ -343,15 +387,17 @@ TEST(MultiprocessTest, ConcurrentCreate) {
 }
 
 // A handle opened before fork() fails every call in the child with FailedPrecondition and leaves
-// the parent's handle and the file intact. The child can open its own handle.
+// the parent's handle and the file intact. The child can open its own handle. (The child must be a
+// copy of this process, with the handle: ForkInheriting.)
 TEST(MultiprocessTest, PreForkHandleFailsInChild) {
+  if (!test::HasFork()) GTEST_SKIP() << "about a handle inherited across fork(); no fork() here";
   TempDir dir;
   const std::string path = dir.File("fork.mapkv");
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
   ASSERT_OK(db->Put("a", "1"));
   ASSERT_OK(db->Put("b", "2"));
 
-  const int status = RunChild([&]() -> int {
+  const int status = WaitChild(ForkInheriting([&]() -> int {
     CHILD_CHECK(db->Get("a").status().code() == StatusCode::kFailedPrecondition,
                 db->Get("a").status().ToString());
     CHILD_CHECK(db->Put("a", "child").code() == StatusCode::kFailedPrecondition);
@@ -370,7 +416,7 @@ TEST(MultiprocessTest, PreForkHandleFailsInChild) {
     CHILD_CHECK(*a == "1");
     CHILD_CHECK_OK(own->Put("from_child", "yes"));
     return 0;  // `own` closes; the parent's handle copy is left alone (no destructor runs)
-  });
+  }));
   EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
 
   EXPECT_OK_AND_EQ(db->Get("a"), "1");
@@ -386,17 +432,43 @@ TEST(MultiprocessTest, PreForkHandleFailsInChild) {
   EXPECT_OK_AND_EQ(db->Get("after"), "3");
 }
 
+// A fresh process's writer: with the parent holding a WriteTxn, BeginWrite times out and the
+// parent's uncommitted "c" is invisible. Arguments: path.
+MAPKV_CHILD(SecondWriterChild) {
+  Options options = TinyOptions();
+  options.lock_timeout = std::chrono::milliseconds(300);
+  auto opened = DB::Open(args.at(0), options);
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> own = std::move(*opened);
+  auto second = own->BeginWrite();
+  CHILD_CHECK(second.status().code() == StatusCode::kDeadlineExceeded,
+              "second writer: ", second.status().ToString());
+  CHILD_CHECK(absl::IsNotFound(own->Get("c").status()), "uncommitted write visible");
+  return 0;
+}
+
+// A fresh process finds "a", "b" and "c" and puts "d". Arguments: path.
+MAPKV_CHILD(ReadABCPutDChild) {
+  auto opened = DB::Open(args.at(0), TinyOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<DB> own = std::move(*opened);
+  for (const char* key : {"a", "b", "c"}) CHILD_CHECK_OK(own->Get(key), key);
+  CHILD_CHECK_OK(own->Put("d", "4"));
+  return 0;
+}
+
 // Destroying the inherited handle in the child (as exit() would, for a static handle) does not
 // release the parent's locks or reader slot.
 TEST(MultiprocessTest, PreForkHandleDestroyedInChildIsHarmless) {
+  if (!test::HasFork()) GTEST_SKIP() << "about a handle inherited across fork(); no fork() here";
   TempDir dir;
   const std::string path = dir.File("fork.mapkv");
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, TinyOptions()));
   ASSERT_OK(db->Put("a", "1"));
-  int status = RunChild([&]() -> int {
+  int status = WaitChild(ForkInheriting([&]() -> int {
     db.reset();
     return 0;
-  });
+  }));
   EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
   EXPECT_OK_AND_EQ(db->Get("a"), "1");
   ASSERT_OK(db->Put("b", "2"));
@@ -407,29 +479,11 @@ TEST(MultiprocessTest, PreForkHandleDestroyedInChildIsHarmless) {
   {
     ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
     ASSERT_OK(txn.Put("c", "3"));
-    status = RunChild([&]() -> int {
-      Options options = TinyOptions();
-      options.lock_timeout = std::chrono::milliseconds(300);
-      auto opened = DB::Open(path, options);
-      CHILD_CHECK_OK(opened);
-      std::unique_ptr<DB> own = std::move(*opened);
-      auto second = own->BeginWrite();
-      CHILD_CHECK(second.status().code() == StatusCode::kDeadlineExceeded,
-                  "second writer: ", second.status().ToString());
-      CHILD_CHECK(absl::IsNotFound(own->Get("c").status()), "uncommitted write visible");
-      return 0;
-    });
+    status = RunChild("SecondWriterChild", {path});
     EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
     ASSERT_OK(txn.Commit());
   }
-  status = RunChild([&]() -> int {
-    auto opened = DB::Open(path, TinyOptions());
-    CHILD_CHECK_OK(opened);
-    std::unique_ptr<DB> own = std::move(*opened);
-    for (const char* key : {"a", "b", "c"}) CHILD_CHECK_OK(own->Get(key), key);
-    CHILD_CHECK_OK(own->Put("d", "4"));
-    return 0;
-  });
+  status = RunChild("ReadABCPutDChild", {path});
   EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
   EXPECT_OK_AND_EQ(db->Get("d"), "4");
   db.reset();

@@ -1,6 +1,6 @@
 // Stress: 8 worker processes, each with 2 threads sharing one handle, run random puts, deletes,
-// DB::Gets, read transactions and transfers between 16 accounts, while the parent SIGKILLs a random
-// worker about every 100 ms and forks another in its place.
+// DB::Gets, read transactions and transfers between 16 accounts, while the parent kills a random
+// worker (SIGKILL; TerminateProcess on Windows) about every 100 ms and starts another in its place.
 //
 // Invariants, checked by every reader all the time and by the parent after each kill and at the
 // end:
@@ -12,16 +12,16 @@
 //     or foreign record;
 //   - at the end: ForEach visits GetStats().keys keys, GetStats().open_handles == 1 (no slot of a
 //     dead worker leaked), and a reopen finds the same.
-// A worker reports a violation on a pipe and exits with kChildCheckFailed; the parent fails on
-// any report and on any worker exit other than its own SIGKILL.
+// A worker (StressWorkerChild) reports a violation on a pipe and exits with kChildCheckFailed; the
+// parent fails on any report and on any worker exit other than its own kill.
 //
 // MAPKV_STRESS_SECONDS sets the length of the run (default 20; the file grows by some 6 MiB a
 // second, up to its 4 GiB limit).
-#include <signal.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -38,14 +38,15 @@
 namespace mapkv {
 namespace {
 
-using ::mapkv::test::ForkChild;
+using ::mapkv::test::ChildPipe;
+using ::mapkv::test::kKilledStatus;
 using ::mapkv::test::Pipe;
 using ::mapkv::test::Rng;
+using ::mapkv::test::StartChild;
 using ::mapkv::test::TempDir;
 using ::mapkv::test::Uniform;
 using ::mapkv::test::WaitChild;
 
-constexpr int kKilledStatus = 128 + SIGKILL;
 constexpr int kWorkers = 8;
 constexpr int kThreadsPerWorker = 2;
 constexpr int kAccounts = 16;
@@ -216,8 +217,13 @@ int WorkerThread(DB* db, uint64_t seed, const std::atomic<bool>& stop) {
   return 0;
 }
 
-// A worker process: its own handle, kThreadsPerWorker threads, until `stop` is closed.
-int Worker(const std::string& path, uint64_t seed, const Pipe& stop, const Pipe& report) {
+// A worker process: its own handle, kThreadsPerWorker threads, until `stop` is closed. Arguments:
+// path, seed, the read end of `stop`, the write end of `report`.
+MAPKV_CHILD(StressWorkerChild) {
+  const std::string& path = args.at(0);
+  const uint64_t seed = args.Int<uint64_t>(1);
+  ChildPipe stop = args.PipeEnd(2);
+  ChildPipe report = args.PipeEnd(3);
   auto opened = DB::Open(path, StressOptions());
   CHILD_CHECK_OK(opened);
   std::unique_ptr<DB> db = std::move(*opened);
@@ -228,9 +234,10 @@ int Worker(const std::string& path, uint64_t seed, const Pipe& stop, const Pipe&
       const int rc = WorkerThread(db.get(), seed + static_cast<uint64_t>(t), done);
       if (rc != 0) {
         // Report first: the killer may strike between this and the exit.
-        report.Write(absl::StrCat("worker ", getpid(), " thread ", t, " failed (see stderr)\n"));
+        report.Write(
+            absl::StrCat("worker ", tools::CurrentPid(), " thread ", t, " failed (see stderr)\n"));
         std::fflush(nullptr);
-        _exit(rc);
+        std::_Exit(rc);
       }
     });
   }
@@ -255,19 +262,15 @@ TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
   Pipe stop;    // closed by the parent at the end
   Pipe report;  // a line per violation
   auto spawn = [&](uint64_t seed) {
-    return ForkChild([&, seed]() -> int {
-      stop.CloseWrite();
-      report.CloseRead();
-      return Worker(path, seed, stop, report);
-    });
+    return StartChild("StressWorkerChild", {path, seed, stop.ReadEndArg(), report.WriteEndArg()});
   };
   Rng rng(0x5752455353ull);
-  std::vector<pid_t> workers;
+  std::vector<int> workers;
   // After a failed assertion, no worker outlives the test.
   struct KillOnExit {
-    std::vector<pid_t>* pids;
+    std::vector<int>* pids;
     ~KillOnExit() {
-      for (pid_t pid : *pids) {
+      for (int pid : *pids) {
         if (pid > 0) test::KillChild(pid);
       }
     }
@@ -297,8 +300,8 @@ TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
     ASSERT_OK(CheckAccounts(*txn)) << "after kill " << kills;
   }
   stop.CloseWrite();
-  for (pid_t& pid : workers) {
-    const pid_t worker = std::exchange(pid, -1);
+  for (int& pid : workers) {
+    const int worker = std::exchange(pid, -1);
     const int status = WaitChild(worker, std::chrono::seconds(60));
     if (status != 0) {
       absl::StrAppend(&unexpected_exits, "worker ", worker,
@@ -308,7 +311,7 @@ TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
   report.CloseWrite();
   const std::string reports = report.ReadAll(std::chrono::seconds(10));
   EXPECT_EQ(reports, "") << "workers reported violations";
-  EXPECT_EQ(unexpected_exits, "") << "workers ended other than by the killer's SIGKILL";
+  EXPECT_EQ(unexpected_exits, "") << "workers ended other than by the killer's KillChild";
 
   uint64_t visited = 0;
   int64_t moved = 0;
