@@ -174,6 +174,8 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenShared(std::unique_ptr<Mappe
         "for writing once that process closes it"));
   }
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, file->Size());
+  // The file may have been created or grown by others since it was mapped.
+  MAPKV_RETURN_IF_ERROR(file->Cover(std::min(size, file->mapped_size())));
   if (Options larger; NeedsLargerMapping(*file, size, first, options, &larger)) {
     file.reset();
     return Open(path, larger);
@@ -205,6 +207,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenDetached(std::unique_ptr<Map
         "without write permission can open only a database that no process has open"));
   }
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, file->Size());
+  MAPKV_RETURN_IF_ERROR(file->Cover(std::min(size, file->mapped_size())));
   if (Options larger; NeedsLargerMapping(*file, size, false, options, &larger)) {
     file.reset();
     return Open(path, larger);

@@ -22,6 +22,10 @@ struct FileOpenOptions {
   bool huge_pages = false;  // ask for transparent huge pages (a hint; ignored where unsupported)
 };
 
+// A lock byte that the platform layer keeps for itself (Windows serialises lock probes on it,
+// mapped_file_win32.cc); format.h's lock bytes stay clear of it.
+inline constexpr uint64_t kPlatformLockByte = (uint64_t{1} << 50) - 2;
+
 class MappedFile {
  public:
   virtual ~MappedFile() = default;

@@ -15,9 +15,11 @@
 // on which CI runs the suite, has no placeholders, so they are not used yet.
 //
 // Views start at multiples of the allocation granularity (64 KiB) of the file and of the address
-// space. The engine sizes files in multiples of 1 MiB, so every view ends on such a boundary too;
-// a file whose size is not a multiple of 64 KiB (damaged, or cut short by hand) is mapped to its
-// end, and cannot grow past it on Windows: Grow and Cover say so.
+// space, so each one must end on such a boundary for the next to follow it. The engine sizes
+// files in multiples of 64 KiB (format.h: kSizeGranule). Any other file (cut short, or made by
+// a tool) is mapped as it is, read and written in place, but cannot grow here: its last view
+// would have to be unmapped and mapped again, under the feet of this process's readers, which
+// read without locks. Grow says so with ResourceExhausted, as for a full file.
 //
 // The file is extended by CreateFileMapping with the new size: Windows refuses SetEndOfFile on a
 // file with mapped views, but a new, larger mapping object extends the file and allocates its
@@ -71,7 +73,7 @@ class Win32MappedFile final : public MappedFile {
     reserved_ = static_cast<char*>(VirtualAlloc(base_, reserve_, MEM_RESERVE, PAGE_NOACCESS));
     if (reserved_ == nullptr) return LastErrorStatus(path_, "VirtualAlloc (re-reserving)");
     if (size == 0) return absl::OkStatus();
-    return MapThrough(std::min(size, reserve_), nullptr);
+    return MapThrough(std::min(size, reserve_), false);
   }
 
   const std::string& path() const override { return path_; }
@@ -99,7 +101,7 @@ class Win32MappedFile final : public MappedFile {
       return absl::FailedPreconditionError(absl::StrCat(
           path_, ": the file is ", *size, " bytes, shorter than the ", end, " bytes to map"));
     }
-    return MapThrough(std::min(*size, reserve_), nullptr);
+    return MapThrough(std::min(*size, reserve_), false);
   }
 
   absl::Status Grow(uint64_t size) override {
@@ -110,20 +112,14 @@ class Win32MappedFile final : public MappedFile {
     std::lock_guard<std::mutex> lock(mu_);
     absl::StatusOr<uint64_t> current = Size();
     if (!current.ok()) return current.status();
-    if (size <= *current) {
-      return size <= covered() ? absl::OkStatus()
-                               : MapThrough(std::min(*current, reserve_), nullptr);
+    if (size <= *current) return MapThrough(std::min(*current, reserve_), false);
+    if (covered() % kGranule != 0) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          path_, ": cannot grow on Windows: the file is ", covered(),
+          " bytes, not a multiple of 64 KiB, so no view can follow its last one (mapkv never "
+          "makes such a file; `mapkv compact` rewrites it as one that can grow)"));
     }
-    // A mapping object of the new size extends the file (and allocates it).
-    HANDLE mapping =
-        CreateFileMappingW(file_, nullptr, PAGE_READWRITE, High(size), Low(size), nullptr);
-    if (mapping == nullptr) {
-      return LastErrorStatus(path_,
-                             absl::StrCat("growing to ", size, " bytes (CreateFileMapping)"));
-    }
-    absl::Status mapped = MapThrough(size, mapping);
-    CloseHandle(mapping);
-    return mapped;
+    return MapThrough((size + kGranule - 1) / kGranule * kGranule, true);
   }
 
   absl::Status Flush(uint64_t offset, uint64_t length) override {
@@ -161,25 +157,25 @@ class Win32MappedFile final : public MappedFile {
   // its lock up and then asks for the new one. Where the new one cannot be had at once (wait is
   // false), the old mode is taken back, waiting for it: the callers convert only on the open byte,
   // whose exclusive holders are first openers that finish (db_impl.cc).
+  //
+  // IsLockedByOther() and a lock that must not wait run inside the probe gate (below), so that
+  // they never fail because of another probe.
   absl::StatusOr<bool> Lock(uint64_t byte, bool exclusive, bool wait) override {
     std::lock_guard<std::mutex> lock(locks_mu_);
     auto held = held_.find(byte);
-    if (held != held_.end()) {
-      if (held->second == exclusive) return true;
-      const bool old_mode = held->second;
-      if (!UnlockByte(byte)) {
-        return LastErrorStatus(path_, absl::StrCat("UnlockFileEx of byte ", byte));
-      }
-      held_.erase(held);
-      absl::StatusOr<bool> got = LockByte(byte, exclusive, wait);
-      if (got.ok() && !*got) {
-        absl::StatusOr<bool> back = LockByte(byte, old_mode, /*wait=*/true);
-        if (!back.ok()) return back.status();
-        held_[byte] = old_mode;
-      }
-      return got;
+    if (held == held_.end()) return LockGated(byte, exclusive, wait);
+    if (held->second == exclusive) return true;
+    const bool old_mode = held->second;
+    if (!UnlockByte(byte)) {
+      return LastErrorStatus(path_, absl::StrCat("UnlockFileEx of byte ", byte));
     }
-    return LockByte(byte, exclusive, wait);
+    held_.erase(held);
+    absl::StatusOr<bool> got = LockGated(byte, exclusive, wait);
+    if (got.ok() && !*got) {
+      absl::StatusOr<bool> back = LockByte(byte, old_mode, /*wait=*/true);  // outside the gate
+      if (!back.ok()) return back.status();
+    }
+    return got;
   }
 
   absl::Status Unlock(uint64_t byte) override {
@@ -199,6 +195,8 @@ class Win32MappedFile final : public MappedFile {
       return absl::InternalError(
           absl::StrCat(path_, ": asked who else locks byte ", byte, ", which this handle holds"));
     }
+    ProbeGate gate(this);
+    if (!gate.status.ok()) return gate.status;
     OVERLAPPED at = At(byte);
     if (LockFileEx(file_, LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &at)) {
       UnlockByte(byte);
@@ -238,6 +236,33 @@ class Win32MappedFile final : public MappedFile {
     uint64_t length;
   };
 
+  // A probe holds the byte it asks about for a moment, so two processes probing one byte at once
+  // would each see the other and take it for a holder (two openers would each report "a process
+  // without write permission has it open"), and a try-lock during a probe would fail (a first
+  // opener would take itself for a later one and skip recovery). Probes and try-locks of all
+  // handles therefore take turns on kPlatformLockByte. The gate is held only around calls that
+  // do not wait, so nothing waits for a lock while holding it.
+  struct ProbeGate {
+    explicit ProbeGate(Win32MappedFile* f) : file(f) {
+      OVERLAPPED at = At(kPlatformLockByte);
+      if (!LockFileEx(file->file_, LOCKFILE_EXCLUSIVE_LOCK, 0, 1, 0, &at)) {
+        status = LastErrorStatus(file->path_, "LockFileEx of the probe byte");
+      }
+    }
+    ~ProbeGate() {
+      if (status.ok()) file->UnlockByte(kPlatformLockByte);
+    }
+    Win32MappedFile* file;
+    absl::Status status;
+  };
+
+  absl::StatusOr<bool> LockGated(uint64_t byte, bool exclusive, bool wait) {
+    if (wait) return LockByte(byte, exclusive, true);
+    ProbeGate gate(this);
+    if (!gate.status.ok()) return gate.status;
+    return LockByte(byte, exclusive, false);
+  }
+
   // The OVERLAPPED that names `byte` for LockFileEx / UnlockFileEx (on a synchronous handle).
   static OVERLAPPED At(uint64_t byte) {
     OVERLAPPED at{};
@@ -263,24 +288,25 @@ class Win32MappedFile final : public MappedFile {
     return Win32Status(err, path_, absl::StrCat("LockFileEx of byte ", byte));
   }
 
-  // Maps the file from covered() through `end` (<= the file's size) as one more view, at its place
-  // in the reserved range. `mapping` is a mapping object of at least `end` bytes, or null to make
-  // one of the file's size. Caller holds mu_.
-  absl::Status MapThrough(uint64_t end, HANDLE mapping) {
+  // Maps the file from covered() through `end` as one more view, at its place in the reserved
+  // range. With `extend`, the mapping object is `end` bytes, which extends the file to that size
+  // (and allocates it): that is how the file grows. Otherwise `end` is at most the file's size.
+  // Caller holds mu_.
+  absl::Status MapThrough(uint64_t end, bool extend) {
     const uint64_t from = covered();
     if (end <= from) return absl::OkStatus();
     if (from % kGranule != 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          path_, ": cannot map the file past byte ", from,
-          ", which is not a multiple of 64 KiB (Windows maps views on such boundaries; a mapkv "
-          "file's size always is one unless the file was cut short)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(path_, ": cannot map the file past byte ", from,
+                       ", which is not a multiple of 64 KiB (Windows maps views on such "
+                       "boundaries; mapkv never makes such a file)"));
     }
-    HANDLE own = nullptr;
+    const uint64_t size = extend ? end : 0;  // 0: the file's size
+    HANDLE mapping = CreateFileMappingW(file_, nullptr, read_only_ ? PAGE_READONLY : PAGE_READWRITE,
+                                        High(size), Low(size), nullptr);
     if (mapping == nullptr) {
-      own = CreateFileMappingW(file_, nullptr, read_only_ ? PAGE_READONLY : PAGE_READWRITE, 0, 0,
-                               nullptr);
-      if (own == nullptr) return LastErrorStatus(path_, "CreateFileMapping");
-      mapping = own;
+      return LastErrorStatus(path_, absl::StrCat(extend ? "growing to " : "mapping ", end,
+                                                 " bytes (CreateFileMapping)"));
     }
     char* const at = base_ + from;
     if (reserved_ != nullptr) {
@@ -290,7 +316,7 @@ class Win32MappedFile final : public MappedFile {
     void* view = MapViewOfFileEx(mapping, read_only_ ? FILE_MAP_READ : FILE_MAP_WRITE, High(from),
                                  Low(from), static_cast<SIZE_T>(end - from), at);
     const DWORD err = GetLastError();
-    if (own != nullptr) CloseHandle(own);  // the view keeps the mapping object alive
+    CloseHandle(mapping);  // the view keeps the mapping object alive
     absl::Status status;
     if (view == nullptr) {
       status = Win32Status(
@@ -356,9 +382,11 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
   for (int attempt = 0; attempt < 8; ++attempt) {
     void* probe = VirtualAlloc(nullptr, reserve, MEM_RESERVE, PAGE_NOACCESS);
     if (probe == nullptr) {
-      absl::Status s = LastErrorStatus(path, absl::StrCat("reserving ", reserve, " bytes"));
+      // As mmap's ENOMEM on POSIX: not that much address space (a header asking for exabytes).
+      const DWORD err = GetLastError();
       CloseHandle(file);
-      return s;
+      return absl::ResourceExhaustedError(absl::StrCat(
+          path, ": cannot reserve ", reserve, " bytes of address space: ", Win32Message(err)));
     }
     VirtualFree(probe, 0, MEM_RELEASE);
     auto mapped = std::make_unique<Win32MappedFile>(path, file, static_cast<char*>(probe), reserve,
