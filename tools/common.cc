@@ -94,7 +94,6 @@ std::string Seconds(double s) {
 }
 
 absl::StatusOr<std::string> ReadAllStdin() {
-  internal::SetBinaryMode(internal::StdStream::kIn);
   std::string out;
   char buf[1 << 16];
   for (;;) {

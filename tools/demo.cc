@@ -709,6 +709,15 @@ void Demo::Cleanup() {
 }
 
 int Demo::Run() {
+  if (!HasFork()) {
+    // The workers are forked children that share the parent's loaded data and start gate; a
+    // Windows demo would start `mapkv` itself once per worker instead (not written yet).
+    return ReportError(
+        "demo", "",
+        absl::UnimplementedError("the demo forks its worker processes, and this platform "
+                                 "has no fork(); every other command works here"),
+        kExitUsage);
+  }
   if (!LoadData()) return kExitError;
   if (!PrepareDatabase()) {
     Cleanup();

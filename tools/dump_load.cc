@@ -44,7 +44,6 @@ int RunDump(const DumpArgs& args) {
   absl::StatusOr<ReadTxn> read = (*db)->BeginRead();
   if (!read.ok()) return ReportError("dump", args.db, read.status(), kExitError);
 
-  internal::SetBinaryMode(internal::StdStream::kOut);
   std::vector<char> buffer(1 << 20);
   std::setvbuf(stdout, buffer.data(), _IOFBF, buffer.size());
   Progress progress("dumping", read->Count(), args.quiet);
@@ -86,7 +85,6 @@ int RunLoad(const LoadArgs& args) {
   std::FILE* in = stdin;
   uint64_t input_size = 0;
   if (from_stdin) {
-    internal::SetBinaryMode(internal::StdStream::kIn);
   } else {
     in = std::fopen(args.file.c_str(), "rb");
     if (in == nullptr) {

@@ -57,7 +57,6 @@ int RunGet(const KeyArgs& args) {
     std::string line = EscapeTsv(*value, false) + "\n";
     std::fwrite(line.data(), 1, line.size(), stdout);
   } else {
-    internal::SetBinaryMode(internal::StdStream::kOut);
     std::fwrite(value->data(), 1, value->size(), stdout);
     if (internal::IsTerminal(internal::StdStream::kOut)) std::fputc('\n', stdout);
   }

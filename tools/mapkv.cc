@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "command.h"
 #include "common.h"
+#include "src/platform/fs.h"
 
 namespace mapkv::tools {
 namespace {
@@ -131,6 +132,10 @@ int Main(int argc, char** argv) {
   // CLI11 takes "/x" for an option on Windows, which would make an absolute path written with
   // slashes an unknown option; options are "-x" and "--name" on every platform.
   app.allow_windows_style_options(false);
+  // Bytes in and out as they are on every platform: values and dumps are binary, and text output
+  // ends lines with "\n" on Windows too, so scripts and dump files work across platforms.
+  internal::SetBinaryMode(internal::StdStream::kIn);
+  internal::SetBinaryMode(internal::StdStream::kOut);
   app.require_subcommand(1);
   app.footer(kFooter);
   auto formatter = std::make_shared<Formatter>();
