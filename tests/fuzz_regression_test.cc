@@ -176,7 +176,9 @@ std::vector<DamageCase> DamageCases() {
   }
   {
     std::string in = SeedNamed("puts.same_boot").input;
-    const uint64_t size = kHeaderSize + in.size() - CompactInputOffset(kHeaderSize);
+    const uint64_t log_end = kHeaderSize + in.size() - CompactInputOffset(kHeaderSize);
+    const uint64_t size = (log_end + internal::kSizeGranule - 1) / internal::kSizeGranule *
+                          internal::kSizeGranule;  // padded
     SetFileWord(in, StateField(offsetof(SharedState, committed_tail)), size + 4096);
     cases.push_back({"committed tail past the end of the file", in, StatusCode::kDataLoss,
                      "shorter than its committed log"});

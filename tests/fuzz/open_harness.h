@@ -155,7 +155,10 @@ inline std::string BuildFile(const uint8_t* data, size_t size) {
     file.assign(rest, rest_size);
   } else {
     const size_t log_size = rest_size > kCompactHeaderBytes ? rest_size - kCompactHeaderBytes : 0;
-    file.assign(in::kHeaderSize + log_size, '\0');
+    // Zeros after the log up to a multiple of 64 KiB, as in every file mapkv makes (Windows
+    // cannot grow a file of another size); kModeRaw covers files of any size.
+    const size_t granule = in::kSizeGranule;
+    file.assign((in::kHeaderSize + log_size + granule - 1) / granule * granule, '\0');
     size_t taken = 0;
     for (const FileRange& range : kCompactRanges) {
       const size_t n = std::min<size_t>(range.size, rest_size - taken);

@@ -107,8 +107,11 @@ inline absl::StatusOr<std::vector<Seed>> MakeSeeds(const std::string& tsv_path,
     MAPKV_RETURN_IF_ERROR(fill(b));
     MAPKV_RETURN_IF_ERROR(b.db->Verify());
     b.db.reset();  // the last handle out marks a checkpointed file clean
-    std::ifstream in(path, std::ios::binary);
-    std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string file;
+    {
+      std::ifstream in(path, std::ios::binary);
+      file.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }  // closed before the remove: Windows deletes no open file
     std::filesystem::remove(path);
     if (file.size() < internal::kHeaderSize) {
       return absl::InternalError(absl::StrCat(name, ": a database of ", file.size(), " bytes"));
