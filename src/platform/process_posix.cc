@@ -2,9 +2,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <fstream>
-#include <random>
 
 #include "src/platform/process.h"
 
@@ -31,23 +29,6 @@ std::string BootId() {
   std::string id;
   std::getline(in, id);
   return id;
-}
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-uint64_t MonotonicMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-uint64_t RandomU64() {
-  std::random_device rd;  // /dev/urandom on glibc
-  return (uint64_t{rd()} << 32) ^ rd();
 }
 
 }  // namespace mapkv::internal

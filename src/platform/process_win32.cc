@@ -2,9 +2,6 @@
 #include <windows.h>
 #include <winternl.h>
 
-#include <chrono>
-#include <random>
-
 #include "absl/strings/str_cat.h"
 #include "src/platform/process.h"
 
@@ -33,23 +30,6 @@ std::string BootId() {
     return "";
   }
   return absl::StrCat("boot-", info.boot_time.QuadPart);
-}
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-uint64_t MonotonicMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-uint64_t RandomU64() {
-  std::random_device rd;  // rand_s on mingw-w64: the system's RtlGenRandom
-  return (uint64_t{rd()} << 32) ^ rd();
 }
 
 }  // namespace mapkv::internal

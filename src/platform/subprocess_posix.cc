@@ -65,17 +65,6 @@ absl::StatusOr<StartGate> StartGate::Create() {
   return StartGate(fds[0], fds[1]);
 }
 
-StartGate::StartGate(StartGate&& other) noexcept
-    : read_fd_(other.read_fd_), write_fd_(other.write_fd_) {
-  other.read_fd_ = -1;
-  other.write_fd_ = -1;
-}
-
-StartGate::~StartGate() {
-  CloseFd(read_fd_);
-  CloseFd(write_fd_);
-}
-
 absl::Status StartGate::Wait() {
   // Nobody ever writes: the read returns end-of-file once every write end is closed, that is when
   // the parent has opened the gate and every child has come this far.
@@ -370,18 +359,6 @@ absl::StatusOr<int> StartProcess(const std::vector<std::string>& argv,
     return absl::InternalError(message);
   }
   return ErrnoStatus(absl::StrCat("start ", program, ": set up the child"), failure.error);
-}
-
-absl::StatusOr<int> SpawnProcess(const std::vector<std::string>& argv,
-                                 const std::string& log_path) {
-  StartOptions options;
-  options.stdin_path = NullDevicePath();
-  options.stdout_path = log_path;
-  options.stderr_path = log_path;
-  options.append_output = true;
-  options.search_path = true;
-  options.end_with_starting_thread = true;
-  return StartProcess(argv, options);
 }
 
 void TerminateProcess(int pid) {

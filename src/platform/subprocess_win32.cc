@@ -232,17 +232,6 @@ absl::StatusOr<StartGate> StartGate::Create() {
       "on Windows");
 }
 
-StartGate::StartGate(StartGate&& other) noexcept
-    : read_fd_(other.read_fd_), write_fd_(other.write_fd_) {
-  other.read_fd_ = -1;
-  other.write_fd_ = -1;
-}
-
-StartGate::~StartGate() {
-  CloseFd(read_fd_);
-  CloseFd(write_fd_);
-}
-
 absl::Status StartGate::Wait() {
   return absl::UnimplementedError("StartGate::Wait needs fork(); not available on Windows");
 }
@@ -466,18 +455,6 @@ absl::StatusOr<int> StartProcess(const std::vector<std::string>& argv,
   const int pid = static_cast<int>(process.dwProcessId);
   Remember(pid, process.hProcess);
   return pid;
-}
-
-absl::StatusOr<int> SpawnProcess(const std::vector<std::string>& argv,
-                                 const std::string& log_path) {
-  StartOptions options;
-  options.stdin_path = NullDevicePath();
-  options.stdout_path = log_path;
-  options.stderr_path = log_path;
-  options.append_output = true;
-  options.search_path = true;
-  options.end_with_starting_thread = true;
-  return StartProcess(argv, options);
 }
 
 absl::StatusOr<std::string> SelfExecutablePath() {
