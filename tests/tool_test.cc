@@ -639,9 +639,10 @@ TEST_F(ToolTest, OpenerWaitingDuringCompactionWritesToTheNewFile) {
   ToolResult put = Run({"put", db, "written", "during compaction"});
   EXPECT_EQ(put.status, 0) << put.err;
   const int compacted = test::WaitChild(compaction);
-  if (internal::ReplaceFailsWhileMapped()) {
-    // Windows: the waiting opener has the old file mapped, and a mapped file cannot be replaced,
-    // so the compaction gives up and leaves the database as it was: the put is in it.
+  if (internal::ReplaceFailsWhileMapped() && compacted != 0) {
+    // Windows: an opener that mapped the old file before the rename keeps it from being
+    // replaced, so the compaction gives up and leaves the database as it was, the put in it. (One
+    // that comes later opens the new file, as on Linux.)
     EXPECT_EQ(compacted, 4) << ReadFile(Path("compact.stderr"));
     EXPECT_TRUE(Contains(ReadFile(Path("compact.stderr")), "is unchanged"));
   } else {
