@@ -59,29 +59,40 @@ void RwLock::ClearDeadSlot(uint32_t i) {
 }
 
 absl::Status RwLock::ClaimSlot(uint32_t pid) {
-  // Clear every slot a dead process left, so that commits neither wait for its reader count nor
-  // ask the kernel about it again. Holding a slot's byte lock proves its owner is gone.
+  // Every probe below is a kernel call (under wine, a round trip to wineserver), so they go only
+  // where they may pay: the slot table is read first, and a live slot costs nothing to pass.
+  //
+  // 1. Clear the dead slots that cost others something: one with a reader count (every commit
+  //    would ask the kernel about it) or named by the writer lock (the next writer would wait for
+  //    its liveness check). Holding a slot's byte lock proves its owner is gone.
   const uint32_t hwm = std::min(lock_->slot_hwm.load(), kMaxSlots);
+  const uint32_t writer_slot = (lock_->writer.load() & ~kWaitersBit) - 1;  // ~0u: none
   for (uint32_t i = 0; i < hwm; ++i) {
-    if (slots_[i].pid.load() == 0 && slots_[i].readers.load() == 0) continue;
+    if (slots_[i].readers.load() == 0 && i != writer_slot) continue;
     absl::StatusOr<bool> got = file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false);
     if (!got.ok()) return got.status();
     if (!*got) continue;
     ClearDeadSlot(i);
     MAPKV_RETURN_IF_ERROR(file_->Unlock(SlotLockByte(i)));
   }
-  for (uint32_t i = 0; i < kMaxSlots; ++i) {
-    absl::StatusOr<bool> got = file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false);
-    if (!got.ok()) return got.status();
-    if (!*got) continue;
-    ClearDeadSlot(i);
-    slots_[i].pid.store(pid);
-    slots_[i].opened_unix_ms.store(NowUnixMs());
-    uint32_t hwm_now = lock_->slot_hwm.load();
-    while (hwm_now < i + 1 && !lock_->slot_hwm.compare_exchange_weak(hwm_now, i + 1)) {
+  // 2. Take the first slot that looks free (pid 0) and whose byte lock is ours; a slot another
+  //    opener is claiming right now fails the try-lock. 3. Only when none does, look for a dead
+  //    owner among the rest: with N handles alive, an Open makes one probe, not N.
+  for (const bool free_looking : {true, false}) {
+    for (uint32_t i = 0; i < kMaxSlots; ++i) {
+      if ((slots_[i].pid.load() == 0) != free_looking) continue;
+      absl::StatusOr<bool> got = file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false);
+      if (!got.ok()) return got.status();
+      if (!*got) continue;
+      ClearDeadSlot(i);
+      slots_[i].pid.store(pid);
+      slots_[i].opened_unix_ms.store(NowUnixMs());
+      uint32_t hwm_now = lock_->slot_hwm.load();
+      while (hwm_now < i + 1 && !lock_->slot_hwm.compare_exchange_weak(hwm_now, i + 1)) {
+      }
+      slot_ = i;
+      return absl::OkStatus();
     }
-    slot_ = i;
-    return absl::OkStatus();
   }
   return absl::ResourceExhaustedError(
       absl::StrCat(file_->path(), ": all ", kMaxSlots, " process slots are in use"));

@@ -9,7 +9,7 @@
 //
 // Dead holders: every slot is owned through a kernel byte lock, so a waiter asks the kernel
 // whether the holder of the writer lock or of a reader count is alive; a reused pid cannot fool
-// it. A dead reader's count is ignored (and cleared by whoever claims the slot next); a dead
+// it. A dead reader's count is ignored (and cleared by the next Open in any process); a dead
 // writer's lock is taken over, and the taker runs recovery (LockWriter says so).
 #ifndef MAPKV_RWLOCK_H_
 #define MAPKV_RWLOCK_H_
@@ -36,8 +36,10 @@ class RwLock {
   void Reset();
 
   // Takes a free slot (one whose owner is gone) for this handle. ResourceExhausted when all
-  // kMaxSlots are owned by live handles. When the slot's dead owner held the writer lock (which
-  // names the slot), releases it: the next writer finds the exclusive side stale and recovers.
+  // kMaxSlots are owned by live handles. Clears the dead slots that hold a reader count or the
+  // writer lock (which names its slot); a dead writer's lock is released, and the next writer
+  // finds the exclusive side stale and recovers. A dead slot holding neither stays until a claim
+  // takes it: prefers a never-used or closed slot, so it probes one slot, not every live one.
   absl::Status ClaimSlot(uint32_t pid);
   void ReleaseSlot();
   uint32_t slot() const { return slot_; }
