@@ -129,11 +129,20 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
 // A first writable opener may raise the limit instead (FirstOpen), so it keeps its own.
 bool DBImpl::NeedsLargerMapping(MappedFile& file, uint64_t size, bool may_raise,
                                 const Options& options, Options* larger) {
-  if (size < sizeof(FileHeader)) return false;
+  if (size < kHeaderSize) return false;  // truncated: Open fails without reading the log
   const auto* h = reinterpret_cast<const FileHeader*>(file.base());
   if (std::memcmp(h->magic, kMagic, sizeof(kMagic)) != 0 || h->checksum != HeaderChecksum(*h) ||
       h->max_file_size <= file.mapped_size() ||
       (may_raise && options.max_file_size > h->max_file_size)) {
+    return false;
+  }
+  // A first opener (may_raise) of a state from this boot trusts it, and fails on damaged log tails
+  // (FirstOpen): reserving the header's address space first would only cost time (under wine,
+  // about 1.5 s per TiB). From another boot, damaged tails make it rebuild the index, which needs
+  // the whole reservation.
+  const auto* state = reinterpret_cast<const SharedState*>(file.base() + kSharedStateOffset);
+  const uint64_t boot = CurrentBootHash();
+  if (may_raise && boot != 0 && state->boot_id.load() == boot && !TailsSane(*state, size)) {
     return false;
   }
   *larger = options;
@@ -305,9 +314,15 @@ absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
   return absl::OkStatus();
 }
 
+bool DBImpl::TailsSane(const SharedState& state, uint64_t file_size) {
+  const uint64_t committed = state.committed_tail.load();
+  const uint64_t applied = state.applied_tail.load();
+  return committed <= file_size && committed >= kHeaderSize && committed % 8 == 0 &&
+         applied <= committed && applied >= kHeaderSize && applied % 8 == 0;
+}
+
 absl::Status DBImpl::ValidateState(uint64_t file_size) const {
   uint64_t committed = state_->committed_tail.load();
-  uint64_t applied = state_->applied_tail.load();
   uint64_t index = state_->index_record.load();
   auto bad = [&](absl::string_view what, uint64_t offset) {
     return absl::DataLossError(absl::StrCat(path(), ": ", what, " (offset ", offset, ")"));
@@ -316,8 +331,7 @@ absl::Status DBImpl::ValidateState(uint64_t file_size) const {
     return bad(absl::StrCat("file is ", file_size, " bytes, shorter than its committed log"),
                committed);
   }
-  if (committed < kHeaderSize || committed % 8 != 0 || applied > committed ||
-      applied < kHeaderSize || applied % 8 != 0) {
+  if (!TailsSane(*state_, file_size)) {
     return bad("damaged shared state: log tail", kSharedStateOffset);
   }
   MAPKV_RETURN_IF_ERROR(Cover(committed));

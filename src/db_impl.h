@@ -159,6 +159,8 @@ class DBImpl {
   void LoadHeaderFields();
   bool CreationInterrupted(uint64_t file_size) const;
   absl::Status ValidateState(uint64_t file_size) const;
+  // The log tails of `state` lie in [kHeaderSize, file_size], 8-aligned, applied <= committed.
+  static bool TailsSane(const SharedState& state, uint64_t file_size);
 
   // Recovery (recovery.cc).
   absl::Status Recover();  // finishes a dead writer's commit; caller holds the writer lock
