@@ -652,15 +652,6 @@ inline int ForkInheriting(const std::function<int()>& fn) {
   return *pid;
 }
 
-// POSIX only, to be converted: children as lambdas that use what they inherit, in the test files
-// not yet converted to MAPKV_CHILD (crash, kill_matrix, stress, corruption, options, tool). The
-// same as ForkInheriting(fn) (and then WaitChild()).
-inline int ForkChild(const std::function<int()>& fn) { return ForkInheriting(fn); }
-inline int RunChild(const std::function<int()>& fn,
-                    std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
-  return WaitChild(ForkChild(fn), timeout);
-}
-
 inline std::string ExitStatusToString(int status) {
   if (status == kChildCheckFailed) return "a check in the child failed (its message is above)";
   if (status == 1) return "exit code 1 (a sanitizer report? see above)";
