@@ -276,7 +276,7 @@ bool DBImpl::CreationInterrupted(uint64_t file_size) const {
   if (std::all_of(page, page + kHeaderPageSize, [](char c) { return c == 0; })) return true;
   return std::all_of(header_->magic, header_->magic + sizeof(kMagic),
                      [](char c) { return c == 0; }) &&
-         header_->format_version == kFormatVersion && header_->layout == kLayoutSignature;
+         KnownVersion(header_->format_version) && header_->layout == kLayoutSignature;
 }
 
 void DBImpl::LoadHeaderFields() {
@@ -294,18 +294,27 @@ absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
   if (file_size < sizeof(FileHeader) || std::memcmp(header_->magic, kMagic, sizeof(kMagic)) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(p, ": not a mapkv database (no magic)"));
   }
-  if (header_->format_version > kFormatVersion) {
+  if (header_->format_version > kCacheFormatVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat(p, ": format version ", header_->format_version,
-                     " is newer than this build supports (", kFormatVersion, ")"));
+                     " is newer than this build supports (", kCacheFormatVersion, ")"));
   }
-  if (header_->format_version != kFormatVersion || header_->layout != kLayoutSignature) {
+  if (!KnownVersion(header_->format_version) || header_->layout != kLayoutSignature) {
     return absl::FailedPreconditionError(absl::StrCat(
         p, ": format version ", header_->format_version, " layout ", header_->layout,
         " does not match this build's ", kFormatVersion, " layout ", kLayoutSignature));
   }
   if (header_->checksum != HeaderChecksum(*header_)) {
     return absl::DataLossError(absl::StrCat(p, ": file header checksum mismatch at offset 0"));
+  }
+  const bool is_cache = header_->format_version == kCacheFormatVersion;
+  if (options_.kind == FileKind::kDatabase && is_cache) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(p, ": a mapkv cache, not a database: open it with mapkv::Cache::Open"));
+  }
+  if (options_.kind == FileKind::kCache && !is_cache) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(p, ": a mapkv database, not a cache: open it with mapkv::DB::Open"));
   }
   if (file_size < kHeaderSize) {
     return absl::DataLossError(absl::StrCat(
@@ -348,7 +357,7 @@ absl::Status DBImpl::Initialize() {
   MAPKV_RETURN_IF_ERROR(file_->Grow(size));
   std::memset(base_, 0, kHeaderSize);
   FileHeader& h = *header_;
-  h.format_version = kFormatVersion;
+  h.format_version = options_.kind == FileKind::kCache ? kCacheFormatVersion : kFormatVersion;
   h.layout = kLayoutSignature;
   h.hash_seed = RandomU64();
   h.salt = RandomU64();
@@ -1043,6 +1052,7 @@ Stats DBImpl::GetStats() {
   }
   s.open_handles = lock_.OpenHandles() + (detached_ ? 1 : 0);
   s.format_version = header_->format_version;
+  s.is_cache = header_->format_version == kCacheFormatVersion;
   return s;
 }
 

@@ -127,6 +127,11 @@ class DBImpl {
 
   absl::Status CheckUsable() const;
 
+  // For Cache (cache.cc): the lock with the process slots, and whether this handle has a slot (a
+  // handle without write permission has none, and counts nothing).
+  RwLock& rwlock() { return lock_; }
+  bool has_slot() const { return !detached_; }
+
  private:
   DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
   static absl::StatusOr<std::unique_ptr<DBImpl>> OpenShared(std::unique_ptr<MappedFile> file,

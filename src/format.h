@@ -3,7 +3,8 @@
 // offset is from the start of the file, never a pointer: each process maps the file at its own
 // address.
 //
-//   0        header page: FileHeader, two CheckpointRecords, SharedState (durable part)
+//   0        header page: FileHeader, two CheckpointRecords, SharedState (durable part),
+//            CacheState (a cache's statistics)
 //   4 KiB    LockState: lock words (never need to reach the disk)
 //   8 KiB    ProcessSlot[kMaxSlots]: one cache line per open handle
 //   64 KiB   the log: records appended in order, 8-byte aligned, up to SharedState::committed_tail
@@ -30,7 +31,9 @@ namespace mapkv::internal {
 static_assert(std::endian::native == std::endian::little, "mapkv files are little-endian");
 
 inline constexpr char kMagic[8] = {'M', 'A', 'P', 'K', 'V', '\0', '\0', '\0'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 1;       // a database (FileKind::kDatabase)
+inline constexpr uint32_t kCacheFormatVersion = 2;  // a cache: values behind an envelope (cache.h)
+constexpr bool KnownVersion(uint32_t v) { return v == kFormatVersion || v == kCacheFormatVersion; }
 inline constexpr uint64_t kHeaderPageSize = 4096;
 inline constexpr uint64_t kHeaderSize = 64 * 1024;  // the log starts here
 inline constexpr uint64_t kMinFileSize = 1 << 20;
@@ -133,15 +136,36 @@ inline constexpr uint32_t kWaitersBit = 0x80000000u;
 
 // One per open handle. Owned by whoever holds the byte lock SlotLockByte(i): the kernel drops that
 // lock when the process dies, so "is the owner alive" never guesses from a pid.
+// Cache statistics (cache.h), counted by each handle in its own slot so that handles of different
+// processes never write one line; folded into CacheState::retired when the slot is given up.
+enum CacheCounter : uint32_t {
+  kCacheHits,
+  kCacheMisses,
+  kCacheExpirations,
+  kCacheComputes,
+  kCacheWaits,
+  kCacheTakeovers,
+  kCacheCounters,
+};
+
 struct alignas(64) ProcessSlot {
   std::atomic<uint32_t> readers;  // read locks this handle holds now (bumped by its threads only)
   std::atomic<uint32_t> pid;      // for messages and `stat`; 0 when free
   std::atomic<int64_t> opened_unix_ms;
-  char pad[48];
+  std::atomic<uint64_t> cache_counts[kCacheCounters];  // a cache's statistics (zero otherwise)
 };
 static_assert(sizeof(ProcessSlot) == 64);
 inline constexpr uint64_t kSlotsOffset = 8192;
 static_assert(kSlotsOffset + kMaxSlots * sizeof(ProcessSlot) == kHeaderSize);
+
+// A cache's statistics of the handles gone (closed, or dead and their slot reclaimed), in the
+// header page. Zero in a database.
+struct CacheState {
+  std::atomic<uint64_t> retired[kCacheCounters];
+  uint64_t reserved[2];
+};
+static_assert(sizeof(CacheState) == 64);
+inline constexpr uint64_t kCacheStateOffset = 2048;
 
 // Every log record starts with this, 8-byte aligned.
 struct RecordHeader {

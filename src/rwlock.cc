@@ -36,13 +36,31 @@ void RwLock::Reset() {
   lock_->reader_waiters.store(0);
   lock_->publish_seq.store(0);
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
+    RetireCounters(i);
     slots_[i].readers.store(0);
     slots_[i].pid.store(0);
     slots_[i].opened_unix_ms.store(0);
   }
 }
 
+void RwLock::RetireCounters(uint32_t i) {
+  for (uint32_t c = 0; c < kCacheCounters; ++c) {
+    // Only where there is something to add: a database never writes its CacheState.
+    if (slots_[i].cache_counts[c].load(std::memory_order_relaxed) == 0) continue;
+    cache_->retired[c].fetch_add(slots_[i].cache_counts[c].exchange(0), std::memory_order_relaxed);
+  }
+}
+
+uint64_t RwLock::CounterTotal(CacheCounter c) const {
+  uint64_t sum = cache_->retired[c].load(std::memory_order_relaxed);
+  const uint32_t hwm = std::min(lock_->slot_hwm.load(), kMaxSlots);
+  for (uint32_t i = 0; i < hwm; ++i)
+    sum += slots_[i].cache_counts[c].load(std::memory_order_relaxed);
+  return sum;
+}
+
 void RwLock::ClearDeadSlot(uint32_t i) {
+  RetireCounters(i);
   slots_[i].readers.store(0);
   slots_[i].pid.store(0);
   slots_[i].opened_unix_ms.store(0);
@@ -100,6 +118,7 @@ absl::Status RwLock::ClaimSlot(uint32_t pid) {
 
 void RwLock::ReleaseSlot() {
   if (slot_ >= kMaxSlots) return;
+  RetireCounters(slot_);
   slots_[slot_].pid.store(0);
   slots_[slot_].readers.store(0);
   (void)file_->Unlock(SlotLockByte(slot_));

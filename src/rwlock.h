@@ -29,6 +29,7 @@ class RwLock {
   RwLock(char* base, MappedFile* file, uint64_t timeout_us)
       : lock_(reinterpret_cast<LockState*>(base + kLockStateOffset)),
         slots_(reinterpret_cast<ProcessSlot*>(base + kSlotsOffset)),
+        cache_(reinterpret_cast<CacheState*>(base + kCacheStateOffset)),
         file_(file),
         timeout_us_(timeout_us) {}
 
@@ -100,8 +101,16 @@ class RwLock {
   uint32_t OpenHandles();
   uint32_t WriterPid() const;
 
- private:
+  // Whether slot `slot` is owned by a live handle (the kernel's word; this handle's own: true).
   bool SlotAlive(uint32_t slot);
+  ProcessSlot& slot_at(uint32_t i) const { return slots_[i]; }
+  // A cache's statistics: this handle's counter, and the sum over every handle, gone or alive.
+  std::atomic<uint64_t>& counter(CacheCounter c) const { return slots_[slot_].cache_counts[c]; }
+  uint64_t CounterTotal(CacheCounter c) const;
+
+ private:
+  // Adds slot i's cache counters to CacheState::retired and zeroes them (its owner is gone).
+  void RetireCounters(uint32_t i);
   // Resets slot i, whose owner is dead (the caller holds its byte lock), and frees the writer
   // lock if the dead owner held it.
   void ClearDeadSlot(uint32_t i);
@@ -109,6 +118,7 @@ class RwLock {
 
   LockState* const lock_;
   ProcessSlot* const slots_;
+  CacheState* const cache_;
   MappedFile* const file_;
   const uint64_t timeout_us_;
   uint32_t slot_ = kMaxSlots;

@@ -166,7 +166,8 @@ std::vector<DamageCase> DamageCases() {
   }
   {
     std::string in = SeedNamed("puts.same_boot").input;
-    in[CompactInputOffset(offsetof(FileHeader, format_version))] = 2;
+    in[CompactInputOffset(offsetof(FileHeader, format_version))] =
+        internal::kCacheFormatVersion + 1;
     cases.push_back({"a newer format version", in, StatusCode::kFailedPrecondition, "newer"});
   }
   {

@@ -21,9 +21,21 @@ enum class Durability {
   kSync,
 };
 
+// What a mapkv file holds: a database (DB) or a cache (Cache, include/mapkv/cache.h), whose values
+// sit behind an envelope with their expiry. Each refuses to open the other.
+enum class FileKind {
+  kDatabase,
+  kCache,
+  kAny,  // open either (tools, compaction); a new file is a database
+};
+
 struct Options {
   // Create the file when it does not exist. An existing empty file (size 0) is also initialised.
   bool create_if_missing = true;
+
+  // The kind of file expected: Open fails with FailedPrecondition on a file of the other kind.
+  // Cache::Open sets kCache.
+  FileKind kind = FileKind::kDatabase;
 
   // Fail with AlreadyExists when the file exists.
   bool error_if_exists = false;

@@ -22,6 +22,7 @@ struct Stats {
   int64_t last_checkpoint_unix_ms = 0;  // 0 if never
   uint32_t open_handles = 0;            // handles (in all processes) that have the file open now
   uint32_t format_version = 0;
+  bool is_cache = false;  // a Cache's file (FileKind::kCache)
 
   // What the first opener of this session of the file had to do.
   bool rebuilt_index = false;      // unclean machine stop: index rebuilt from the log

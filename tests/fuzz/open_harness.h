@@ -265,6 +265,7 @@ inline HarnessResult RunOpenHarness(const uint8_t* data, size_t size, const std:
 
   Options options;
   options.create_if_missing = false;
+  options.kind = FileKind::kAny;  // a cache's file (format version 2) too
   options.read_only = (mode & kModeReadOnly) != 0;
   options.verify_checksums = (mode & kModeNoVerifyChecksums) == 0;
   options.max_file_size = 64ull << 20;  // address space reserved by every Open: keep it cheap
