@@ -173,6 +173,7 @@ class DB {
   const std::string& path() const;
 
  private:
+  friend class Cache;
   explicit DB(std::unique_ptr<internal::DBImpl> impl);
   std::unique_ptr<internal::DBImpl> impl_;
 };
