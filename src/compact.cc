@@ -18,7 +18,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "mapkv/db.h"
+#include "src/cache_entry.h"
 #include "src/platform/fs.h"
+#include "src/platform/process.h"
 
 namespace mapkv {
 namespace {
@@ -51,6 +53,7 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
   Options alone;
   alone.create_if_missing = false;
   alone.exclusive = true;
+  alone.kind = FileKind::kAny;  // a cache compacts as a database does, less its dead entries
   alone.lock_timeout = options.lock_timeout;
   for (int attempt = 0;; ++attempt) {
     absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(src, alone);
@@ -59,6 +62,7 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
     Options counting;
     counting.create_if_missing = false;
     counting.read_only = true;
+    counting.kind = FileKind::kAny;
     counting.lock_timeout = std::chrono::milliseconds(500);
     absl::StatusOr<std::unique_ptr<DB>> probe = DB::Open(src, counting);
     if (!probe.ok()) {
@@ -96,6 +100,7 @@ absl::Status RemoveLeftovers(const std::string& dst, std::vector<std::string>* r
     Options probe_options;
     probe_options.create_if_missing = false;
     probe_options.exclusive = true;
+    probe_options.kind = FileKind::kAny;
     probe_options.lock_timeout = std::chrono::milliseconds(100);
     probe_options.info_log = [](std::string_view) {};  // a leftover's recovery is no news
     absl::StatusOr<std::unique_ptr<DB>> probe = DB::Open(path, probe_options);
@@ -144,6 +149,7 @@ class Compaction {
   std::unique_ptr<DB> source_;
   std::unique_ptr<DB> target_;
   std::string temp_;
+  bool is_cache_ = false;
   CompactResult result_;
 };
 
@@ -164,6 +170,8 @@ absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo
   options.error_if_exists = true;
   options.exclusive = true;  // RemoveLeftovers() of a concurrent compaction leaves it alone
   options.max_file_size = stats.max_file_size;
+  options.kind = stats.is_cache ? FileKind::kCache : FileKind::kDatabase;
+  is_cache_ = stats.is_cache;
   // An index at most half full, as the engine leaves one after a rehash: it never grows here.
   // Tables have a power of two of slots.
   uint64_t slots = 64;
@@ -194,7 +202,14 @@ absl::Status Compaction::Copy() {
   if (!txn.ok()) return txn.status();
   absl::Status status;
   uint64_t batch = 0;
+  uint64_t dropped = 0;
+  const int64_t now = internal::NowUnixMs();
   absl::Status walk = read->ForEach([&](std::string_view key, std::string_view value) {
+    if (is_cache_ && !internal::KeepWhenCompacting(value, now)) {
+      ++dropped;  // an expired value or a lease: nobody computes while the file is held alone
+      ++progress.keys_done;
+      return true;
+    }
     status = txn->Put(key, value);
     if (!status.ok()) {
       status = Annotate(status, temp_);
@@ -219,16 +234,17 @@ absl::Status Compaction::Copy() {
   if (!status.ok()) return status;
   if (absl::Status s = txn->Commit(); !s.ok()) return s;
   Report(options_, progress);
-  result_.keys = progress.keys_done;
+  result_.keys = progress.keys_done - dropped;
+  result_.dropped = dropped;
   if (progress.keys_done != progress.keys_total) {
     return absl::DataLossError(absl::StrCat(src_, ": the index counts ", progress.keys_total,
                                             " keys, but walking it found ", progress.keys_done,
                                             " (`mapkv check` tells more)"));
   }
   const Stats copied = target_->GetStats();
-  if (copied.keys != progress.keys_total) {
+  if (copied.keys != result_.keys) {
     return absl::InternalError(
-        absl::StrCat(temp_, ": holds ", copied.keys, " keys after copying ", progress.keys_total));
+        absl::StrCat(temp_, ": holds ", copied.keys, " keys after copying ", result_.keys));
   }
   result_.live_bytes = copied.live_bytes;
   return absl::OkStatus();

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "mapkv/cache.h"
 #include "mapkv/compact.h"
 #include "mapkv/db.h"
 #include "src/platform/fs.h"
@@ -289,6 +290,50 @@ TEST_F(ToolTest, NotADatabase) {
   EXPECT_EQ(check.status, 3) << "a file that is not a database is a finding of check";
   EXPECT_TRUE(Contains(check.err, text)) << check.err;
   EXPECT_EQ(ReadFile(text), std::string(8192, 'x')) << "the tool wrote to a foreign file";
+}
+
+// A cache's file (mapkv::Cache): stat shows its statistics, check verifies it, compact drops its
+// expired values; the commands that read or write values refuse it, naming what it is.
+TEST_F(ToolTest, CacheFile) {
+  const std::string cache_path = Path("cache.mapkv");
+  {
+    CacheOptions options;
+    // An hour ago: values with a one-second ttl are expired by the real clock compact uses.
+    const int64_t hour_ago = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count() -
+                             3'600'000;
+    options.now_unix_ms = [hour_ago] { return hour_ago; };
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cache> cache, Cache::Open(cache_path, options));
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_OK(cache->Put(absl::StrCat("k", i), absl::StrCat("v", i),
+                           i < 4 ? std::chrono::seconds(1) : Ttl{0}));
+    }
+    for (int i = 0; i < 10; ++i) EXPECT_OK(cache->Get(absl::StrCat("k", i)));
+    EXPECT_STATUS(cache->Get("missing"), absl::StatusCode::kNotFound);
+  }
+  ToolResult text = Run({"stat", cache_path});
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_TRUE(Contains(text.out, "format version   2 (a cache)")) << text.out;
+  EXPECT_TRUE(Contains(text.out, "10 hits, 1 misses")) << text.out;
+  ToolResult json = Run({"stat", "--json", cache_path});
+  ASSERT_EQ(json.status, 0) << json.err;
+  EXPECT_TRUE(Contains(json.out, "\"kind\":\"cache\"")) << json.out;
+  EXPECT_TRUE(Contains(json.out, "\"cache\":{\"hits\":10,\"misses\":1,")) << json.out;
+  EXPECT_EQ(Run({"check", cache_path}).status, 0);
+
+  ToolResult get = Run({"get", cache_path, "k5"});
+  EXPECT_NE(get.status, 0);
+  EXPECT_TRUE(Contains(get.err, cache_path) && Contains(get.err, "a mapkv cache")) << get.err;
+
+  ToolResult compact = Run({"compact", cache_path});
+  ASSERT_EQ(compact.status, 0) << compact.err;
+  EXPECT_TRUE(Contains(compact.out, " 6 keys") && Contains(compact.out, "dropped 4 cache entries"))
+      << compact.out;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cache> cache, Cache::Open(cache_path));
+  EXPECT_STATUS(cache->Get("k0"), absl::StatusCode::kNotFound);
+  EXPECT_OK_AND_EQ(cache->Get("k9"), "v9");
+  EXPECT_TRUE(cache->GetStats().db.is_cache);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ struct CheckArgs {
 
 int RunCheck(const CheckArgs& args) {
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kRead);
+  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kRead, FileKind::kAny);
   if (!db.ok()) {
     // Damage found while opening is a finding of the check; a missing file is not.
     const bool damaged = absl::IsDataLoss(db.status()) || absl::IsInvalidArgument(db.status());

@@ -41,8 +41,10 @@ int ReportUsageError(std::string_view command, absl::string_view message) {
   return kExitUsage;
 }
 
-absl::StatusOr<std::unique_ptr<DB>> OpenDatabase(const std::string& path, OpenMode mode) {
+absl::StatusOr<std::unique_ptr<DB>> OpenDatabase(const std::string& path, OpenMode mode,
+                                                 FileKind kind) {
   Options options;
+  options.kind = kind;
   options.create_if_missing = mode == OpenMode::kCreate;
   options.read_only = mode == OpenMode::kRead;
   return DB::Open(path, options);

@@ -34,7 +34,9 @@ enum class OpenMode {
   kWrite,   // an existing database
   kCreate,  // created when missing
 };
-absl::StatusOr<std::unique_ptr<DB>> OpenDatabase(const std::string& path, OpenMode mode);
+// `kind`: FileKind::kAny for the commands that work on a cache's file too (stat, check, compact).
+absl::StatusOr<std::unique_ptr<DB>> OpenDatabase(const std::string& path, OpenMode mode,
+                                                 FileKind kind = FileKind::kDatabase);
 
 // A key or value given on the command line: as is, or TSV-escaped (`--escaped`, records.h) for
 // bytes a shell argument cannot hold.

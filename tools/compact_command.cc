@@ -61,6 +61,12 @@ int RunCompact(const CompactArgs& args) {
       Commas(result->size_before).c_str(), Commas(result->size_after).c_str(), saved,
       Commas(result->keys).c_str(), Bytes(result->live_bytes).c_str(), Seconds(seconds).c_str(),
       seconds > 0 ? static_cast<double>(result->live_bytes) / (1 << 20) / seconds : 0.0);
+  if (result->dropped > 0) {
+    std::printf(
+        "dropped %s cache entries: expired values, and leases of computations that never "
+        "finished\n",
+        Commas(result->dropped).c_str());
+  }
   return kExitOk;
 }
 
@@ -97,7 +103,8 @@ Safety:
   - Needs free space for the live data (`live` in `mapkv stat`) plus its index beside DB.
 
 Output: "compacted DB in place: BEFORE -> AFTER (... smaller), N keys, ... of live records, TIME
-(MiB/s of live data)".
+(MiB/s of live data)". A cache's file (mapkv::Cache) loses its expired values and unfinished
+computations' leases, and a second line says how many.
 
 Exit status: 0 compacted, 2 bad usage, 3 refused: DB is open elsewhere, 4 error (no such file,
 NEW exists, disk full, a damaged record: run `mapkv check DB`).

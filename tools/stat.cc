@@ -1,6 +1,7 @@
 // `mapkv stat`: the shape of a database, for people (aligned text) or programs (--json).
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "CLI/CLI.hpp"
@@ -10,6 +11,7 @@
 #include "absl/time/time.h"
 #include "command.h"
 #include "common.h"
+#include "mapkv/cache.h"
 #include "records.h"
 
 namespace mapkv::tools {
@@ -25,9 +27,21 @@ std::string Percent(uint64_t part, uint64_t whole) {
 }
 
 int RunStat(const StatArgs& args) {
-  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kRead);
+  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kRead, FileKind::kAny);
   if (!db.ok()) return ReportError("stat", args.db, db.status(), kExitError);
-  const Stats s = (*db)->GetStats();
+  Stats s = (*db)->GetStats();
+  std::optional<CacheStats> cache;
+  if (s.is_cache) {
+    // A cache's statistics come through a Cache handle.
+    db->reset();
+    CacheOptions options;
+    options.db.create_if_missing = false;
+    options.db.read_only = true;
+    absl::StatusOr<std::unique_ptr<Cache>> opened = Cache::Open(args.db, options);
+    if (!opened.ok()) return ReportError("stat", args.db, opened.status(), kExitError);
+    cache = (*opened)->GetStats();
+    s = cache->db;
+  }
   // This command's own handle is one of them.
   const uint32_t others = s.open_handles > 0 ? s.open_handles - 1 : 0;
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
@@ -39,7 +53,8 @@ int RunStat(const StatArgs& args) {
   std::string out;
   if (args.json) {
     absl::StrAppend(&out, "{\"path\":", JsonString(args.db),
-                    ",\"format_version\":", s.format_version, ",\"keys\":", s.keys,
+                    ",\"format_version\":", s.format_version,
+                    ",\"kind\":", s.is_cache ? "\"cache\"" : "\"database\"", ",\"keys\":", s.keys,
                     ",\"file_size\":", s.file_size, ",\"max_file_size\":", s.max_file_size,
                     ",\"log_bytes\":", s.log_bytes, ",\"live_bytes\":", s.live_bytes,
                     ",\"garbage_bytes\":", s.garbage_bytes);
@@ -58,13 +73,26 @@ int RunStat(const StatArgs& args) {
                     ",\"rebuilt_index\":", s.rebuilt_index ? "true" : "false",
                     ",\"rebuild_records\":", s.rebuild_records,
                     ",\"rebuild_micros\":", s.rebuild_micros,
-                    ",\"recovered_commits\":", s.recovered_commits, "}\n");
+                    ",\"recovered_commits\":", s.recovered_commits);
+    if (cache) {
+      absl::StrAppend(&out, ",\"cache\":{\"hits\":", cache->hits, ",\"misses\":", cache->misses,
+                      ",\"expirations\":", cache->expirations, ",\"computes\":", cache->computes,
+                      ",\"waits\":", cache->waits, ",\"takeovers\":", cache->takeovers, "}");
+    }
+    absl::StrAppend(&out, "}\n");
   } else {
     auto row = [&out](std::string_view name, const std::string& value) {
       absl::StrAppendFormat(&out, "%-16s %s\n", std::string(name), value);
     };
     row("file", args.db);
-    row("format version", absl::StrCat(s.format_version));
+    row("format version", absl::StrCat(s.format_version, s.is_cache ? " (a cache)" : ""));
+    if (cache) {
+      row("cache", absl::StrCat(Commas(cache->hits), " hits, ", Commas(cache->misses), " misses (",
+                                Percent(cache->hits, cache->hits + cache->misses), " hit rate), ",
+                                Commas(cache->expirations), " expired, ", Commas(cache->computes),
+                                " computed, ", Commas(cache->waits), " waited, ",
+                                Commas(cache->takeovers), " taken over"));
+    }
     row("keys", Commas(s.keys));
     row("file size", absl::StrCat(Bytes(s.file_size), " (", Commas(s.file_size),
                                   " bytes), growth limit ", Bytes(s.max_file_size)));

@@ -63,9 +63,10 @@ struct CompactOptions {
 struct CompactResult {
   bool in_place = false;        // the source was replaced (no separate destination)
   uint64_t keys = 0;            // live keys copied
+  uint64_t dropped = 0;         // a cache's expired values and leases, not copied
   uint64_t size_before = 0;     // bytes of the source file
   uint64_t size_after = 0;      // bytes of the new file
-  uint64_t live_bytes = 0;      // bytes of the live records (the same before and after)
+  uint64_t live_bytes = 0;      // bytes of the live records copied
   uint64_t garbage_before = 0;  // Stats::garbage_bytes of the source
   uint64_t micros = 0;          // wall-clock time, from opening the source to the rename
   // Temporary files of earlier, killed compactions to the same destination, removed first.
