@@ -1,10 +1,12 @@
-// The on-disk format of each released version stays readable: data/golden/v1/sample.mapkv was
-// written by this version's engine (regenerate with MAPKV_WRITE_GOLDEN=1 only when the format
+// The on-disk format of each released version stays readable: data/golden/v1/sample.mapkv (a
+// database) and data/golden/v2/cache.mapkv (a cache: values behind their envelope) were written
+// by this version's engine (regenerate with MAPKV_WRITE_GOLDEN=1 only when the format
 // version changes, as a new file beside the old one). The test opens a copy, never the original.
 #include <filesystem>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "mapkv/cache.h"
 #include "mapkv/db.h"
 #include "src/format.h"
 #include "test_util.h"
@@ -63,6 +65,50 @@ TEST(GoldenTest, VersionOneFileReadsBack) {
   }
   EXPECT_OK_AND_EQ(r.Get("batch/a"), "1");
   EXPECT_OK_AND_EQ(r.Get("batch/b"), "2");
+}
+
+const std::string kGoldenCache = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v2/cache.mapkv";
+constexpr int64_t kGoldenNowMs = 1'800'000'000'000;  // the clock the cache was written at
+
+CacheOptions GoldenCacheOptions(int64_t now_ms) {
+  CacheOptions o;
+  o.db.initial_index_slots = 64;
+  o.now_unix_ms = [now_ms] { return now_ms; };
+  return o;
+}
+
+void WriteGoldenCache() {
+  std::filesystem::create_directories(std::filesystem::path(kGoldenCache).parent_path());
+  std::filesystem::remove(kGoldenCache);
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(kGoldenCache, GoldenCacheOptions(kGoldenNowMs)));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_OK(cache->Put(GoldenKey(i), GoldenValue(i), i % 3 == 0 ? Ttl{1000} : Ttl{0}));
+  }
+  ASSERT_OK(cache->Increment("counter", 40));
+  ASSERT_OK(cache->Increment("counter", 2));
+  ASSERT_OK(cache->Checkpoint());
+}
+
+TEST(GoldenTest, VersionTwoCacheReadsBack) {
+  if (test::EnvInt("MAPKV_WRITE_GOLDEN", 0) != 0) WriteGoldenCache();
+  ASSERT_TRUE(std::filesystem::exists(kGoldenCache)) << kGoldenCache;
+  test::TempDir dir;
+  const std::string copy = dir.File("cache.mapkv");
+  std::filesystem::copy_file(kGoldenCache, copy);
+  EXPECT_EQ(static_cast<uint8_t>(test::ReadFile(copy)[8]), internal::kCacheFormatVersion);
+  EXPECT_STATUS(DB::Open(copy), absl::StatusCode::kFailedPrecondition);
+  for (const int64_t later : {0, 999, 1000}) {
+    SCOPED_TRACE(later);
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(copy, GoldenCacheOptions(kGoldenNowMs + later)));
+    for (int i = 0; i < 100; ++i) {
+      if (i % 3 == 0 && later >= 1000) {
+        EXPECT_STATUS(cache->Get(GoldenKey(i)), absl::StatusCode::kNotFound) << i;
+      } else {
+        EXPECT_OK_AND_EQ(cache->Get(GoldenKey(i)), GoldenValue(i)) << i;
+      }
+    }
+    EXPECT_OK_AND_EQ(cache->Get("counter"), "42");
+  }
 }
 
 }  // namespace
