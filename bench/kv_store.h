@@ -81,6 +81,22 @@ class KvStore {
     return absl::UnimplementedError("no batched lookup");
   }
 
+  // Cache-aside, the worker-pool read path: the value of `key` into *value, or, when the key is
+  // missing, compute()'s value, stored and returned, with *computed set. The default is what a
+  // memcached or Redis client does: Get, and on NotFound compute and Put (every process that
+  // misses at once computes). A store with a compute-once primitive overrides it.
+  virtual absl::Status GetOrCompute(std::string_view key,
+                                    absl::FunctionRef<std::string_view()> compute,
+                                    std::string* value, bool* computed) {
+    *computed = false;
+    absl::Status s = Get(key, value);
+    if (!absl::IsNotFound(s)) return s;
+    *computed = true;
+    const std::string_view fresh = compute();
+    value->assign(fresh.data(), fresh.size());
+    return Put(key, fresh);
+  }
+
   // Makes everything written so far durable (the driver calls it before it measures file size).
   virtual absl::Status Sync() = 0;
 

@@ -12,8 +12,9 @@
 //   overwrite     num Puts of existing keys, uniformly random
 //   readrandom    num Gets of existing keys, uniformly random; every one must be found
 //   readmissing   num Gets of absent keys; none may be found
-//   multiget      num Gets of random existing keys in batches of --batch (stores with a batched
-//   get) zipfian       num Gets of existing keys, zipfian (theta 0.99, scrambled), YCSB workload C
+//   multiget      num Gets of random existing keys in batches of --batch (stores with a
+//                 batched get)
+//   zipfian       num Gets of existing keys, zipfian (theta 0.99, scrambled), YCSB workload C
 //   ycsb-a        num operations, half Gets and half Puts of zipfian keys, YCSB workload A
 //   readseq       one full scan
 //   mp-read       for each P in --procs: P processes (forked; each opens its own handle) doing
@@ -25,6 +26,15 @@
 //                 workload of a worker pool
 //   compact       the store's own compaction, then its file size
 //   deleterandom  num Deletes, each existing key once, in random order
+//   mp-cache      (last: it adds a cache file) for each P in --procs: P processes each doing
+//                 GetOrCompute (KvStore::GetOrCompute): 9 in 10 of zipfian keys of a hot set of
+//                 --cache_keys keys that start absent (each round has keys of its own), 1 in 10
+//                 of keys never asked for before, so the hit rate is near 90% at any speed. A
+//                 miss computes the value (busy for --compute_us, then value_size bytes) and
+//                 stores it. mapkv computes each key once across the processes (mapkv::Cache);
+//                 memcached and Redis are used cache-aside, as their clients do (Get, and on a
+//                 miss compute and Set). Reports the hit rate and the computations of all the
+//                 processes
 // A single-process phase stops early after --phase_seconds (the servers need that: a round trip
 // per operation); a capped fillrandom loads the rest untimed, so every store reads the same data.
 //
@@ -103,6 +113,8 @@ struct Config {
   double writer_rate = 0;  // commits per second of the mp-read+writer writer; 0: as fast as it can
   double phase_seconds = 10;
   size_t batch = 32;
+  uint64_t cache_keys = 10'000;  // mp-cache's hot set (at most num / 4)
+  double compute_us = 20;        // mp-cache: the cost of computing a missing value
   std::vector<std::string> stores;
   std::vector<std::string> phases;
   std::string csv;
@@ -147,9 +159,9 @@ std::vector<std::pair<std::string, StoreKind>> AllStores() {
 
 const std::vector<std::string>& AllPhases() {
   static const std::vector<std::string> phases = {
-      "fillrandom", "overwrite", "readrandom",  "readmissing", "multiget",
-      "zipfian",    "ycsb-a",    "readseq",     "mp-read",     "mp-read+writer",
-      "mp-mix",     "compact",   "deleterandom"};
+      "fillrandom", "overwrite", "readrandom",   "readmissing", "multiget",
+      "zipfian",    "ycsb-a",    "readseq",      "mp-read",     "mp-read+writer",
+      "mp-mix",     "compact",   "deleterandom", "mp-cache"};
   return phases;
 }
 
@@ -271,6 +283,7 @@ struct Result {
   double cpu_seconds = 0;
   uint64_t file_bytes = 0;           // after the phase, for fillrandom and compact
   double writer_ops_per_second = 0;  // mp-read+writer: the writer's commits per second
+  uint64_t computes = 0;             // mp-cache: values computed by all the processes
   std::string note;                  // "n/a: ..." or "capped" or an error
 
   double OpsPerSecond() const { return ops / wall_seconds; }
@@ -333,11 +346,12 @@ class Timer {
 
 // ------------------------------------------------------------------------------ multi-process
 
-enum class Role : uint8_t { kReader, kWriter, kMixed };
+enum class Role : uint8_t { kReader, kWriter, kMixed, kCache };
 
 struct ChildReport {
   uint64_t ops = 0;
-  uint64_t misses = 0;  // Gets of existing keys that found nothing: must stay 0
+  uint64_t misses = 0;    // Gets of existing keys that found nothing: must stay 0
+  uint64_t computes = 0;  // mp-cache: values this process computed
   double wall_seconds = 0;
   double cpu_seconds = 0;
   char error[240] = {};
@@ -346,8 +360,18 @@ struct ChildReport {
 // The body of one forked worker: opens its own handle, warms it, waits for the start, runs.
 class Worker {
  public:
-  Worker(const Data& data, const Config& config, KvBackend& backend, Role role, uint64_t seed)
-      : data_(data), config_(config), backend_(backend), role_(role), rng_(seed) {}
+  Worker(const Data& data, const Config& config, KvBackend& backend, Role role, uint64_t seed,
+         uint64_t round)
+      : data_(data),
+        config_(config),
+        backend_(backend),
+        role_(role),
+        rng_(seed),
+        cache_base_(round * CacheKeys()) {
+    if (role_ == Role::kCache) zipf_.emplace(CacheKeys(), 0.99);
+  }
+
+  uint64_t CacheKeys() const { return std::min(config_.cache_keys, data_.num() / 4); }
 
   absl::Status Prepare() {
     absl::StatusOr<std::unique_ptr<KvStore>> store =
@@ -393,6 +417,33 @@ class Worker {
 
  private:
   absl::Status Step(ChildReport& report) {
+    if (role_ == Role::kCache) {
+      // 9 in 10: a zipfian key of the hot set (keys num.., never loaded, each round's its own:
+      // each starts absent, then hits). 1 in 10: a key nobody asked for before (a random 63-bit
+      // number past every other key's), a miss. So the hit rate is near 90% however fast the
+      // store is, and the hot keys show how often processes that miss together compute again.
+      const bool cold = rng_.Below(10) == 0;
+      const Key key = cold ? Key(rng_.Next() | (uint64_t{1} << 63))
+                           : data_.MissingKey(cache_base_ + zipf_->Next(rng_));
+      bool computed = false;
+      ++report.ops;
+      absl::Status s = store_->GetOrCompute(
+          key,
+          [&] {
+            const Clock::time_point until =
+                Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double, std::micro>(config_.compute_us));
+            while (Clock::now() < until) {
+            }
+            return data_.Value(rng_);
+          },
+          &value_, &computed);
+      report.computes += computed ? 1 : 0;
+      if (s.ok() && value_.size() != config_.value_size) {
+        s = absl::InternalError(absl::StrCat("a cached value of ", value_.size(), " bytes"));
+      }
+      return s;
+    }
     const Key key = data_.ExistingKey(rng_.Below(data_.num()));
     const bool put = role_ == Role::kWriter || (role_ == Role::kMixed && rng_.Below(10) == 0);
     ++report.ops;
@@ -412,6 +463,8 @@ class Worker {
   Rng rng_;
   std::unique_ptr<KvStore> store_;
   std::string value_;
+  std::optional<Zipfian> zipf_;
+  const uint64_t cache_base_;
 };
 
 // Forks one worker per role, starts them together, and sums the readers' (or all) reports.
@@ -423,7 +476,7 @@ absl::Status RunProcesses(const Data& data, const Config& config, KvBackend& bac
   absl::StatusOr<std::vector<ChildReport>> reports = RunChildRound<ChildReport>(
       roles.size(), std::chrono::duration<double>(config.seconds),
       [&](size_t i, ChildReport& report, absl::FunctionRef<absl::Status()> wait_for_start) {
-        Worker worker(data, config, backend, roles[i], Mix(kSeed ^ (round << 20) ^ i));
+        Worker worker(data, config, backend, roles[i], Mix(kSeed ^ (round << 20) ^ i), round);
         absl::Status s = worker.Prepare();
         if (s.ok()) s = wait_for_start();
         if (s.ok()) s = worker.Run(report);
@@ -441,6 +494,7 @@ absl::Status RunProcesses(const Data& data, const Config& config, KvBackend& bac
     if (roles[i] == Role::kWriter) result.writer_ops_per_second = r.ops / r.wall_seconds;
     if (roles[i] == Role::kWriter && !count_writers) continue;
     result.ops += r.ops;
+    result.computes += r.computes;
     wall = std::max(wall, r.wall_seconds);
   }
   result.cpu_seconds += server_cpu;
@@ -598,8 +652,9 @@ class StoreRun {
   absl::Status RunMultiProcess(const std::string& phase) {
     const bool with_writer = phase == "mp-read+writer";
     const bool mixed = phase == "mp-mix";
-    const bool allowed =
-        kind_.caps.multi_reader && (!(with_writer || mixed) || kind_.caps.reader_with_writer);
+    const bool cache = phase == "mp-cache";
+    const bool allowed = kind_.caps.multi_reader &&
+                         (!(with_writer || mixed || cache) || kind_.caps.reader_with_writer);
     if (!allowed) {
       NewResult(phase).note =
           kind_.caps.multi_reader ? "n/a: no writer beside readers" : "n/a: one process at a time";
@@ -609,10 +664,16 @@ class StoreRun {
     store_.reset();  // no handle of this process may cross the fork, or hold a file lock
     for (int procs : config_.procs) {
       Result& r = NewResult(phase, procs);
-      std::vector<Role> roles(procs, mixed ? Role::kMixed : Role::kReader);
+      std::vector<Role> roles(procs, mixed ? Role::kMixed : (cache ? Role::kCache : Role::kReader));
       if (with_writer) roles.push_back(Role::kWriter);
-      if (absl::Status s = RunProcesses(data_, config_, *backend_, roles, mixed, r); !s.ok()) {
+      if (absl::Status s = RunProcesses(data_, config_, *backend_, roles, mixed || cache, r);
+          !s.ok()) {
         return s;
+      }
+      if (cache && r.ops > 0) {
+        r.note = absl::StrFormat("hit rate %.1f%%, %d computes, %.0f ops/s per process",
+                                 100.0 * static_cast<double>(r.ops - r.computes) / r.ops,
+                                 r.computes, r.OpsPerSecond() / procs);
       }
       Report(r);
     }
@@ -788,6 +849,11 @@ int Main(int argc, char** argv) {
                  "cap on a single-process phase (slow stores stop early, marked *)")
       ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--batch", config.batch, "keys per MultiGet")->check(CLI::Range(1, 4096));
+  app.add_option("--cache_keys", config.cache_keys,
+                 "hot keys of mp-cache (zipfian; they start absent; at most num / 4)");
+  app.add_option("--compute_us", config.compute_us,
+                 "microseconds of busy work per computed value in mp-cache")
+      ->check(CLI::Range(0.0, 1e6));
   app.add_option("--stores", config.stores, "stores to run, of: " + absl::StrJoin(ids, ","))
       ->delimiter(',')
       ->check(CLI::IsMember(ids));
