@@ -35,7 +35,11 @@ class IndexTable {
     Slot* free_slot = nullptr;
     for (uint64_t n = 0; n <= mask_; ++n, i = (i + 1) & mask_) {
       Slot& s = slots_[i];
-      uint64_t off = s.offset.load(std::memory_order_relaxed);
+      // Acquire, pairing with the release store that publishes a slot: an optimistic reader
+      // (DB::Get, under the seqlock only) that sees a new offset also sees the record the writer
+      // wrote there before. Free on x86; without it that read races the writer in the C++ model
+      // (ThreadSanitizer reported it) even though the seqlock would discard a torn result.
+      uint64_t off = s.offset.load(std::memory_order_acquire);
       if (off == kEmpty) {
         if (free_slot == nullptr) free_slot = &s;
         break;
