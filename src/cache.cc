@@ -279,6 +279,7 @@ class Cache::Impl {
     s.waits = lock.CounterTotal(internal::kCacheWaits);
     s.takeovers = lock.CounterTotal(internal::kCacheTakeovers);
     s.db = db_->GetStats();
+    s.evictions = s.db.evictions;
     return s;
   }
 
@@ -292,6 +293,17 @@ Cache::~Cache() = default;
 
 absl::StatusOr<std::unique_ptr<Cache>> Cache::Open(const std::string& path, CacheOptions options) {
   options.db.kind = FileKind::kCache;
+  if (options.capacity != 0) {
+    if (options.capacity < (1u << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": a cache's capacity must be at least 1 MiB (1048576 bytes); it is ",
+                       options.capacity));
+    }
+    // A new file's capacity; every handle then reserves that much address space (an existing
+    // cache's own capacity is used when larger).
+    options.db.cache_capacity = options.capacity;
+    options.db.max_file_size = options.capacity;
+  }
   MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<DB> db, DB::Open(path, options.db));
   return std::unique_ptr<Cache>(
       new Cache(std::make_unique<Impl>(std::move(db), std::move(options))));

@@ -140,7 +140,11 @@ class Compaction {
   // Closes and removes the temporary file; returns `status`.
   absl::Status Fail(absl::Status status);
   // Each batch costs a commit record: at least 1 MiB of records per batch.
-  uint64_t BatchBytes() const { return std::max<uint64_t>(options_.batch_bytes, 1 << 20); }
+  // A cache with a capacity takes transactions of up to half its ring: a 64th of it here.
+  uint64_t BatchBytes() const {
+    const uint64_t bytes = std::max<uint64_t>(options_.batch_bytes, 1 << 20);
+    return cache_capacity_ == 0 ? bytes : std::min(bytes, cache_capacity_ / 64);
+  }
 
   const std::string src_;
   const std::string dst_;
@@ -150,6 +154,7 @@ class Compaction {
   std::unique_ptr<DB> target_;
   std::string temp_;
   bool is_cache_ = false;
+  uint64_t cache_capacity_ = 0;
   CompactResult result_;
 };
 
@@ -171,13 +176,16 @@ absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo
   options.exclusive = true;  // RemoveLeftovers() of a concurrent compaction leaves it alone
   options.max_file_size = stats.max_file_size;
   options.kind = stats.is_cache ? FileKind::kCache : FileKind::kDatabase;
+  options.cache_capacity = stats.cache_capacity;
   is_cache_ = stats.is_cache;
+  cache_capacity_ = stats.cache_capacity;
   // An index at most half full, as the engine leaves one after a rehash: it never grows here.
   // Tables have a power of two of slots.
   uint64_t slots = 64;
   while (slots < 2 * stats.keys) slots *= 2;
   const uint64_t batches = stats.live_bytes / BatchBytes() + 2;
-  options.initial_index_slots = slots;
+  // A cache with a capacity keeps its index size (its tables never grow).
+  options.initial_index_slots = stats.cache_capacity != 0 ? stats.index_capacity : slots;
   options.initial_file_size =
       std::min(EstimateFileSize(stats, slots, batches), stats.max_file_size);
   options.file_mode = info.mode & 0777;

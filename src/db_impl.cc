@@ -142,7 +142,7 @@ bool DBImpl::NeedsLargerMapping(MappedFile& file, uint64_t size, bool may_raise,
   // the whole reservation.
   const auto* state = reinterpret_cast<const SharedState*>(file.base() + kSharedStateOffset);
   const uint64_t boot = CurrentBootHash();
-  if (may_raise && boot != 0 && state->boot_id.load() == boot && !TailsSane(*state, size)) {
+  if (may_raise && boot != 0 && state->boot_id.load() == boot && !TailsSane(*h, *state, size)) {
     return false;
   }
   *larger = options;
@@ -200,6 +200,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenShared(std::unique_ptr<Mappe
     MAPKV_RETURN_IF_ERROR(db->ValidateHeader(size));
   }
   db->LoadHeaderFields();
+  MAPKV_RETURN_IF_ERROR(db->CheckRingMapped());
   MAPKV_RETURN_IF_ERROR(db->lock_.ClaimSlot(CurrentPid()));
   db->opened_ = true;
   return db;
@@ -224,6 +225,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenDetached(std::unique_ptr<Map
   std::unique_ptr<DBImpl> db(new DBImpl(std::move(file), options));
   MAPKV_RETURN_IF_ERROR(db->ValidateHeader(size));
   db->LoadHeaderFields();
+  MAPKV_RETURN_IF_ERROR(db->CheckRingMapped());
   MAPKV_RETURN_IF_ERROR(db->ValidateState(size));
   // Nobody can write, so the state must be usable as it is: left by a clean close, or exact in
   // this boot's page cache with no commit half applied.
@@ -284,6 +286,20 @@ void DBImpl::LoadHeaderFields() {
   salt_ = header_->salt;
   max_file_size_ =
       std::min(header_->max_file_size, file_->mapped_size()) / kSizeGranule * kSizeGranule;
+  if (header_->format_version == kRingFormatVersion && RingBits(header_->ring_start) != 0 &&
+      max_file_size_ == header_->max_file_size && max_file_size_ > header_->ring_start) {
+    ring_start_ = header_->ring_start;
+    ring_len_ = max_file_size_ - ring_start_;
+    ring_tables_[0] = kHeaderSize;
+    ring_tables_[1] = kHeaderSize + RingTableSize(RingBits(ring_start_));
+  }
+}
+
+absl::Status DBImpl::CheckRingMapped() const {
+  if (header_->format_version != kRingFormatVersion || ring()) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(path(), ": could map only ", max_file_size_,
+                                                   " bytes of its ", header_->max_file_size,
+                                                   "-byte capacity"));
 }
 
 absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
@@ -294,10 +310,10 @@ absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
   if (file_size < sizeof(FileHeader) || std::memcmp(header_->magic, kMagic, sizeof(kMagic)) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(p, ": not a mapkv database (no magic)"));
   }
-  if (header_->format_version > kCacheFormatVersion) {
+  if (header_->format_version > kNewestFormatVersion) {
     return absl::FailedPreconditionError(
         absl::StrCat(p, ": format version ", header_->format_version,
-                     " is newer than this build supports (", kCacheFormatVersion, ")"));
+                     " is newer than this build supports (", kNewestFormatVersion, ")"));
   }
   if (!KnownVersion(header_->format_version) || header_->layout != kLayoutSignature) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -307,7 +323,7 @@ absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
   if (header_->checksum != HeaderChecksum(*header_)) {
     return absl::DataLossError(absl::StrCat(p, ": file header checksum mismatch at offset 0"));
   }
-  const bool is_cache = header_->format_version == kCacheFormatVersion;
+  const bool is_cache = IsCacheVersion(header_->format_version);
   if (options_.kind == FileKind::kDatabase && is_cache) {
     return absl::FailedPreconditionError(
         absl::StrCat(p, ": a mapkv cache, not a database: open it with mapkv::Cache::Open"));
@@ -320,14 +336,33 @@ absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
     return absl::DataLossError(absl::StrCat(
         p, ": truncated to ", file_size, " bytes, shorter than the ", kHeaderSize, "-byte header"));
   }
+  // A ring: two index tables of 64 to 2^kMaxIndexBits slots, then at least 64 KiB of ring.
+  const uint64_t ring_start = header_->ring_start;
+  const bool ring = header_->format_version == kRingFormatVersion;
+  if (ring != (ring_start != 0) ||
+      (ring && (RingBits(ring_start) == 0 || header_->max_file_size < ring_start + kSizeGranule ||
+                header_->max_file_size % kSizeGranule != 0))) {
+    return absl::DataLossError(absl::StrCat(p, ": damaged file header: ring from ", ring_start,
+                                            " to ", header_->max_file_size, " (offset 48)"));
+  }
   return absl::OkStatus();
 }
 
-bool DBImpl::TailsSane(const SharedState& state, uint64_t file_size) {
+bool DBImpl::TailsSane(const FileHeader& header, const SharedState& state, uint64_t file_size) {
   const uint64_t committed = state.committed_tail.load();
   const uint64_t applied = state.applied_tail.load();
-  return committed <= file_size && committed >= kHeaderSize && committed % 8 == 0 &&
-         applied <= committed && applied >= kHeaderSize && applied % 8 == 0;
+  const uint64_t start = header.ring_start;
+  if (header.format_version != kRingFormatVersion || start == 0 || header.max_file_size <= start) {
+    return committed <= file_size && committed >= kHeaderSize && committed % 8 == 0 &&
+           applied <= committed && applied >= kHeaderSize && applied % 8 == 0;
+  }
+  // A ring: start <= head <= applied <= committed, at most one ring apart; the file reaches
+  // the committed tail (in the first lap) or the ring's end (after it).
+  const uint64_t head = state.head.load();
+  const uint64_t len = header.max_file_size - start;
+  return head >= start && head <= applied && applied <= committed && committed - head <= len &&
+         head % 8 == 0 && applied % 8 == 0 && committed % 8 == 0 &&
+         (committed - start < len ? committed <= file_size : file_size >= header.max_file_size);
 }
 
 absl::Status DBImpl::ValidateState(uint64_t file_size) const {
@@ -336,11 +371,23 @@ absl::Status DBImpl::ValidateState(uint64_t file_size) const {
   auto bad = [&](absl::string_view what, uint64_t offset) {
     return absl::DataLossError(absl::StrCat(path(), ": ", what, " (offset ", offset, ")"));
   };
+  if (ring()) {
+    if (!TailsSane(*header_, *state_, file_size)) {
+      return bad("damaged shared state: log tail", kSharedStateOffset);
+    }
+    MAPKV_RETURN_IF_ERROR(Cover(std::min(file_size, ring_start_ + ring_len_)));
+    absl::StatusOr<Record> rec = ReadRecord(base_, index, ring_start_, salt_, true);
+    if ((index != ring_tables_[0] && index != ring_tables_[1]) || !rec.ok() ||
+        rec->type != kIndex || rec->index_bits != RingBits(ring_start_)) {
+      return bad("damaged shared state: no index table at the recorded offset", index);
+    }
+    return absl::OkStatus();
+  }
   if (committed > file_size) {
     return bad(absl::StrCat("file is ", file_size, " bytes, shorter than its committed log"),
                committed);
   }
-  if (!TailsSane(*state_, file_size)) {
+  if (!TailsSane(*header_, *state_, file_size)) {
     return bad("damaged shared state: log tail", kSharedStateOffset);
   }
   MAPKV_RETURN_IF_ERROR(Cover(committed));
@@ -352,28 +399,49 @@ absl::Status DBImpl::ValidateState(uint64_t file_size) const {
 }
 
 absl::Status DBImpl::Initialize() {
-  uint64_t size = std::max(RoundUp(options_.initial_file_size, kGrowAlign), kMinFileSize);
-  size = std::min(size, options_.max_file_size / kSizeGranule * kSizeGranule);
-  MAPKV_RETURN_IF_ERROR(file_->Grow(size));
-  std::memset(base_, 0, kHeaderSize);
-  FileHeader& h = *header_;
-  h.format_version = options_.kind == FileKind::kCache ? kCacheFormatVersion : kFormatVersion;
-  h.layout = kLayoutSignature;
-  h.hash_seed = RandomU64();
-  h.salt = RandomU64();
-  h.max_file_size = options_.max_file_size;
-  h.created_unix_ms = NowUnixMs();
-  LoadHeaderFields();
-  // The empty index, as the first batch.
+  const bool cache = options_.kind == FileKind::kCache;
+  const bool ring = cache && options_.cache_capacity != 0;
+  const uint64_t limit =
+      (ring ? options_.cache_capacity : options_.max_file_size) / kSizeGranule * kSizeGranule;
   uint32_t bits = IndexBitsFor(0, options_.initial_index_slots);
-  uint64_t at = kHeaderSize;
-  uint64_t end = at + IndexRecordSize(at, bits);
+  uint64_t end = kHeaderSize + IndexRecordSize(kHeaderSize, bits);
+  if (ring) {
+    // Two tables with a slot per 256 bytes of capacity (an eighth of it for both): room for
+    // capacity / 512 entries before the oldest go for lack of slots rather than bytes.
+    bits = IndexBitsFor(0, std::max(options_.initial_index_slots, limit / 256));
+    end = kHeaderSize + 2 * RingTableSize(bits);
+    if (limit < kMinFileSize || end > limit / 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path(), ": a cache's capacity must be at least ", kMinFileSize,
+                       " bytes and twice its index (", end, " bytes for ", uint64_t{1} << bits,
+                       " slots); it is ", options_.cache_capacity));
+    }
+  }
+  uint64_t size = std::max(RoundUp(options_.initial_file_size, kGrowAlign), kMinFileSize);
+  if (ring) size = std::max(size, RoundUp(end, kGrowAlign) + kGrowAlign);
+  size = std::min(size, limit);
   if (end > size) {
     return absl::InvalidArgumentError(
         absl::StrCat(path(), ": initial_index_slots do not fit in initial_file_size"));
   }
+  MAPKV_RETURN_IF_ERROR(file_->Grow(size));
+  std::memset(base_, 0, kHeaderSize);
+  FileHeader& h = *header_;
+  h.format_version = ring ? kRingFormatVersion : cache ? kCacheFormatVersion : kFormatVersion;
+  h.layout = kLayoutSignature;
+  h.hash_seed = RandomU64();
+  h.salt = RandomU64();
+  h.max_file_size = ring ? limit : options_.max_file_size;
+  h.ring_start = ring ? end : 0;
+  h.created_unix_ms = NowUnixMs();
+  LoadHeaderFields();
+  if (ring && !this->ring()) return CheckRingMapped();
+  // The empty index, as the first batch (a ring's two tables are outside its log).
+  const uint64_t at = kHeaderSize;
   std::memset(base_ + at, 0, end - at);
   WriteIndexHeader(base_, at, salt_, kLast, 1, bits);
+  if (ring) WriteIndexHeader(base_, ring_tables_[1], salt_, kLast, 1, bits);
+  if (ring) state_->head.store(end);
   state_->index_record.store(at);
   state_->committed_tail.store(end);
   state_->applied_tail.store(end);
@@ -403,7 +471,8 @@ absl::Status DBImpl::FirstOpen() {
     }
   }
   MAPKV_RETURN_IF_ERROR(ValidateHeader(size));
-  if (options_.max_file_size > header_->max_file_size && !options_.read_only) {
+  if (options_.max_file_size > header_->max_file_size && !options_.read_only &&
+      header_->format_version != kRingFormatVersion) {
     header_->max_file_size = options_.max_file_size;
     header_->checksum = HeaderChecksum(*header_);
   }
@@ -425,6 +494,10 @@ absl::Status DBImpl::FirstOpen() {
   } else if (state_->clean.load() == 1 && state.ok()) {
     state_->file_size.store(size);  // a clean close after a checkpoint: the disk has it all
     state_->synced_tail.store(state_->committed_tail.load());
+  } else if (ring()) {
+    state_->file_size.store(size);
+    ResetRing(state.ok() ? std::string("it was not closed cleanly before the machine stopped")
+                         : absl::StrCat("its shared state is damaged (", state.message(), ")"));
   } else {
     state_->file_size.store(size);
     MAPKV_RETURN_IF_ERROR(RebuildIndex(
@@ -516,8 +589,28 @@ Snapshot DBImpl::CommittedSnapshot() const {
   return snap;
 }
 
+absl::StatusOr<Record> DBImpl::ReadAt(uint64_t offset, uint64_t tail, bool verify) const {
+  if (!ring()) return ReadRecord(base_, offset, tail, salt_, verify);
+  // A ring's live log is at most one ring long: below tail - ring length lies another lap.
+  const uint64_t floor = tail - ring_start_ > ring_len_ ? tail - ring_len_ : ring_start_;
+  if (offset % 8 != 0 || offset < floor || offset >= tail || tail < ring_start_) {
+    return absl::DataLossError(absl::StrCat("damaged record at offset ", offset,
+                                            ": offset out of the log [", floor, ", ", tail, ")"));
+  }
+  const uint64_t phys = Phys(offset);
+  const uint64_t lap_room = ring_start_ + ring_len_ - phys;
+  if (lap_room < sizeof(RecordHeader)) {
+    Record pad;
+    pad.offset = offset;
+    pad.size = lap_room;
+    pad.type = kPad;
+    return pad;
+  }
+  return DecodeRecordAt(base_ + phys, offset, std::min(lap_room, tail - offset), salt_, verify);
+}
+
 std::string_view DBImpl::KeyAt(uint64_t offset, uint64_t limit) const {
-  absl::StatusOr<Record> r = ReadRecord(base_, offset, limit, salt_, false);
+  absl::StatusOr<Record> r = ReadAt(offset, limit, false);
   if (!r.ok() || r->type != kPut) return {};
   return r->key;
 }
@@ -526,6 +619,10 @@ uint64_t DBImpl::SizeAt(uint64_t offset) const {
   // Recovery recounts a table whose slots may point anywhere (a damaged file): no size outside
   // the committed log.
   const uint64_t limit = state_->committed_tail.load(std::memory_order_relaxed);
+  if (ring()) {
+    absl::StatusOr<Record> r = ReadAt(offset, limit, false);
+    return r.ok() ? r->size : 0;
+  }
   if (offset < kHeaderSize || offset % 8 != 0 || offset > limit ||
       limit - offset < sizeof(RecordHeader)) {
     return 0;
@@ -539,7 +636,7 @@ uint64_t DBImpl::SizeAt(uint64_t offset) const {
 // offsets: a damaged slot may hold anything.
 void DBImpl::PrefetchRecord(uint64_t offset, uint64_t tail) const {
   if (offset < tail) {
-    const char* record = base_ + offset;
+    const char* record = At(offset);
     __builtin_prefetch(record);
     __builtin_prefetch(record + 64);
     __builtin_prefetch(record + 128);
@@ -554,7 +651,7 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
   Record found;
   Slot* slot = table.Probe(hash, [&](uint64_t offset) {
     PrefetchRecord(offset, snap.tail);
-    absl::StatusOr<Record> r = ReadRecord(base_, offset, snap.tail, salt_, false);
+    absl::StatusOr<Record> r = ReadAt(offset, snap.tail, false);
     if (!r.ok()) {
       damage = r.status();
       return false;
@@ -571,7 +668,8 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
     return absl::DataLossError(
         absl::StrCat(path(), ": index points at a non-put record at offset ", found.offset));
   }
-  if (options_.verify_checksums && RecordChecksum(base_, found.offset, salt_) != found.checksum) {
+  if (options_.verify_checksums &&
+      RecordChecksumAt(At(found.offset), found.offset, salt_) != found.checksum) {
     return absl::DataLossError(absl::StrCat(
         path(), ": checksum mismatch in the record of key '",
         absl::CHexEscape(absl::string_view(key.data(), std::min<size_t>(key.size(), 64))),
@@ -592,8 +690,7 @@ absl::Status DBImpl::ForEach(const Snapshot& snap,
     }
     uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
     if (offset == kEmpty || offset == kTombstone) continue;
-    MAPKV_ASSIGN_OR_RETURN(Record r,
-                           ReadRecord(base_, offset, snap.tail, salt_, options_.verify_checksums));
+    MAPKV_ASSIGN_OR_RETURN(Record r, ReadAt(offset, snap.tail, options_.verify_checksums));
     if (r.type != kPut) {
       return absl::DataLossError(
           absl::StrCat(path(), ": index points at a non-put record at offset ", offset));
@@ -617,10 +714,12 @@ absl::Status DBImpl::ReadConsistent(Read&& read) {
     if (seq & 1) break;  // a publish that long: its writer may be dead; the lock path finds out
     // The file size bounds the offsets instead of the committed tail: that keeps every access
     // inside the file, and the seqlock check rejects anything a commit changed meanwhile.
+    // A ring's offsets are logical: its committed tail bounds them, with the ring's bounds.
     Snapshot snap;
     snap.index_record = state_->index_record.load(std::memory_order_acquire);
     snap.tail = state_->file_size.load(std::memory_order_relaxed);
     MAPKV_RETURN_IF_ERROR(Cover(snap.tail));
+    if (ring()) snap.tail = state_->committed_tail.load(std::memory_order_acquire);
     snap.index_bits = IndexBits(snap.index_record);
     read(snap);
     if (lock_.ReadValid(seq)) return absl::OkStatus();
@@ -703,7 +802,7 @@ absl::StatusOr<std::unique_ptr<WriteState>> DBImpl::BeginWrite() {
   auto w = std::make_unique<WriteState>();
   w->db = this;
   w->seq = state_->commits.load() + 1;
-  w->start = w->tail = state_->committed_tail.load();
+  w->start = w->tail = w->first = state_->committed_tail.load();
   return w;
 }
 
@@ -744,6 +843,104 @@ void DBImpl::PrefaultAhead(uint64_t end, uint64_t file_size) {
   prefaulted_ = std::max(to, end);
 }
 
+absl::StatusOr<char*> DBImpl::Place(WriteState& w, uint64_t size) {
+  if (!ring()) {
+    MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size));
+    return base_ + w.tail;
+  }
+  if (size > ring_len_ / 4) {
+    return absl::InvalidArgumentError(absl::StrCat(path(), ": a record of ", size,
+                                                   " bytes is larger than a quarter of the ",
+                                                   ring_len_, " bytes the cache has for entries"));
+  }
+  const uint64_t lap_room = ring_start_ + ring_len_ - Phys(w.tail);
+  const uint64_t at = size <= lap_room ? w.tail : w.tail + lap_room;  // the next lap's start
+  const uint64_t end = at + size;
+  if (end - w.start > ring_len_ / 2) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(path(), ": a transaction of more than ", ring_len_ / 2,
+                     " bytes, half of what the cache has for entries"));
+  }
+  // The live log [head, end) must fit in one ring. Evict a 64th of it beyond the need at a time:
+  // each eviction takes the exclusive side once, as a commit does.
+  if (end - state_->head.load() > ring_len_) {
+    MAPKV_RETURN_IF_ERROR(Evict(end - ring_len_ + ring_len_ / 64, UINT64_MAX, false));
+  }
+  MAPKV_RETURN_IF_ERROR(EnsureSpace(Phys(at) + size));  // the file grows in the first lap
+  if (at != w.tail) {
+    if (lap_room >= sizeof(RecordHeader)) WritePadAt(At(w.tail), w.tail, salt_, w.seq);
+    if (w.tail == w.first) w.first = at;
+    w.tail = at;
+  }
+  return At(w.tail);
+}
+
+absl::Status DBImpl::FlushLog(uint64_t from, uint64_t to) {
+  if (!ring()) return file_->Flush(from, to - from);
+  if (to - from >= ring_len_) return file_->Flush(ring_start_, ring_len_);
+  const uint64_t phys = Phys(from);
+  const uint64_t first = std::min(to - from, ring_start_ + ring_len_ - phys);
+  MAPKV_RETURN_IF_ERROR(file_->Flush(phys, first));
+  if (first == to - from) return absl::OkStatus();
+  return file_->Flush(ring_start_, to - from - first);
+}
+
+absl::Status DBImpl::Evict(uint64_t until, uint64_t max_keys, bool exclusive_held) {
+  // Walk whole batches from head (no index change yet: the writer lock keeps others out), noting
+  // the slots that point at a record passed: the key's latest value is gone with it.
+  const uint64_t committed = state_->committed_tail.load();
+  const uint64_t record = state_->index_record.load();
+  IndexTable table(base_, record, IndexBits(record));
+  std::vector<Slot*> doomed;
+  uint64_t freed = 0;
+  uint64_t head = state_->head.load();
+  bool in_batch = false;
+  auto more = [&] {
+    const uint64_t count = state_->count.load();
+    return in_batch || head < until || (count > doomed.size() && count - doomed.size() > max_keys);
+  };
+  while (head < committed && more()) {
+    absl::StatusOr<Record> r = ReadAt(head, committed, false);
+    if (!r.ok()) {
+      // The ring is damaged here: nothing past this point can be walked. Evict everything.
+      Log(absl::StrCat(path(), ": ", r.status().message(), "; the cache drops every entry"));
+      doomed.clear();
+      freed = 0;
+      for (uint64_t i = 0; i < table.capacity(); ++i) {
+        const uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
+        if (offset != kEmpty && offset != kTombstone) doomed.push_back(&table.slot(i));
+      }
+      freed = state_->live_bytes.load();
+      head = committed;
+      break;
+    }
+    head += r->size;
+    if (r->type == kPad) continue;
+    in_batch = (r->flags & kLast) == 0;
+    if (r->type != kPut) continue;
+    Slot* slot = table.Probe(HashKey(r->key, hash_seed_),
+                             [&](uint64_t offset) { return offset == r->offset; });
+    if (slot != nullptr) {
+      doomed.push_back(slot);
+      freed += r->size;
+    }
+  }
+  if (state_->clean.load() != 0) {
+    state_->clean.store(0);  // as in Publish: before any index page can reach the disk
+    MAPKV_RETURN_IF_ERROR(file_->Flush(0, kHeaderPageSize));
+  }
+  if (!exclusive_held) MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
+  for (Slot* slot : doomed) slot->offset.store(kTombstone, std::memory_order_release);
+  state_->count.fetch_sub(doomed.size(), std::memory_order_relaxed);
+  state_->live_bytes.fetch_sub(std::min(freed, state_->live_bytes.load()),
+                               std::memory_order_relaxed);
+  state_->evictions.fetch_add(doomed.size(), std::memory_order_relaxed);
+  // Last: a writer that dies before this store evicted keys early, nothing worse.
+  state_->head.store(head, std::memory_order_release);
+  if (!exclusive_held) lock_.UnlockExclusive();
+  return absl::OkStatus();
+}
+
 namespace {
 void RememberWrite(WriteState& w, std::string_view key) {
   if (!w.track_writes) return;
@@ -767,14 +964,14 @@ absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_vie
   // Puts stop short of the limit, so that deletes (and the commit records and index tables that
   // go with them) can still free keys in a full database.
   const uint64_t reserve = std::min<uint64_t>(kDeleteReserve, max_file_size_ / 16);
-  if (w.tail + size + reserve > max_file_size_) {
+  if (!ring() && w.tail + size + reserve > max_file_size_) {
     return absl::ResourceExhaustedError(absl::StrCat(
         path(), ": database full: a put of ", size, " bytes would pass max_file_size (",
         max_file_size_, " bytes) less the ", reserve, " bytes kept for deletes"));
   }
-  MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size));
-  WriteRecord(base_, w.tail, salt_, kPut, 0, w.seq, key, value);
-  w.checksums.push_back(reinterpret_cast<RecordHeader*>(base_ + w.tail)->checksum);
+  MAPKV_ASSIGN_OR_RETURN(char* p, Place(w, size));
+  WriteRecordAt(p, w.tail, salt_, kPut, 0, w.seq, key, value);
+  w.checksums.push_back(reinterpret_cast<RecordHeader*>(p)->checksum);
   RememberWrite(w, key);
   w.last_record = w.tail;
   w.tail += size;
@@ -786,9 +983,9 @@ absl::Status DBImpl::TxnDelete(WriteState& w, std::string_view key) {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
   MAPKV_RETURN_IF_ERROR(CheckKey(key));
   const uint64_t size = RecordSize(key.size(), 0);
-  MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size));
-  WriteRecord(base_, w.tail, salt_, kDelete, 0, w.seq, key, {});
-  w.checksums.push_back(reinterpret_cast<RecordHeader*>(base_ + w.tail)->checksum);
+  MAPKV_ASSIGN_OR_RETURN(char* p, Place(w, size));
+  WriteRecordAt(p, w.tail, salt_, kDelete, 0, w.seq, key, {});
+  w.checksums.push_back(reinterpret_cast<RecordHeader*>(p)->checksum);
   RememberWrite(w, key);
   w.last_record = w.tail;
   w.tail += size;
@@ -800,7 +997,7 @@ absl::StatusOr<std::string_view> DBImpl::TxnGet(const WriteState& w, std::string
   MAPKV_RETURN_IF_ERROR(CheckKey(key));
   auto it = w.writes.find(key);
   if (it != w.writes.end()) {
-    MAPKV_ASSIGN_OR_RETURN(Record r, ReadRecord(base_, it->second, w.tail, salt_, false));
+    MAPKV_ASSIGN_OR_RETURN(Record r, ReadAt(it->second, w.tail, false));
     if (r.type == kDelete) return absl::NotFoundError("key not found");
     return r.value;
   }
@@ -820,7 +1017,36 @@ absl::StatusOr<uint64_t> DBImpl::WriteIndexTable(uint64_t at, uint64_t seq, uint
   return size;
 }
 
-absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndex(WriteState& w, uint64_t new_keys) {
+absl::StatusOr<uint64_t> DBImpl::RehashRing(uint64_t seq, uint64_t new_keys, bool exclusive_held) {
+  const uint64_t old_record = state_->index_record.load();
+  const uint32_t bits = IndexBits(old_record);
+  const uint64_t capacity = uint64_t{1} << bits;
+  if (!IndexOverLimit(state_->used.load() + new_keys, capacity)) return 0;
+  // The table never grows: leave it at most 3/8 full of live keys, the oldest evicted to get there.
+  const uint64_t keep = capacity * 3 / 8;
+  if (new_keys > keep) {
+    return absl::ResourceExhaustedError(absl::StrCat(path(), ": a transaction of ", new_keys,
+                                                     " puts; the cache's index takes ", keep));
+  }
+  if (state_->count.load() + new_keys > keep) {
+    MAPKV_RETURN_IF_ERROR(Evict(0, keep - new_keys, exclusive_held));
+  }
+  const uint64_t at = old_record == ring_tables_[0] ? ring_tables_[1] : ring_tables_[0];
+  std::memset(base_ + at, 0, RingTableSize(bits));
+  WriteIndexHeader(base_, at, salt_, kLast, seq, bits);
+  IndexTable from(base_, old_record, bits);
+  IndexTable to(base_, at, bits);
+  for (uint64_t i = 0; i < from.capacity(); ++i) {
+    const Slot& s = from.slot(i);
+    uint64_t offset = s.offset.load(std::memory_order_relaxed);
+    if (offset != kEmpty && offset != kTombstone) to.InsertFresh(s.hash.load(), offset);
+  }
+  return at;
+}
+
+absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndex(WriteState& w, uint64_t new_keys,
+                                                bool exclusive_held) {
+  if (ring()) return RehashRing(w.seq, new_keys, exclusive_held);
   const uint64_t old_record = state_->index_record.load();
   const uint32_t old_bits = IndexBits(old_record);
   if (!IndexOverLimit(state_->used.load() + new_keys, uint64_t{1} << old_bits)) return 0;
@@ -846,16 +1072,16 @@ absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndex(WriteState& w, uint64_t new_keys
 
 absl::Status DBImpl::Seal(WriteState& w) {
   if (w.checksums.size() == 1) {
-    SetRecordFlags(base_, w.last_record, salt_, kLast);
+    SetRecordFlagsAt(At(w.last_record), w.last_record, salt_, kLast);
     return absl::OkStatus();
   }
   const uint64_t size = RecordSize(0, sizeof(CommitPayload));
-  MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size));
+  MAPKV_ASSIGN_OR_RETURN(char* p, Place(w, size));
   CommitPayload payload;
-  payload.digest = BatchDigest(w.checksums.data(), w.checksums.size(), salt_, w.start);
+  payload.digest = BatchDigest(w.checksums.data(), w.checksums.size(), salt_, w.first);
   payload.records = w.checksums.size();
-  WriteRecord(base_, w.tail, salt_, kCommit, kLast, w.seq, {},
-              std::string_view(reinterpret_cast<const char*>(&payload), sizeof(payload)));
+  WriteRecordAt(p, w.tail, salt_, kCommit, kLast, w.seq, {},
+                std::string_view(reinterpret_cast<const char*>(&payload), sizeof(payload)));
   w.last_record = w.tail;
   w.tail += size;
   return absl::OkStatus();
@@ -892,8 +1118,8 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
   if (options_.durability == Durability::kSync) {
     // From the end of what is known to be on the disk, not from the batch's start: the batch is
     // durable only with everything before it (other handles may commit without syncing).
-    const uint64_t from = std::min(std::max(state_->synced_tail.load(), kHeaderSize), w.start);
-    MAPKV_RETURN_IF_ERROR(file_->Flush(from, w.tail - from));
+    const uint64_t from = std::min(std::max(state_->synced_tail.load(), LogStart()), w.start);
+    MAPKV_RETURN_IF_ERROR(FlushLog(from, w.tail));
   }
   if (state_->clean.load() != 0) {
     // The disk must stop trusting the index before any index page can reach it.
@@ -939,7 +1165,7 @@ absl::Status DBImpl::Commit(WriteState& w) {
   std::vector<BatchWrite> writes;
   writes.reserve(w.writes.size());
   for (const auto& [key, offset] : w.writes) {
-    const auto* h = reinterpret_cast<const RecordHeader*>(base_ + offset);
+    const auto* h = reinterpret_cast<const RecordHeader*>(At(offset));
     writes.push_back({key, HashKey(key, hash_seed_), offset, h->type == kPut});
   }
   MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(w, w.puts));
@@ -960,10 +1186,10 @@ absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* v
   w.track_writes = false;
   w.db = this;
   w.seq = state_->commits.load() + 1;
-  w.start = w.tail = state_->committed_tail.load();
+  w.start = w.tail = w.first = state_->committed_tail.load();
   absl::Status s = value != nullptr ? TxnPut(w, key, *value) : TxnDelete(w, key);
   if (s.ok()) {
-    const BatchWrite write{key, HashKey(key, hash_seed_), w.start, value != nullptr};
+    const BatchWrite write{key, HashKey(key, hash_seed_), w.first, value != nullptr};
     absl::StatusOr<uint64_t> new_index = MaybeGrowIndex(w, w.puts);
     s = new_index.status();
     if (s.ok()) s = Seal(w);
@@ -991,7 +1217,7 @@ const CheckpointRecord* DBImpl::LatestCheckpoint() const {
 
 absl::Status DBImpl::CheckpointLocked() {
   const uint64_t tail = state_->committed_tail.load();
-  MAPKV_RETURN_IF_ERROR(file_->Flush(0, tail));
+  MAPKV_RETURN_IF_ERROR(file_->Flush(0, ring() ? state_->file_size.load() : tail));
   MAPKV_RETURN_IF_ERROR(file_->Sync());
   state_->synced_tail.store(tail);
   const CheckpointRecord* latest = LatestCheckpoint();
@@ -1009,7 +1235,7 @@ absl::Status DBImpl::CheckpointLocked() {
 absl::Status DBImpl::MaybePeriodicCheckpoint() {
   if (options_.durability != Durability::kPeriodic) return absl::OkStatus();
   const CheckpointRecord* latest = LatestCheckpoint();
-  const uint64_t since = latest == nullptr ? kHeaderSize : latest->tail;
+  const uint64_t since = latest == nullptr ? LogStart() : std::max(latest->tail, LogStart());
   const int64_t last_ms = latest == nullptr ? 0 : latest->unix_ms;
   if (state_->committed_tail.load() - since < options_.checkpoint_bytes &&
       NowUnixMs() - last_ms < options_.checkpoint_interval.count()) {
@@ -1036,7 +1262,14 @@ Stats DBImpl::GetStats() {
   s.live_bytes = state_->live_bytes.load();
   s.index_capacity = uint64_t{1} << snap->index_bits;
   s.index_used = state_->used.load();
-  const uint64_t index_bytes = IndexRecordSize(snap->index_record, snap->index_bits);
+  uint64_t index_bytes = IndexRecordSize(snap->index_record, snap->index_bits);
+  if (ring()) {
+    // In use: the header, both tables and the live log.
+    s.log_bytes = ring_start_ + (snap->tail - state_->head.load());
+    index_bytes = ring_start_ - kHeaderSize;
+    s.cache_capacity = header_->max_file_size;
+    s.evictions = state_->evictions.load();
+  }
   const uint64_t accounted = kHeaderSize + s.live_bytes + index_bytes;
   s.garbage_bytes = s.log_bytes > accounted ? s.log_bytes - accounted : 0;
   s.commits = state_->commits.load();
@@ -1052,7 +1285,7 @@ Stats DBImpl::GetStats() {
   }
   s.open_handles = lock_.OpenHandles() + (detached_ ? 1 : 0);
   s.format_version = header_->format_version;
-  s.is_cache = header_->format_version == kCacheFormatVersion;
+  s.is_cache = IsCacheVersion(header_->format_version);
   return s;
 }
 

@@ -58,6 +58,7 @@ struct WriteState {
   DBImpl* db = nullptr;
   uint64_t seq = 0;    // this batch's sequence number
   uint64_t start = 0;  // committed tail at begin: where the batch starts
+  uint64_t first = 0;  // its first record (in a ring, a kPad may come before it)
   uint64_t tail = 0;   // where the next record goes
   uint64_t puts = 0;   // kPut records appended (upper bound on new keys)
   uint64_t last_record = 0;
@@ -164,8 +165,10 @@ class DBImpl {
   void LoadHeaderFields();
   bool CreationInterrupted(uint64_t file_size) const;
   absl::Status ValidateState(uint64_t file_size) const;
+  // A ring file whose whole ring this handle could not map: ResourceExhausted.
+  absl::Status CheckRingMapped() const;
   // The log tails of `state` lie in [kHeaderSize, file_size], 8-aligned, applied <= committed.
-  static bool TailsSane(const SharedState& state, uint64_t file_size);
+  static bool TailsSane(const FileHeader& header, const SharedState& state, uint64_t file_size);
 
   // Recovery (recovery.cc).
   absl::Status Recover();  // finishes a dead writer's commit; caller holds the writer lock
@@ -175,6 +178,7 @@ class DBImpl {
   }
   absl::Status Replay();
   absl::Status RebuildIndex(std::string_view reason);  // logs the reason and the cost
+  void ResetRing(std::string_view reason);             // a ring's RebuildIndex: starts empty
   void RecountStats();
   void InvalidateAfterTail();
 
@@ -187,13 +191,25 @@ class DBImpl {
 
   // The commit path, shared by transactions, single writes and recovery.
   absl::Status EnsureSpace(uint64_t end);
+  // Makes room for a record of `size` bytes at w.tail and returns where to write it. In a ring,
+  // w.tail first moves to the next lap when the record would not fit before the ring's end, and
+  // the oldest entries are evicted when the live log would pass one ring.
+  absl::StatusOr<char*> Place(WriteState& w, uint64_t size);
+  // A ring: moves head past whole batches until it reaches `until` (a log offset) and at most
+  // `max_keys` keys are left, removing the index entries of what it passes. Takes the exclusive
+  // side unless the caller holds it.
+  absl::Status Evict(uint64_t until, uint64_t max_keys, bool exclusive_held);
+  // A ring's MaybeGrowIndex: rehashes into its other table (evicting when most keys are live).
+  absl::StatusOr<uint64_t> RehashRing(uint64_t seq, uint64_t new_keys, bool exclusive_held);
+  absl::Status FlushLog(uint64_t from, uint64_t to);  // the log bytes [from, to) to the disk
   void PrefaultAhead(uint64_t end, uint64_t file_size);
   absl::StatusOr<uint64_t> WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags, uint32_t bits);
   absl::Status Seal(WriteState& w);
   absl::Status Publish(WriteState& w, uint64_t new_index_record, const BatchWrite* writes,
                        size_t n);
   void ApplyWrite(IndexTable& table, const BatchWrite& write);
-  absl::StatusOr<uint64_t> MaybeGrowIndex(WriteState& w, uint64_t new_keys);
+  absl::StatusOr<uint64_t> MaybeGrowIndex(WriteState& w, uint64_t new_keys,
+                                          bool exclusive_held = false);
   absl::Status MaybePeriodicCheckpoint();
   absl::Status CheckpointLocked();
   const CheckpointRecord* LatestCheckpoint() const;
@@ -206,6 +222,19 @@ class DBImpl {
   std::string_view KeyAt(uint64_t offset, uint64_t limit) const;
   uint64_t SizeAt(uint64_t offset) const;
 
+  // Log offsets: a ring's are logical (format.h), a linear log's are file offsets.
+  bool ring() const { return ring_len_ != 0; }
+  uint64_t Phys(uint64_t offset) const {
+    return ring_len_ == 0 ? offset : RingPhys(offset, ring_start_, ring_len_);
+  }
+  char* At(uint64_t offset) const { return base_ + Phys(offset); }
+  // The record at log offset `offset` of the log that ends at `tail` (DataLoss when it lies
+  // outside it or is malformed). In a ring, the rest of a lap too short for a record header reads
+  // as a kPad.
+  absl::StatusOr<Record> ReadAt(uint64_t offset, uint64_t tail, bool verify) const;
+  // Where the live log starts: the oldest record a reader may reach.
+  uint64_t LogStart() const { return ring_len_ == 0 ? kHeaderSize : state_->head.load(); }
+
   std::unique_ptr<MappedFile> file_;
   const Options options_;
   char* const base_;
@@ -216,6 +245,11 @@ class DBImpl {
   uint64_t hash_seed_ = 0;
   uint64_t salt_ = 0;
   uint64_t max_file_size_ = 0;
+  // A ring (format version 3): [ring_start_, ring_start_ + ring_len_) of the file, and its two
+  // index tables. ring_len_ is 0 for a linear log.
+  uint64_t ring_start_ = 0;
+  uint64_t ring_len_ = 0;
+  uint64_t ring_tables_[2] = {0, 0};
   mutable std::atomic<uint64_t> covered_;  // file_->covered(), cached: see Cover()
   uint64_t prefaulted_ = 0;  // the log is populated in this handle's mapping up to here (a hint)
   bool opened_ = false;      // fully open: the slot is claimed and the state valid

@@ -9,11 +9,21 @@
 //   8 KiB    ProcessSlot[kMaxSlots]: one cache line per open handle
 //   64 KiB   the log: records appended in order, 8-byte aligned, up to SharedState::committed_tail
 //
+// A bounded cache (format version 3) has instead, from 64 KiB, two index tables of a fixed size
+// (kIndex records that never move: a rehash fills the other one) and then the ring, from
+// FileHeader::ring_start to FileHeader::max_file_size, its capacity. Log offsets there are
+// logical: they grow forever, and offset L lives at ring_start + (L - ring_start) % ring length
+// (RingPhys). A record never wraps: where one would not fit before the ring's end, a kPad record
+// (or, in under 24 bytes, nothing) fills the rest of that lap. The live log is
+// [SharedState::head, committed_tail), at most one ring long; making room moves `head` on past
+// whole batches, and the index entries pointing below it are removed first (DBImpl::Evict).
+//
 // Log records (RecordHeader + payload):
 //   kPut     key, value                       the value of key from this commit on
 //   kDelete  key                              key is absent from this commit on
 //   kCommit  CommitPayload                    ends a batch of more than one record
 //   kIndex   (padding to 64) Slot[1 << key_len]  an index table; its payload changes in place
+//   kPad     -                                the rest of a ring's lap is unused (version 3)
 // A batch is the records of one transaction. A batch of one record is that record with kLast set;
 // a longer batch ends with a kCommit record (kLast set) whose digest covers the checksums of every
 // record before it, so a batch put together from the remains of two different transactions (a torn
@@ -33,7 +43,12 @@ static_assert(std::endian::native == std::endian::little, "mapkv files are littl
 inline constexpr char kMagic[8] = {'M', 'A', 'P', 'K', 'V', '\0', '\0', '\0'};
 inline constexpr uint32_t kFormatVersion = 1;       // a database (FileKind::kDatabase)
 inline constexpr uint32_t kCacheFormatVersion = 2;  // a cache: values behind an envelope (cache.h)
-constexpr bool KnownVersion(uint32_t v) { return v == kFormatVersion || v == kCacheFormatVersion; }
+inline constexpr uint32_t kRingFormatVersion = 3;   // a cache with a capacity: its log is a ring
+inline constexpr uint32_t kNewestFormatVersion = kRingFormatVersion;
+constexpr bool KnownVersion(uint32_t v) { return v >= kFormatVersion && v <= kNewestFormatVersion; }
+constexpr bool IsCacheVersion(uint32_t v) {
+  return v == kCacheFormatVersion || v == kRingFormatVersion;
+}
 inline constexpr uint64_t kHeaderPageSize = 4096;
 inline constexpr uint64_t kHeaderSize = 64 * 1024;  // the log starts here
 inline constexpr uint64_t kMinFileSize = 1 << 20;
@@ -62,7 +77,7 @@ struct FileHeader {
   uint64_t salt;            // 24: seed of record checksums (random per file)
   uint64_t max_file_size;   // 32: growth limit in bytes
   int64_t created_unix_ms;  // 40
-  uint64_t reserved;        // 48
+  uint64_t ring_start;      // 48: version 3: where the ring starts (its end: max_file_size); else 0
   uint64_t checksum;        // 56: XXH3 of bytes [0, 56)
 };
 static_assert(sizeof(FileHeader) == 64);
@@ -109,7 +124,10 @@ struct SharedState {
   uint32_t rebuilt_index;              // 1116: 1 if the first opener rebuilt the index
   uint64_t rebuild_records;            // 1120
   uint64_t rebuild_micros;             // 1128
-  uint64_t reserved2[2];               // 1136
+  // A ring (version 3): the oldest live log offset, and the entries evicted over the file's life.
+  // Moved by Evict, under the exclusive side, only every few hundredth of the ring.
+  std::atomic<uint64_t> head;       // 1136
+  std::atomic<uint64_t> evictions;  // 1144
 };
 static_assert(sizeof(SharedState) == 128);
 inline constexpr uint64_t kSharedStateOffset = 1024;
@@ -179,7 +197,7 @@ struct RecordHeader {
 };
 static_assert(sizeof(RecordHeader) == 24);
 
-enum RecordType : uint8_t { kPut = 1, kDelete = 2, kCommit = 3, kIndex = 4 };
+enum RecordType : uint8_t { kPut = 1, kDelete = 2, kCommit = 3, kIndex = 4, kPad = 5 };
 inline constexpr uint8_t kLast = 1;  // the record ends its batch
 
 struct CommitPayload {
@@ -222,6 +240,22 @@ constexpr uint64_t IndexSlotsOffset(uint64_t record) {
 constexpr uint64_t IndexRecordSize(uint64_t record, uint32_t bits) {
   return IndexSlotsOffset(record) - record + (uint64_t{16} << bits);
 }
+// A ring's two index tables, of 2^bits slots each, lie at kHeaderSize and kHeaderSize +
+// RingTableSize(bits); the ring starts after them. RingBits: the bits of a ring that starts at
+// `ring_start`, or 0 when no table size fits.
+constexpr uint64_t RingTableSize(uint32_t bits) { return IndexRecordSize(kHeaderSize, bits); }
+constexpr uint32_t RingBits(uint64_t ring_start) {
+  for (uint32_t bits = 6; bits <= kMaxIndexBits; ++bits) {
+    if (ring_start == kHeaderSize + 2 * RingTableSize(bits)) return bits;
+  }
+  return 0;
+}
+
+// Where logical log offset `offset` of a ring lives: [ring_start, ring_start + ring_len).
+constexpr uint64_t RingPhys(uint64_t offset, uint64_t ring_start, uint64_t ring_len) {
+  return offset < ring_start ? offset : ring_start + (offset - ring_start) % ring_len;
+}
+
 // Size of a kPut/kDelete/kCommit record.
 constexpr uint64_t RecordSize(uint64_t key_len, uint64_t value_len) {
   return Align8(sizeof(RecordHeader) + key_len + value_len);

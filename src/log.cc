@@ -8,14 +8,12 @@
 namespace mapkv::internal {
 namespace {
 
-RecordHeader* HeaderAt(char* base, uint64_t offset) {
-  return reinterpret_cast<RecordHeader*>(base + offset);
-}
+RecordHeader* HeaderAt(char* p) { return reinterpret_cast<RecordHeader*>(p); }
 
 // Bytes covered by the checksum, counted from offset + 8.
 uint64_t CoveredBytes(const RecordHeader& h) {
   uint64_t n = sizeof(RecordHeader) - 8;
-  if (h.type != kIndex) n += uint64_t{h.key_len} + h.value_len;
+  if (h.type != kIndex && h.type != kPad) n += uint64_t{h.key_len} + h.value_len;
   return n;
 }
 
@@ -25,55 +23,63 @@ absl::Status Damaged(uint64_t offset, absl::string_view what) {
 
 }  // namespace
 
-uint64_t RecordChecksum(const char* base, uint64_t offset, uint64_t salt) {
-  const auto* h = reinterpret_cast<const RecordHeader*>(base + offset);
-  return Hash64(base + offset + 8, CoveredBytes(*h), salt ^ offset);
+uint64_t RecordChecksumAt(const char* p, uint64_t offset, uint64_t salt) {
+  const auto* h = reinterpret_cast<const RecordHeader*>(p);
+  return Hash64(p + 8, CoveredBytes(*h), salt ^ offset);
 }
 
-uint64_t WriteRecord(char* base, uint64_t offset, uint64_t salt, RecordType type, uint8_t flags,
-                     uint64_t seq, std::string_view key, std::string_view value) {
-  RecordHeader* h = HeaderAt(base, offset);
+uint64_t WriteRecordAt(char* p, uint64_t offset, uint64_t salt, RecordType type, uint8_t flags,
+                       uint64_t seq, std::string_view key, std::string_view value) {
+  RecordHeader* h = HeaderAt(p);
   h->value_len = static_cast<uint32_t>(value.size());
   h->key_len = static_cast<uint16_t>(key.size());
   h->type = type;
   h->flags = flags;
   h->seq = seq;
-  char* p = base + offset + sizeof(RecordHeader);
-  if (!key.empty()) std::memcpy(p, key.data(), key.size());
-  if (!value.empty()) std::memcpy(p + key.size(), value.data(), value.size());
+  char* data = p + sizeof(RecordHeader);
+  if (!key.empty()) std::memcpy(data, key.data(), key.size());
+  if (!value.empty()) std::memcpy(data + key.size(), value.data(), value.size());
   uint64_t size = RecordSize(key.size(), value.size());
   uint64_t used = sizeof(RecordHeader) + key.size() + value.size();
-  std::memset(base + offset + used, 0, size - used);  // no stale bytes in the padding
-  h->checksum = RecordChecksum(base, offset, salt);
+  std::memset(p + used, 0, size - used);  // no stale bytes in the padding
+  h->checksum = RecordChecksumAt(p, offset, salt);
   return size;
 }
 
-void SetRecordFlags(char* base, uint64_t offset, uint64_t salt, uint8_t flags) {
-  RecordHeader* h = HeaderAt(base, offset);
+void WritePadAt(char* p, uint64_t offset, uint64_t salt, uint64_t seq) {
+  RecordHeader* h = HeaderAt(p);
+  h->value_len = 0;
+  h->key_len = 0;
+  h->type = kPad;
+  h->flags = 0;
+  h->seq = seq;
+  h->checksum = RecordChecksumAt(p, offset, salt);
+}
+
+void SetRecordFlagsAt(char* p, uint64_t offset, uint64_t salt, uint8_t flags) {
+  RecordHeader* h = HeaderAt(p);
   h->flags = flags;
-  h->checksum = RecordChecksum(base, offset, salt);
+  h->checksum = RecordChecksumAt(p, offset, salt);
 }
 
 uint64_t WriteIndexHeader(char* base, uint64_t offset, uint64_t salt, uint8_t flags, uint64_t seq,
                           uint32_t bits) {
-  RecordHeader* h = HeaderAt(base, offset);
+  char* p = base + offset;
+  RecordHeader* h = HeaderAt(p);
   h->value_len = 0;
   h->key_len = static_cast<uint16_t>(bits);
   h->type = kIndex;
   h->flags = flags;
   h->seq = seq;
-  h->checksum = RecordChecksum(base, offset, salt);
+  h->checksum = RecordChecksumAt(p, offset, salt);
   return IndexRecordSize(offset, bits);
 }
 
-absl::StatusOr<Record> ReadRecord(const char* base, uint64_t offset, uint64_t limit, uint64_t salt,
-                                  bool verify) {
-  if (offset % 8 != 0 || offset < kHeaderSize || offset > limit ||
-      limit - offset < sizeof(RecordHeader)) {
-    return Damaged(offset, absl::StrCat("offset out of the log [", kHeaderSize, ", ", limit, ")"));
-  }
+absl::StatusOr<Record> DecodeRecordAt(const char* p, uint64_t offset, uint64_t room, uint64_t salt,
+                                      bool verify) {
+  if (room < sizeof(RecordHeader)) return Damaged(offset, "runs past the end of the log");
   RecordHeader h;
-  std::memcpy(&h, base + offset, sizeof(h));
+  std::memcpy(&h, p, sizeof(h));
   Record r;
   r.offset = offset;
   r.type = h.type;
@@ -93,23 +99,39 @@ absl::StatusOr<Record> ReadRecord(const char* base, uint64_t offset, uint64_t li
       r.index_bits = h.key_len;
       r.size = IndexRecordSize(offset, h.key_len);
       break;
+    case kPad:
+      if (h.key_len != 0 || h.value_len != 0) return Damaged(offset, "bad lengths for its type");
+      r.size = room;
+      break;
     default:
       return Damaged(offset, absl::StrCat("unknown type ", h.type));
   }
-  if (r.size > limit - offset) return Damaged(offset, "runs past the end of the log");
+  if (r.size > room) return Damaged(offset, "runs past the end of the log");
   if ((h.type == kDelete && h.value_len != 0) ||
       (h.type == kCommit && (h.key_len != 0 || h.value_len != sizeof(CommitPayload))) ||
       ((h.type == kPut || h.type == kDelete) && h.key_len == 0)) {
     return Damaged(offset, "bad lengths for its type");
   }
-  if (verify && RecordChecksum(base, offset, salt) != h.checksum) {
+  if (verify && RecordChecksumAt(p, offset, salt) != h.checksum) {
     return Damaged(offset, "checksum mismatch");
   }
-  if (h.type != kIndex) {
-    const char* p = base + offset + sizeof(RecordHeader);
-    r.key = std::string_view(p, h.key_len);
-    r.value = std::string_view(p + h.key_len, h.value_len);
+  if (h.type != kIndex && h.type != kPad) {
+    const char* data = p + sizeof(RecordHeader);
+    r.key = std::string_view(data, h.key_len);
+    r.value = std::string_view(data + h.key_len, h.value_len);
   }
+  return r;
+}
+
+absl::StatusOr<Record> ReadRecord(const char* base, uint64_t offset, uint64_t limit, uint64_t salt,
+                                  bool verify) {
+  if (offset % 8 != 0 || offset < kHeaderSize || offset > limit ||
+      limit - offset < sizeof(RecordHeader)) {
+    return Damaged(offset, absl::StrCat("offset out of the log [", kHeaderSize, ", ", limit, ")"));
+  }
+  absl::StatusOr<Record> r = DecodeRecordAt(base + offset, offset, limit - offset, salt, verify);
+  // A kPad belongs in a ring only.
+  if (r.ok() && r->type == kPad) return Damaged(offset, "unknown type 5");
   return r;
 }
 

@@ -22,23 +22,47 @@ struct Record {
   std::string_view value;
 };
 
-// The checksum of the record at `offset` whose header fields are already written.
-uint64_t RecordChecksum(const char* base, uint64_t offset, uint64_t salt);
+// The *At functions take the record's address `p` in the mapping and its log offset `offset`,
+// which seeds its checksum: in a ring (format.h) p is not base + offset. The others are for a
+// linear log, with the record at base + offset.
 
-// Writes a kPut, kDelete or kCommit record at `offset` (space checked by the caller) and returns
-// its size. Its checksum is in the header.
-uint64_t WriteRecord(char* base, uint64_t offset, uint64_t salt, RecordType type, uint8_t flags,
-                     uint64_t seq, std::string_view key, std::string_view value);
+// The checksum of the record whose header fields are already written.
+uint64_t RecordChecksumAt(const char* p, uint64_t offset, uint64_t salt);
+inline uint64_t RecordChecksum(const char* base, uint64_t offset, uint64_t salt) {
+  return RecordChecksumAt(base + offset, offset, salt);
+}
+
+// Writes a kPut, kDelete or kCommit record (space checked by the caller) and returns its size.
+// Its checksum is in the header.
+uint64_t WriteRecordAt(char* p, uint64_t offset, uint64_t salt, RecordType type, uint8_t flags,
+                       uint64_t seq, std::string_view key, std::string_view value);
+inline uint64_t WriteRecord(char* base, uint64_t offset, uint64_t salt, RecordType type,
+                            uint8_t flags, uint64_t seq, std::string_view key,
+                            std::string_view value) {
+  return WriteRecordAt(base + offset, offset, salt, type, flags, seq, key, value);
+}
+
+// Writes a kPad record header: the rest of a ring's lap from `offset` is unused.
+void WritePadAt(char* p, uint64_t offset, uint64_t salt, uint64_t seq);
 
 // Rewrites the flags of a written record and its checksum.
-void SetRecordFlags(char* base, uint64_t offset, uint64_t salt, uint8_t flags);
+void SetRecordFlagsAt(char* p, uint64_t offset, uint64_t salt, uint8_t flags);
+inline void SetRecordFlags(char* base, uint64_t offset, uint64_t salt, uint8_t flags) {
+  SetRecordFlagsAt(base + offset, offset, salt, flags);
+}
 
-// Writes the header of a kIndex record with 2^bits slots at `offset` (the caller fills the slots).
+// Writes the header of a kIndex record with 2^bits slots at `offset` (the caller fills the
+// slots). Index tables are never in a ring.
 uint64_t WriteIndexHeader(char* base, uint64_t offset, uint64_t salt, uint8_t flags, uint64_t seq,
                           uint32_t bits);
 
-// Decodes the record at `offset`, which with all its payload must lie below `limit`. With `verify`
-// the checksum is checked. DataLoss naming the offset for anything malformed.
+// Decodes the record at `p`, which with all its payload must fit in the `room` bytes from there (a
+// kPad takes them all). With `verify` the checksum is checked. DataLoss naming the offset for
+// anything malformed.
+absl::StatusOr<Record> DecodeRecordAt(const char* p, uint64_t offset, uint64_t room, uint64_t salt,
+                                      bool verify);
+
+// DecodeRecordAt for a linear log: the record at base + offset, in the log [kHeaderSize, limit).
 absl::StatusOr<Record> ReadRecord(const char* base, uint64_t offset, uint64_t limit, uint64_t salt,
                                   bool verify);
 

@@ -22,18 +22,23 @@ struct ScanResult {
 
 // Walks the log from `from` to `limit` batch by batch, validating every record and every batch
 // (format.h), and calls apply(record) for the kPut and kDelete records of each complete batch, in
-// log order. Stops at the first record or batch that does not validate.
-template <class Apply>
-ScanResult ScanBatches(const char* base, uint64_t from, uint64_t limit, uint64_t salt,
-                       uint64_t prev_seq, Apply&& apply) {
+// log order. Stops at the first record or batch that does not validate. read(offset) decodes and
+// verifies a record (DBImpl::ReadAt); a ring's kPad records are stepped over.
+template <class Read, class Apply>
+ScanResult ScanBatches(Read&& read, uint64_t from, uint64_t limit, uint64_t salt, uint64_t prev_seq,
+                       Apply&& apply) {
   ScanResult result{from, prev_seq, 0, 0};
   std::vector<uint64_t> checksums;
   std::vector<Record> writes;
   uint64_t batch_start = from;
   uint64_t batch_seq = 0;
   for (uint64_t off = from; off < limit;) {
-    absl::StatusOr<Record> r = ReadRecord(base, off, limit, salt, true);
+    absl::StatusOr<Record> r = read(off);
     if (!r.ok()) break;
+    if (r->type == kPad) {
+      off += r->size;
+      continue;
+    }
     if (checksums.empty()) {
       batch_start = off;
       batch_seq = r->seq;
@@ -79,8 +84,9 @@ void DBImpl::InvalidateAfterTail() {
   // died or failed before publishing). Break its first checksum so that a rebuild after a power
   // cut never takes it for a commit; a kSync writer may have flushed the batch already, so the
   // broken checksum goes to the disk too.
-  const uint64_t tail = state_->committed_tail.load();
-  if (tail + sizeof(uint64_t) <= state_->file_size.load()) {
+  const uint64_t tail = Phys(state_->committed_tail.load());
+  const uint64_t end = ring() ? ring_start_ + ring_len_ : UINT64_MAX;
+  if (tail + sizeof(uint64_t) <= std::min(state_->file_size.load(), end)) {
     std::memset(base_ + tail, 0, sizeof(uint64_t));
     if (options_.durability == Durability::kSync) (void)file_->Flush(tail, sizeof(uint64_t));
   }
@@ -106,6 +112,8 @@ void DBImpl::RecountStats() {
 absl::Status DBImpl::Recover() {
   MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
   absl::Status s = Replay();
+  // A ring's writer may have died evicting, between its index changes and their counts.
+  if (s.ok() && ring()) RecountStats();
   lock_.UnlockExclusive();
   return s;
 }
@@ -118,10 +126,12 @@ absl::Status DBImpl::Replay() {
     // is idempotent, so apply the whole batch again over whatever part of it was done.
     std::vector<Record> writes;
     uint64_t puts = 0;
-    ScanResult scan = ScanBatches(base_, applied, committed, salt_, 0, [&](const Record& r) {
-      writes.push_back(r);
-      puts += r.type == kPut;
-    });
+    ScanResult scan = ScanBatches([&](uint64_t off) { return ReadAt(off, committed, true); },
+                                  applied, committed, salt_, 0,
+                                  [&](const Record& r) {
+                                    writes.push_back(r);
+                                    puts += r.type == kPut;
+                                  });
     // Anything past the last complete batch cannot have been acknowledged: drop it.
     state_->committed_tail.store(scan.end);
     if (scan.last_seq > state_->commits.load()) state_->commits.store(scan.last_seq);
@@ -131,8 +141,10 @@ absl::Status DBImpl::Replay() {
     // Size any new table by the table itself: the counters of a writer that died mid-publish, or
     // of a damaged file, may be anything.
     RecountStats();
-    MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(grow, puts));
-    if (new_index != 0) {
+    MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(grow, puts, true));
+    if (new_index != 0 && ring()) {
+      state_->index_record.store(new_index);  // a ring's tables are outside its log
+    } else if (new_index != 0) {
       SetRecordFlags(base_, new_index, salt_, kLast);  // a batch of its own
       state_->committed_tail.store(grow.tail);
       state_->index_record.store(new_index);
@@ -155,13 +167,16 @@ absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   const uint64_t started = MonotonicMicros();
   const uint64_t limit = state_->file_size.load();
   absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> live;
-  ScanResult scan = ScanBatches(base_, kHeaderSize, limit, salt_, 0, [&](const Record& r) {
-    if (r.type == kPut) {
-      live[r.key] = r.offset;
-    } else {
-      live.erase(r.key);
-    }
-  });
+  ScanResult scan =
+      ScanBatches([&](uint64_t off) { return ReadRecord(base_, off, limit, salt_, true); },
+                  kHeaderSize, limit, salt_, 0,
+                  [&](const Record& r) {
+                    if (r.type == kPut) {
+                      live[r.key] = r.offset;
+                    } else {
+                      live.erase(r.key);
+                    }
+                  });
   if (scan.batches == 0) {
     // Creation writes and flushes the first batch (the empty index) before the magic: a file
     // without it is damaged at the start, and rebuilding over it would destroy what is there.
@@ -202,6 +217,34 @@ absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   return absl::OkStatus();
 }
 
+void DBImpl::ResetRing(std::string_view reason) {
+  // Records are not kept across an unclean machine stop: a cache starts empty. Its log goes on
+  // from the next lap, so that nothing it held validates where a record is expected.
+  const uint64_t committed = state_->committed_tail.load();
+  const uint64_t lap = TailsSane(*header_, *state_, state_->file_size.load())
+                           ? (committed - ring_start_) / ring_len_ + 1
+                           : 0;
+  const uint64_t start = ring_start_ + lap * ring_len_;
+  const uint32_t bits = RingBits(ring_start_);
+  std::memset(base_ + kHeaderSize, 0, ring_start_ - kHeaderSize);
+  for (uint64_t table : ring_tables_) WriteIndexHeader(base_, table, salt_, kLast, 1, bits);
+  const uint64_t dropped = state_->count.load();
+  state_->index_record.store(ring_tables_[0]);
+  state_->head.store(start);
+  state_->committed_tail.store(start);
+  state_->applied_tail.store(start);
+  state_->synced_tail.store(0);
+  state_->commits.store(std::max<uint64_t>(state_->commits.load(), 1));
+  RecountStats();
+  state_->clean.store(0);
+  state_->rebuilt_index = 1;
+  state_->rebuild_records = 0;
+  state_->rebuild_micros = 0;
+  InvalidateAfterTail();
+  Log(absl::StrCat(path(), ": ", absl::string_view(reason.data(), reason.size()),
+                   "; a cache starts empty then (it held about ", dropped, " entries)"));
+}
+
 absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
   MAPKV_ASSIGN_OR_RETURN(Snapshot snap, LockShared());
   std::vector<VerifyProblem> problems;
@@ -224,7 +267,9 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
   }
   // The log, batch by batch, replayed into a model of what the index must hold.
   absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> model;
-  ScanResult scan = ScanBatches(base_, kHeaderSize, snap.tail, salt_, 0, [&](const Record& r) {
+  // A ring's live log starts at head, at a batch boundary.
+  auto read = [&](uint64_t off) { return ReadAt(off, snap.tail, true); };
+  ScanResult scan = ScanBatches(read, LogStart(), snap.tail, salt_, 0, [&](const Record& r) {
     if (r.type == kPut) {
       model[r.key] = r.offset;
     } else {
@@ -232,7 +277,7 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
     }
   });
   if (scan.end != snap.tail) {
-    absl::StatusOr<Record> r = ReadRecord(base_, scan.end, snap.tail, salt_, true);
+    absl::StatusOr<Record> r = read(scan.end);
     problem(scan.end, "log",
             r.ok() ? std::string("incomplete or inconsistent batch")
                    : std::string(r.status().message()));
@@ -255,7 +300,7 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
     ++used;
     if (offset == kTombstone) continue;
     ++live;
-    absl::StatusOr<Record> r = ReadRecord(base_, offset, snap.tail, salt_, true);
+    absl::StatusOr<Record> r = read(offset);
     if (!r.ok() || r->type != kPut) {
       problem(slot_at, "index",
               absl::StrCat("slot points at ", offset, ", not a valid put: ",

@@ -387,7 +387,7 @@ TEST(CacheTest, KindsRefuseEachOther) {
     ASSERT_OK(cache->Put("k", "v"));
     const Stats s = cache->GetStats().db;
     EXPECT_TRUE(s.is_cache);
-    EXPECT_EQ(s.format_version, 2u);
+    EXPECT_EQ(s.format_version, 3u);  // a ring: the default capacity
     EXPECT_EQ(cache->path(), cache_path);
   }
   {
@@ -979,7 +979,7 @@ TEST(CacheTest, CompactDropsExpiredValuesAndLeases) {
   ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, SmallOptions(seconds(60))));
   const Stats s = cache->GetStats().db;
   EXPECT_TRUE(s.is_cache);
-  EXPECT_EQ(s.format_version, 2u);
+  EXPECT_EQ(s.format_version, 3u);  // a ring: the default capacity
   EXPECT_EQ(s.keys, 70u);
   for (int i = 0; i < 100; ++i) {
     if (i < 30) {

@@ -167,7 +167,7 @@ std::vector<DamageCase> DamageCases() {
   {
     std::string in = SeedNamed("puts.same_boot").input;
     in[CompactInputOffset(offsetof(FileHeader, format_version))] =
-        internal::kCacheFormatVersion + 1;
+        internal::kNewestFormatVersion + 1;
     cases.push_back({"a newer format version", in, StatusCode::kFailedPrecondition, "newer"});
   }
   {

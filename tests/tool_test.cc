@@ -314,7 +314,7 @@ TEST_F(ToolTest, CacheFile) {
   }
   ToolResult text = Run({"stat", cache_path});
   ASSERT_EQ(text.status, 0) << text.err;
-  EXPECT_TRUE(Contains(text.out, "format version   2 (a cache)")) << text.out;
+  EXPECT_TRUE(Contains(text.out, "format version   3 (a cache)")) << text.out;
   EXPECT_TRUE(Contains(text.out, "10 hits, 1 misses")) << text.out;
   ToolResult json = Run({"stat", "--json", cache_path});
   ASSERT_EQ(json.status, 0) << json.err;

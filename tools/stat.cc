@@ -77,7 +77,8 @@ int RunStat(const StatArgs& args) {
     if (cache) {
       absl::StrAppend(&out, ",\"cache\":{\"hits\":", cache->hits, ",\"misses\":", cache->misses,
                       ",\"expirations\":", cache->expirations, ",\"computes\":", cache->computes,
-                      ",\"waits\":", cache->waits, ",\"takeovers\":", cache->takeovers, "}");
+                      ",\"waits\":", cache->waits, ",\"takeovers\":", cache->takeovers,
+                      ",\"evictions\":", cache->evictions, ",\"capacity\":", s.cache_capacity, "}");
     }
     absl::StrAppend(&out, "}\n");
   } else {
@@ -87,23 +88,30 @@ int RunStat(const StatArgs& args) {
     row("file", args.db);
     row("format version", absl::StrCat(s.format_version, s.is_cache ? " (a cache)" : ""));
     if (cache) {
-      row("cache", absl::StrCat(Commas(cache->hits), " hits, ", Commas(cache->misses), " misses (",
-                                Percent(cache->hits, cache->hits + cache->misses), " hit rate), ",
-                                Commas(cache->expirations), " expired, ", Commas(cache->computes),
-                                " computed, ", Commas(cache->waits), " waited, ",
-                                Commas(cache->takeovers), " taken over"));
+      row("cache",
+          absl::StrCat(Commas(cache->hits), " hits, ", Commas(cache->misses), " misses (",
+                       Percent(cache->hits, cache->hits + cache->misses), " hit rate), ",
+                       Commas(cache->expirations), " expired, ", Commas(cache->computes),
+                       " computed, ", Commas(cache->waits), " waited, ", Commas(cache->takeovers),
+                       " taken over, ", Commas(cache->evictions), " evicted"));
     }
     row("keys", Commas(s.keys));
-    row("file size", absl::StrCat(Bytes(s.file_size), " (", Commas(s.file_size),
-                                  " bytes), growth limit ", Bytes(s.max_file_size)));
+    row("file size", absl::StrCat(Bytes(s.file_size), " (", Commas(s.file_size), " bytes), ",
+                                  s.cache_capacity != 0
+                                      ? absl::StrCat("capacity ", Bytes(s.cache_capacity),
+                                                     " (a ring: the oldest entries make room)")
+                                      : absl::StrCat("growth limit ", Bytes(s.max_file_size))));
     row("log", absl::StrCat(Bytes(s.log_bytes), " in use (header, records, index)"));
     row("live", absl::StrCat(Bytes(s.live_bytes), " (", Percent(s.live_bytes, s.log_bytes),
                              " of the log): the current records"));
     row("garbage", absl::StrCat(Bytes(s.garbage_bytes), " (", Percent(s.garbage_bytes, s.log_bytes),
                                 " of the log): overwritten and deleted records, old index tables",
-                                s.garbage_bytes > 0 ? "; `mapkv compact` reclaims it" : ""));
-    row("index", absl::StrFormat("%s slots, %s used, load %.2f (grows past 0.75)",
-                                 Commas(s.index_capacity), Commas(s.index_used), s.index_load));
+                                s.garbage_bytes == 0    ? ""
+                                : s.cache_capacity != 0 ? "; the ring reuses it as it turns"
+                                                        : "; `mapkv compact` reclaims it"));
+    row("index", absl::StrFormat("%s slots, %s used, load %.2f (%s past 0.75)",
+                                 Commas(s.index_capacity), Commas(s.index_used), s.index_load,
+                                 s.cache_capacity != 0 ? "rehashes" : "grows"));
     if (s.last_checkpoint_unix_ms == 0) {
       row("checkpoint", "never");
     } else {

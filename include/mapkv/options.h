@@ -37,6 +37,11 @@ struct Options {
   // Cache::Open sets kCache.
   FileKind kind = FileKind::kDatabase;
 
+  // A new cache's capacity in bytes (FileKind::kCache; Cache::Open sets it from
+  // CacheOptions::capacity): the file never grows past it, and its log is a ring whose oldest
+  // entries are evicted to make room. 0: a cache file that grows as a database does.
+  uint64_t cache_capacity = 0;
+
   // Fail with AlreadyExists when the file exists.
   bool error_if_exists = false;
 

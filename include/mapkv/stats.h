@@ -22,7 +22,9 @@ struct Stats {
   int64_t last_checkpoint_unix_ms = 0;  // 0 if never
   uint32_t open_handles = 0;            // handles (in all processes) that have the file open now
   uint32_t format_version = 0;
-  bool is_cache = false;  // a Cache's file (FileKind::kCache)
+  bool is_cache = false;        // a Cache's file (FileKind::kCache)
+  uint64_t cache_capacity = 0;  // a cache's capacity (0: none; the file grows as a database does)
+  uint64_t evictions = 0;       // entries a cache evicted for space, over the life of the file
 
   // What the first opener of this session of the file had to do.
   bool rebuilt_index = false;      // unclean machine stop: index rebuilt from the log

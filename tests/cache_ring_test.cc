@@ -1,0 +1,406 @@
+// A cache with a capacity (CacheOptions::capacity): its log is a ring, its file never grows past
+// the capacity, and the oldest entries are evicted to make room (format.h, DBImpl::Evict).
+//
+// - a long random workload of mixed value sizes in a 1 MiB cache: the file stays within the
+//   capacity, every Get returns the key's latest value or NotFound (never an older one, never an
+//   error), Verify passes all along, and the log goes round many times;
+// - small entries fill the index before the bytes: the oldest go for lack of slots;
+// - an entry larger than a quarter of the ring and a capacity under 1 MiB are refused;
+// - four processes writing and reading one small ring at once: no Get ever returns a value that
+//   is torn or belongs to another key, while the space under optimistic readers is reused;
+// - writers SIGKILLed at random moments (mid-eviction included): the ring verifies and serves;
+// - an unclean machine stop starts the cache empty; a clean close after a checkpoint keeps it;
+// - compaction keeps the capacity; kSync commits flush across the ring's end.
+//
+// Knobs: MAPKV_RING_OPS (operations of the random workload, 60000), MAPKV_RING_SECONDS (length of
+// the multi-process run, 2), MAPKV_RING_KILLS (writers killed, 20).
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "mapkv/cache.h"
+#include "mapkv/compact.h"
+#include "mapkv/db.h"
+#include "src/format.h"
+#include "test_util.h"
+
+namespace mapkv {
+namespace {
+
+using ::absl::StatusCode;
+using ::mapkv::test::EnvInt;
+using ::mapkv::test::KillChild;
+using ::mapkv::test::StartChild;
+using ::mapkv::test::TempDir;
+using ::mapkv::test::WaitChild;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+CacheOptions RingOptions(uint64_t capacity = kMiB) {
+  CacheOptions options;
+  options.capacity = capacity;
+  options.db.initial_index_slots = 64;
+  options.db.lock_timeout = seconds(10);
+  return options;
+}
+
+std::string Key(uint64_t k) { return absl::StrCat("key/", k); }
+
+// A value that names its key and version, filled with bytes derived from both, `size` bytes long
+// (at least the name): a torn value or another key's fails CheckValue.
+std::string MakeValue(const std::string& key, uint64_t version, size_t size) {
+  std::string v = absl::StrCat(key, "#", version, "#");
+  uint64_t x = version * 0x9E3779B97F4A7C15ull + key.size();
+  while (v.size() < size) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    v.push_back(static_cast<char>('a' + x % 26));
+  }
+  return v;
+}
+
+// The version `value` was made with for `key`, or an error saying what is wrong with it.
+absl::StatusOr<uint64_t> CheckValue(const std::string& key, const std::string& value) {
+  const std::string prefix = absl::StrCat(key, "#");
+  const size_t end = value.find('#', prefix.size());
+  uint64_t version = 0;
+  if (!absl::StartsWith(value, prefix) || end == std::string::npos ||
+      !absl::SimpleAtoi(value.substr(prefix.size(), end - prefix.size()), &version) ||
+      MakeValue(key, version, value.size()) != value) {
+    return absl::DataLossError(
+        absl::StrCat("key ", key, ": a foreign or torn value of ", value.size(), " bytes: \"",
+                     value.substr(0, std::min<size_t>(value.size(), 40)), "\""));
+  }
+  return version;
+}
+
+// Value sizes: mostly small, some large (up to 24 KiB), as a cache of rendered fragments has.
+size_t RandomSize(std::mt19937_64& rng) {
+  const uint64_t r = rng() % 100;
+  if (r < 60) return 16 + rng() % 200;
+  if (r < 90) return 256 + rng() % 2048;
+  return 4096 + rng() % (20 * 1024);
+}
+
+uint64_t FileSize(const std::string& path) { return std::filesystem::file_size(path); }
+
+TEST(CacheRingTest, CapacityBoundsTheFileAndEveryGetIsLatestOrNotFound) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+  const int64_t ops = EnvInt("MAPKV_RING_OPS", 60000);
+  constexpr uint64_t kKeys = 500;
+  std::map<uint64_t, uint64_t> latest;  // key -> version; absent: deleted or never put
+  std::mt19937_64 rng(42);
+  uint64_t version = 0, found = 0, not_found = 0, written = 0;
+  for (int64_t op = 0; op < ops; ++op) {
+    const uint64_t k = rng() % kKeys;
+    const std::string key = Key(k);
+    const uint64_t r = rng() % 100;
+    if (r < 55) {
+      const std::string value = MakeValue(key, ++version, RandomSize(rng));
+      ASSERT_OK(cache->Put(key, value)) << "op " << op;
+      latest[k] = version;
+      written += value.size();
+    } else if (r < 60) {
+      ASSERT_OK(cache->Delete(key));
+      latest.erase(k);
+    } else {
+      absl::StatusOr<std::string> got = cache->Get(key);
+      if (absl::IsNotFound(got.status())) {
+        ++not_found;
+        continue;
+      }
+      ASSERT_OK(got) << "op " << op << " key " << key;
+      ASSERT_OK_AND_ASSIGN(uint64_t v, CheckValue(key, *got));
+      auto it = latest.find(k);
+      ASSERT_TRUE(it != latest.end()) << key << ": deleted, but Get returned version " << v;
+      ASSERT_EQ(v, it->second) << key << ": an older value came back";
+      ++found;
+    }
+    if (op % 5000 == 4999) {
+      ASSERT_LE(FileSize(path), kMiB) << "op " << op;
+      ASSERT_LE(cache->GetStats().db.keys, kKeys) << "op " << op;
+    }
+  }
+  const CacheStats s = cache->GetStats();
+  EXPECT_EQ(s.db.cache_capacity, kMiB);
+  EXPECT_EQ(s.db.file_size, kMiB);
+  EXPECT_LE(s.db.log_bytes, kMiB);
+  EXPECT_GT(s.evictions, 0u);
+  // The workload wrote many rings' worth; both outcomes of a Get were seen.
+  EXPECT_GT(written, 10 * kMiB) << "raise MAPKV_RING_OPS";
+  EXPECT_GT(found, 0u);
+  EXPECT_GT(not_found, 0u);
+  // Whatever is left verifies: every index entry a valid put of the live log, counters right.
+  cache.reset();
+  Options any;
+  any.kind = FileKind::kAny;
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
+  std::vector<VerifyProblem> problems;
+  EXPECT_OK(db->Verify(&problems));
+}
+
+// Verify after every few hundred operations, through a second handle of the same process.
+TEST(CacheRingTest, VerifiesThroughoutWhileTheRingTurns) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+  Options any;
+  any.kind = FileKind::kAny;
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 40; ++round) {
+    for (int i = 0; i < 300; ++i) {
+      const std::string key = Key(rng() % 2000);
+      if (rng() % 10 == 0) {
+        ASSERT_OK(cache->Delete(key));
+      } else {
+        ASSERT_OK(cache->Put(key, MakeValue(key, round, RandomSize(rng))));
+      }
+    }
+    std::vector<VerifyProblem> problems;
+    ASSERT_OK(db->Verify(&problems)) << "round " << round;
+  }
+  EXPECT_GT(cache->GetStats().evictions, 0u);
+}
+
+TEST(CacheRingTest, SmallEntriesAreEvictedForLackOfSlots) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+  const uint64_t slots = cache->GetStats().db.index_capacity;
+  ASSERT_EQ(slots, kMiB / 256);  // a slot per 256 bytes of capacity
+  constexpr int kPuts = 20000;   // 20000 x 48 bytes: under the ring's bytes, over its slots
+  for (int i = 0; i < kPuts; ++i) {
+    ASSERT_OK(cache->Put(Key(i), "12345678")) << i;
+    if (i % 1000 == 999) {
+      const Stats s = cache->GetStats().db;
+      ASSERT_LE(s.index_used * 4, s.index_capacity * 3) << i;
+      ASSERT_EQ(s.index_capacity, slots) << "the index of a cache never grows";
+    }
+  }
+  const CacheStats s = cache->GetStats();
+  EXPECT_GE(s.evictions, kPuts - slots * 3 / 4);
+  EXPECT_EQ(s.db.keys + s.evictions, static_cast<uint64_t>(kPuts));
+  // The newest stay: eviction takes the oldest first.
+  for (int i = kPuts - 500; i < kPuts; ++i) EXPECT_OK_AND_EQ(cache->Get(Key(i)), "12345678") << i;
+  EXPECT_STATUS(cache->Get(Key(0)), StatusCode::kNotFound);
+}
+
+TEST(CacheRingTest, OversizedEntriesAndCapacitiesAreRefused) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+  const absl::Status big = cache->Put("big", std::string(300 * 1024, 'x'));
+  EXPECT_EQ(big.code(), StatusCode::kInvalidArgument) << big;
+  EXPECT_TRUE(absl::StrContains(big.message(), path)) << big;
+  EXPECT_TRUE(absl::StrContains(big.message(), "larger than a quarter")) << big;
+  EXPECT_OK(cache->Put("fits", std::string(100 * 1024, 'y')));
+  EXPECT_OK_AND_EQ(cache->Get("fits"), std::string(100 * 1024, 'y'));
+  cache.reset();
+
+  absl::StatusOr<std::unique_ptr<Cache>> tiny = Cache::Open(dir.File("tiny"), RingOptions(4096));
+  EXPECT_EQ(tiny.status().code(), StatusCode::kInvalidArgument) << tiny.status();
+  EXPECT_TRUE(absl::StrContains(tiny.status().message(), "at least 1 MiB")) << tiny.status();
+  EXPECT_FALSE(std::filesystem::exists(dir.File("tiny")));
+
+  // An index too large for the capacity.
+  CacheOptions huge_index = RingOptions();
+  huge_index.db.initial_index_slots = 1 << 20;
+  absl::StatusOr<std::unique_ptr<Cache>> bad = Cache::Open(dir.File("index"), huge_index);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status();
+
+  // No capacity: the file grows as a database's does (format version 2), nothing is evicted.
+  ASSERT_OK_AND_ASSIGN(auto growing, Cache::Open(dir.File("growing"), RingOptions(0)));
+  for (int i = 0; i < 100; ++i) ASSERT_OK(growing->Put(Key(i), std::string(20000, 'z')));
+  const CacheStats s = growing->GetStats();
+  EXPECT_EQ(s.db.format_version, internal::kCacheFormatVersion);
+  EXPECT_EQ(s.db.cache_capacity, 0u);
+  EXPECT_GT(s.db.file_size, kMiB);
+  EXPECT_EQ(s.evictions, 0u);
+  EXPECT_EQ(s.db.keys, 100u);
+}
+
+// Process `proc` of ProcessesShareOneSmallRing: for `ms` milliseconds, puts (40%), gets (50%) and
+// GetOrComputes (10%) random keys of the shared key space, checking that every value it gets is
+// whole and its key's. Arguments: path, proc, ms.
+MAPKV_CHILD(RingWorkerChild) {
+  const std::string& path = args.at(0);
+  const int proc = args.Int<int>(1);
+  const int64_t ms = args.Int(2);
+  auto opened = Cache::Open(path, RingOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<Cache> cache = std::move(*opened);
+  std::mt19937_64 rng(1000 + proc);
+  const auto deadline = std::chrono::steady_clock::now() + milliseconds(ms);
+  uint64_t checked = 0, version = static_cast<uint64_t>(proc) << 40;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (int i = 0; i < 100; ++i) {
+      const std::string key = Key(rng() % 300);
+      const uint64_t r = rng() % 100;
+      if (r < 40) {
+        CHILD_CHECK_OK(cache->Put(key, MakeValue(key, ++version, RandomSize(rng))), key);
+        continue;
+      }
+      absl::StatusOr<std::string> got =
+          r < 90 ? cache->Get(key)
+                 : cache->GetOrCompute(key, Ttl{0}, [&]() -> absl::StatusOr<std::string> {
+                     return MakeValue(key, ++version, RandomSize(rng));
+                   });
+      if (absl::IsNotFound(got.status())) continue;
+      CHILD_CHECK_OK(got, key);
+      CHILD_CHECK_OK(CheckValue(key, *got).status());
+      ++checked;
+    }
+  }
+  CHILD_CHECK(checked > 0, "no value was checked");
+  return 0;
+}
+
+TEST(CacheRingTest, ProcessesShareOneSmallRingAndNeverSeeATornValue) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  { ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions())); }
+  const int64_t ms = EnvInt("MAPKV_RING_SECONDS", 2) * 1000;
+  std::vector<int> pids;
+  for (int p = 0; p < 4; ++p) pids.push_back(StartChild("RingWorkerChild", {path, p, ms}));
+  for (int pid : pids) EXPECT_EQ(WaitChild(pid, seconds(60 + ms / 1000)), 0);
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+  const CacheStats s = cache->GetStats();
+  EXPECT_GT(s.evictions, 0u) << "the ring never turned: raise MAPKV_RING_SECONDS";
+  EXPECT_EQ(s.db.file_size, kMiB);
+  Options any;
+  any.kind = FileKind::kAny;
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
+  EXPECT_OK(db->Verify());
+}
+
+// Puts random entries into the ring until killed. Arguments: path, seed.
+MAPKV_CHILD(RingWriterChild) {
+  auto opened = Cache::Open(args.at(0), RingOptions());
+  CHILD_CHECK_OK(opened);
+  std::unique_ptr<Cache> cache = std::move(*opened);
+  std::mt19937_64 rng(args.Int(1));
+  for (uint64_t version = 1;; ++version) {
+    const std::string key = Key(rng() % 400);
+    CHILD_CHECK_OK(cache->Put(key, MakeValue(key, version, RandomSize(rng))), key);
+  }
+}
+
+TEST(CacheRingTest, WritersKilledAtRandomMomentsLeaveARingThatVerifies) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  const int kills = static_cast<int>(EnvInt("MAPKV_RING_KILLS", 20));
+  std::mt19937_64 rng(99);
+  Options any;
+  any.kind = FileKind::kAny;
+  for (int i = 0; i < kills; ++i) {
+    const int pid = StartChild("RingWriterChild", {path, i});
+    std::this_thread::sleep_for(milliseconds(20 + rng() % 60));
+    KillChild(pid);
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+    ASSERT_OK(cache->Put("after", absl::StrCat(i)));  // recovers the dead writer's leftovers
+    for (int k = 0; k < 400; ++k) {
+      absl::StatusOr<std::string> got = cache->Get(Key(k));
+      if (absl::IsNotFound(got.status())) continue;
+      ASSERT_OK(got);
+      ASSERT_OK(CheckValue(Key(k), *got).status());
+    }
+    cache.reset();
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
+    ASSERT_OK(db->Verify()) << "after kill " << i;
+  }
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+  EXPECT_GT(cache->GetStats().evictions, 0u);
+  EXPECT_LE(FileSize(path), kMiB);
+}
+
+// As if the machine had rebooted since the file was last used (SharedState::boot_id).
+void SimulateReboot(const std::string& path) {
+  test::WriteFileU64(path, internal::kSharedStateOffset + 80, 0x1234);
+}
+
+TEST(CacheRingTest, AnUncleanStopStartsTheCacheEmptyAndACleanCloseKeepsIt) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  std::vector<std::string> log;
+  CacheOptions options = RingOptions();
+  options.db.info_log = [&log](std::string_view line) { log.emplace_back(line); };
+  {
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, options));
+    for (int i = 0; i < 3000; ++i) ASSERT_OK(cache->Put(Key(i), MakeValue(Key(i), 1, 300)));
+  }  // no checkpoint: not clean
+  SimulateReboot(path);
+  {
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, options));
+    const CacheStats s = cache->GetStats();
+    EXPECT_EQ(s.db.keys, 0u);
+    EXPECT_TRUE(s.db.rebuilt_index);
+    EXPECT_STATUS(cache->Get(Key(2999)), StatusCode::kNotFound);
+    ASSERT_EQ(log.size(), 1u);
+    EXPECT_TRUE(absl::StrContains(log[0], "a cache starts empty")) << log[0];
+    EXPECT_TRUE(absl::StrContains(log[0], path)) << log[0];
+    // It works on: the ring turns again.
+    for (int i = 0; i < 3000; ++i) ASSERT_OK(cache->Put(Key(i), MakeValue(Key(i), 2, 300)));
+    EXPECT_OK_AND_EQ(cache->Get(Key(2999)), MakeValue(Key(2999), 2, 300));
+    ASSERT_OK(cache->Checkpoint());
+  }  // a checkpoint, then the last close: clean
+  SimulateReboot(path);
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, options));
+  EXPECT_FALSE(cache->GetStats().db.rebuilt_index);
+  EXPECT_OK_AND_EQ(cache->Get(Key(2999)), MakeValue(Key(2999), 2, 300));
+  EXPECT_EQ(log.size(), 1u);
+  Options any;
+  any.kind = FileKind::kAny;
+  cache.reset();
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
+  EXPECT_OK(db->Verify());
+}
+
+TEST(CacheRingTest, CompactionKeepsTheCapacityAndTheEntries) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  const uint64_t capacity = 2 * kMiB;
+  {
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions(capacity)));
+    for (int i = 0; i < 5000; ++i) ASSERT_OK(cache->Put(Key(i % 700), MakeValue(Key(i), i, 900)));
+  }
+  ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(path, ""));
+  EXPECT_TRUE(result.in_place);
+  EXPECT_GT(result.keys, 0u);
+  EXPECT_LE(result.size_after, capacity);
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions(kMiB)));  // its own capacity wins
+  const CacheStats s = cache->GetStats();
+  EXPECT_EQ(s.db.cache_capacity, capacity);
+  EXPECT_EQ(s.db.keys, result.keys);
+  EXPECT_OK_AND_EQ(cache->Get(Key(4999 % 700)), MakeValue(Key(4999), 4999, 900));
+}
+
+TEST(CacheRingTest, SyncCommitsFlushAcrossTheEndOfTheRing) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  CacheOptions options = RingOptions();
+  options.db.durability = Durability::kSync;
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, options));
+  for (int i = 0; i < 300; ++i) ASSERT_OK(cache->Put(Key(i), MakeValue(Key(i), i, 4000)));
+  EXPECT_GT(cache->GetStats().evictions, 0u);
+  EXPECT_OK_AND_EQ(cache->Get(Key(299)), MakeValue(Key(299), 299, 4000));
+}
+
+}  // namespace
+}  // namespace mapkv
