@@ -669,7 +669,7 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
         absl::StrCat(path(), ": index points at a non-put record at offset ", found.offset));
   }
   if (options_.verify_checksums &&
-      RecordChecksumAt(At(found.offset), found.offset, salt_) != found.checksum) {
+      RecordChecksumOf(At(found.offset), found, salt_) != found.checksum) {
     return absl::DataLossError(absl::StrCat(
         path(), ": checksum mismatch in the record of key '",
         absl::CHexEscape(absl::string_view(key.data(), std::min<size_t>(key.size(), 64))),

@@ -32,6 +32,10 @@ inline uint64_t RecordChecksum(const char* base, uint64_t offset, uint64_t salt)
   return RecordChecksumAt(base + offset, offset, salt);
 }
 
+// The checksum of a decoded record (DecodeRecordAt), from the lengths it was decoded with: a
+// reader racing a writer that reuses the space (a ring) must never re-read them from the mapping.
+uint64_t RecordChecksumOf(const char* p, const Record& r, uint64_t salt);
+
 // Writes a kPut, kDelete or kCommit record (space checked by the caller) and returns its size.
 // Its checksum is in the header.
 uint64_t WriteRecordAt(char* p, uint64_t offset, uint64_t salt, RecordType type, uint8_t flags,
