@@ -1,7 +1,9 @@
 // The on-disk format of each released version stays readable: data/golden/v1/sample.mapkv (a
-// database) and data/golden/v2/cache.mapkv (a cache: values behind their envelope) were written
-// by this version's engine (regenerate with MAPKV_WRITE_GOLDEN=1 only when the format
-// version changes, as a new file beside the old one). The test opens a copy, never the original.
+// database), data/golden/v2/cache.mapkv (a cache: values behind their envelope) and
+// data/golden/v3/ring.mapkv (a cache with a 1 MiB capacity whose ring went round three times, so
+// it holds kPad records and logical offsets past its size) were written by that version's engine
+// (regenerate with MAPKV_WRITE_GOLDEN=1 only when the format version changes, as a new file beside
+// the old one). The test opens a copy, never the original.
 #include <filesystem>
 #include <string>
 
@@ -73,6 +75,7 @@ constexpr int64_t kGoldenNowMs = 1'800'000'000'000;  // the clock the cache was 
 CacheOptions GoldenCacheOptions(int64_t now_ms) {
   CacheOptions o;
   o.db.initial_index_slots = 64;
+  o.capacity = 0;  // version 2: no capacity
   o.now_unix_ms = [now_ms] { return now_ms; };
   return o;
 }
@@ -109,6 +112,65 @@ TEST(GoldenTest, VersionTwoCacheReadsBack) {
     }
     EXPECT_OK_AND_EQ(cache->Get("counter"), "42");
   }
+}
+
+const std::string kGoldenRing = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v3/ring.mapkv";
+constexpr int kRingPuts = 3000;  // about 3.4 MiB of entries through a 1 MiB ring
+
+CacheOptions GoldenRingOptions() {
+  CacheOptions o = GoldenCacheOptions(kGoldenNowMs);
+  o.capacity = 1 << 20;
+  return o;
+}
+
+// Entry i of the ring's workload: sizes from 30 bytes to 2.2 KiB.
+std::string RingValue(int i) { return GoldenValue(i) + std::string(i % 7 * 300, 'r'); }
+
+void WriteGoldenRing() {
+  std::filesystem::create_directories(std::filesystem::path(kGoldenRing).parent_path());
+  std::filesystem::remove(kGoldenRing);
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(kGoldenRing, GoldenRingOptions()));
+  for (int i = 0; i < kRingPuts; ++i) ASSERT_OK(cache->Put(GoldenKey(i), RingValue(i)));
+  ASSERT_OK(cache->Increment("counter", 42));
+  ASSERT_OK(cache->Checkpoint());
+}
+
+TEST(GoldenTest, VersionThreeRingReadsBack) {
+  if (test::EnvInt("MAPKV_WRITE_GOLDEN", 0) != 0) WriteGoldenRing();
+  ASSERT_TRUE(std::filesystem::exists(kGoldenRing)) << kGoldenRing;
+  test::TempDir dir;
+  const std::string copy = dir.File("ring.mapkv");
+  std::filesystem::copy_file(kGoldenRing, copy);
+  EXPECT_EQ(static_cast<uint8_t>(test::ReadFile(copy)[8]), internal::kRingFormatVersion);
+  EXPECT_EQ(std::filesystem::file_size(copy), 1u << 20);
+  {
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(copy, GoldenRingOptions()));
+    const CacheStats s = cache->GetStats();
+    EXPECT_EQ(s.db.cache_capacity, 1u << 20);
+    EXPECT_GT(s.evictions, 2000u);
+    EXPECT_GT(s.db.keys, 100u);
+    EXPECT_EQ(s.db.keys + s.evictions, kRingPuts + 1u);
+    // The newest entries are there; every entry there is whole.
+    EXPECT_OK_AND_EQ(cache->Get("counter"), "42");
+    for (int i = kRingPuts - 50; i < kRingPuts; ++i) {
+      EXPECT_OK_AND_EQ(cache->Get(GoldenKey(i)), RingValue(i)) << i;
+    }
+    int found = 0;
+    for (int i = 0; i < kRingPuts; ++i) {
+      absl::StatusOr<std::string> v = cache->Get(GoldenKey(i));
+      if (absl::IsNotFound(v.status())) continue;
+      EXPECT_OK_AND_EQ(v, RingValue(i)) << i;
+      ++found;
+    }
+    EXPECT_EQ(found + 1u, s.db.keys);
+    // It goes on turning from where it was.
+    for (int i = 0; i < 1000; ++i) ASSERT_OK(cache->Put(GoldenKey(i), "again"));
+    EXPECT_OK_AND_EQ(cache->Get(GoldenKey(999)), "again");
+  }
+  Options any;
+  any.kind = FileKind::kAny;
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(copy, any));
+  EXPECT_OK(db->Verify());
 }
 
 }  // namespace
