@@ -35,6 +35,7 @@
 #include "mapkv/compact.h"
 #include "mapkv/db.h"
 #include "src/format.h"
+#include "src/hash.h"
 #include "test_util.h"
 
 namespace mapkv {
@@ -97,6 +98,11 @@ size_t RandomSize(std::mt19937_64& rng) {
 }
 
 uint64_t FileSize(const std::string& path) { return std::filesystem::file_size(path); }
+
+// As if the machine had rebooted since the file was last used (SharedState::boot_id).
+void SimulateReboot(const std::string& path) {
+  test::WriteFileU64(path, internal::kSharedStateOffset + 80, 0x1234);
+}
 
 TEST(CacheRingTest, CapacityBoundsTheFileAndEveryGetIsLatestOrNotFound) {
   TempDir dir;
@@ -330,11 +336,6 @@ TEST(CacheRingTest, WritersKilledAtRandomMomentsLeaveARingThatVerifies) {
   EXPECT_LE(FileSize(path), kMiB);
 }
 
-// As if the machine had rebooted since the file was last used (SharedState::boot_id).
-void SimulateReboot(const std::string& path) {
-  test::WriteFileU64(path, internal::kSharedStateOffset + 80, 0x1234);
-}
-
 TEST(CacheRingTest, AnUncleanStopStartsTheCacheEmptyAndACleanCloseKeepsIt) {
   TempDir dir;
   const std::string path = dir.File("ring.mapkv");
@@ -370,6 +371,47 @@ TEST(CacheRingTest, AnUncleanStopStartsTheCacheEmptyAndACleanCloseKeepsIt) {
   cache.reset();
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
   EXPECT_OK(db->Verify());
+}
+
+// Damage to what a ring's bounds come from. The header's ring start is under its checksum: any
+// change is refused naming offset 48 once the checksum is made to match. A shared state whose head
+// lies past its tail is refused on the same boot and makes a cache start empty after a reboot.
+TEST(CacheRingTest, DamagedRingBoundsAreRefusedOrReset) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  {
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+    for (int i = 0; i < 2000; ++i) ASSERT_OK(cache->Put(Key(i), MakeValue(Key(i), i, 700)));
+  }
+  constexpr uint64_t kRingStart = 48, kHeaderChecksum = 56;
+  constexpr uint64_t kHead = internal::kSharedStateOffset + 112;
+  const std::string pristine = test::ReadFile(path);
+  auto restore = [&] { ASSERT_TRUE(test::WriteFile(path, pristine)); };
+  auto reseal = [&] {  // the header checksum over its first 56 bytes (format.h)
+    const std::string h = test::ReadFile(path).substr(0, 56);
+    test::WriteFileU64(path, kHeaderChecksum, internal::Hash64(h.data(), h.size(), 0));
+  };
+
+  test::WriteFileU64(path, kRingStart, test::ReadFileU64(path, kRingStart) + 64);
+  reseal();
+  absl::StatusOr<std::unique_ptr<Cache>> opened = Cache::Open(path, RingOptions());
+  EXPECT_EQ(opened.status().code(), StatusCode::kDataLoss) << opened.status();
+  EXPECT_TRUE(absl::StrContains(opened.status().message(), "offset 48")) << opened.status();
+  restore();
+
+  const uint64_t committed = test::ReadFileU64(path, internal::kSharedStateOffset);
+  test::WriteFileU64(path, kHead, committed + 8);
+  opened = Cache::Open(path, RingOptions());
+  EXPECT_EQ(opened.status().code(), StatusCode::kDataLoss) << opened.status();
+  EXPECT_TRUE(absl::StrContains(opened.status().message(), "log tail")) << opened.status();
+
+  SimulateReboot(path);
+  CacheOptions quiet = RingOptions();
+  quiet.db.info_log = [](std::string_view) {};
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, quiet));
+  EXPECT_EQ(cache->GetStats().db.keys, 0u);
+  ASSERT_OK(cache->Put("fresh", "start"));
+  EXPECT_OK_AND_EQ(cache->Get("fresh"), "start");
 }
 
 TEST(CacheRingTest, CompactionKeepsTheCapacityAndTheEntries) {
