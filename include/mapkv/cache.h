@@ -12,9 +12,9 @@
 // - counters: Increment(key, delta), atomic across processes;
 // - statistics across every process: hits, misses, expirations, computes, waits.
 //
-// Not yet: a capacity with eviction. The file grows as a database does (Options::max_file_size is
-// its limit, and past it a Put fails with ResourceExhausted); `mapkv compact` reclaims what
-// expired values and overwrites leave behind.
+// - a capacity: the file never grows past CacheOptions::capacity bytes. Its log is a ring: when
+//   an append would pass the capacity, the oldest entries are evicted to make room, so a Put never
+//   fails for lack of space.
 //
 // Thread safety: as DB. A Cache handle may be used from many threads at once.
 #ifndef MAPKV_CACHE_H_
@@ -39,6 +39,14 @@ struct CacheOptions {
   // The file's options. `kind` is set to FileKind::kCache by Cache::Open.
   Options db;
 
+  // The most bytes the file ever takes, fixed when the cache is created (rounded down to a
+  // multiple of 64 KiB; at least 1 MiB). About a sixteenth of it holds the index, the rest the
+  // entries. When an entry would not fit, the oldest entries are evicted (CacheStats::evictions);
+  // so are the oldest when the index is full of small entries. An entry larger than a quarter of
+  // the capacity is refused with InvalidArgument. 0: no capacity, the file grows as a database
+  // does, up to db.max_file_size, and nothing is evicted.
+  uint64_t capacity = 64ull << 20;
+
   // The clock expiry is measured by, in milliseconds since the Unix epoch. Every process that
   // shares a cache must use the same clock; tests inject one. Unset: the system clock.
   std::function<int64_t()> now_unix_ms;
@@ -57,7 +65,7 @@ struct CacheStats {
   uint64_t computes = 0;     // GetOrCompute ran its function
   uint64_t waits = 0;        // GetOrCompute waited for another's computation
   uint64_t takeovers = 0;    // GetOrCompute took a key over from a dead or late computation
-  uint64_t evictions = 0;    // values dropped for space (no capacity yet: always 0)
+  uint64_t evictions = 0;    // entries dropped for space (capacity)
   Stats db;                  // the file underneath
 };
 
