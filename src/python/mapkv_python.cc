@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -384,7 +385,8 @@ struct PyDB {
 };
 
 struct PyTxn {
-  std::shared_ptr<DB> db;  // keeps the handle open while the transaction lives
+  py::object owner;        // the mapkv.DB it was made by
+  std::shared_ptr<DB> db;  // from begin to end: keeps the handle open while it lives
   std::string path;
   std::optional<WriteTxn> txn;
   enum class State { kNew, kActive, kDone } state = State::kNew;
@@ -433,30 +435,50 @@ PyObject* ClosedError(const PyDB& db) {
   return SetStatusError(absl::FailedPreconditionError(db.path + ": the database is closed"));
 }
 
-// db[key]: NotFoundError (a KeyError) when absent.
-PyObject* DBSubscript(PyObject* self, PyObject* key) {
-  PyDB* db = Unwrap<PyDB>(self);
-  if (db == nullptr) return nullptr;
-  BytesArg k;
-  if (!k.Init(key, "key")) return nullptr;
-  if (db->db == nullptr) return ClosedError(*db);
-  const absl::Status s = db->db->Get(k.view(), &db->buf);
-  if (!s.ok()) return absl::IsNotFound(s) ? SetKeyError(key) : SetStatusError(s);
-  return PyBytes_FromStringAndSize(db->buf.data(), static_cast<Py_ssize_t>(db->buf.size()));
-}
-
-// key in db.
-int DBContains(PyObject* self, PyObject* key) {
+// The hot Get: 1 with the value in db->buf, 0 when `key` is absent, -1 with a Python error set.
+int HotGet(PyObject* self, PyObject* key, PyDB** out) {
   PyDB* db = Unwrap<PyDB>(self);
   if (db == nullptr) return -1;
   BytesArg k;
   if (!k.Init(key, "key")) return -1;
-  if (db->db == nullptr) return ClosedError(*db), -1;
-  const absl::Status s = db->db->Get(k.view(), &db->buf);
+  if (db->db == nullptr) {
+    ClosedError(*db);
+    return -1;
+  }
+  absl::Status s;
+  try {
+    s = db->db->Get(k.view(), &db->buf);
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  *out = db;
   if (s.ok()) return 1;
   if (absl::IsNotFound(s)) return 0;
   SetStatusError(s);
   return -1;
+}
+
+// The value HotGet left in the buffer, as bytes; a buffer grown past 1 MiB is given back.
+PyObject* TakeValue(PyDB* db) {
+  PyObject* out =
+      PyBytes_FromStringAndSize(db->buf.data(), static_cast<Py_ssize_t>(db->buf.size()));
+  if (db->buf.capacity() > (1 << 20)) std::string().swap(db->buf);
+  return out;
+}
+
+// db[key]: NotFoundError (a KeyError) when absent.
+PyObject* DBSubscript(PyObject* self, PyObject* key) {
+  PyDB* db = nullptr;
+  const int found = HotGet(self, key, &db);
+  if (found < 0) return nullptr;
+  return found ? TakeValue(db) : SetKeyError(key);
+}
+
+// key in db.
+int DBContains(PyObject* self, PyObject* key) {
+  PyDB* db = nullptr;
+  return HotGet(self, key, &db);
 }
 
 // db.get(key, default=None).
@@ -486,15 +508,10 @@ PyObject* DBGetMethod(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
     PyErr_SetString(PyExc_TypeError, "get() missing required argument 'key'");
     return nullptr;
   }
-  PyDB* db = Unwrap<PyDB>(self);
-  if (db == nullptr) return nullptr;
-  BytesArg k;
-  if (!k.Init(key, "key")) return nullptr;
-  if (db->db == nullptr) return ClosedError(*db);
-  const absl::Status s = db->db->Get(k.view(), &db->buf);
-  if (absl::IsNotFound(s)) return Py_NewRef(dflt);
-  if (!s.ok()) return SetStatusError(s);
-  return PyBytes_FromStringAndSize(db->buf.data(), static_cast<Py_ssize_t>(db->buf.size()));
+  PyDB* db = nullptr;
+  const int found = HotGet(self, key, &db);
+  if (found < 0) return nullptr;
+  return found ? TakeValue(db) : Py_NewRef(dflt);
 }
 
 PyMethodDef g_db_get_def = {
@@ -653,15 +670,26 @@ void BeginTxn(PyTxn& t) {
   if (t.state != PyTxn::State::kNew) {
     ThrowStatus(absl::FailedPreconditionError(t.path + ": a transaction is begun only once"));
   }
+  std::shared_ptr<DB> db = t.owner.cast<PyDB&>().Handle();
   absl::StatusOr<WriteTxn> txn;
   {
     py::gil_scoped_release nogil;
-    txn = t.db->BeginWrite();
+    txn = db->BeginWrite();
   }
   if (!txn.ok()) ThrowStatus(txn.status());
   t.txn.emplace(std::move(*txn));
+  t.db = std::move(db);
   t.state = PyTxn::State::kActive;
   t.thread = PyThread_get_thread_ident();
+}
+
+// Ends the transaction: the handle closes here when DB.close() was called meanwhile.
+void FinishTxn(PyTxn& t) {
+  t.state = PyTxn::State::kDone;
+  t.txn.reset();
+  std::shared_ptr<DB> db = std::move(t.db);
+  py::gil_scoped_release nogil;
+  db.reset();
 }
 
 void CommitTxn(PyTxn& t) {
@@ -671,18 +699,14 @@ void CommitTxn(PyTxn& t) {
     py::gil_scoped_release nogil;
     s = txn.Commit();
   }
-  t.state = PyTxn::State::kDone;
-  t.txn.reset();
-  t.db.reset();
+  FinishTxn(t);
   if (!s.ok()) ThrowStatus(s);
 }
 
 void AbortTxn(PyTxn& t) {
   if (t.state != PyTxn::State::kActive) return;  // aborting twice, or what never began, is fine
   t.Active().Abort();
-  t.state = PyTxn::State::kDone;
-  t.txn.reset();
-  t.db.reset();
+  FinishTxn(t);
 }
 
 py::object TxnGet(PyTxn& t, py::handle key, py::object dflt, bool raise) {
@@ -905,7 +929,7 @@ uint64_t BenchGetLoop(PyDB& self, const std::vector<std::string>& keys, uint64_t
 py::bytes GetReleasingGil(PyDB& self, py::handle key) {
   BytesArg k;
   k.InitOrThrow(key, "key");
-  DB* db = self.Handle().get();  // the caller keeps the handle open
+  std::shared_ptr<DB> db = self.Handle();  // as any call releasing the GIL must
   static thread_local std::string buf;
   absl::Status s;
   {
@@ -952,6 +976,20 @@ void DefineExceptions(py::module_& m) {
     g_errors[static_cast<int>(code)] = py::object(m.attr(name)).release().ptr();
   }
   g_not_found = g_errors[static_cast<int>(absl::StatusCode::kNotFound)];
+}
+
+// Objects of the module's types are made by its functions only (they cast C++ objects, which does
+// not go through tp_new): `mapkv.DB.__new__(mapkv.DB)` would make one without its C++ value.
+PyObject* RefuseNew(PyTypeObject* type, PyObject*, PyObject*) {
+  PyErr_Format(PyExc_TypeError,
+               "%s objects are made by mapkv.open(), mapkv.open_cache() and DB.transaction()",
+               type->tp_name);
+  return nullptr;
+}
+
+void MadeByFunctionsOnly(py::handle type) {
+  reinterpret_cast<PyTypeObject*>(type.ptr())->tp_new = RefuseNew;
+  PyType_Modified(reinterpret_cast<PyTypeObject*>(type.ptr()));
 }
 
 // Installs the hot calls as CPython slots and a fast method of the DB type, over pybind11's
@@ -1018,10 +1056,10 @@ from many threads; calls that may wait for another process's lock release the GI
       .def("items", &Items, "A list of (key, value) pairs at one moment (a snapshot).")
       .def(
           "transaction",
-          [](PyDB& self) {
+          [](py::object self) {
             auto t = std::make_unique<PyTxn>();
-            t->db = self.Handle();
-            t->path = self.path;
+            t->path = self.cast<PyDB&>().path;
+            t->owner = std::move(self);
             return t;
           },
           R"doc(A write transaction, begun by `with`: committed when the block ends normally,
@@ -1051,12 +1089,14 @@ DataLossError otherwise, whose `problems` lists dicts of offset, kind and detail
       });
   InstallFastPaths(db);  // db[k], k in db, db.get
 
-  py::class_<PyTxn>(m, "Transaction", "A write transaction: see DB.transaction().")
-      .def("__enter__",
-           [](py::object self) {
-             BeginTxn(self.cast<PyTxn&>());
-             return self;
-           })
+  MadeByFunctionsOnly(db);
+
+  py::class_<PyTxn> txn(m, "Transaction", "A write transaction: see DB.transaction().");
+  txn.def("__enter__",
+          [](py::object self) {
+            BeginTxn(self.cast<PyTxn&>());
+            return self;
+          })
       .def("__exit__",
            [](PyTxn& t, py::handle type, py::handle, py::handle) {
              if (type.is_none() && t.state == PyTxn::State::kActive) {
@@ -1082,9 +1122,12 @@ DataLossError otherwise, whose `problems` lists dicts of offset, kind and detail
       .def(
           "delete", [](PyTxn& t, py::handle k) { TxnDelete(t, k, false); }, py::arg("key"));
 
-  py::class_<PyCache>(m, "Cache", R"doc(A mapkv cache shared by processes, opened by
+  MadeByFunctionsOnly(txn);
+
+  py::class_<PyCache> cache(m, "Cache", R"doc(A mapkv cache shared by processes, opened by
 mapkv.open_cache(). Values may expire (ttl in seconds; None: never), get_or_compute() runs its
-function once across every process per missing key, increment() is atomic across processes.)doc")
+function once across every process per missing key, increment() is atomic across processes.)doc");
+  cache
       .def(
           "get", [](PyCache& c, py::handle k, py::object d) { return CacheGet(c, k, d, false); },
           py::arg("key"), py::arg("default") = py::none(),
@@ -1131,6 +1174,7 @@ nothing is stored; a waiter computes instead.)doc")
       .def("__repr__", [](const PyCache& c) {
         return "<mapkv.Cache '" + c.path + (c.cache == nullptr ? "' (closed)>" : "'>");
       });
+  MadeByFunctionsOnly(cache);
 
   m.def("open", &OpenDB, py::arg("path"),
         R"doc(open(path, **options) -> DB
@@ -1152,6 +1196,7 @@ Opens or creates the cache at path. capacity in bytes (0: none), compute_timeout
         "Benchmark helper: db[key] with the GIL released around the Get.");
   m.def("_get_through_pybind11", &GetThroughPybind11, py::arg("db"), py::arg("key"),
         "Benchmark helper: db[key] through pybind11's generic dispatch.");
+  m.attr("__version__") = MAPKV_VERSION;
   m.attr("MAX_KEY_SIZE") = kMaxKeySize;
   m.attr("MAX_VALUE_SIZE") = kMaxValueSize;
 }

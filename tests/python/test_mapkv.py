@@ -310,6 +310,15 @@ class TransactionTest(TempDirTest):
             self.assertEqual(db[b"w"], b"2")
             self.assertEqual(db[b"t"], b"1")
 
+    def test_transaction_of_a_closed_database(self):
+        db = mapkv.open(self.path())
+        t = db.transaction()
+        db.close()
+        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+            with t:
+                pass
+        self.assertIn("closed", str(cm.exception))
+
     def test_close_with_open_transaction(self):
         db = mapkv.open(self.path())
         t = db.transaction()
@@ -437,6 +446,11 @@ class ErrorsTest(TempDirTest):
                     mapkv.DataLossError):
             self.assertTrue(issubclass(cls, mapkv.Error))
         self.assertEqual(mapkv.DataLossError.code, "DATA_LOSS")
+
+    def test_types_are_made_by_the_functions(self):
+        for cls in (mapkv.DB, mapkv.Cache, mapkv.Transaction):
+            with self.assertRaises(TypeError):
+                cls()
 
     def test_pickled_by_name(self):
         # multiprocessing sends a worker's exception back to its parent.
