@@ -1,0 +1,736 @@
+"""Tests of the Python module mapkv (src/python/mapkv_python.cc), run by ctest (label python)
+with PYTHONPATH naming the module's build directory:
+
+    ctest --test-dir build -L python --output-on-failure
+    PYTHONPATH=build/src/python python3 tests/python/test_mapkv.py -v
+"""
+
+import array
+import multiprocessing
+import os
+import pickle
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import uuid
+
+import mapkv
+
+
+class TempDirTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mapkv-py-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name="db.mapkv"):
+        return os.path.join(self.dir, name)
+
+
+class MappingTest(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.db = mapkv.open(self.path())
+
+    def tearDown(self):
+        self.db.close()
+        super().tearDown()
+
+    def test_set_get_contains_len(self):
+        db = self.db
+        self.assertEqual(len(db), 0)
+        db[b"a"] = b"1"
+        db[b"b"] = b""
+        db.put(b"c\x00d", b"\x00\xff" * 1000)
+        self.assertEqual(db[b"a"], b"1")
+        self.assertEqual(db[b"b"], b"")
+        self.assertEqual(db[b"c\x00d"], b"\x00\xff" * 1000)
+        self.assertIs(type(db[b"a"]), bytes)
+        self.assertIn(b"a", db)
+        self.assertNotIn(b"zz", db)
+        self.assertEqual(len(db), 3)
+        db[b"a"] = b"2"  # overwrite
+        self.assertEqual(db[b"a"], b"2")
+        self.assertEqual(len(db), 3)
+
+    def test_missing_key_is_key_error(self):
+        with self.assertRaises(KeyError) as cm:
+            self.db[b"absent"]
+        self.assertIsInstance(cm.exception, mapkv.NotFoundError)
+        self.assertIsInstance(cm.exception, mapkv.Error)
+        self.assertEqual(cm.exception.args, (b"absent",))
+
+    def test_get_with_default(self):
+        self.db[b"k"] = b"v"
+        self.assertEqual(self.db.get(b"k"), b"v")
+        self.assertIsNone(self.db.get(b"absent"))
+        self.assertEqual(self.db.get(b"absent", b"dflt"), b"dflt")
+        self.assertEqual(self.db.get(key=b"absent", default=7), 7)
+        with self.assertRaises(TypeError):
+            self.db.get()
+        with self.assertRaises(TypeError):
+            self.db.get(b"k", None, None)
+        with self.assertRaises(TypeError):
+            self.db.get(b"k", nope=1)
+
+    def test_delete(self):
+        db = self.db
+        db[b"k"] = b"v"
+        del db[b"k"]
+        self.assertNotIn(b"k", db)
+        with self.assertRaises(KeyError) as cm:
+            del db[b"k"]
+        self.assertEqual(cm.exception.args, (b"k",))
+        db.delete(b"k")  # absent: no error, as the C++ Delete
+        db.put(b"j", b"v")
+        db.delete(b"j")
+        self.assertEqual(len(db), 0)
+
+    def test_iteration_is_a_snapshot(self):
+        db = self.db
+        expected = {b"k%03d" % i: b"v%d" % i for i in range(200)}
+        for k, v in expected.items():
+            db[k] = v
+        self.assertEqual(sorted(db), sorted(expected))
+        self.assertEqual(sorted(db.keys()), sorted(expected))
+        self.assertEqual(sorted(db.values()), sorted(expected.values()))
+        self.assertEqual(dict(db.items()), expected)
+        # Writing while iterating is allowed: the iteration goes over the snapshot.
+        seen = 0
+        for k in db:
+            db[k + b"-new"] = b"x"
+            seen += 1
+        self.assertEqual(seen, 200)
+        self.assertEqual(len(db), 400)
+
+    def test_large_value(self):
+        big = os.urandom(3 << 20)
+        self.db[b"big"] = big
+        self.assertEqual(self.db[b"big"], big)
+
+    def test_checkpoint_stats_verify(self):
+        self.db[b"a"] = b"1"
+        self.db.checkpoint()
+        s = self.db.stats()
+        self.assertEqual(s["keys"], 1)
+        self.assertGreaterEqual(s["checkpoints"], 1)
+        self.assertEqual(s["open_handles"], 1)
+        self.assertFalse(s["is_cache"])
+        self.assertIsNone(self.db.verify())
+
+    def test_close_and_context_manager(self):
+        with mapkv.open(self.path("other.mapkv")) as db:
+            db[b"k"] = b"v"
+            self.assertFalse(db.closed)
+            self.assertIn("other.mapkv", repr(db))
+        self.assertTrue(db.closed)
+        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+            db[b"k"]
+        self.assertIn("other.mapkv", str(cm.exception))
+        self.assertIn("closed", str(cm.exception))
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            db[b"k"] = b"v"
+        db.close()  # twice is fine
+        with mapkv.open(self.path("other.mapkv")) as db:
+            self.assertEqual(db[b"k"], b"v")
+
+    def test_path(self):
+        self.assertEqual(self.db.path, self.path())
+        import pathlib
+        with mapkv.open(pathlib.Path(self.path("p.mapkv"))) as db:
+            self.assertEqual(db.path, self.path("p.mapkv"))
+
+
+class BytesLikeTest(TempDirTest):
+    def test_bytes_like_keys_and_values(self):
+        with mapkv.open(self.path()) as db:
+            db[bytearray(b"ba")] = bytearray(b"v1")
+            db[memoryview(b"mv")] = memoryview(b"xv2x")[1:3]
+            db[array.array("B", b"ar")] = array.array("B", b"v3")
+            self.assertEqual(db[b"ba"], b"v1")
+            self.assertEqual(db[memoryview(b"mv")], b"v2")
+            self.assertEqual(db[bytearray(b"ar")], b"v3")
+            self.assertIn(bytearray(b"ba"), db)
+            with db.transaction() as t:
+                t[bytearray(b"t")] = memoryview(b"tv")
+                self.assertEqual(t[memoryview(b"t")], b"tv")
+            self.assertEqual(db.get(bytearray(b"t")), b"tv")
+
+    def test_str_is_refused(self):
+        with mapkv.open(self.path()) as db:
+            for call in (lambda: db["k"], lambda: db.get("k"), lambda: "k" in db,
+                         lambda: db.put("k", b"v"), lambda: db.put(b"k", "v"),
+                         lambda: db.__setitem__(b"k", "v")):
+                with self.assertRaises(TypeError) as cm:
+                    call()
+                self.assertIn("not str", str(cm.exception))
+                self.assertIn("encode", str(cm.exception))
+            self.assertEqual(len(db), 0)
+
+    def test_other_types_are_refused(self):
+        with mapkv.open(self.path()) as db:
+            for bad in (1, None, 1.5, [b"a"]):
+                with self.assertRaises(TypeError) as cm:
+                    db[bad]
+                self.assertIn(type(bad).__name__, str(cm.exception))
+            with self.assertRaises(TypeError):  # not contiguous
+                db[memoryview(b"abcdef")[::2]] = b"v"
+
+    def test_key_sizes(self):
+        with mapkv.open(self.path()) as db:
+            with self.assertRaises(mapkv.InvalidArgumentError) as cm:
+                db[b""] = b"v"
+            self.assertIsInstance(cm.exception, ValueError)
+            with self.assertRaises(ValueError) as cm:
+                db[b"k" * (mapkv.MAX_KEY_SIZE + 1)] = b"v"
+            self.assertIn(str(mapkv.MAX_KEY_SIZE + 1), str(cm.exception))
+            db[b"k" * mapkv.MAX_KEY_SIZE] = b"v"
+            self.assertEqual(db[b"k" * mapkv.MAX_KEY_SIZE], b"v")
+
+
+class TransactionTest(TempDirTest):
+    def test_commit_on_normal_exit(self):
+        with mapkv.open(self.path()) as db, mapkv.open(self.path()) as other:
+            db[b"gone"] = b"x"
+            with db.transaction() as t:
+                t[b"a"] = b"1"
+                t.put(b"b", b"2")
+                del t[b"gone"]
+                self.assertEqual(t[b"a"], b"1")  # its own writes
+                self.assertEqual(t.get(b"b"), b"2")
+                self.assertIn(b"a", t)
+                self.assertNotIn(b"gone", t)
+                self.assertIsNone(t.get(b"gone"))
+                with self.assertRaises(KeyError):
+                    t[b"gone"]
+                with self.assertRaises(KeyError):
+                    del t[b"gone"]
+                t.delete(b"gone")  # absent: fine
+                # Another handle (as another process) sees none of it before the commit.
+                self.assertNotIn(b"a", other)
+                self.assertEqual(other[b"gone"], b"x")
+            self.assertEqual(other[b"a"], b"1")
+            self.assertEqual(other[b"b"], b"2")
+            self.assertNotIn(b"gone", other)
+
+    def test_abort_on_exception(self):
+        with mapkv.open(self.path()) as db:
+            db[b"keep"] = b"old"
+            with self.assertRaises(RuntimeError):
+                with db.transaction() as t:
+                    t[b"new"] = b"1"
+                    t[b"keep"] = b"changed"
+                    raise RuntimeError("boom")
+            self.assertNotIn(b"new", db)
+            self.assertEqual(db[b"keep"], b"old")
+            # The writer lock is free again.
+            with db.transaction() as t:
+                t[b"after"] = b"1"
+            self.assertEqual(db[b"after"], b"1")
+
+    def test_explicit_commit_and_abort(self):
+        with mapkv.open(self.path()) as db:
+            with db.transaction() as t:
+                t[b"x"] = b"1"
+                t.abort()
+            self.assertNotIn(b"x", db)
+            with db.transaction() as t:
+                t[b"y"] = b"1"
+                t.commit()
+                with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+                    t[b"z"] = b"1"
+                self.assertIn("finished", str(cm.exception))
+            self.assertEqual(db[b"y"], b"1")
+            self.assertNotIn(b"z", db)
+
+    def test_unbegun_and_reused(self):
+        with mapkv.open(self.path()) as db:
+            t = db.transaction()
+            with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+                t[b"k"] = b"v"
+            self.assertIn("not begun", str(cm.exception))
+            with t:
+                t[b"k"] = b"v"
+            with self.assertRaises(mapkv.FailedPreconditionError):
+                with t:
+                    pass
+            self.assertEqual(db[b"k"], b"v")
+
+    def test_other_thread_is_refused(self):
+        with mapkv.open(self.path()) as db:
+            errors = []
+            with db.transaction() as t:
+                def use():
+                    try:
+                        t[b"k"] = b"v"
+                    except mapkv.FailedPreconditionError as e:
+                        errors.append(e)
+                th = threading.Thread(target=use)
+                th.start()
+                th.join()
+            self.assertEqual(len(errors), 1)
+            self.assertIn("thread", str(errors[0]))
+            self.assertNotIn(b"k", db)
+
+    def test_second_writer_times_out(self):
+        with mapkv.open(self.path()) as db, \
+                mapkv.open(self.path(), lock_timeout=0.2) as other:
+            with db.transaction() as t:
+                t[b"k"] = b"v"
+                start = time.monotonic()
+                with self.assertRaises(mapkv.DeadlineExceededError) as cm:
+                    other[b"j"] = b"w"
+                self.assertGreaterEqual(time.monotonic() - start, 0.15)
+                self.assertIsInstance(cm.exception, TimeoutError)
+                self.assertIn(self.path(), str(cm.exception))
+            self.assertEqual(other[b"k"], b"v")
+            self.assertNotIn(b"j", other)
+
+    def test_waiting_writer_releases_the_gil(self):
+        # A thread waits for the writer lock that this thread holds; this thread must still run
+        # Python code (the GIL is free) to finish its transaction and let the other through.
+        with mapkv.open(self.path()) as db, mapkv.open(self.path(), lock_timeout=10) as other:
+            result = []
+            with db.transaction() as t:
+                th = threading.Thread(target=lambda: result.append(other.put(b"w", b"2")))
+                th.start()
+                spins, end = 0, time.monotonic() + 0.2
+                while time.monotonic() < end:
+                    spins += 1
+                t[b"t"] = b"1"
+            th.join(10)
+            self.assertFalse(th.is_alive())
+            self.assertEqual(result, [None])
+            self.assertGreater(spins, 1000)
+            self.assertEqual(db[b"w"], b"2")
+            self.assertEqual(db[b"t"], b"1")
+
+    def test_transaction_of_a_closed_database(self):
+        db = mapkv.open(self.path())
+        t = db.transaction()
+        db.close()
+        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+            with t:
+                pass
+        self.assertIn("closed", str(cm.exception))
+
+    def test_close_with_open_transaction(self):
+        db = mapkv.open(self.path())
+        t = db.transaction()
+        with t:
+            t[b"k"] = b"v"
+            db.close()  # the transaction keeps the file open until it ends
+            self.assertTrue(db.closed)
+        with mapkv.open(self.path()) as again:
+            self.assertEqual(again[b"k"], b"v")
+
+
+class OptionsTest(TempDirTest):
+    def test_unknown_keyword(self):
+        with self.assertRaises(TypeError) as cm:
+            mapkv.open(self.path(), create_if_mising=True)
+        self.assertIn("create_if_mising", str(cm.exception))
+        self.assertFalse(os.path.exists(self.path()))
+        with self.assertRaises(TypeError) as cm:
+            mapkv.open_cache(self.path(), capacty=1)
+        self.assertIn("capacty", str(cm.exception))
+
+    def test_wrong_types_and_values(self):
+        bad = [
+            (TypeError, dict(create_if_missing="yes")),
+            (TypeError, dict(max_file_size=1.5)),
+            (TypeError, dict(max_file_size=True)),
+            (ValueError, dict(max_file_size=-1)),
+            (ValueError, dict(durability="fast")),
+            (ValueError, dict(durability=1)),
+            (TypeError, dict(lock_timeout="1")),
+            (ValueError, dict(lock_timeout=-1)),
+            (ValueError, dict(lock_timeout=float("nan"))),
+            (ValueError, dict(file_mode=0o17777)),
+            (TypeError, dict(info_log=3)),
+        ]
+        for exc, kw in bad:
+            with self.subTest(kw=kw):
+                with self.assertRaises(exc) as cm:
+                    mapkv.open(self.path(), **kw)
+                self.assertIn(next(iter(kw)), str(cm.exception))
+
+    def test_options_reach_the_engine(self):
+        old = os.umask(0)
+        try:
+            with mapkv.open(self.path(), file_mode=0o640, durability="sync",
+                            initial_file_size=4 << 20, max_file_size=32 << 20,
+                            initial_index_slots=4096, verify_checksums=False,
+                            lock_timeout=2.5, checkpoint_interval=0.5,
+                            checkpoint_bytes=1 << 20, huge_pages=False,
+                            info_log=lambda line: None) as db:
+                db[b"k"] = b"v"
+                s = db.stats()
+        finally:
+            os.umask(old)
+        self.assertEqual(stat.S_IMODE(os.stat(self.path()).st_mode), 0o640)
+        self.assertEqual(s["file_size"], 4 << 20)
+        self.assertEqual(s["max_file_size"], 32 << 20)
+        self.assertEqual(s["index_capacity"], 4096)
+        for durability in ("none", "periodic"):
+            with mapkv.open(self.path(), durability=durability) as db:
+                self.assertEqual(db[b"k"], b"v")
+
+    def test_create_if_missing_false(self):
+        with self.assertRaises(mapkv.NotFoundError) as cm:
+            mapkv.open(self.path("missing.mapkv"), create_if_missing=False)
+        self.assertIn(self.path("missing.mapkv"), str(cm.exception))
+        self.assertIsInstance(cm.exception, KeyError)
+        self.assertFalse(os.path.exists(self.path("missing.mapkv")))
+
+    def test_error_if_exists(self):
+        mapkv.open(self.path()).close()
+        with self.assertRaises(mapkv.AlreadyExistsError) as cm:
+            mapkv.open(self.path(), error_if_exists=True)
+        self.assertIsInstance(cm.exception, FileExistsError)
+        self.assertIn(self.path(), str(cm.exception))
+
+    def test_read_only(self):
+        with mapkv.open(self.path()) as db:
+            db[b"k"] = b"v"
+        with mapkv.open(self.path(), read_only=True) as ro:
+            self.assertEqual(ro[b"k"], b"v")
+            for write in (lambda: ro.put(b"k", b"w"), lambda: ro.__delitem__(b"k"),
+                          lambda: ro.transaction().__enter__()):
+                with self.assertRaises(mapkv.PermissionDeniedError) as cm:
+                    write()
+                self.assertIsInstance(cm.exception, PermissionError)
+                self.assertIn(self.path(), str(cm.exception))
+            self.assertEqual(ro[b"k"], b"v")
+
+    def test_exclusive(self):
+        with mapkv.open(self.path()):
+            with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+                mapkv.open(self.path(), exclusive=True)
+            self.assertIn(self.path(), str(cm.exception))
+        with mapkv.open(self.path(), exclusive=True):
+            with self.assertRaises(mapkv.DeadlineExceededError):
+                mapkv.open(self.path(), lock_timeout=0.1)
+
+    def test_max_file_size(self):
+        with mapkv.open(self.path(), max_file_size=2 << 20) as db:
+            with self.assertRaises(mapkv.ResourceExhaustedError) as cm:
+                for i in range(100):
+                    db[b"%d" % i] = b"x" * 100_000
+            self.assertIn(self.path(), str(cm.exception))
+            self.assertIn("max_file_size", str(cm.exception))
+            n = len(db)
+            self.assertGreater(n, 0)
+            self.assertEqual(db[b"0"], b"x" * 100_000)  # nothing committed was lost
+
+
+class ErrorsTest(TempDirTest):
+    def test_hierarchy(self):
+        pairs = [
+            (mapkv.NotFoundError, KeyError),
+            (mapkv.InvalidArgumentError, ValueError),
+            (mapkv.DeadlineExceededError, TimeoutError),
+            (mapkv.PermissionDeniedError, PermissionError),
+            (mapkv.AlreadyExistsError, FileExistsError),
+            (mapkv.OutOfRangeError, OverflowError),
+        ]
+        for cls, builtin in pairs:
+            self.assertTrue(issubclass(cls, mapkv.Error))
+            self.assertTrue(issubclass(cls, builtin))
+        for cls in (mapkv.ResourceExhaustedError, mapkv.FailedPreconditionError,
+                    mapkv.DataLossError):
+            self.assertTrue(issubclass(cls, mapkv.Error))
+        self.assertEqual(mapkv.DataLossError.code, "DATA_LOSS")
+
+    def test_types_are_made_by_the_functions(self):
+        for cls in (mapkv.DB, mapkv.Cache, mapkv.Transaction):
+            with self.assertRaises(TypeError):
+                cls()
+
+    def test_pickled_by_name(self):
+        # multiprocessing sends a worker's exception back to its parent.
+        e = pickle.loads(pickle.dumps(mapkv.NotFoundError(b"k")))
+        self.assertIs(type(e), mapkv.NotFoundError)
+        self.assertEqual(e.args, (b"k",))
+        e = pickle.loads(pickle.dumps(mapkv.DeadlineExceededError("f: late")))
+        self.assertIs(type(e), mapkv.DeadlineExceededError)
+        self.assertEqual(str(e), "f: late")
+
+    def test_not_a_mapkv_file(self):
+        with open(self.path("junk"), "wb") as f:
+            f.write(b"hello world\n" * 1000)
+        with self.assertRaises(mapkv.InvalidArgumentError) as cm:
+            mapkv.open(self.path("junk"))
+        self.assertIn(self.path("junk"), str(cm.exception))
+        self.assertIn("not a mapkv", str(cm.exception))
+
+    def test_cache_and_database_refuse_each_other(self):
+        mapkv.open_cache(self.path("cache.mapkv")).close()
+        mapkv.open(self.path("db.mapkv")).close()
+        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+            mapkv.open(self.path("cache.mapkv"))
+        self.assertIn(self.path("cache.mapkv"), str(cm.exception))
+        self.assertIn("cache", str(cm.exception))
+        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+            mapkv.open_cache(self.path("db.mapkv"))
+        self.assertIn(self.path("db.mapkv"), str(cm.exception))
+
+    def test_damaged_record(self):
+        with mapkv.open(self.path()) as db:
+            db[b"victim"] = b"V" * 64
+            db[b"other"] = b"o" * 10
+        with open(self.path(), "r+b") as f:
+            data = f.read()
+            at = data.index(b"V" * 64) + 10
+            f.seek(at)
+            f.write(b"W")
+        with mapkv.open(self.path()) as db:
+            self.assertEqual(db[b"other"], b"o" * 10)
+            with self.assertRaises(mapkv.DataLossError) as cm:
+                db[b"victim"]
+            self.assertIn("victim", str(cm.exception))
+            self.assertIn("offset", str(cm.exception))
+            with self.assertRaises(mapkv.DataLossError):
+                db.get(b"victim")
+            with self.assertRaises(mapkv.DataLossError):
+                b"victim" in db
+            with self.assertRaises(mapkv.DataLossError) as cm:
+                db.verify()
+            self.assertTrue(cm.exception.problems)
+            self.assertEqual(set(cm.exception.problems[0]), {"offset", "kind", "detail"})
+            with self.assertRaises(mapkv.DataLossError):
+                db.items()
+
+    def test_handle_used_after_fork(self):
+        if not hasattr(os, "fork"):
+            self.skipTest("no fork()")
+        with mapkv.open(self.path()) as db:
+            db[b"k"] = b"v"
+            pid = os.fork()
+            if pid == 0:  # the child: the inherited handle refuses every call
+                code = 1
+                try:
+                    db[b"k"]
+                except mapkv.FailedPreconditionError as e:
+                    code = 7 if "fork" in str(e) else 2
+                except BaseException:
+                    code = 3
+                os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 7)
+            self.assertEqual(db[b"k"], b"v")  # the parent's handle still works
+
+
+class CacheTest(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.cache = mapkv.open_cache(self.path("cache.mapkv"), capacity=8 << 20,
+                                      compute_timeout=5)
+
+    def tearDown(self):
+        self.cache.close()
+        super().tearDown()
+
+    def test_get_put_delete(self):
+        c = self.cache
+        self.assertIsNone(c.get(b"k"))
+        self.assertEqual(c.get(b"k", b"d"), b"d")
+        with self.assertRaises(KeyError):
+            c[b"k"]
+        c.put(b"k", b"v")
+        c[bytearray(b"k2")] = memoryview(b"v2")
+        self.assertEqual(c[b"k"], b"v")
+        self.assertEqual(c.get(b"k2"), b"v2")
+        self.assertIn(b"k", c)
+        c.delete(b"k")
+        c.delete(b"k")  # absent: fine
+        self.assertNotIn(b"k", c)
+        with self.assertRaises(TypeError):
+            c.put("k", b"v")
+
+    def test_ttl(self):
+        c = self.cache
+        c.put(b"short", b"v", ttl=0.3)
+        c.put(b"long", b"v", ttl=60)
+        c.put(b"forever", b"v")
+        self.assertEqual(c.get(b"short"), b"v")
+        time.sleep(0.35)
+        self.assertIsNone(c.get(b"short"))
+        self.assertEqual(c.get(b"long"), b"v")
+        self.assertEqual(c.get(b"forever"), b"v")
+        self.assertGreaterEqual(c.stats()["expirations"], 1)
+        for bad in (0, -1):
+            with self.assertRaises(ValueError):
+                c.put(b"k", b"v", ttl=bad)
+        with self.assertRaises(TypeError):
+            c.put(b"k", b"v", ttl="1")
+
+    def test_get_or_compute(self):
+        c = self.cache
+        calls = []
+
+        def fn():
+            calls.append(1)
+            return b"computed"
+
+        self.assertEqual(c.get_or_compute(b"k", fn), b"computed")
+        self.assertEqual(c.get_or_compute(b"k", fn), b"computed")
+        self.assertEqual(len(calls), 1)
+        self.assertEqual(c.get(b"k"), b"computed")
+        self.assertEqual(c.get_or_compute(b"t", lambda: bytearray(b"ba"), ttl=30), b"ba")
+        s = c.stats()
+        self.assertEqual(s["computes"], 2)
+        self.assertGreaterEqual(s["hits"], 2)
+        self.assertTrue(s["db"]["is_cache"])
+
+    def test_compute_exception_propagates_and_stores_nothing(self):
+        c = self.cache
+
+        class Boom(Exception):
+            pass
+
+        def fail():
+            raise Boom("no value")
+
+        with self.assertRaises(Boom):
+            c.get_or_compute(b"k", fail)
+        self.assertIsNone(c.get(b"k"))
+        with self.assertRaises(TypeError):
+            c.get_or_compute(b"k", lambda: "a str")
+        self.assertIsNone(c.get(b"k"))
+        with self.assertRaises(TypeError):
+            c.get_or_compute(b"k", b"not callable")
+        self.assertEqual(c.get_or_compute(b"k", lambda: b"ok"), b"ok")  # the lease was dropped
+
+    def test_waiting_for_a_computation_releases_the_gil(self):
+        # Two threads of one process ask for one key: the second waits (polling, without the
+        # GIL) while the first one's fn, which needs the GIL, finishes.
+        c = self.cache
+        calls, results = [], []
+        started = threading.Event()
+
+        def slow():
+            calls.append(threading.get_ident())
+            started.set()
+            time.sleep(0.3)
+            return b"slow"
+
+        th = threading.Thread(target=lambda: results.append(c.get_or_compute(b"k", slow)))
+        th.start()
+        started.wait(5)
+        results.append(c.get_or_compute(b"k", slow))
+        th.join(10)
+        self.assertEqual(results, [b"slow", b"slow"])
+        self.assertEqual(len(calls), 1)
+        self.assertGreaterEqual(c.stats()["waits"], 1)
+
+    def test_increment(self):
+        c = self.cache
+        self.assertEqual(c.increment(b"n"), 1)
+        self.assertEqual(c.increment(b"n", 10), 11)
+        self.assertEqual(c.increment(b"n", delta=-20), -9)
+        self.assertEqual(c.get(b"n"), b"-9")
+        self.assertEqual(c.increment(b"ttl", ttl=30), 1)
+        c.put(b"text", b"abc")
+        with self.assertRaises(mapkv.InvalidArgumentError) as cm:
+            c.increment(b"text")
+        self.assertIn("text", str(cm.exception))
+        c.put(b"max", b"%d" % (2**63 - 1))
+        with self.assertRaises(mapkv.OutOfRangeError) as cm:
+            c.increment(b"max")
+        self.assertIsInstance(cm.exception, OverflowError)
+        self.assertEqual(c.get(b"max"), b"%d" % (2**63 - 1))
+        with self.assertRaises(TypeError):
+            c.increment(b"n", 1.5)
+
+    def test_checkpoint_close_context(self):
+        self.cache.put(b"k", b"v")
+        self.cache.checkpoint()
+        with mapkv.open_cache(self.path("cache.mapkv")) as c2:
+            self.assertEqual(c2.get(b"k"), b"v")
+            self.assertEqual(c2.stats()["db"]["open_handles"], 2)
+        self.assertTrue(c2.closed)
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            c2.get(b"k")
+
+
+# ---- A pool of worker processes sharing one cache ----
+# Module-level functions, so that a 'spawn' pool's workers can import them.
+
+_worker_cache = None
+_marker_dir = None
+_barrier = None
+
+
+def _pool_init(path, marker_dir, barrier):
+    global _worker_cache, _marker_dir, _barrier
+    _worker_cache = mapkv.open_cache(path, compute_timeout=20)
+    _marker_dir = marker_dir
+    _barrier = barrier
+
+
+def _pool_compute(key):
+    # The 4 workers, one task each (a worker waiting here takes no other), ask for a key at once.
+    _barrier.wait(20)
+    def fn():
+        # One marker file per run of fn, named after the key: they are counted afterwards.
+        name = "%s.%d.%s" % (key.decode(), os.getpid(), uuid.uuid4().hex)
+        with open(os.path.join(_marker_dir, name), "w"):
+            pass
+        _worker_cache.increment(b"runs:" + key)
+        time.sleep(0.02)  # long enough for the other workers to arrive and wait
+        return b"value of " + key
+
+    return _worker_cache.get_or_compute(key, fn)
+
+
+def _pool_increment(n):
+    _barrier.wait(20)
+    for _ in range(n):
+        _worker_cache.increment(b"total")
+    return os.getpid()
+
+
+class PoolTest(TempDirTest):
+    def run_pool(self, method, nkeys, increments):
+        ctx = multiprocessing.get_context(method)
+        path = self.path("shared.mapkv")
+        markers = os.path.join(self.dir, "markers")
+        os.mkdir(markers)
+        keys = [b"key%02d" % i for i in range(nkeys)]
+        tasks = [k for k in keys for _ in range(4)]  # each key asked by the 4 workers at once
+        barrier = ctx.Barrier(4)
+        with ctx.Pool(4, initializer=_pool_init, initargs=(path, markers, barrier)) as pool:
+            values = pool.map(_pool_compute, tasks, chunksize=1)
+            pids = pool.map(_pool_increment, [increments] * 8, chunksize=1)
+        self.assertEqual(values, [b"value of " + k for k in tasks])
+        runs = {}
+        for name in os.listdir(markers):
+            runs[name.split(".")[0]] = runs.get(name.split(".")[0], 0) + 1
+        self.assertEqual(runs, {k.decode(): 1 for k in keys})  # each fn ran exactly once
+        with mapkv.open_cache(path) as cache:
+            for k in keys:
+                self.assertEqual(cache.get(b"runs:" + k), b"1")
+                self.assertEqual(cache.get(k), b"value of " + k)
+            self.assertEqual(cache.get(b"total"), b"%d" % (8 * increments))
+            s = cache.stats()
+            self.assertEqual(s["computes"], nkeys)
+            self.assertGreaterEqual(s["waits"], 1)  # some worker waited for another's value
+        self.assertEqual(len(set(pids)), 4)  # every worker incremented
+
+    def test_fork_pool(self):
+        if "fork" not in multiprocessing.get_all_start_methods():
+            self.skipTest("no fork start method")
+        self.run_pool("fork", nkeys=20, increments=250)
+
+    def test_spawn_pool(self):
+        self.run_pool("spawn", nkeys=5, increments=100)
+
+
+if __name__ == "__main__":
+    unittest.main()
