@@ -40,11 +40,14 @@ struct CacheOptions {
   Options db;
 
   // The most bytes the file ever takes, fixed when the cache is created (rounded down to a
-  // multiple of 64 KiB; at least 1 MiB). About a sixteenth of it holds the index, the rest the
-  // entries. When an entry would not fit, the oldest entries are evicted (CacheStats::evictions);
-  // so are the oldest when the index is full of small entries. An entry larger than a quarter of
-  // the capacity is refused with InvalidArgument. 0: no capacity, the file grows as a database
-  // does, up to db.max_file_size, and nothing is evicted.
+  // multiple of 64 KiB; at least 1 MiB; InvalidArgument otherwise). An eighth of it holds the
+  // index (two tables of a slot per 256 bytes, or db.initial_index_slots if more), the rest the
+  // entries. When an entry would not fit, the oldest entries are evicted, first in first out
+  // (CacheStats::evictions); so are the oldest when the index is full of small entries (past
+  // capacity / 512 of them). An entry larger than a quarter of the rest is refused with
+  // InvalidArgument. An existing cache keeps the capacity it was created with. After an unclean
+  // machine stop such a cache starts empty. 0: no capacity, the file grows as a database does, up
+  // to db.max_file_size, and nothing is evicted.
   uint64_t capacity = 64ull << 20;
 
   // The clock expiry is measured by, in milliseconds since the Unix epoch. Every process that
