@@ -33,8 +33,11 @@ namespace mapkv::bench {
 
 class MapkvKv : public KvStore {
  public:
-  MapkvKv(std::string path, Options options, std::unique_ptr<DB> db)
-      : path_(std::move(path)), options_(std::move(options)), db_(std::move(db)) {}
+  MapkvKv(std::string path, Options options, std::unique_ptr<DB> db, uint64_t cache_capacity)
+      : path_(std::move(path)),
+        options_(std::move(options)),
+        cache_capacity_(cache_capacity),
+        db_(std::move(db)) {}
 
   absl::Status Put(std::string_view key, std::string_view value) override {
     return db_->Put(key, value);
@@ -92,6 +95,7 @@ class MapkvKv : public KvStore {
       CacheOptions options;
       options.db = options_;
       options.db.error_if_exists = false;
+      options.capacity = cache_capacity_;
       absl::StatusOr<std::unique_ptr<Cache>> cache = Cache::Open(path_ + ".cache", options);
       if (!cache.ok()) return cache.status();
       cache_ = *std::move(cache);
@@ -121,6 +125,7 @@ class MapkvKv : public KvStore {
  private:
   std::string path_;
   Options options_;
+  uint64_t cache_capacity_;
   std::unique_ptr<DB> db_;
   std::unique_ptr<Cache> cache_;
   std::vector<absl::StatusOr<std::string>> results_;
@@ -128,14 +133,16 @@ class MapkvKv : public KvStore {
 
 // `presized`: the index and the file sized for `expected_keys` pairs of 16-byte keys and
 // 100-byte values (records are 144 bytes with their header).
-inline StoreKind MapkvKind(bool presized) {
+// `cache_capacity`: read when a store is created, the capacity of its cache file (mp-cache).
+inline StoreKind MapkvKind(bool presized, const uint64_t* cache_capacity) {
   StoreKind kind;
   kind.name = presized ? "mapkv presized" : "mapkv";
   kind.settings = presized ? "kNone; initial_index_slots = 2 x keys, initial_file_size for the data"
                            : "kNone; Options' defaults (1 MiB file, 1,024 slots, growing)";
   kind.caps = {.multi_reader = true, .reader_with_writer = true, .on_disk = true};
-  kind.create = [presized](const std::string& dir,
-                           uint64_t expected_keys) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
+  kind.create = [presized, cache_capacity](
+                    const std::string& dir,
+                    uint64_t expected_keys) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
     Options options;
     options.durability = Durability::kNone;
     if (presized) {
@@ -144,13 +151,13 @@ inline StoreKind MapkvKind(bool presized) {
     }
     return std::make_unique<FileBackend>(
         dir + "/bench.mapkv",
-        [options](const std::string& path,
-                  Access access) -> absl::StatusOr<std::unique_ptr<KvStore>> {
+        [options, capacity = *cache_capacity](
+            const std::string& path, Access access) -> absl::StatusOr<std::unique_ptr<KvStore>> {
           Options o = options;
           o.error_if_exists = access == Access::kCreate;
           absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(path, o);
           if (!db.ok()) return db.status();
-          return std::make_unique<MapkvKv>(path, options, *std::move(db));
+          return std::make_unique<MapkvKv>(path, options, *std::move(db), capacity);
         });
   };
   return kind;

@@ -113,8 +113,9 @@ struct Config {
   double writer_rate = 0;  // commits per second of the mp-read+writer writer; 0: as fast as it can
   double phase_seconds = 10;
   size_t batch = 32;
-  uint64_t cache_keys = 10'000;  // mp-cache's hot set (at most num / 4)
-  double compute_us = 20;        // mp-cache: the cost of computing a missing value
+  uint64_t cache_keys = 10'000;           // mp-cache's hot set (at most num / 4)
+  double compute_us = 20;                 // mp-cache: the cost of computing a missing value
+  uint64_t cache_capacity = 64ull << 20;  // mp-cache: mapkv's CacheOptions::capacity
   std::vector<std::string> stores;
   std::vector<std::string> phases;
   std::string csv;
@@ -123,10 +124,11 @@ struct Config {
 };
 
 // Every store the build has, with the id --stores selects it by.
-std::vector<std::pair<std::string, StoreKind>> AllStores() {
+// mapkv's cache capacity is read from `config` when a store is created (after the flags).
+std::vector<std::pair<std::string, StoreKind>> AllStores(const Config& config) {
   std::vector<std::pair<std::string, StoreKind>> stores = {
-      {"mapkv", MapkvKind(false)},
-      {"mapkv-presized", MapkvKind(true)},
+      {"mapkv", MapkvKind(false, &config.cache_capacity)},
+      {"mapkv-presized", MapkvKind(true, &config.cache_capacity)},
   };
 #if MAPKV_BENCH_HAVE_LMDB
   stores.emplace_back("lmdb", LmdbKind());
@@ -820,7 +822,7 @@ absl::Status WriteFile(const std::string& path, const std::string& text) {
 
 int Main(int argc, char** argv) {
   Config config;
-  const std::vector<std::pair<std::string, StoreKind>> all = AllStores();
+  const std::vector<std::pair<std::string, StoreKind>> all = AllStores(config);
   std::vector<std::string> ids;
   for (const auto& [id, kind] : all) ids.push_back(id);
   config.stores = ids;
@@ -854,6 +856,10 @@ int Main(int argc, char** argv) {
   app.add_option("--compute_us", config.compute_us,
                  "microseconds of busy work per computed value in mp-cache")
       ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--cache_capacity", config.cache_capacity,
+                 "bytes of mapkv's cache file in mp-cache (CacheOptions::capacity; its oldest "
+                 "entries are evicted past it; the servers run without eviction)")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 40));
   app.add_option("--stores", config.stores, "stores to run, of: " + absl::StrJoin(ids, ","))
       ->delimiter(',')
       ->check(CLI::IsMember(ids));
