@@ -536,25 +536,33 @@ mapkv_status mapkv_verify(mapkv_db* db,
 
 // ---- Read transactions ----
 
-mapkv_status mapkv_read_begin(mapkv_db* db, mapkv_read_txn** txn, char** errmsg) {
+}  // extern "C"
+
+namespace {
+
+// mapkv_read_begin and mapkv_write_begin: `begin` is DB::BeginRead or DB::BeginWrite.
+template <class Handle, class Begin>
+mapkv_status BeginTxn(const char* fn, mapkv_db* db, Handle** txn, char** errmsg, Begin begin) {
   if (txn != nullptr) *txn = nullptr;
-  return Guard("mapkv_read_begin", errmsg, [&]() -> absl::Status {
-    if (db == nullptr) return Null("mapkv_read_begin", "db");
-    if (txn == nullptr) return Null("mapkv_read_begin", "txn");
-    absl::StatusOr<mapkv::ReadTxn> begun = db->db->BeginRead();
+  return Guard(fn, errmsg, [&]() -> absl::Status {
+    if (db == nullptr) return Null(fn, "db");
+    if (txn == nullptr) return Null(fn, "txn");
+    auto begun = begin(*db->db);
     if (!begun.ok()) return begun.status();
-    *txn = new mapkv_read_txn{db, std::move(*begun)};
+    *txn = new Handle{db, std::move(*begun)};
     db->live_txns.fetch_add(1);
     return absl::OkStatus();
   });
 }
 
-mapkv_status mapkv_read_get(mapkv_read_txn* txn, const void* key, size_t key_len,
-                            const void** value, size_t* value_len, char** errmsg) {
-  return Guard("mapkv_read_get", errmsg, [&]() -> absl::Status {
-    if (txn == nullptr) return Null("mapkv_read_get", "txn");
-    if (value == nullptr) return Null("mapkv_read_get", "value");
-    if (value_len == nullptr) return Null("mapkv_read_get", "value_len");
+// mapkv_read_get and mapkv_write_get: a view of the value, valid while the transaction lives.
+template <class Handle>
+mapkv_status TxnGet(const char* fn, Handle* txn, const void* key, size_t key_len,
+                    const void** value, size_t* value_len, char** errmsg) {
+  return Guard(fn, errmsg, [&]() -> absl::Status {
+    if (txn == nullptr) return Null(fn, "txn");
+    if (value == nullptr) return Null(fn, "value");
+    if (value_len == nullptr) return Null(fn, "value_len");
     *value = nullptr;
     *value_len = 0;
     const std::string& path = txn->db->db->path();
@@ -566,6 +574,19 @@ mapkv_status mapkv_read_get(mapkv_read_txn* txn, const void* key, size_t key_len
     *value_len = v->size();
     return absl::OkStatus();
   });
+}
+
+}  // namespace
+
+extern "C" {
+
+mapkv_status mapkv_read_begin(mapkv_db* db, mapkv_read_txn** txn, char** errmsg) {
+  return BeginTxn("mapkv_read_begin", db, txn, errmsg, [](mapkv::DB& d) { return d.BeginRead(); });
+}
+
+mapkv_status mapkv_read_get(mapkv_read_txn* txn, const void* key, size_t key_len,
+                            const void** value, size_t* value_len, char** errmsg) {
+  return TxnGet("mapkv_read_get", txn, key, key_len, value, value_len, errmsg);
 }
 
 mapkv_status mapkv_read_multi_get(mapkv_read_txn* txn, size_t n, const void* const* keys,
@@ -640,35 +661,13 @@ void mapkv_read_end(mapkv_read_txn* txn) {
 // ---- Write transactions ----
 
 mapkv_status mapkv_write_begin(mapkv_db* db, mapkv_write_txn** txn, char** errmsg) {
-  if (txn != nullptr) *txn = nullptr;
-  return Guard("mapkv_write_begin", errmsg, [&]() -> absl::Status {
-    if (db == nullptr) return Null("mapkv_write_begin", "db");
-    if (txn == nullptr) return Null("mapkv_write_begin", "txn");
-    absl::StatusOr<mapkv::WriteTxn> begun = db->db->BeginWrite();
-    if (!begun.ok()) return begun.status();
-    *txn = new mapkv_write_txn{db, std::move(*begun)};
-    db->live_txns.fetch_add(1);
-    return absl::OkStatus();
-  });
+  return BeginTxn("mapkv_write_begin", db, txn, errmsg,
+                  [](mapkv::DB& d) { return d.BeginWrite(); });
 }
 
 mapkv_status mapkv_write_get(mapkv_write_txn* txn, const void* key, size_t key_len,
                              const void** value, size_t* value_len, char** errmsg) {
-  return Guard("mapkv_write_get", errmsg, [&]() -> absl::Status {
-    if (txn == nullptr) return Null("mapkv_write_get", "txn");
-    if (value == nullptr) return Null("mapkv_write_get", "value");
-    if (value_len == nullptr) return Null("mapkv_write_get", "value_len");
-    *value = nullptr;
-    *value_len = 0;
-    const std::string& path = txn->db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
-    const std::string_view k = Bytes(key, key_len);
-    absl::StatusOr<std::string_view> v = txn->txn.Get(k);
-    if (!v.ok()) return AboutKey(v.status(), path, k);
-    *value = v->data();
-    *value_len = v->size();
-    return absl::OkStatus();
-  });
+  return TxnGet("mapkv_write_get", txn, key, key_len, value, value_len, errmsg);
 }
 
 mapkv_status mapkv_write_put(mapkv_write_txn* txn, const void* key, size_t key_len,
