@@ -261,6 +261,8 @@ mapkv_stats ToCStats(const mapkv::Stats& s) {
   c.rebuild_records = s.rebuild_records;
   c.rebuild_micros = s.rebuild_micros;
   c.recovered_commits = s.recovered_commits;
+  c.cache_capacity = s.cache_capacity;
+  c.evictions = s.evictions;
   return c;
 }
 

@@ -641,7 +641,7 @@ static int TestCache(void) {
   mapkv_cache_options* opts = mapkv_cache_options_create();
   CHECK(opts != NULL);
   mapkv_cache_options_set_db_options(opts, db_opts);
-  mapkv_cache_options_set_capacity(opts, 8u << 20);  // passed through; not enforced yet
+  mapkv_cache_options_set_capacity(opts, 8u << 20);
   mapkv_cache_options_set_compute_timeout_ms(opts, 2000);
   mapkv_cache_options_set_clock(opts, NowMs, &now);
   mapkv_cache* cache = NULL;
@@ -759,6 +759,7 @@ static int TestCache(void) {
   CHECK(cs.hits >= 5 && cs.misses >= 5 && cs.expirations >= 1 && cs.computes == 8);
   CHECK(cs.waits == 0 && cs.takeovers == 0 && cs.evictions == 0);
   CHECK(ds.is_cache == 1 && ds.keys >= 8 && ds.checkpoints >= 1);
+  CHECK(ds.cache_capacity == (8u << 20) && ds.evictions == 0);
   OK(mapkv_cache_get_stats(cache, &cs, NULL, &msg));
   ds.size = 0;
   EXPECT(MAPKV_INVALID_ARGUMENT, mapkv_cache_get_stats(cache, &cs, &ds, &msg));
@@ -778,6 +779,20 @@ static int TestCache(void) {
   EXPECT(MAPKV_PERMISSION_DENIED, mapkv_cache_put(reader, "k", 1, "v", 1, 0, &msg));
   mapkv_cache_close(reader);
 
+  // The capacity holds: 12 MiB of entries through the 8 MiB file evict the oldest.
+  {
+    static char big[4096];
+    char key[32];
+    memset(big, 'b', sizeof(big));
+    for (int i = 0; i < 3072; ++i) {
+      const int n = snprintf(key, sizeof(key), "fill/%d", i);
+      OK(mapkv_cache_put(cache, key, (size_t)n, big, sizeof(big), 0, &msg));
+    }
+    ds.size = sizeof(ds);
+    OK(mapkv_cache_get_stats(cache, &cs, &ds, &msg));
+    CHECK(cs.evictions > 0 && ds.evictions == cs.evictions);
+    CHECK(ds.file_size <= (8u << 20));
+  }
   mapkv_cache_close(cache);
   mapkv_cache_options_set_compute_timeout_ms(opts, MAPKV_MAX_DURATION_MS + 1);
   EXPECT(MAPKV_INVALID_ARGUMENT, mapkv_cache_open(path, opts, &cache, &msg));

@@ -222,6 +222,8 @@ typedef struct mapkv_stats {
   uint64_t rebuild_records;
   uint64_t rebuild_micros;
   uint64_t recovered_commits;
+  uint64_t cache_capacity;  // a cache's capacity (0: none)
+  uint64_t evictions;       // entries a cache evicted for space
 } mapkv_stats;
 
 // Fills *stats (DB::GetStats). Fails only for bad arguments. Any thread.

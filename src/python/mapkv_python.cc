@@ -366,6 +366,8 @@ py::dict StatsDict(const Stats& s) {
   d["rebuild_records"] = s.rebuild_records;
   d["rebuild_micros"] = s.rebuild_micros;
   d["recovered_commits"] = s.recovered_commits;
+  d["cache_capacity"] = s.cache_capacity;
+  d["evictions"] = s.evictions;
   return d;
 }
 

@@ -587,6 +587,18 @@ class CacheTest(TempDirTest):
         self.assertEqual(s["computes"], 2)
         self.assertGreaterEqual(s["hits"], 2)
         self.assertTrue(s["db"]["is_cache"])
+        self.assertEqual(s["db"]["cache_capacity"], 8 << 20)
+
+    def test_capacity_evicts_the_oldest(self):
+        c = self.cache
+        for i in range(3000):  # 12 MiB through the 8 MiB file
+            c.put(b"fill/%d" % i, b"v" * 4096)
+        s = c.stats()
+        self.assertGreater(s["evictions"], 0)
+        self.assertEqual(s["db"]["evictions"], s["evictions"])
+        self.assertLessEqual(os.path.getsize(self.path("cache.mapkv")), 8 << 20)
+        self.assertEqual(c.get(b"fill/2999"), b"v" * 4096)
+        self.assertIsNone(c.get(b"fill/0"))
 
     def test_compute_exception_propagates_and_stores_nothing(self):
         c = self.cache
