@@ -533,14 +533,16 @@ void Demo::PrintTable() const {
       "hits: pages served without computing (stored, or computed by another worker while this "
       "one\n"
       "  waited); computes: misses this worker computed; from others: pages it got that another\n"
-      "  worker computed. req/CPU-s: requests per second of the worker's own CPU time.\n",
+      "  worker computed. req/CPU-s: requests per second of the worker's own CPU time;\n"
+      "  CPU%%: its CPU time over its wall time (the total: of one CPU).\n",
       static_cast<long long>(s_.increment_percent));
 }
 
 void Demo::PrintCache(const CacheStats& before, const CacheStats& after) const {
   const Stats& db = after.db;
-  const std::string ttl =
-      s_.ttl_seconds == 0 ? "no ttl" : absl::StrCat("ttl ", Sci(s_.ttl_seconds), " s");
+  const std::string ttl = s_.ttl_seconds == 0
+                              ? "no ttl"
+                              : absl::StrCat("ttl ", absl::StrFormat("%g", s_.ttl_seconds), " s");
   std::printf("\nthe cache, Cache::GetStats() (summed over every process; this run's share):\n");
   std::printf("  hits         %12s  requests answered from the cache\n",
               Commas(after.hits - before.hits).c_str());
@@ -629,11 +631,12 @@ int Demo::Run() {
   std::printf("pages      %s of %s (\"%s\", ...) from %s; zipf %g\n", Commas(s_.keys).c_str(),
               Bytes(s_.value_size).c_str(), keys_->key(0).c_str(), data_description_.c_str(),
               s_.zipf);
-  std::printf("a miss     computes for %lld us (busy CPU) and stores the page, %s\n",
-              static_cast<long long>(s_.compute_us),
-              s_.ttl_seconds == 0
-                  ? "never to expire"
-                  : absl::StrCat("to expire after ", Sci(s_.ttl_seconds), " s").c_str());
+  std::printf(
+      "a miss     computes for %lld us (busy CPU) and stores the page, %s\n",
+      static_cast<long long>(s_.compute_us),
+      s_.ttl_seconds == 0
+          ? "never to expire"
+          : absl::StrCat("to expire after ", absl::StrFormat("%g", s_.ttl_seconds), " s").c_str());
   std::printf("counters   %lld%% of requests increment one of %d rate-limit counters\n",
               static_cast<long long>(s_.increment_percent), kDemoClients);
 
