@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "mapkv/cache.h"
 #include "mapkv/compact.h"
@@ -740,20 +742,95 @@ TEST_F(ToolTest, CompactLibraryCallReportsProgress) {
 // ---------------------------------------------------------------------------------------------
 // demo and bench run to the end.
 
-TEST_F(ToolTest, DemoAndBenchRun) {
-  ToolResult demo = Run({"demo", "--workers", "2", "--seconds", "0.3"});
-  if (tools::HasFork()) {
-    EXPECT_EQ(demo.status, 0) << demo.out << demo.err;
-    EXPECT_TRUE(Contains(demo.out, "all checks passed")) << demo.out;
-  } else {
-    // Windows: the demo's workers are forked; it says so and does nothing.
-    EXPECT_EQ(demo.status, 2) << demo.out << demo.err;
-    EXPECT_TRUE(Contains(demo.err, "no fork()")) << demo.err;
+// Checks the demo's report: a table with one row per worker (0..workers-1) and a total, entries
+// evicted, and the verdict.
+void ExpectDemoReport(const std::string& out, int workers) {
+  std::vector<std::string> lines = absl::StrSplit(out, '\n');
+  std::vector<std::string> rows;
+  bool in_table = false;
+  bool total = false;
+  for (const std::string& line : lines) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.empty()) continue;
+    if (fields[0] == "worker" && fields.size() > 2 && fields[2] == "requests") {
+      in_table = true;
+    } else if (in_table && fields[0] == "total") {
+      total = true;
+      in_table = false;
+    } else if (in_table) {
+      rows.push_back(fields[0]);
+      EXPECT_EQ(fields.back(), "ok") << line;
+    }
   }
+  std::vector<std::string> expected;
+  for (int i = 0; i < workers; ++i) expected.push_back(absl::StrCat(i));
+  EXPECT_EQ(rows, expected) << out;
+  EXPECT_TRUE(total) << out;
+  uint64_t evictions = 0;
+  for (const std::string& line : lines) {
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() < 2 || fields[0] != "evictions") continue;
+    EXPECT_TRUE(absl::SimpleAtoi(absl::StrReplaceAll(fields[1], {{",", ""}}), &evictions)) << line;
+  }
+  EXPECT_GT(evictions, 0u) << "no evictions line, or nothing evicted:\n" << out;
+  EXPECT_TRUE(Contains(out, "of a capacity of 2.0 MiB: within it")) << out;
+  EXPECT_TRUE(Contains(out, "all checks passed")) << out;
+}
+
+// A capacity of 2 MiB (about 1,700 pages of 1 KiB) makes even a short run evict. A counter or a
+// lease is an entry like a page: 30% of requests on 8 counters rewrite each far more often than
+// once per lap of that small ring, and a lap takes far longer than a 200 us computation, so
+// neither is evicted while in use (the demo would say so and fail).
+const std::vector<std::string> kSmallDemo = {"--seconds", "0.4",          "--capacity",
+                                             "2M",        "--increments", "30"};
+
+TEST_F(ToolTest, DemoAndBenchRun) {
+  // Forked workers; where there is no fork() (Windows), the tool starts itself once per worker.
+  std::vector<std::string> args = {"demo", "--workers", "3"};
+  args.insert(args.end(), kSmallDemo.begin(), kSmallDemo.end());
+  ToolResult demo = Run(args);
+  EXPECT_EQ(demo.status, 0) << demo.out << demo.err;
+  ExpectDemoReport(demo.out, 3);
   ToolResult bench = Run({"bench", "--keys", "2000", "--dir", dir_.path()});
   EXPECT_EQ(bench.status, 0) << bench.out << bench.err;
   EXPECT_TRUE(Contains(bench.out, "get, hit") && Contains(bench.out, "compact:")) << bench.out;
   EXPECT_FALSE(test::FileExists(Path("bench.mapkv"))) << "bench removes its scratch files";
+}
+
+TEST_F(ToolTest, DemoSpawnsItsWorkers) {
+  // The Windows way, on every platform: each worker is `mapkv demo --worker ...`. With --path the
+  // cache is kept, and a second run starts from its counters and statistics.
+  std::vector<std::string> args = {"demo", "--spawn", "--workers", "2", "--path", Path("c.mapkv")};
+  args.insert(args.end(), kSmallDemo.begin(), kSmallDemo.end());
+  for (int run = 0; run < 2; ++run) {
+    ToolResult demo = Run(args);
+    EXPECT_EQ(demo.status, 0) << demo.out << demo.err;
+    EXPECT_TRUE(Contains(demo.out, "this program, started again")) << demo.out;
+    EXPECT_TRUE(Contains(demo.out, run == 0 ? "(new, kept)" : "(existing, kept)")) << demo.out;
+    ExpectDemoReport(demo.out, 2);
+  }
+  EXPECT_TRUE(test::FileExists(Path("c.mapkv")));
+}
+
+TEST_F(ToolTest, DemoRejectsBadOptions) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--capacity", "8X"}, "--capacity: \"8X\" is not a size"},
+      {{"--capacity", "512K"}, "at least 1 MiB"},
+      {{"--capacity", "1M", "--value-size", "200K"}, "--value-size 200K"},
+      {{"--workers", "0"}, "--workers"},
+      {{"--seconds", "0"}, "--seconds"},
+      {{"--worker", "0"}, "--worker is for the processes"},
+  };
+  for (const auto& [args, message] : cases) {
+    std::vector<std::string> argv = {"demo"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    ToolResult demo = Run(argv);
+    EXPECT_EQ(demo.status, 2) << absl::StrJoin(args, " ") << "\n" << demo.out << demo.err;
+    EXPECT_TRUE(Contains(demo.err, message)) << demo.err;
+  }
+  ToolResult missing = Run({"demo", "--data", Path("no-such.tsv")});
+  EXPECT_EQ(missing.status, 4) << missing.err;
+  EXPECT_TRUE(Contains(missing.err, "no-such.tsv")) << missing.err;
 }
 
 }  // namespace

@@ -1,17 +1,17 @@
-// `mapkv demo`: several processes sharing one database, with every value checked.
+// `mapkv demo`: a pool of worker processes (a pre-fork web server, job runners) sharing one
+// mapkv::Cache file with a capacity, instead of a cache server on localhost; every value and
+// every counter checked. The workers themselves are in demo_worker.cc.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -20,13 +20,15 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "command.h"
 #include "common.h"
+#include "demo_worker.h"
+#include "mapkv/cache.h"
 #include "mapkv/db.h"
 #include "records.h"
 #include "src/platform/subprocess.h"
@@ -42,248 +44,49 @@
 namespace mapkv::tools {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr char kSampleFile[] = "iso_codes.tsv";
 constexpr int kSyntheticRecords = 1000;
-// Every kNoteEvery-th increment of a worker's counter also rewrites its note, in the same
-// transaction, so a snapshot can never show a note newer than the counter.
-constexpr uint64_t kNoteEvery = 4;
-// After its run, how long a worker keeps looking for commits of a worker it has not seen commit.
-constexpr auto kGracePeriod = std::chrono::seconds(2);
-// How long the parent waits for a worker to open the database, and past the end of the run for
-// its report, before it kills it.
-constexpr auto kWorkerSlack = std::chrono::seconds(30);
+constexpr uint64_t kMinValueSize = 256;
 
 absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-std::string Ellipsize(std::string_view s, size_t max = 60) {
-  if (s.size() <= max) return std::string(s);
-  return absl::StrCat(ToAbsl(s.substr(0, max)), "...");
-}
-
-std::string Millis(Clock::duration d) {
-  return absl::StrFormat("%.2f ms", std::chrono::duration<double, std::milli>(d).count());
-}
-
-std::string CounterKey(int worker) { return absl::StrCat("worker/", worker, "/counter"); }
-std::string NoteKey(int worker) { return absl::StrCat("worker/", worker, "/note"); }
-std::string NoteValue(uint64_t counter, int worker, int pid) {
-  return absl::StrCat(counter, " (written by worker ", worker, ", pid ", pid, ")");
-}
-
-bool ParseCounter(std::string_view text, uint64_t* counter) {
-  return absl::SimpleAtoi(ToAbsl(text), counter);
-}
-
-// A note starts with the counter value it was written with.
-bool ParseNote(std::string_view text, uint64_t* counter) {
-  return ParseCounter(text.substr(0, text.find(' ')), counter);
-}
-
-// What a worker sends its parent through its pipe, once: plain bytes.
-struct WorkerReport {
-  int32_t worker = 0;
-  int32_t pid = 0;
-  uint64_t ops = 0;
-  uint64_t gets = 0;             // Gets of sample keys, each value checked
-  uint64_t snapshots = 0;        // ReadTxns over another worker's counter and note
-  uint64_t commits = 0;          // write transactions that incremented its own counter
-  uint64_t foreign_commits = 0;  // other workers' commits it saw (advances of their counters)
-  uint64_t failures = 0;
-  double wall_seconds = 0;
-  double cpu_seconds = 0;
-  char first_failure[400] = {};
-};
-static_assert(std::is_trivially_copyable_v<WorkerReport>);
-
-void SetFailure(WorkerReport* report, std::string_view message) {
-  if (report->failures++ == 0) {
-    size_t n = std::min(message.size(), sizeof(report->first_failure) - 1);
-    std::copy_n(message.data(), n, report->first_failure);
-    report->first_failure[n] = '\0';
-  }
-}
-
-// One worker process's part: a timed mix of checked operations on its own handle.
-class Worker {
- public:
-  Worker(DB* db, const std::vector<Record>& records, int index, int workers,
-         const std::vector<uint64_t>& initial_counters, WorkerReport* report)
-      : db_(db),
-        records_(records),
-        index_(index),
-        workers_(workers),
-        report_(report),
-        own_(initial_counters[index]),
-        last_counter_(initial_counters),
-        initial_counter_(initial_counters),
-        last_note_(workers, 0),
-        rng_(0x6d61706b76ull ^ (static_cast<uint64_t>(index) * 0x9e3779b97f4a7c15ull) ^
-             static_cast<uint64_t>(Clock::now().time_since_epoch().count())) {
-    for (int i = 0; i < workers; ++i) {
-      counter_keys_.push_back(CounterKey(i));
-      note_keys_.push_back(NoteKey(i));
-    }
-  }
-
-  void Run(std::chrono::duration<double> length) {
-    double cpu_start = ProcessCpuSeconds();
-    Clock::time_point start = Clock::now();
-    Clock::time_point end = start + std::chrono::duration_cast<Clock::duration>(length);
-    for (int other = 0; other < workers_; ++other) {
-      if (other != index_) ReadOther(other);
-    }
-    while (Clock::now() < end) {
-      uint64_t dice = rng_() % 100;
-      if (dice < 75) {
-        GetSample();
-        ++report_->gets;
-      } else if (dice < 90 && workers_ > 1) {
-        int other = static_cast<int>(rng_() % (workers_ - 1));
-        ReadOther(other >= index_ ? other + 1 : other);
-        ++report_->snapshots;
-      } else if (IncrementCounter()) {
-        ++report_->commits;
-      }
-      ++report_->ops;
-    }
-    report_->wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    report_->cpu_seconds = ProcessCpuSeconds() - cpu_start;
-
-    // Every other worker committed for as long as we ran; give a slow one a moment more.
-    Clock::time_point give_up = Clock::now() + kGracePeriod;
-    for (int other = 0; other < workers_; ++other) {
-      if (other == index_) continue;
-      while (last_counter_[other] == initial_counter_[other] && Clock::now() < give_up) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        ReadOther(other);
-      }
-      if (last_counter_[other] == initial_counter_[other]) {
-        Fail(absl::StrCat("never saw a commit by worker ", other, ": its counter stayed at ",
-                          last_counter_[other]));
-      }
-    }
-  }
-
- private:
-  void Fail(std::string_view message) { SetFailure(report_, message); }
-
-  void GetSample() {
-    const Record& record = records_[rng_() % records_.size()];
-    absl::StatusOr<std::string> value = db_->Get(record.key);
-    if (!value.ok()) {
-      Fail(absl::StrCat("Get(\"", record.key, "\"): ", value.status().ToString()));
-    } else if (*value != record.value) {
-      Fail(absl::StrCat("Get(\"", record.key, "\") returned \"", Ellipsize(*value),
-                        "\" but the data says \"", Ellipsize(record.value), "\""));
-    }
-  }
-
-  // Reads another worker's counter and note in one snapshot and checks them against each other
-  // and against what this worker saw before.
-  void ReadOther(int other) {
-    absl::StatusOr<ReadTxn> txn = db_->BeginRead();
-    if (!txn.ok()) return Fail(absl::StrCat("BeginRead: ", txn.status().ToString()));
-    uint64_t counter = 0;
-    uint64_t note = 0;
-    absl::StatusOr<std::string_view> value = txn->Get(counter_keys_[other]);
-    if (value.ok()) {
-      if (!ParseCounter(*value, &counter)) {
-        return Fail(
-            absl::StrCat(counter_keys_[other], " holds \"", Ellipsize(*value), "\", not a number"));
-      }
-    } else if (!absl::IsNotFound(value.status())) {
-      return Fail(absl::StrCat("ReadTxn::Get(\"", counter_keys_[other],
-                               "\"): ", value.status().ToString()));
-    }
-    value = txn->Get(note_keys_[other]);
-    if (value.ok()) {
-      if (!ParseNote(*value, &note)) {
-        return Fail(
-            absl::StrCat(note_keys_[other], " holds \"", Ellipsize(*value), "\", not a note"));
-      }
-    } else if (!absl::IsNotFound(value.status())) {
-      return Fail(
-          absl::StrCat("ReadTxn::Get(\"", note_keys_[other], "\"): ", value.status().ToString()));
-    }
-    if (counter < last_counter_[other]) {
-      Fail(absl::StrCat("worker ", other, "'s counter went back from ", last_counter_[other],
-                        " to ", counter));
-    }
-    if (note > counter) {
-      Fail(absl::StrCat("one snapshot shows worker ", other, "'s note at ", note,
-                        " but its counter at ", counter, ": not a consistent snapshot"));
-    }
-    if (note < last_note_[other]) {
-      Fail(absl::StrCat("worker ", other, "'s note went back from ", last_note_[other], " to ",
-                        note));
-    }
-    if (counter > last_counter_[other]) {
-      report_->foreign_commits += counter - last_counter_[other];
-      last_counter_[other] = counter;
-    }
-    last_note_[other] = std::max(last_note_[other], note);
-  }
-
-  // Read-modify-write of this worker's counter in one write transaction. Only this worker writes
-  // it, so the value read must be the one it last committed.
-  bool IncrementCounter() {
-    absl::StatusOr<WriteTxn> txn = db_->BeginWrite();
-    if (!txn.ok()) {
-      Fail(absl::StrCat("BeginWrite: ", txn.status().ToString()));
-      return false;
-    }
-    const std::string& key = counter_keys_[index_];
-    uint64_t current = 0;
-    absl::StatusOr<std::string_view> value = txn->Get(key);
-    if (value.ok()) {
-      if (!ParseCounter(*value, &current)) {
-        Fail(absl::StrCat(key, " holds \"", Ellipsize(*value), "\", not a number"));
-        return false;
-      }
-    } else if (!absl::IsNotFound(value.status())) {
-      Fail(absl::StrCat("WriteTxn::Get(\"", key, "\"): ", value.status().ToString()));
-      return false;
-    }
-    if (current != own_) {
-      Fail(absl::StrCat("my write transaction reads my counter as ", current,
-                        " but I last committed ", own_));
-    }
-    uint64_t next = current + 1;
-    absl::Status status = txn->Put(key, absl::StrCat(next));
-    if (status.ok() && next % kNoteEvery == 0) {
-      status = txn->Put(note_keys_[index_], NoteValue(next, index_, report_->pid));
-    }
-    if (status.ok()) status = txn->Commit();
-    if (!status.ok()) {
-      Fail(absl::StrCat("incrementing ", key, ": ", status.ToString()));
-      return false;
-    }
-    own_ = next;
-    return true;
-  }
-
-  DB* db_;
-  const std::vector<Record>& records_;
-  const int index_;
-  const int workers_;
-  WorkerReport* report_;
-  uint64_t own_;                           // this worker's counter as it last committed it
-  std::vector<uint64_t> last_counter_;     // highest counter seen, per worker
-  std::vector<uint64_t> initial_counter_;  // counters before the run
-  std::vector<uint64_t> last_note_;        // highest note seen, per worker
-  std::vector<std::string> counter_keys_;
-  std::vector<std::string> note_keys_;
-  std::mt19937_64 rng_;
-};
-
 struct DemoConfig {
-  std::string db_path;  // empty: a file in a new temporary directory
-  int64_t workers = 4;
-  double seconds = 3;
+  DemoSettings settings;
+  std::string capacity_text = "8MiB";
+  std::string value_size_text = "1KiB";
+  std::string path;       // empty: a file in a new temporary directory
   std::string data_path;  // empty: the sample from data/
+  bool spawn = false;     // start the workers by running this program again, not by fork()
+  // A worker started by the parent (--spawn, or where there is no fork()); hidden options.
+  int64_t worker = -1;
+  std::string report_fd;
+  std::string go_fd;
+  bool synthetic = false;
 };
+
+// "8M", "64MiB", "1g", "4096": bytes, 1024-based suffixes.
+absl::StatusOr<uint64_t> ParseSize(std::string_view option, std::string_view text) {
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ToAbsl(option), ": \"", ToAbsl(text),
+                     "\" is not a size: bytes, or a number with K, M or G (1024-based: KiB, "
+                     "MiB, GiB), such as 8M or 64MiB"));
+  };
+  size_t digits = 0;
+  while (digits < text.size() && absl::ascii_isdigit(text[digits])) ++digits;
+  uint64_t n = 0;
+  if (digits == 0 || digits > 19 || !absl::SimpleAtoi(ToAbsl(text.substr(0, digits)), &n)) {
+    return bad();
+  }
+  std::string suffix = absl::AsciiStrToLower(ToAbsl(text.substr(digits)));
+  int shift = -1;
+  if (suffix.empty() || suffix == "b") shift = 0;
+  if (suffix == "k" || suffix == "kb" || suffix == "kib") shift = 10;
+  if (suffix == "m" || suffix == "mb" || suffix == "mib") shift = 20;
+  if (suffix == "g" || suffix == "gb" || suffix == "gib") shift = 30;
+  if (shift < 0 || n > (UINT64_MAX >> shift)) return bad();
+  return n << shift;
+}
 
 // Where the sample data may be: the source tree this binary was built from, then the installed
 // copy.
@@ -307,11 +110,13 @@ std::vector<Record> SyntheticRecords() {
   return records;
 }
 
-// One record per key, the last value winning, in first-seen order.
-std::vector<Record> Deduplicate(std::vector<Record> records, size_t* duplicates) {
+// One record per key (the last value wins), in first-seen order, leaving out keys too long to
+// make a page key of.
+std::vector<Record> Deduplicate(std::vector<Record> records, size_t* dropped) {
   absl::flat_hash_map<std::string, size_t> position;
   std::vector<Record> out;
   for (Record& record : records) {
+    if (record.key.size() + 32 > kMaxKeySize) continue;
     auto [it, inserted] = position.try_emplace(record.key, out.size());
     if (inserted) {
       out.push_back(std::move(record));
@@ -319,87 +124,138 @@ std::vector<Record> Deduplicate(std::vector<Record> records, size_t* duplicates)
       out[it->second].value = std::move(record.value);
     }
   }
-  *duplicates = records.size() - out.size();
+  *dropped = records.size() - out.size();
   return out;
 }
 
+std::string Sci(double v) { return absl::StrFormat("%.17g", v); }
+
+struct Child {
+  int pid = -1;
+  int from_child = -1;
+};
+
 class Demo {
  public:
-  explicit Demo(DemoConfig config) : config_(std::move(config)) {}
+  explicit Demo(DemoConfig config) : config_(std::move(config)), s_(config_.settings) {}
   int Run();
 
  private:
   void Fail(std::string message) { failures_.push_back(std::move(message)); }
-  bool LoadData();
-  bool PrepareDatabase();
-  bool LoadIntoDatabase();
-  void RunWorkers();
-  int ChildMain(int index, int to_parent, StartGate* gate);
-  void CheckCounters();
+  int ParseSizes();
+  bool LoadData(bool quiet);
+  int RunWorker();
+  bool OpenCache();
+  void ReadCounters(std::vector<int64_t>* counters);
+  void StartWorkers();
+  absl::StatusOr<Child> Spawn(int index, int go_read_fd);
+  void CollectReports();
+  void Check(const CacheStats& before, const CacheStats& after);
   void PrintTable() const;
-  void PrintStats();
+  void PrintCache(const CacheStats& before, const CacheStats& after) const;
   void Cleanup();
 
   DemoConfig config_;
+  DemoSettings& s_;
   std::vector<Record> records_;
   std::string data_description_;
-  std::string temp_dir_;  // empty when --db was given
-  std::string db_path_;
-  bool fresh_db_ = false;
-  std::unique_ptr<DB> db_;
-  std::vector<uint64_t> initial_counters_;
-  std::vector<WorkerReport> reports_;
+  std::string data_file_;  // the file the records came from; empty: generated
+  std::unique_ptr<DemoKeySpace> keys_;
+  std::string temp_dir_;
+  std::string path_;
+  bool fresh_ = false;
+  std::unique_ptr<Cache> cache_;
+  std::vector<Child> children_;
+  std::vector<DemoReport> reports_;
   std::vector<bool> reported_;
-  std::vector<int> pids_;
+  std::vector<DemoCompute> computes_;
+  std::vector<int64_t> counters_before_;
+  std::vector<int64_t> counters_after_;
+  // Results of the checks, for the summary.
+  uint64_t distinct_computed_ = 0;
+  uint64_t most_computes_of_one_key_ = 0;
+  int overlaps_ = 0;
+  bool counters_ok_ = true;
   std::vector<std::string> failures_;
 };
 
-bool Demo::LoadData() {
+int Demo::ParseSizes() {
+  absl::StatusOr<uint64_t> capacity = ParseSize("--capacity", config_.capacity_text);
+  if (!capacity.ok()) return ReportUsageError("demo", capacity.status().message());
+  absl::StatusOr<uint64_t> value_size = ParseSize("--value-size", config_.value_size_text);
+  if (!value_size.ok()) return ReportUsageError("demo", value_size.status().message());
+  s_.capacity = *capacity;
+  s_.value_size = *value_size;
+  if (s_.capacity < (1u << 20)) {
+    return ReportUsageError(
+        "demo", absl::StrCat("--capacity ", config_.capacity_text,
+                             ": a cache's capacity must be at least 1 MiB (1048576 bytes)"));
+  }
+  if (s_.value_size < kMinValueSize || s_.value_size > s_.capacity / 8) {
+    return ReportUsageError(
+        "demo", absl::StrCat("--value-size ", config_.value_size_text, ": must be ", kMinValueSize,
+                             " bytes to an eighth of --capacity (", Bytes(s_.capacity / 8),
+                             "), so that the cache holds many pages"));
+  }
+  return kExitOk;
+}
+
+bool Demo::LoadData(bool quiet) {
   std::string path = config_.data_path;
-  if (path.empty()) {
+  if (path.empty() && !config_.synthetic) {
     for (const std::string& candidate : SampleCandidates()) {
       if (std::filesystem::exists(candidate)) {
         path = candidate;
         break;
       }
     }
-    if (path.empty()) {
+    if (path.empty() && !quiet) {
       std::string looked;
       for (const std::string& candidate : SampleCandidates())
         absl::StrAppend(&looked, " ", candidate);
       std::fprintf(stderr,
                    "mapkv demo: no sample data found (looked for%s); using %d generated records "
-                   "instead. Pass --data FILE to load a key<TAB>value file.\n",
+                   "instead. Pass --data FILE to use a key<TAB>value file.\n",
                    looked.empty() ? " nothing: built without MAPKV_SOURCE_DIR" : looked.c_str(),
                    kSyntheticRecords);
-      records_ = SyntheticRecords();
-      data_description_ = absl::StrCat(kSyntheticRecords, " generated records");
-      return true;
     }
+  }
+  if (path.empty()) {
+    records_ = SyntheticRecords();
+    data_description_ = absl::StrCat(kSyntheticRecords, " generated records");
+    return true;
   }
   absl::StatusOr<std::vector<Record>> records = ReadRecordsFile(path, Format::kTsv);
   if (!records.ok()) {
-    std::fprintf(stderr, "mapkv demo: %s\n", records.status().ToString().c_str());
+    ReportError("demo", path, records.status(), kExitError);
     return false;
   }
-  size_t duplicates = 0;
-  records_ = Deduplicate(*std::move(records), &duplicates);
+  size_t dropped = 0;
+  records_ = Deduplicate(*std::move(records), &dropped);
   if (records_.empty()) {
     std::fprintf(stderr, "mapkv demo: %s holds no records\n", path.c_str());
     return false;
   }
-  uint64_t bytes = 0;
-  for (const Record& record : records_) bytes += record.key.size() + record.value.size();
-  data_description_ = absl::StrCat(path, ": ", Commas(records_.size()), " records, ", Bytes(bytes),
-                                   " of keys and values");
-  if (duplicates > 0) {
-    absl::StrAppend(&data_description_, " (repeated keys: ", duplicates, ", last value kept)");
-  }
+  data_file_ = path;
+  data_description_ = absl::StrCat(path, " (", Commas(records_.size()), " records)");
+  if (dropped > 0) absl::StrAppend(&data_description_, ", ", dropped, " repeated or long keys");
   return true;
 }
 
-bool Demo::PrepareDatabase() {
-  if (config_.db_path.empty()) {
+// A worker started by the parent with --worker: everything it needs is on its command line.
+int Demo::RunWorker() {
+  if (!LoadData(/*quiet=*/true)) return kExitError;
+  absl::StatusOr<int> to_parent = PipeEndFromArg(config_.report_fd);
+  absl::StatusOr<int> go = PipeEndFromArg(config_.go_fd);
+  if (!to_parent.ok() || !go.ok() || config_.path.empty() || config_.worker >= s_.workers) {
+    return ReportUsageError("demo", "--worker is for the processes `mapkv demo` starts itself");
+  }
+  DemoKeySpace keys(std::move(records_), s_.keys, s_.zipf);
+  return RunDemoWorker(s_, keys, config_.path, static_cast<int>(config_.worker), *to_parent, *go);
+}
+
+bool Demo::OpenCache() {
+  if (config_.path.empty()) {
     absl::StatusOr<std::string> dir = MakeTempDir("mapkv-demo-");
     if (!dir.ok()) {
       std::fprintf(stderr, "mapkv demo: cannot make a temporary directory: %s\n",
@@ -407,298 +263,343 @@ bool Demo::PrepareDatabase() {
       return false;
     }
     temp_dir_ = *dir;
-    db_path_ = temp_dir_ + "/demo.mapkv";
+    path_ = temp_dir_ + "/cache.mapkv";
   } else {
-    db_path_ = config_.db_path;
+    path_ = config_.path;
   }
   std::error_code error;
-  fresh_db_ = !std::filesystem::exists(db_path_, error);
-  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(db_path_);
-  if (!db.ok()) {
-    std::fprintf(stderr, "mapkv demo: cannot open %s: %s\n", db_path_.c_str(),
-                 db.status().ToString().c_str());
+  fresh_ = !std::filesystem::exists(path_, error);
+  CacheOptions options;
+  options.capacity = s_.capacity;
+  absl::StatusOr<std::unique_ptr<Cache>> cache = Cache::Open(path_, options);
+  if (!cache.ok()) {
+    ReportError("demo", path_, cache.status(), kExitError);
     return false;
   }
-  db_ = *std::move(db);
+  cache_ = *std::move(cache);
   return true;
 }
 
-bool Demo::LoadIntoDatabase() {
-  Clock::time_point start = Clock::now();
-  absl::StatusOr<WriteTxn> txn = db_->BeginWrite();
-  absl::Status status = txn.status();
-  for (size_t i = 0; status.ok() && i < records_.size(); ++i) {
-    status = txn->Put(records_[i].key, records_[i].value);
-    if (!status.ok()) {
-      status = absl::Status(status.code(), absl::StrCat("Put(\"", Ellipsize(records_[i].key),
-                                                        "\"): ", status.message()));
-    }
-  }
-  if (status.ok()) status = txn->Commit();
-  Clock::duration load_time = Clock::now() - start;
-  if (!status.ok()) {
-    std::fprintf(stderr, "mapkv demo: loading the records failed: %s\n", status.ToString().c_str());
-    return false;
-  }
-  double per_second = static_cast<double>(records_.size()) /
-                      std::max(1e-9, std::chrono::duration<double>(load_time).count());
-  std::printf("loaded     %s records in one write transaction: %s (%s records/s)\n",
-              Commas(records_.size()).c_str(), Millis(load_time).c_str(),
-              Commas(static_cast<uint64_t>(per_second)).c_str());
-
-  // Read everything back in one snapshot before the workers start.
-  start = Clock::now();
-  absl::StatusOr<ReadTxn> read = db_->BeginRead();
-  if (!read.ok()) {
-    Fail(absl::StrCat("BeginRead: ", read.status().ToString()));
-    return true;
-  }
-  size_t bad = 0;
-  for (const Record& record : records_) {
-    absl::StatusOr<std::string_view> value = read->Get(record.key);
-    if (!value.ok() || *value != record.value) {
-      if (bad++ == 0) {
-        Fail(absl::StrCat(
-            "after the load, Get(\"", record.key, "\") gave ",
-            value.ok() ? absl::StrCat("\"", Ellipsize(*value), "\"") : value.status().ToString(),
-            ", not \"", Ellipsize(record.value), "\""));
-      }
-    }
-  }
-  Clock::duration verify_time = Clock::now() - start;
-  std::printf("read back  %s records in one read transaction: %s, %s\n",
-              Commas(records_.size()).c_str(), Millis(verify_time).c_str(),
-              bad == 0 ? "every value matches" : absl::StrCat(bad, " WRONG").c_str());
-  return true;
-}
-
-int Demo::ChildMain(int index, int to_parent, StartGate* gate) {
-  WorkerReport report;
-  report.worker = index;
-  report.pid = CurrentPid();
-  // The parent's handle came with the fork and must not be used here: open our own.
-  Options options;
-  options.create_if_missing = false;
-  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(db_path_, options);
-  char ready = db.ok() ? 1 : 0;
-  if (!db.ok()) SetFailure(&report, absl::StrCat("DB::Open: ", db.status().ToString()));
-  if (!WriteAll(to_parent, &ready, 1).ok()) return 1;
-  if (ready) {
-    if (absl::Status status = gate->Wait(); !status.ok()) {
-      SetFailure(&report, status.ToString());
-    } else {
-      Worker worker(db->get(), records_, index, static_cast<int>(config_.workers),
-                    initial_counters_, &report);
-      worker.Run(std::chrono::duration<double>(config_.seconds));
-    }
-    db->reset();  // close before reporting, so the parent sees our handle gone
-  }
-  if (!WriteAll(to_parent, &report, sizeof(report)).ok()) return 1;
-  return report.failures == 0 ? 0 : 1;
-}
-
-void Demo::RunWorkers() {
-  const int workers = static_cast<int>(config_.workers);
-  initial_counters_.assign(workers, 0);
-  for (int i = 0; i < workers; ++i) {
-    absl::StatusOr<std::string> value = db_->Get(CounterKey(i));
+void Demo::ReadCounters(std::vector<int64_t>* counters) {
+  counters->assign(kDemoClients, 0);
+  for (int c = 0; c < kDemoClients; ++c) {
+    absl::StatusOr<std::string> value = cache_->Get(DemoClientKey(c));
     if (value.ok()) {
-      if (!ParseCounter(*value, &initial_counters_[i])) {
-        Fail(absl::StrCat(CounterKey(i), " holds \"", Ellipsize(*value), "\", not a number"));
+      if (!absl::SimpleAtoi(*value, &(*counters)[c])) {
+        Fail(absl::StrCat(DemoClientKey(c), " holds \"", *value, "\", not a number"));
       }
     } else if (!absl::IsNotFound(value.status())) {
-      Fail(absl::StrCat("Get(\"", CounterKey(i), "\"): ", value.status().ToString()));
+      Fail(absl::StrCat("Get(\"", DemoClientKey(c), "\"): ", value.status().ToString()));
     }
   }
-  reports_.assign(workers, WorkerReport{});
-  reported_.assign(workers, false);
-  pids_.assign(workers, 0);
+}
 
-  absl::StatusOr<StartGate> gate = StartGate::Create();
-  if (!gate.ok()) return Fail(gate.status().ToString());
-  std::vector<ChildProcess> children;
+absl::StatusOr<Child> Demo::Spawn(int index, int go_read_fd) {
+  static absl::StatusOr<std::string> self = SelfExecutablePath();
+  if (!self.ok()) return self.status();
+  absl::StatusOr<PipeFds> pipe = MakePipe();
+  if (!pipe.ok()) return pipe.status();
+  std::vector<std::string> argv = {*self,          "demo",
+                                   "--worker",     absl::StrCat(index),
+                                   "--report-fd",  PipeEndArg(pipe->write_fd),
+                                   "--go-fd",      PipeEndArg(go_read_fd),
+                                   "--path",       path_,
+                                   "--workers",    absl::StrCat(s_.workers),
+                                   "--seconds",    Sci(s_.seconds),
+                                   "--capacity",   absl::StrCat(s_.capacity),
+                                   "--keys",       absl::StrCat(s_.keys),
+                                   "--value-size", absl::StrCat(s_.value_size),
+                                   "--zipf",       Sci(s_.zipf),
+                                   "--compute-us", absl::StrCat(s_.compute_us),
+                                   "--ttl",        Sci(s_.ttl_seconds),
+                                   "--increments", absl::StrCat(s_.increment_percent)};
+  if (data_file_.empty()) {
+    argv.push_back("--synthetic");
+  } else {
+    argv.insert(argv.end(), {"--data", data_file_});
+  }
+  StartOptions options;
+  options.pass_fds = {pipe->write_fd, go_read_fd};
+  absl::StatusOr<int> pid = StartProcess(argv, options);
+  CloseFd(pipe->write_fd);  // the worker holds it now: its exit closes the pipe
+  if (!pid.ok()) {
+    CloseFd(pipe->read_fd);
+    return pid.status();
+  }
+  return Child{*pid, pipe->read_fd};
+}
+
+void Demo::StartWorkers() {
+  const int workers = static_cast<int>(s_.workers);
+  absl::StatusOr<PipeFds> go = MakePipe();
+  if (!go.ok()) return Fail(absl::StrCat("the start pipe: ", go.status().ToString()));
   for (int i = 0; i < workers; ++i) {
-    absl::StatusOr<ChildProcess> child =
-        ForkChild([&](int to_parent) { return ChildMain(i, to_parent, &*gate); });
+    absl::StatusOr<Child> child;
+    if (config_.spawn) {
+      child = Spawn(i, go->read_fd);
+    } else {
+      absl::StatusOr<ChildProcess> forked = ForkChild([&](int to_parent) {
+        CloseFd(go->write_fd);
+        return RunDemoWorker(s_, *keys_, path_, i, to_parent, go->read_fd);
+      });
+      if (forked.ok()) {
+        child = Child{forked->pid, forked->from_child};
+      } else {
+        child = forked.status();
+      }
+    }
     if (!child.ok()) {
       Fail(absl::StrCat("starting worker ", i, ": ", child.status().ToString()));
       break;
     }
-    children.push_back(*child);
-    pids_[i] = child->pid;
+    children_.push_back(*child);
   }
-
-  // Start everyone at once, after every worker has opened the database.
-  for (size_t i = 0; i < children.size(); ++i) {
+  // Start everyone at once, after every worker has opened the cache.
+  for (size_t i = 0; i < children_.size(); ++i) {
     char ready = 0;
-    absl::Status status = ReadAll(children[i].from_child, &ready, 1, kWorkerSlack);
+    absl::Status status = ReadAll(children_[i].from_child, &ready, 1, kDemoWorkerSlack);
     if (!status.ok()) {
       Fail(absl::StrCat("worker ", i, " did not start: ", status.ToString()));
-      KillChild(children[i].pid);
+      KillChild(children_[i].pid);
     }
   }
-  std::printf("running    %zu workers for %g s...\n", children.size(), config_.seconds);
+  std::printf("running    %zu workers for %g s...\n", children_.size(), s_.seconds);
   std::fflush(stdout);
-  gate->Open();
+  std::string bytes(children_.size(), 'g');
+  if (absl::Status status = WriteAll(go->write_fd, bytes.data(), bytes.size()); !status.ok()) {
+    Fail(absl::StrCat("starting the workers: ", status.ToString()));
+  }
+  CloseFd(go->write_fd);
+  CloseFd(go->read_fd);
+}
 
+void Demo::CollectReports() {
+  reports_.assign(children_.size(), DemoReport{});
+  reported_.assign(children_.size(), false);
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::duration<double>(config_.seconds) + kGracePeriod + kWorkerSlack);
-  for (size_t i = 0; i < children.size(); ++i) {
-    absl::Status status =
-        ReadAll(children[i].from_child, &reports_[i], sizeof(WorkerReport), timeout);
+      std::chrono::duration<double>(s_.seconds) + kDemoWorkerSlack);
+  for (size_t i = 0; i < children_.size(); ++i) {
+    DemoReport& r = reports_[i];
+    absl::Status status = ReadAll(children_[i].from_child, &r, sizeof(r), timeout);
+    if (status.ok() && r.computes_recorded > kMaxRecordedComputes) {
+      status = absl::DataLossError(absl::StrCat("a report of ", r.computes_recorded, " computes"));
+    }
+    if (status.ok() && r.computes_recorded > 0) {
+      std::vector<DemoCompute> computes(r.computes_recorded);
+      status = ReadAll(children_[i].from_child, computes.data(),
+                       computes.size() * sizeof(DemoCompute), kDemoWorkerSlack);
+      computes_.insert(computes_.end(), computes.begin(), computes.end());
+    }
     reported_[i] = status.ok();
     if (!status.ok()) {
-      KillChild(children[i].pid);
+      KillChild(children_[i].pid);
       Fail(absl::StrCat("worker ", i, " sent no report: ", status.ToString()));
-    } else if (reports_[i].failures > 0) {
-      Fail(absl::StrCat("worker ", i, ": ", Commas(reports_[i].failures),
-                        " failed checks; the first: ", reports_[i].first_failure));
+    } else if (r.failures > 0) {
+      Fail(absl::StrCat("worker ", i, ": ", Commas(r.failures),
+                        " failed checks; the first: ", r.first_failure));
     }
-    CloseFd(children[i].from_child);
+    CloseFd(children_[i].from_child);
   }
-  for (size_t i = 0; i < children.size(); ++i) {
-    absl::Status status = WaitChild(children[i].pid);
+  for (size_t i = 0; i < children_.size(); ++i) {
+    absl::Status status = WaitChild(children_[i].pid);
     // A worker that reported failed checks exits with 1; that is already counted.
     if (!status.ok() && !(reported_[i] && reports_[i].failures > 0)) {
-      Fail(absl::StrCat("worker ", i, " (pid ", children[i].pid, ") ", status.message()));
+      Fail(absl::StrCat("worker ", i, " (pid ", children_[i].pid, ") ", status.message()));
     }
   }
 }
 
-// Each counter must equal its start value plus the commits its worker reported: no increment lost,
-// none applied twice.
-void Demo::CheckCounters() {
-  for (size_t i = 0; i < reports_.size(); ++i) {
-    if (!reported_[i]) continue;
-    std::string key = CounterKey(static_cast<int>(i));
-    absl::StatusOr<std::string> value = db_->Get(key);
-    uint64_t counter = 0;
-    if (!value.ok() && !absl::IsNotFound(value.status())) {
-      Fail(absl::StrCat("Get(\"", key, "\"): ", value.status().ToString()));
-      continue;
-    }
-    if (value.ok() && !ParseCounter(*value, &counter)) {
-      Fail(absl::StrCat(key, " holds \"", Ellipsize(*value), "\", not a number"));
-      continue;
-    }
-    uint64_t expected = initial_counters_[i] + reports_[i].commits;
-    if (counter != expected) {
-      Fail(absl::StrCat(key, " is ", counter, " after the run, but it started at ",
-                        initial_counters_[i], " and worker ", i, " committed ", reports_[i].commits,
-                        " increments"));
+void Demo::Check(const CacheStats& before, const CacheStats& after) {
+  const bool all = children_.size() == static_cast<size_t>(s_.workers) &&
+                   std::all_of(reported_.begin(), reported_.end(), [](bool b) { return b; });
+  uint64_t gets = 0, computes = 0, unrecorded = 0;
+  std::vector<uint64_t> increments(kDemoClients, 0);
+  for (const DemoReport& r : reports_) {
+    gets += r.gets;
+    computes += r.computes;
+    unrecorded += r.computes_unrecorded;
+    for (int c = 0; c < kDemoClients; ++c) increments[c] += r.increments_of[c];
+  }
+
+  // The statistics every handle added to the file agree with what the workers counted.
+  if (all && after.computes - before.computes != computes) {
+    Fail(absl::StrCat("GetStats() counts ", after.computes - before.computes,
+                      " computes in this run, the workers ", computes));
+  }
+  const uint64_t answered =
+      (after.hits - before.hits) + (after.misses - before.misses);  // one of them per call
+  if (all && answered != gets) {
+    Fail(absl::StrCat("GetStats() counts ", answered, " hits and misses in this run, the workers ",
+                      gets, " GetOrCompute calls"));
+  }
+
+  // The file never passed its capacity.
+  if (after.db.cache_capacity != 0 && after.db.file_size > after.db.cache_capacity) {
+    Fail(absl::StrCat("the file is ", after.db.file_size, " bytes, past its capacity of ",
+                      after.db.cache_capacity));
+  }
+
+  // Each missing key was computed by one worker at a time: the computations of one key never
+  // overlap (another's starts only after the value was stored, then evicted or expired).
+  std::sort(computes_.begin(), computes_.end(), [](const DemoCompute& a, const DemoCompute& b) {
+    return a.key != b.key ? a.key < b.key : a.start_ns < b.start_ns;
+  });
+  uint64_t run = 0;
+  for (size_t i = 0; i < computes_.size(); ++i) {
+    const bool same = i > 0 && computes_[i].key == computes_[i - 1].key;
+    if (!same) ++distinct_computed_;
+    run = same ? run + 1 : 1;
+    most_computes_of_one_key_ = std::max(most_computes_of_one_key_, run);
+    if (same && computes_[i].start_ns < computes_[i - 1].end_ns && overlaps_++ == 0) {
+      // A lease is an entry of the ring like any other: one evicted while its page is computed
+      // (the ring turned in less time than that) leaves the key free for a second computation.
+      Fail(absl::StrCat(
+          "workers ", computes_[i - 1].worker, " and ", computes_[i].worker, " computed \"",
+          keys_->key(computes_[i].key), "\" at the same time (",
+          absl::StrFormat("%.1f", (computes_[i - 1].end_ns - computes_[i].start_ns) / 1e3),
+          " us of overlap)",
+          after.evictions > before.evictions
+              ? "; was the first one's lease evicted by a ring that turns faster "
+                "than a page is computed?"
+              : ""));
     }
   }
+  if (overlaps_ > 1) Fail(absl::StrCat(overlaps_ - 1, " more overlapping computations"));
+  if (all && computes_.size() + unrecorded != computes) {
+    Fail(absl::StrCat("the workers reported ", computes, " computes but sent ", computes_.size()));
+  }
+
+  // Every increment landed once: no update lost, none applied twice.
+  for (int c = 0; all && c < kDemoClients; ++c) {
+    const int64_t expected = counters_before_[c] + static_cast<int64_t>(increments[c]);
+    if (counters_after_[c] != expected) {
+      counters_ok_ = false;
+      Fail(absl::StrCat(DemoClientKey(c), " is ", counters_after_[c], " after the run: it was ",
+                        counters_before_[c], " and the workers incremented it ", increments[c],
+                        " times", counters_after_[c] < expected ? " (lost, or evicted)" : ""));
+    }
+  }
+}
+
+std::string Percent(uint64_t part, uint64_t whole) {
+  return whole == 0 ? "-" : absl::StrFormat("%.1f%%", 100.0 * part / whole);
+}
+
+std::string PerSecond(uint64_t n, double seconds) {
+  return Commas(static_cast<uint64_t>(n / std::max(seconds, 1e-9)));
 }
 
 void Demo::PrintTable() const {
-  std::printf("\n%6s %8s %10s %10s %10s %5s %10s %10s %8s %10s  %s\n", "worker", "pid", "ops",
-              "ops/s", "ops/CPU-s", "CPU%", "gets", "snapshots", "commits", "foreign", "checks");
-  uint64_t ops = 0, gets = 0, snapshots = 0, commits = 0, foreign = 0, failures = 0;
-  double cpu = 0, wall = 0;
+  constexpr char kRow[] = "%6s %8s %9s %9s %10s %5s %9s %9s %6s %11s %10s  %s\n";
+  std::printf("\n");
+  std::printf(kRow, "worker", "pid", "requests", "req/s", "req/CPU-s", "CPU%", "hits", "computes",
+              "hit%", "from others", "increments", "checks");
+  DemoReport total;
+  double wall = 0;
+  uint64_t failed = 0;
+  auto row = [&](std::string name, std::string pid, const DemoReport& r, double wall_seconds,
+                 std::string checks) {
+    const uint64_t hits = r.gets - r.computes;
+    std::printf(kRow, name.c_str(), pid.c_str(), Commas(r.requests).c_str(),
+                PerSecond(r.requests, wall_seconds).c_str(),
+                PerSecond(r.requests, r.cpu_seconds).c_str(),
+                absl::StrFormat("%.0f", 100 * r.cpu_seconds / std::max(wall_seconds, 1e-9)).c_str(),
+                Commas(hits).c_str(), Commas(r.computes).c_str(), Percent(hits, r.gets).c_str(),
+                Commas(r.from_others).c_str(), Commas(r.increments).c_str(), checks.c_str());
+  };
   for (size_t i = 0; i < reports_.size(); ++i) {
-    const WorkerReport& r = reports_[i];
+    const DemoReport& r = reports_[i];
     if (!reported_[i]) {
-      std::printf("%6zu %8d  (no report: see below)\n", i, pids_[i]);
-      ++failures;
+      std::printf("%6zu %8d  (no report: see below)\n", i, children_[i].pid);
+      ++failed;
       continue;
     }
-    std::printf("%6d %8d %10s %10s %10s %5.0f %10s %10s %8s %10s  %s\n", r.worker, r.pid,
-                Commas(r.ops).c_str(),
-                Commas(static_cast<uint64_t>(r.ops / std::max(r.wall_seconds, 1e-9))).c_str(),
-                Commas(static_cast<uint64_t>(r.ops / std::max(r.cpu_seconds, 1e-9))).c_str(),
-                100 * r.cpu_seconds / std::max(r.wall_seconds, 1e-9), Commas(r.gets).c_str(),
-                Commas(r.snapshots).c_str(), Commas(r.commits).c_str(),
-                Commas(r.foreign_commits).c_str(),
-                r.failures == 0 ? "ok" : absl::StrCat(Commas(r.failures), " FAILED").c_str());
-    ops += r.ops;
-    gets += r.gets;
-    snapshots += r.snapshots;
-    commits += r.commits;
-    foreign += r.foreign_commits;
-    failures += r.failures;
-    cpu += r.cpu_seconds;
+    row(absl::StrCat(i), absl::StrCat(r.pid), r, r.wall_seconds,
+        r.failures == 0 ? "ok" : absl::StrCat(Commas(r.failures), " FAILED"));
+    total.requests += r.requests;
+    total.gets += r.gets;
+    total.computes += r.computes;
+    total.from_others += r.from_others;
+    total.increments += r.increments;
+    total.cpu_seconds += r.cpu_seconds;
+    failed += r.failures;
     wall = std::max(wall, r.wall_seconds);
   }
-  std::printf("%6s %8s %10s %10s %10s %5.0f %10s %10s %8s %10s  %s\n", "total", "",
-              Commas(ops).c_str(),
-              Commas(static_cast<uint64_t>(ops / std::max(wall, 1e-9))).c_str(),
-              Commas(static_cast<uint64_t>(ops / std::max(cpu, 1e-9))).c_str(),
-              100 * cpu / std::max(wall, 1e-9), Commas(gets).c_str(), Commas(snapshots).c_str(),
-              Commas(commits).c_str(), Commas(foreign).c_str(),
-              failures == 0 ? "ok" : absl::StrCat(Commas(failures), " FAILED").c_str());
+  row("total", "", total, wall, failed == 0 ? "ok" : absl::StrCat(Commas(failed), " FAILED"));
   std::printf(
-      "\nops: gets (a sample key, value checked) + snapshots (a ReadTxn over another worker's\n"
-      "counter and note) + commits (a WriteTxn incrementing the worker's own counter).\n"
-      "ops/CPU-s: ops per second of the worker's user+system CPU time (getrusage).\n"
-      "foreign: commits of the other workers this worker saw (advances of their counters).\n");
+      "\nrequests: GetOrCompute of a page (each value checked: the whole page of the key asked "
+      "for)\n"
+      "  or, %lld%% of them, an Increment of a rate-limit counter.\n"
+      "hits: pages served without computing (stored, or computed by another worker while this "
+      "one\n"
+      "  waited); computes: misses this worker computed; from others: pages it got that another\n"
+      "  worker computed. req/CPU-s: requests per second of the worker's own CPU time;\n"
+      "  CPU%%: its CPU time over its wall time (the total: of one CPU).\n",
+      static_cast<long long>(s_.increment_percent));
 }
 
-void Demo::PrintStats() {
-  Clock::time_point start = Clock::now();
-  absl::Status status = db_->Checkpoint();
-  Clock::duration checkpoint_time = Clock::now() - start;
-  if (!status.ok()) {
-    Fail(absl::StrCat("Checkpoint: ", status.ToString()));
-  }
-  Stats s = db_->GetStats();
-  uint64_t commits = 0;
-  for (const WorkerReport& r : reports_) commits += r.commits;
-  std::printf("\nCheckpoint() took %s; GetStats() then says:\n", Millis(checkpoint_time).c_str());
-  std::printf("  keys               %s\n", Commas(s.keys).c_str());
-  std::printf("  file size          %s (%s bytes), growth limit %s\n", Bytes(s.file_size).c_str(),
-              Commas(s.file_size).c_str(), Bytes(s.max_file_size).c_str());
-  std::printf("  log bytes          %s in use\n", Bytes(s.log_bytes).c_str());
-  std::printf("  live bytes         %s (current values)\n", Bytes(s.live_bytes).c_str());
-  std::printf("  garbage bytes      %s (%.1f%% of the log; reclaimed by compaction)\n",
-              Bytes(s.garbage_bytes).c_str(),
-              s.log_bytes == 0 ? 0.0 : 100.0 * s.garbage_bytes / s.log_bytes);
-  std::printf("  index              %s slots, %s used (load %.2f)\n",
-              Commas(s.index_capacity).c_str(), Commas(s.index_used).c_str(), s.index_load);
-  std::printf("  commits            %s over the file's life (this run: 1 load + %s by workers)\n",
-              Commas(s.commits).c_str(), Commas(commits).c_str());
-  std::printf("  checkpoints        %s\n", Commas(s.checkpoints).c_str());
-  std::printf(
-      "  last checkpoint    %s\n",
-      s.last_checkpoint_unix_ms == 0
-          ? "never"
-          : absl::FormatTime("%Y-%m-%d %H:%M:%E3S UTC",
-                             absl::FromUnixMillis(s.last_checkpoint_unix_ms), absl::UTCTimeZone())
-                .c_str());
-  std::printf("  open handles       %u (all processes)\n", s.open_handles);
-  std::printf("  format version     %u\n", s.format_version);
-  if (s.rebuilt_index || s.recovered_commits > 0) {
-    std::printf(
-        "  first open         rebuilt the index: %s, %s records in %s us; %s commits "
-        "recovered\n",
-        s.rebuilt_index ? "yes" : "no", Commas(s.rebuild_records).c_str(),
-        Commas(s.rebuild_micros).c_str(), Commas(s.recovered_commits).c_str());
+void Demo::PrintCache(const CacheStats& before, const CacheStats& after) const {
+  const Stats& db = after.db;
+  const std::string ttl = s_.ttl_seconds == 0
+                              ? "no ttl"
+                              : absl::StrCat("ttl ", absl::StrFormat("%g", s_.ttl_seconds), " s");
+  std::printf("\nthe cache, Cache::GetStats() (summed over every process; this run's share):\n");
+  std::printf("  hits         %12s  requests answered from the cache\n",
+              Commas(after.hits - before.hits).c_str());
+  std::printf("  misses       %12s  of which expired: %s (%s)\n",
+              Commas(after.misses - before.misses).c_str(),
+              Commas(after.expirations - before.expirations).c_str(), ttl.c_str());
+  std::printf("  computes     %12s  one per miss, by the worker that took the key's lease\n",
+              Commas(after.computes - before.computes).c_str());
+  std::printf("  waits        %12s  requests that waited for another worker's computation\n",
+              Commas(after.waits - before.waits).c_str());
+  std::printf("  takeovers    %12s  computations taken over from a dead or late worker\n",
+              Commas(after.takeovers - before.takeovers).c_str());
+  std::printf("  evictions    %12s  entries dropped, oldest first, to stay within the capacity\n",
+              Commas(after.evictions - before.evictions).c_str());
+  std::printf("  keys         %12s  in the cache now (pages and counters), of %s pages asked for\n",
+              Commas(db.keys).c_str(), Commas(s_.keys).c_str());
+  if (db.cache_capacity == 0) {
+    std::printf("  file size    %12s  (a cache without a capacity: it grows as needed)\n",
+                Bytes(db.file_size).c_str());
   } else {
-    std::printf("  first open         clean: no index rebuild, no recovered commits\n");
+    std::printf("  file size    %12s  of a capacity of %s%s\n", Bytes(db.file_size).c_str(),
+                Bytes(db.cache_capacity).c_str(),
+                db.file_size <= db.cache_capacity ? ": within it" : ": PAST IT");
+  }
+  if (after.evictions == before.evictions) {
+    std::printf(
+        "  (nothing was evicted: the pages computed fit in the capacity; a smaller --capacity,\n"
+        "  more --keys or a longer run shows eviction)\n");
   }
 
-  bool all_reported = std::all_of(reported_.begin(), reported_.end(), [](bool b) { return b; });
-  if (fresh_db_ && all_reported) {
-    // The records, plus per worker its counter (once it committed) and its note (once it reached
-    // kNoteEvery); a data file may hold some of those keys itself.
-    absl::flat_hash_set<std::string> keys;
-    for (const Record& record : records_) keys.insert(record.key);
-    for (size_t i = 0; i < reports_.size(); ++i) {
-      uint64_t counter = initial_counters_[i] + reports_[i].commits;
-      if (counter > 0) keys.insert(CounterKey(static_cast<int>(i)));
-      if (counter >= kNoteEvery) keys.insert(NoteKey(static_cast<int>(i)));
-    }
-    if (s.keys != keys.size()) {
-      Fail(absl::StrCat("GetStats().keys is ", s.keys, ", expected ", keys.size()));
-    }
+  uint64_t computes = 0;
+  std::vector<uint64_t> increments(kDemoClients, 0);
+  for (const DemoReport& r : reports_) {
+    computes += r.computes;
+    for (int c = 0; c < kDemoClients; ++c) increments[c] += r.increments_of[c];
   }
-  if (s.open_handles != 1) {
-    Fail(absl::StrCat("GetStats().open_handles is ", s.open_handles,
-                      " with every worker gone; expected 1 (this process)"));
+  std::printf("\ncompute once: %s computes of %s distinct pages, %s\n", Commas(computes).c_str(),
+              Commas(distinct_computed_).c_str(),
+              overlaps_ == 0
+                  ? "no two of one page at the same time"
+                  : absl::StrCat(overlaps_, " of them BESIDE another of the same page").c_str());
+  std::printf("  (the most of one page: %s, each after the last was evicted or expired)\n",
+              Commas(most_computes_of_one_key_).c_str());
+  uint64_t total = 0;
+  for (uint64_t n : increments) total += n;
+  std::printf("counters:     %s increments of %s..%d; %s:\n ", Commas(total).c_str(),
+              DemoClientKey(0).c_str(), kDemoClients,
+              counters_ok_ ? "each holds its start plus its increments"
+                           : "SOME DO NOT HOLD their start plus their increments");
+  for (int c = 0; c < kDemoClients; ++c) {
+    std::printf(" %s", Commas(static_cast<uint64_t>(counters_after_[c])).c_str());
   }
+  std::printf("\n");
 }
 
 void Demo::Cleanup() {
-  db_.reset();
+  cache_.reset();
   if (temp_dir_.empty()) return;
   std::error_code error;
   std::filesystem::remove_all(temp_dir_, error);
@@ -709,35 +610,45 @@ void Demo::Cleanup() {
 }
 
 int Demo::Run() {
-  if (!HasFork()) {
-    // The workers are forked children that share the parent's loaded data and start gate; a
-    // Windows demo would start `mapkv` itself once per worker instead (not written yet).
-    return ReportError(
-        "demo", "",
-        absl::UnimplementedError("the demo forks its worker processes, and this platform "
-                                 "has no fork(); every other command works here"),
-        kExitUsage);
-  }
-  if (!LoadData()) return kExitError;
-  if (!PrepareDatabase()) {
+  if (int status = ParseSizes(); status != kExitOk) return status;
+  if (config_.worker >= 0) return RunWorker();
+  // Without fork() (Windows), the workers are this program run again.
+  if (!HasFork()) config_.spawn = true;
+  if (!LoadData(/*quiet=*/false)) return kExitError;
+  keys_ = std::make_unique<DemoKeySpace>(records_, s_.keys, s_.zipf);
+  if (!OpenCache()) {
     Cleanup();
     return kExitError;
   }
-  std::printf("mapkv demo: %lld worker processes for %g s on one database (%u CPUs)\n",
-              static_cast<long long>(config_.workers), config_.seconds,
+  std::printf("mapkv demo: %lld worker processes (%s) share one cache for %g s (%u CPUs)\n",
+              static_cast<long long>(s_.workers),
+              config_.spawn ? "each this program, started again" : "forked", s_.seconds,
               std::thread::hardware_concurrency());
-  std::printf("database   %s%s\n", db_path_.c_str(),
-              temp_dir_.empty() ? (fresh_db_ ? " (new, kept)" : " (existing, kept)")
-                                : " (temporary, removed at the end)");
-  std::printf("data       %s\n", data_description_.c_str());
-  if (!LoadIntoDatabase()) {
-    Cleanup();
-    return kExitError;
-  }
-  RunWorkers();
-  CheckCounters();
+  std::printf("cache      %s%s, capacity %s\n", path_.c_str(),
+              temp_dir_.empty() ? (fresh_ ? " (new, kept)" : " (existing, kept)")
+                                : " (temporary, removed at the end)",
+              Bytes(s_.capacity).c_str());
+  std::printf("pages      %s of %s (\"%s\", ...) from %s; zipf %g\n", Commas(s_.keys).c_str(),
+              Bytes(s_.value_size).c_str(), keys_->key(0).c_str(), data_description_.c_str(),
+              s_.zipf);
+  std::printf(
+      "a miss     computes for %lld us (busy CPU) and stores the page, %s\n",
+      static_cast<long long>(s_.compute_us),
+      s_.ttl_seconds == 0
+          ? "never to expire"
+          : absl::StrCat("to expire after ", absl::StrFormat("%g", s_.ttl_seconds), " s").c_str());
+  std::printf("counters   %lld%% of requests increment one of %d rate-limit counters\n",
+              static_cast<long long>(s_.increment_percent), kDemoClients);
+
+  ReadCounters(&counters_before_);
+  const CacheStats before = cache_->GetStats();
+  StartWorkers();
+  CollectReports();
+  const CacheStats after = cache_->GetStats();
+  ReadCounters(&counters_after_);
+  Check(before, after);
   PrintTable();
-  PrintStats();
+  PrintCache(before, after);
   Cleanup();
 
   if (!failures_.empty()) {
@@ -749,25 +660,38 @@ int Demo::Run() {
     return kExitDataProblem;
   }
   std::printf(
-      "\nall checks passed: every value read matched, no counter went back, every worker\n"
-      "saw every other's commits, and no increment was lost.\n");
+      "\nall checks passed: every page served was whole and its own key's, the file stayed within\n"
+      "its capacity, no page was computed by two workers at once, the statistics add up, and no\n"
+      "increment was lost.\n");
   return kExitOk;
 }
 
 constexpr char kDescription[] =
-    R"(Shows several processes sharing one mapkv database, and checks what they see:
-  1. creates a database (in a new temporary directory, unless --db names a file);
-  2. loads the sample records (data/iso_codes.tsv: ISO country, language, currency and
-     script codes) in one write transaction, and reads them back;
-  3. forks N worker processes; each opens the same file and for S seconds mixes
-     - Gets of random sample keys, each value checked against the data file,
-     - snapshots (a ReadTxn) of another worker's counter and note, checking that counters
-       never go back, that note and counter agree, and that every worker's commits show up,
-     - write transactions that increment its own "worker/<i>/counter" (read-modify-write)
-       and, every 4th time, rewrite "worker/<i>/note", which the other workers read;
-  4. prints per worker its ops, ops/s, ops per CPU-second and the other workers' commits it
-     saw; checks each counter against the commits its worker reported; calls Checkpoint()
-     and prints GetStats().
+    R"(Shows a pool of worker processes (a pre-fork web server, job runners) sharing one cache
+file with a capacity (mapkv::Cache) instead of a cache server on localhost, and checks what
+they get:
+  1. creates a cache of --capacity bytes (in a new temporary directory, unless --path names a
+     file);
+  2. starts N workers (forked; where there is no fork(), or with --spawn, this program run
+     again); each opens the cache and for S seconds serves requests:
+     - most ask for a page, "page/<record>/<n>" with records from data/iso_codes.tsv (ISO
+       country, language, currency and script codes), chosen with a Zipfian skew, through
+       GetOrCompute(key, ttl, fn); on a miss, fn does --compute-us of busy CPU work and
+       renders a --value-size page that names its key and the worker that computed it. Each
+       page served is checked: whole, and the page of the key asked for;
+     - --increments percent Increment one of 8 rate-limit counters ("ratelimit/10.0.0.<n>"),
+       shared by the pool; a counter seen going back is a failure;
+  3. prints per worker its requests, hits, computes, hit rate, pages computed by the others,
+     requests per second and per CPU-second; then the cache's statistics (hits, misses,
+     computes, waits, takeovers, evictions, expirations, file size against the capacity);
+  4. checks that the file stayed within its capacity, that no two workers computed one page
+     at the same time, that the statistics match what the workers counted, and that each
+     counter holds its start value plus exactly the increments the workers made.
+The defaults are short so that a 3 s run shows both: far more pages (20,000 x 1 KiB) than 8 MiB
+holds, so entries are evicted within a second, and a ttl of 0.5 s, so hot pages expire. Counters are entries too: one left alone for a whole lap of the ring
+would be evicted (and the counter check would say so); these are rewritten far more often. So
+is a lease: a ring that turns in less time than a page takes to compute (a tiny --capacity,
+--compute-us 0) can evict one mid-computation, and the compute-once check then fails.
 )";
 
 std::string DefaultDataText() {
@@ -780,26 +704,64 @@ std::string DefaultDataText() {
 
 Runner SetupDemo(CLI::App* app) {
   auto config = std::make_shared<DemoConfig>();
+  DemoSettings& s = config->settings;
   app->description(kDescription);
-  app->add_option("--db", config->db_path,
-                  "database file to use (created if missing; kept afterwards). Default: a new "
-                  "temporary directory, removed at the end");
-  app->add_option("--workers", config->workers, "worker processes")
+  app->add_option("--workers", s.workers, "worker processes")
       ->check(CLI::Range(int64_t{1}, int64_t{256}))
       ->capture_default_str();
-  app->add_option("--seconds", config->seconds, "how long the workers run")
+  app->add_option("--seconds", s.seconds, "how long the workers run")
       ->check(CLI::Range(0.01, 86400.0))
       ->capture_default_str();
+  app->add_option("--capacity", config->capacity_text,
+                  "the cache's capacity, fixed when it is created: bytes, or with K, M, G "
+                  "(1024-based), at least 1M")
+      ->capture_default_str();
+  app->add_option("--keys", s.keys, "distinct pages the workers ask for")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
+  app->add_option("--value-size", config->value_size_text,
+                  "bytes of a page (more when its record alone is longer)")
+      ->capture_default_str();
+  app->add_option("--zipf", s.zipf,
+                  "skew of the requests: the page of rank r is asked for in proportion to "
+                  "1/r^zipf (0: uniform)")
+      ->check(CLI::Range(0.0, 5.0))
+      ->capture_default_str();
+  app->add_option("--compute-us", s.compute_us,
+                  "microseconds of busy CPU work (not a sleep) that computing a page takes")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
+      ->capture_default_str();
+  app->add_option("--ttl", s.ttl_seconds, "seconds a page lives (0: until evicted)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  app->add_option("--increments", s.increment_percent,
+                  "percent of requests that increment a rate-limit counter instead")
+      ->check(CLI::Range(int64_t{0}, int64_t{100}))
+      ->capture_default_str();
+  app->add_option("--path", config->path,
+                  "cache file to use (created with --capacity when missing; kept afterwards). "
+                  "Default: a new temporary directory, removed at the end");
   app->add_option("--data", config->data_path,
-                  absl::StrCat("records to load and check, in `mapkv load`'s TSV format. Default: ",
+                  absl::StrCat("key<TAB>value records the pages are made of, in `mapkv load`'s "
+                               "TSV format. Default: ",
                                DefaultDataText()));
+  app->add_flag("--spawn", config->spawn,
+                "start the workers by running this program again (`mapkv demo --worker ...`) "
+                "instead of forking them; always so where there is no fork() (Windows)");
+  // The parent's way of starting a worker with --spawn: not for people.
+  app->add_option("--worker", config->worker)->group("");
+  app->add_option("--report-fd", config->report_fd)->group("");
+  app->add_option("--go-fd", config->go_fd)->group("");
+  app->add_flag("--synthetic", config->synthetic)->group("");
   app->footer(R"(
-Exit status: 0 when every check passed, 2 bad usage, 3 a check failed (a wrong value, a lost
-increment), 4 error (the database or the data file could not be opened).
+Exit status: 0 when every check passed, 2 bad usage, 3 a check failed (a wrong or torn page, a
+lost increment, the file past its capacity, two computes of one page at once), 4 error (the
+cache or the data file could not be opened).
 
 Examples:
   mapkv demo
-  mapkv demo --workers 8 --seconds 10 --db /tmp/demo.mapkv)");
+  mapkv demo --workers 8 --seconds 10 --capacity 64MiB --keys 100000 --compute-us 1000
+  mapkv demo --path /tmp/demo.mapkv && mapkv stat /tmp/demo.mapkv)");
   return [config] { return Demo(*config).Run(); };
 }
 

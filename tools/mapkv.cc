@@ -38,7 +38,8 @@ constexpr Command kCommands[] = {
     {"load", "read records from a file or stdin into the database", SetupLoad},
     {"check", "verify the whole file; exit 3 when damaged", SetupCheck},
     {"compact", "rewrite the database without garbage (offline, atomic)", SetupCompact},
-    {"demo", "several processes share one database, every value checked", SetupDemo},
+    {"demo", "worker processes share one cache file with a capacity, every value checked",
+     SetupDemo},
     {"bench", "a quick benchmark of the basic operations and a compaction", SetupBench},
 };
 
