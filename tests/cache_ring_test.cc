@@ -42,8 +42,10 @@ namespace mapkv {
 namespace {
 
 using ::absl::StatusCode;
+using ::mapkv::test::ChildPipe;
 using ::mapkv::test::EnvInt;
 using ::mapkv::test::KillChild;
+using ::mapkv::test::Pipe;
 using ::mapkv::test::StartChild;
 using ::mapkv::test::TempDir;
 using ::mapkv::test::WaitChild;
@@ -296,15 +298,21 @@ TEST(CacheRingTest, ProcessesShareOneSmallRingAndNeverSeeATornValue) {
   EXPECT_OK(db->Verify());
 }
 
-// Puts random entries into the ring until killed. Arguments: path, seed.
+// Puts random entries into the ring until killed, writing a byte on `writing` after its first.
+// Arguments: path, seed, the write end of `writing`.
 MAPKV_CHILD(RingWriterChild) {
   auto opened = Cache::Open(args.at(0), RingOptions());
   CHILD_CHECK_OK(opened);
   std::unique_ptr<Cache> cache = std::move(*opened);
   std::mt19937_64 rng(args.Int(1));
+  ChildPipe writing = args.PipeEnd(2);
   for (uint64_t version = 1;; ++version) {
     const std::string key = Key(rng() % 400);
     CHILD_CHECK_OK(cache->Put(key, MakeValue(key, version, RandomSize(rng))), key);
+    if (version == 1) {
+      CHILD_CHECK(writing.Write("w"));
+      writing.Close();
+    }
   }
 }
 
@@ -315,9 +323,19 @@ TEST(CacheRingTest, WritersKilledAtRandomMomentsLeaveARingThatVerifies) {
   std::mt19937_64 rng(99);
   Options any;
   any.kind = FileKind::kAny;
+  {
+    // A full ring first: every writer killed below is evicting as it writes.
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+    for (int k = 0; k < 600; ++k)
+      ASSERT_OK(cache->Put(Key(k % 400), MakeValue(Key(k % 400), k, 3000)));
+    ASSERT_GT(cache->GetStats().evictions, 0u);
+  }
   for (int i = 0; i < kills; ++i) {
-    const int pid = StartChild("RingWriterChild", {path, i});
-    std::this_thread::sleep_for(milliseconds(20 + rng() % 60));
+    Pipe writing;
+    const int pid = StartChild("RingWriterChild", {path, i, writing.WriteEndArg()});
+    writing.CloseWrite();
+    ASSERT_TRUE(writing.WaitByte(seconds(30))) << "the writer did not start";
+    std::this_thread::sleep_for(milliseconds(rng() % 40));
     KillChild(pid);
     ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
     ASSERT_OK(cache->Put("after", absl::StrCat(i)));  // recovers the dead writer's leftovers

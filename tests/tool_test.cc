@@ -777,12 +777,13 @@ void ExpectDemoReport(const std::string& out, int workers) {
   EXPECT_TRUE(Contains(out, "all checks passed")) << out;
 }
 
-// A capacity of 2 MiB (about 1,700 pages of 1 KiB) makes even a short run evict. A counter or a
-// lease is an entry like a page: 30% of requests on 8 counters rewrite each far more often than
-// once per lap of that small ring, and a lap takes far longer than a 200 us computation, so
-// neither is evicted while in use (the demo would say so and fail).
-const std::vector<std::string> kSmallDemo = {"--seconds", "0.4",          "--capacity",
-                                             "2M",        "--increments", "30"};
+// A capacity of 2 MiB (about 400 pages of 4 KiB) makes even a short run evict, under wine too,
+// where the workers start late and serve a few thousand requests. A counter or a lease is an
+// entry like a page: 30% of requests on 8 counters rewrite each far more often than once per lap
+// of that small ring, and a lap takes far longer than a 200 us computation, so neither is
+// evicted while in use (the demo would say so and fail).
+const std::vector<std::string> kSmallDemo = {"--seconds",    "0.4",  "--capacity",   "2M",
+                                             "--value-size", "4096", "--increments", "30"};
 
 TEST_F(ToolTest, DemoAndBenchRun) {
   // Forked workers; where there is no fork() (Windows), the tool starts itself once per worker.
