@@ -895,6 +895,7 @@ absl::Status DBImpl::Evict(uint64_t until, uint64_t max_keys, bool exclusive_hel
   uint64_t freed = 0;
   uint64_t head = state_->head.load();
   bool in_batch = false;
+  bool damaged = false;
   auto more = [&] {
     const uint64_t count = state_->count.load();
     return in_batch || head < until || (count > doomed.size() && count - doomed.size() > max_keys);
@@ -912,6 +913,7 @@ absl::Status DBImpl::Evict(uint64_t until, uint64_t max_keys, bool exclusive_hel
       }
       freed = state_->live_bytes.load();
       head = committed;
+      damaged = true;
       break;
     }
     head += r->size;
@@ -935,6 +937,7 @@ absl::Status DBImpl::Evict(uint64_t until, uint64_t max_keys, bool exclusive_hel
   state_->live_bytes.fetch_sub(std::min(freed, state_->live_bytes.load()),
                                std::memory_order_relaxed);
   state_->evictions.fetch_add(doomed.size(), std::memory_order_relaxed);
+  if (damaged) RecountStats();  // the counters of a damaged file may be anything
   // Last: a writer that dies before this store evicted keys early, nothing worse.
   state_->head.store(head, std::memory_order_release);
   if (!exclusive_held) lock_.UnlockExclusive();

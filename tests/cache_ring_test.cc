@@ -432,6 +432,43 @@ TEST(CacheRingTest, DamagedRingBoundsAreRefusedOrReset) {
   EXPECT_OK_AND_EQ(cache->Get("fresh"), "start");
 }
 
+// A record that does not decode where eviction must walk (a damaged file): the cache drops every
+// entry, says so, and goes on.
+TEST(CacheRingTest, ADamagedRecordAtTheHeadEmptiesTheCacheAndItGoesOn) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  {
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+    for (int i = 0; i < 2000; ++i) ASSERT_OK(cache->Put(Key(i), MakeValue(Key(i), i, 700)));
+  }
+  const uint64_t ring_start = test::ReadFileU64(path, 48);
+  const uint64_t ring_len = kMiB - ring_start;
+  const uint64_t head = test::ReadFileU64(path, internal::kSharedStateOffset + 112);
+  const uint64_t at = internal::RingPhys(head, ring_start, ring_len);
+  // The type byte (RecordHeader offset 14) of the oldest record: a type that does not exist.
+  const uint64_t word = test::ReadFileU64(path, at + 8);
+  test::WriteFileU64(path, at + 8, (word & ~(uint64_t{0xFF} << 48)) | (uint64_t{0x77} << 48));
+  std::vector<std::string> log;
+  CacheOptions options = RingOptions();
+  options.db.info_log = [&log](std::string_view line) { log.emplace_back(line); };
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, options));
+  const uint64_t before = cache->GetStats().db.keys;
+  ASSERT_GT(before, 100u);
+  for (int i = 0; i < 400; ++i) ASSERT_OK(cache->Put(Key(5000 + i), MakeValue(Key(i), i, 700)));
+  ASSERT_FALSE(log.empty());
+  EXPECT_TRUE(absl::StrContains(log[0], "the cache drops every entry")) << log[0];
+  EXPECT_TRUE(absl::StrContains(log[0], absl::StrCat("offset ", head))) << log[0];
+  EXPECT_STATUS(cache->Get(Key(1999)), StatusCode::kNotFound);
+  EXPECT_OK_AND_EQ(cache->Get(Key(5399)), MakeValue(Key(399), 399, 700));
+  const CacheStats s = cache->GetStats();
+  EXPECT_GE(s.evictions, before);
+  Options any;
+  any.kind = FileKind::kAny;
+  cache.reset();
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
+  EXPECT_OK(db->Verify());
+}
+
 TEST(CacheRingTest, CompactionKeepsTheCapacityAndTheEntries) {
   TempDir dir;
   const std::string path = dir.File("ring.mapkv");
