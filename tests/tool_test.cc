@@ -766,13 +766,25 @@ void ExpectDemoReport(const std::string& out, int workers) {
   for (int i = 0; i < workers; ++i) expected.push_back(absl::StrCat(i));
   EXPECT_EQ(rows, expected) << out;
   EXPECT_TRUE(total) << out;
-  uint64_t evictions = 0;
+  // The cache's statistics: a slow build (ASan, wine) may compute too few pages to fill the
+  // ring in a short run, so evictions are required once the pages computed are twice its size.
+  uint64_t evictions = 0, computes = 0;
+  bool evictions_line = false;
   for (const std::string& line : lines) {
     std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (fields.size() < 2 || fields[0] != "evictions") continue;
-    EXPECT_TRUE(absl::SimpleAtoi(absl::StrReplaceAll(fields[1], {{",", ""}}), &evictions)) << line;
+    if (fields.size() < 2) continue;
+    const std::string n = absl::StrReplaceAll(fields[1], {{",", ""}});
+    if (fields[0] == "evictions") {
+      evictions_line = true;
+      EXPECT_TRUE(absl::SimpleAtoi(n, &evictions)) << line;
+    } else if (fields[0] == "computes") {
+      EXPECT_TRUE(absl::SimpleAtoi(n, &computes)) << line;
+    }
   }
-  EXPECT_GT(evictions, 0u) << "no evictions line, or nothing evicted:\n" << out;
+  EXPECT_TRUE(evictions_line) << out;
+  if (computes * 4096 > 2 * (2u << 20)) {
+    EXPECT_GT(evictions, 0u) << computes << " pages of 4 KiB computed, nothing evicted:\n" << out;
+  }
   EXPECT_TRUE(Contains(out, "of a capacity of 2.0 MiB: within it")) << out;
   EXPECT_TRUE(Contains(out, "all checks passed")) << out;
 }
