@@ -14,7 +14,7 @@
 namespace mapkv::internal {
 
 struct FileOpenOptions {
-  bool create = true;      // create when missing
+  bool create = true;      // create when missing (POSIX: O_EXCL, never through a link)
   bool exclusive = false;  // fail with AlreadyExists when it exists
   uint64_t reserve = 0;    // bytes of address space to map (at least the file's size)
   bool read_only = false;  // open and map for reading only (no create); writes through base() fault
@@ -57,8 +57,9 @@ class MappedFile {
   virtual absl::Status Flush(uint64_t offset, uint64_t length) = 0;
   // Makes the file's data and metadata durable (fsync / FlushFileBuffers).
   virtual absl::Status Sync() = 0;
-  // Zeroes the file's bytes [offset, offset + length) (releasing the blocks where the file system
-  // can) and the mapping sees zeros there at once; durable after Sync().
+  // Zeroes the file's bytes [offset, offset + length), and the mapping sees zeros there at once;
+  // durable after Sync(). The blocks stay allocated (ResourceExhausted where taking them again
+  // fails), so that a store there never meets a full disk.
   virtual absl::Status Zero(uint64_t offset, uint64_t length) = 0;
 
   // A hint: map [offset, offset + length), inside the file, for writing now rather than page by
@@ -77,9 +78,6 @@ class MappedFile {
   // True when `path` still names the file this handle has open (it may have been renamed over).
   virtual absl::StatusOr<bool> StillNamedBy(const std::string& /*path*/) { return true; }
 };
-
-// Removes a file; NotFound when missing.
-absl::Status RemoveFile(const std::string& path);
 
 }  // namespace mapkv::internal
 

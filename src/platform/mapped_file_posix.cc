@@ -36,10 +36,11 @@ class OpenFiles {
     }();
     return *files;
   }
-  void Add(PosixMappedFile* f) {
-    std::lock_guard<std::mutex> lock(mu_);
-    files_.insert(f);
-  }
+  // Held from before a descriptor exists until its file is in the set (MappedFile::Open): the
+  // prepare handler of fork() takes the same mutex, so no child is born holding a descriptor it
+  // does not know to close.
+  std::unique_lock<std::mutex> LockForOpen() { return std::unique_lock<std::mutex>(mu_); }
+  void AddLocked(PosixMappedFile* f) { files_.insert(f); }
   void Remove(PosixMappedFile* f) {
     std::lock_guard<std::mutex> lock(mu_);
     files_.erase(f);
@@ -54,9 +55,7 @@ class OpenFiles {
 class PosixMappedFile final : public MappedFile {
  public:
   PosixMappedFile(std::string path, int fd, char* base, uint64_t mapped)
-      : path_(std::move(path)), fd_(fd), base_(base), mapped_(mapped) {
-    OpenFiles::Get().Add(this);
-  }
+      : path_(std::move(path)), fd_(fd), base_(base), mapped_(mapped) {}
   ~PosixMappedFile() override {
     OpenFiles::Get().Remove(this);
     if (fd_ < 0) return;  // in a child of fork(): nothing of this handle is ours
@@ -124,9 +123,20 @@ class PosixMappedFile final : public MappedFile {
 
   absl::Status Zero(uint64_t offset, uint64_t length) override {
     if (length == 0) return absl::OkStatus();
-    // Punching a hole zeroes the page cache too, so every mapping sees the zeros.
-    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                  static_cast<off_t>(length)) == 0) {
+    // Both ways zero the page cache too, so every mapping sees the zeros at once. The range stays
+    // allocated: Grow() reserved its blocks so that a store into the mapping never meets a full
+    // disk (SIGBUS), and the file's size, which says how far Grow() went, does not change here.
+    const off_t at = static_cast<off_t>(offset), len = static_cast<off_t>(length);
+    if (fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, at, len) == 0) {
+      return absl::OkStatus();
+    }
+    if (errno != EOPNOTSUPP) return ErrnoStatus(errno, path_, "fallocate(FALLOC_FL_ZERO_RANGE)");
+    // tmpfs and others: release the blocks, then take them again.
+    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, len) == 0) {
+      if (int err = posix_fallocate(fd_, at, len); err != 0 && err != EOPNOTSUPP && err != EINVAL) {
+        return ErrnoStatus(err, path_, absl::StrCat("allocating bytes ", offset, "..",
+                                                    offset + length, " again after zeroing them"));
+      }
       return absl::OkStatus();
     }
     if (errno != EOPNOTSUPP) return ErrnoStatus(errno, path_, "fallocate(FALLOC_FL_PUNCH_HOLE)");
@@ -215,13 +225,54 @@ void* MapAligned(uint64_t size, int prot, int fd) {
 
 }  // namespace
 
+namespace {
+
+// Opens `path` as Open() asks. A new file is created with O_EXCL, which never follows a symbolic
+// link: a link planted under the name makes the open of an existing file instead, and an existing
+// file is made a database only when it is empty and no link led to it (below), or carries
+// mapkv's creation marker (db_impl.cc).
+absl::StatusOr<int> OpenDescriptor(const std::string& path, const FileOpenOptions& options) {
+  const mode_t mode = static_cast<mode_t>(options.mode & 0777);
+  if (options.read_only) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus(errno, path, "open");
+    return fd;
+  }
+  if (options.exclusive || options.create) {
+    const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, mode);
+    if (fd >= 0 || errno != EEXIST || options.exclusive) {
+      if (fd < 0) return ErrnoStatus(errno, path, "open");
+      return fd;
+    }
+  }
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, path, "open");
+  if (!options.create) return fd;
+  // An existing empty file would be initialised as a new database: only one that nothing else
+  // names (no symbolic link led here, no other hard link), so that a link planted in a shared
+  // directory cannot make this process overwrite a file of its choosing.
+  struct stat st, named;
+  if (fstat(fd, &st) == 0 && st.st_size == 0 &&
+      (lstat(path.c_str(), &named) != 0 || S_ISLNK(named.st_mode) || st.st_nlink != 1 ||
+       named.st_ino != st.st_ino || named.st_dev != st.st_dev)) {
+    close(fd);
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": an empty file reached through a symbolic link or with other hard links; a "
+              "database is created only in a new file or an empty one of its own: remove it, "
+              "or open the file it names"));
+  }
+  return fd;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& path,
                                                              const FileOpenOptions& options) {
-  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-  if (!options.read_only && options.create) flags |= O_CREAT;
-  if (!options.read_only && options.exclusive) flags |= O_CREAT | O_EXCL;
-  int fd = open(path.c_str(), flags, static_cast<mode_t>(options.mode & 07777));
-  if (fd < 0) return ErrnoStatus(errno, path, "open");
+  // From before the descriptor exists until its file is registered: see OpenFiles.
+  std::unique_lock<std::mutex> registering = OpenFiles::Get().LockForOpen();
+  absl::StatusOr<int> opened = OpenDescriptor(path, options);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
@@ -250,13 +301,9 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
     close(fd);
     return ErrnoStatus(err, path, "madvise(MADV_DONTFORK)");
   }
-  return std::unique_ptr<MappedFile>(
-      new PosixMappedFile(path, fd, static_cast<char*>(base), mapped));
-}
-
-absl::Status RemoveFile(const std::string& path) {
-  if (unlink(path.c_str()) != 0) return ErrnoStatus(errno, path, "unlink");
-  return absl::OkStatus();
+  auto file = std::make_unique<PosixMappedFile>(path, fd, static_cast<char*>(base), mapped);
+  OpenFiles::Get().AddLocked(file.get());
+  return std::unique_ptr<MappedFile>(std::move(file));
 }
 
 }  // namespace mapkv::internal

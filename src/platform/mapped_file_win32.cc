@@ -399,9 +399,4 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
   return started;
 }
 
-absl::Status RemoveFile(const std::string& path) {
-  if (!DeleteFileW(Widen(path).c_str())) return LastErrorStatus(path, "DeleteFile");
-  return absl::OkStatus();
-}
-
 }  // namespace mapkv::internal
