@@ -56,7 +56,7 @@ class Cache::Impl {
 
   int64_t Now() const { return options_.now_unix_ms(); }
   void Count(CacheCounter c) {
-    if (impl_->has_slot()) impl_->rwlock().counter(c).fetch_add(1, std::memory_order_relaxed);
+    if (impl_->counts()) impl_->rwlock().counter(c).fetch_add(1, std::memory_order_relaxed);
   }
 
   absl::Status NotAnEntry(std::string_view key, size_t size) const {
@@ -271,6 +271,7 @@ class Cache::Impl {
 
   CacheStats GetStats() {
     CacheStats s;
+    if (!impl_->CheckUsable().ok()) return s;  // a child of fork(): the slots are not mapped
     internal::RwLock& lock = impl_->rwlock();
     s.hits = lock.CounterTotal(internal::kCacheHits);
     s.misses = lock.CounterTotal(internal::kCacheMisses);

@@ -124,7 +124,7 @@ absl::Status WriteTxn::Commit() {
 void WriteTxn::Abort() {
   if (state_ == nullptr) return;
   // Nothing to undo: the records past the committed tail are never seen and get overwritten.
-  if (state_->db != nullptr && state_->db->CheckUsable().ok()) state_->db->EndWrite(*state_);
+  if (state_->db != nullptr) state_->db->EndWrite(*state_);  // nothing in a child of fork()
   state_.reset();
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <thread>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "src/hash.h"
@@ -113,7 +114,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
   fo.create = options.create_if_missing && !options.read_only;
   fo.exclusive = options.error_if_exists;
   fo.reserve = options.max_file_size;
-  fo.mode = options.file_mode;
+  fo.mode = options.file_mode & 0777;  // never setuid, setgid or sticky
   fo.huge_pages = options.huge_pages && options.durability != Durability::kSync;
   absl::StatusOr<std::unique_ptr<MappedFile>> file = OpenMappedFile(path, fo);
   if (!file.ok() && options.read_only && absl::IsPermissionDenied(file.status())) {
@@ -201,6 +202,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenShared(std::unique_ptr<Mappe
   }
   db->LoadHeaderFields();
   MAPKV_RETURN_IF_ERROR(db->CheckRingMapped());
+  if (!first) MAPKV_RETURN_IF_ERROR(db->ValidateJoin());
   MAPKV_RETURN_IF_ERROR(db->lock_.ClaimSlot(CurrentPid()));
   db->opened_ = true;
   return db;
@@ -270,15 +272,12 @@ absl::Status DBImpl::CheckUsable() const {
 }
 
 bool DBImpl::CreationInterrupted(uint64_t file_size) const {
-  // Initialize() zeroes the header page, fills it, and writes the magic last. A first opener that
-  // finds the page all zero, or filled but without the magic, found a creator that died: the file
-  // never held data. Anything else without the magic is not ours and is never overwritten.
-  if (file_size < kHeaderPageSize) return false;
-  const char* page = base_;
-  if (std::all_of(page, page + kHeaderPageSize, [](char c) { return c == 0; })) return true;
-  return std::all_of(header_->magic, header_->magic + sizeof(kMagic),
-                     [](char c) { return c == 0; }) &&
-         KnownVersion(header_->format_version) && header_->layout == kLayoutSignature;
+  // Initialize() marks the header page first and writes the magic last; an empty file holds
+  // nothing to lose. Anything else without the magic, zeros included, is not ours and is never
+  // overwritten.
+  if (file_size == 0) return true;
+  return file_size >= sizeof(FileHeader) &&
+         std::memcmp(header_->magic, kCreatingMagic, sizeof(kCreatingMagic)) == 0;
 }
 
 void DBImpl::LoadHeaderFields() {
@@ -339,9 +338,10 @@ absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
   // A ring: two index tables of 64 to 2^kMaxIndexBits slots, then at least 64 KiB of ring.
   const uint64_t ring_start = header_->ring_start;
   const bool ring = header_->format_version == kRingFormatVersion;
+  // The tables lie in the file: creation allocates them and the first MiB of ring at once.
   if (ring != (ring_start != 0) ||
       (ring && (RingBits(ring_start) == 0 || header_->max_file_size < ring_start + kSizeGranule ||
-                header_->max_file_size % kSizeGranule != 0))) {
+                header_->max_file_size % kSizeGranule != 0 || ring_start >= file_size))) {
     return absl::DataLossError(absl::StrCat(p, ": damaged file header: ring from ", ring_start,
                                             " to ", header_->max_file_size, " (offset 48)"));
   }
@@ -371,6 +371,12 @@ absl::Status DBImpl::ValidateState(uint64_t file_size) const {
   auto bad = [&](absl::string_view what, uint64_t offset) {
     return absl::DataLossError(absl::StrCat(path(), ": ", what, " (offset ", offset, ")"));
   };
+  // Optimistic reads bound offsets by the recorded size: it must not pass the real one.
+  if (const uint64_t recorded = state_->file_size.load(); recorded > file_size) {
+    return bad(absl::StrCat("damaged shared state: the file is ", file_size,
+                            " bytes, its recorded size ", recorded),
+               kSharedStateOffset + offsetof(SharedState, file_size));
+  }
   if (ring()) {
     if (!TailsSane(*header_, *state_, file_size)) {
       return bad("damaged shared state: log tail", kSharedStateOffset);
@@ -427,6 +433,7 @@ absl::Status DBImpl::Initialize() {
   MAPKV_RETURN_IF_ERROR(file_->Grow(size));
   std::memset(base_, 0, kHeaderSize);
   FileHeader& h = *header_;
+  std::memcpy(h.magic, kCreatingMagic, sizeof(kCreatingMagic));
   h.format_version = ring ? kRingFormatVersion : cache ? kCacheFormatVersion : kFormatVersion;
   h.layout = kLayoutSignature;
   h.hash_seed = RandomU64();
@@ -461,7 +468,7 @@ absl::Status DBImpl::FirstOpen() {
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, file_->Size());
   // The last handle may have grown the file after this one mapped it.
   MAPKV_RETURN_IF_ERROR(Cover(std::min(size, file_->mapped_size())));
-  if (size == 0 || CreationInterrupted(size)) {
+  if (CreationInterrupted(size)) {
     if (options_.create_if_missing && !options_.read_only) return Initialize();
     if (size != 0) {
       return absl::InvalidArgumentError(
@@ -470,6 +477,12 @@ absl::Status DBImpl::FirstOpen() {
                        "with create_if_missing to create it again"));
     }
   }
+  if (size >= kHeaderPageSize &&
+      std::all_of(base_, base_ + kHeaderPageSize, [](char c) { return c == 0; })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path(), ": not a mapkv database (its first ", kHeaderPageSize,
+        " bytes are zero, and it carries no creation marker); it is left as it is"));
+  }
   MAPKV_RETURN_IF_ERROR(ValidateHeader(size));
   if (options_.max_file_size > header_->max_file_size && !options_.read_only &&
       header_->format_version != kRingFormatVersion) {
@@ -477,35 +490,81 @@ absl::Status DBImpl::FirstOpen() {
     header_->checksum = HeaderChecksum(*header_);
   }
   LoadHeaderFields();
+  const uint64_t boot = CurrentBootHash();
+  absl::Status state = ValidateState(size);
+  const bool same_boot = boot != 0 && state_->boot_id.load() == boot;
+  if (options_.read_only) {
+    // A handle that only looks never changes the file: the state must serve as it is (a stale
+    // exclusive side, before the reset below, is a writer that died publishing).
+    if (same_boot) MAPKV_RETURN_IF_ERROR(state);
+    if (same_boot ? NeedsRecovery() : !(state_->clean.load() == 1 && state.ok())) {
+      return NeedsRecoveryError(
+          same_boot ? "a writer died half-way through a commit"
+                    : state.ok() ? "it was not closed cleanly before the machine stopped"
+                                 : absl::StrCat("its shared state is damaged (", state.message(), ")"));
+    }
+  }
   // Nobody else has the file open: every lock word and slot is left over from the dead.
   lock_.Reset();
+  if (options_.read_only) {
+    state_->boot_id.store(boot);
+    return absl::OkStatus();
+  }
   state_->rebuilt_index = 0;
   state_->rebuild_records = 0;
   state_->rebuild_micros = 0;
   state_->recovered_commits.store(0);
-  const uint64_t boot = CurrentBootHash();
-  absl::Status state = ValidateState(size);
-  if (boot != 0 && state_->boot_id.load() == boot) {
+  state_->file_size.store(size);
+  if (same_boot) {
     // Same boot: the page cache kept every store, so the state is exact; finish any commit a
     // dead writer left half applied.
     MAPKV_RETURN_IF_ERROR(state);
-    state_->file_size.store(size);
     MAPKV_RETURN_IF_ERROR(Replay());
   } else if (state_->clean.load() == 1 && state.ok()) {
-    state_->file_size.store(size);  // a clean close after a checkpoint: the disk has it all
+    // A clean close after a checkpoint: the disk has it all.
     state_->synced_tail.store(state_->committed_tail.load());
   } else if (ring()) {
-    state_->file_size.store(size);
     ResetRing(state.ok() ? std::string("it was not closed cleanly before the machine stopped")
                          : absl::StrCat("its shared state is damaged (", state.message(), ")"));
   } else {
-    state_->file_size.store(size);
     MAPKV_RETURN_IF_ERROR(RebuildIndex(
         state.ok() ? std::string("it was not closed cleanly before the machine stopped")
                    : absl::StrCat("its shared state is damaged (", state.message(), ")")));
   }
   state_->boot_id.store(boot);
   return absl::OkStatus();
+}
+
+absl::Status DBImpl::NeedsRecoveryError(std::string_view why) const {
+  absl::Status s = absl::FailedPreconditionError(absl::StrCat(
+      path(), ": needs recovery, because ", absl::string_view(why.data(), why.size()),
+      "; recovery writes the file, and this handle is read-only. Open it once for writing: "
+      "that replays or rebuilds the index from the log, keeping its longest valid prefix and "
+      "dropping what follows (keep a copy of the file first if it may be damaged)"));
+  s.SetPayload(kNeedsRecoveryPayload, absl::Cord(absl::string_view(why.data(), why.size())));
+  return s;
+}
+
+absl::Status DBImpl::ValidateJoin() {
+  // Whoever opened the file first validated it, but a process with read permission alone can
+  // hold the open byte and so keep every writer from being first: validate the state anyway,
+  // against the file's real size. The state is valid at every instant of an honest file, a
+  // writer's death half-way through a publish included; but commits and growth may run meanwhile,
+  // and the fields are read one by one: a failure counts only where no publish and no growth
+  // overlapped it (or a publish that never ends: its writer is dead, and the state stays as is).
+  absl::Status s;
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    const uint32_t seq = lock_.ReadBegin();
+    const uint64_t recorded = state_->file_size.load();
+    MAPKV_ASSIGN_OR_RETURN(uint64_t size, file_->Size());
+    MAPKV_RETURN_IF_ERROR(Cover(std::min(size, file_->mapped_size())));
+    s = ValidateState(size);
+    if (s.ok()) return s;
+    const bool stable = lock_.ReadValid(seq) && recorded == state_->file_size.load();
+    if (stable && (seq & 1) == 0) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return s;
 }
 
 void DBImpl::Log(std::string_view line) const {
@@ -557,8 +616,9 @@ absl::StatusOr<Snapshot> DBImpl::LockShared() {
     absl::Status s = lock_.LockShared(deadline, &writer_dead);
     if (s.ok()) break;
     if (!writer_dead) return s;
-    // The committer died holding the exclusive side: take its writer lock and recover. A
-    // read-only handle does this too: recovery only completes what was committed.
+    // The committer died holding the exclusive side: take its writer lock and recover. Not
+    // through a read-only handle, which never changes the file.
+    if (options_.read_only) return NeedsRecoveryError("a writer died half-way through a commit");
     if (!write_gate_.TryAcquireFor(options_.lock_timeout)) {
       return absl::DeadlineExceededError(absl::StrCat(path(), ": timed out recovering"));
     }
@@ -809,12 +869,13 @@ absl::StatusOr<std::unique_ptr<WriteState>> DBImpl::BeginWrite() {
 void DBImpl::EndWrite(WriteState& w) {
   if (w.db == nullptr) return;
   w.db = nullptr;
-  ReleaseWriter();
+  // In a child of fork() the writer lock is the parent's, and the mapping is not there.
+  if (CheckUsable().ok()) ReleaseWriter();
 }
 
-absl::Status DBImpl::EnsureSpace(uint64_t end) {
-  uint64_t size = state_->file_size.load();
-  if (end <= size) {
+absl::Status DBImpl::EnsureSpace(uint64_t end, uint64_t keep) {
+  const uint64_t size = state_->file_size.load();
+  if (end + keep <= size) {
     PrefaultAhead(end, size);
     return absl::OkStatus();
   }
@@ -822,9 +883,18 @@ absl::Status DBImpl::EnsureSpace(uint64_t end) {
     return absl::ResourceExhaustedError(absl::StrCat(path(), ": database full: needs ", end,
                                                      " bytes, max_file_size is ", max_file_size_));
   }
-  uint64_t grown = std::max(end, size + std::min(size / 4, kGrowStep));
+  const uint64_t need = std::min(RoundUp(end + keep, kSizeGranule), max_file_size_);
+  uint64_t grown = std::max(need, size + std::min(size / 4, kGrowStep));
   grown = std::min(RoundUp(grown, kGrowAlign), max_file_size_);
-  MAPKV_RETURN_IF_ERROR(file_->Grow(grown));
+  absl::Status s = file_->Grow(grown);
+  // A full disk may still have room for what this commit needs, if not for a quarter more.
+  if (absl::IsResourceExhausted(s) && grown > need) s = file_->Grow(grown = need);
+  if (!s.ok()) {
+    if (keep == 0) return s;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        s.message(), " (a put needs room for itself and ", keep,
+        " bytes more, kept for deletes: those still go through)"));
+  }
   RunTestHook(HookPoint::kFileGrown);
   state_->file_size.store(grown);
   PrefaultAhead(end, grown);
@@ -972,6 +1042,8 @@ absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_vie
         path(), ": database full: a put of ", size, " bytes would pass max_file_size (",
         max_file_size_, " bytes) less the ", reserve, " bytes kept for deletes"));
   }
+  // The same reserve on a full disk: a put grows the file past itself by as much first.
+  if (!ring()) MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size, reserve));
   MAPKV_ASSIGN_OR_RETURN(char* p, Place(w, size));
   WriteRecordAt(p, w.tail, salt_, kPut, 0, w.seq, key, value);
   w.checksums.push_back(reinterpret_cast<RecordHeader*>(p)->checksum);
@@ -1163,8 +1235,8 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
 }
 
 absl::Status DBImpl::Commit(WriteState& w) {
-  if (w.checksums.empty()) return absl::OkStatus();
   MAPKV_RETURN_IF_ERROR(CheckUsable());
+  if (w.checksums.empty()) return absl::OkStatus();
   std::vector<BatchWrite> writes;
   writes.reserve(w.writes.size());
   for (const auto& [key, offset] : w.writes) {

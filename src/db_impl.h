@@ -132,6 +132,9 @@ class DBImpl {
   // handle without write permission has none, and counts nothing).
   RwLock& rwlock() { return lock_; }
   bool has_slot() const { return !detached_; }
+  // Whether this handle counts a cache's statistics: not a read-only one, which changes nothing
+  // in the file (its counters would be folded into the header when it closes).
+  bool counts() const { return !detached_ && !options_.read_only; }
 
  private:
   DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
@@ -165,6 +168,11 @@ class DBImpl {
   void LoadHeaderFields();
   bool CreationInterrupted(uint64_t file_size) const;
   absl::Status ValidateState(uint64_t file_size) const;
+  // ValidateState for a handle that joins others, whose commits may run meanwhile.
+  absl::Status ValidateJoin();
+  // FailedPrecondition for a read-only handle that finds work for recovery, with
+  // kNeedsRecoveryPayload set to `why`.
+  absl::Status NeedsRecoveryError(std::string_view why) const;
   // A ring file whose whole ring this handle could not map: ResourceExhausted.
   absl::Status CheckRingMapped() const;
   // The log tails of `state` lie in [kHeaderSize, file_size], 8-aligned, applied <= committed.
@@ -190,7 +198,9 @@ class DBImpl {
   void ReleaseWriter();
 
   // The commit path, shared by transactions, single writes and recovery.
-  absl::Status EnsureSpace(uint64_t end);
+  // Grows the file (by a quarter, or by what is needed where the disk has no more) so that it
+  // holds [0, end) and `keep` bytes more, the room a put leaves for deletes.
+  absl::Status EnsureSpace(uint64_t end, uint64_t keep = 0);
   // Makes room for a record of `size` bytes at w.tail and returns where to write it. In a ring,
   // w.tail first moves to the next lap when the record would not fit before the ring's end, and
   // the oldest entries are evicted when the live log would pass one ring.

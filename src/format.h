@@ -41,6 +41,10 @@ namespace mapkv::internal {
 static_assert(std::endian::native == std::endian::little, "mapkv files are little-endian");
 
 inline constexpr char kMagic[8] = {'M', 'A', 'P', 'K', 'V', '\0', '\0', '\0'};
+// In place of the magic while a file is being created (DBImpl::Initialize writes the magic last):
+// a first opener that finds it found a creator that died, in a file that never held data, and
+// creates the database again. A file with neither is not mapkv's and is never overwritten.
+inline constexpr char kCreatingMagic[8] = {'M', 'A', 'P', 'K', 'V', '\0', 'N', 'E'};
 inline constexpr uint32_t kFormatVersion = 1;       // a database (FileKind::kDatabase)
 inline constexpr uint32_t kCacheFormatVersion = 2;  // a cache: values behind an envelope (cache.h)
 inline constexpr uint32_t kRingFormatVersion = 3;   // a cache with a capacity: its log is a ring

@@ -113,7 +113,9 @@ absl::Status RwLock::ClaimSlot(uint32_t pid) {
     }
   }
   return absl::ResourceExhaustedError(
-      absl::StrCat(file_->path(), ": all ", kMaxSlots, " process slots are in use"));
+      absl::StrCat(file_->path(), ": all ", kMaxSlots,
+                   " process slots are in use (their lock bytes are held: by open handles, or by "
+                   "a process with read permission that holds them to deny opens)"));
 }
 
 void RwLock::ReleaseSlot() {

@@ -24,8 +24,10 @@ int RunCheck(const CheckArgs& args) {
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kRead, FileKind::kAny);
   if (!db.ok()) {
-    // Damage found while opening is a finding of the check; a missing file is not.
-    const bool damaged = absl::IsDataLoss(db.status()) || absl::IsInvalidArgument(db.status());
+    // Damage found while opening is a finding of the check, and so is work left for recovery,
+    // which a check never does (it would change the file); a missing file is not.
+    const bool damaged = absl::IsDataLoss(db.status()) || absl::IsInvalidArgument(db.status()) ||
+                         IsNeedsRecovery(db.status());
     if (damaged)
       std::printf("%s: %s\n", args.db.c_str(), std::string(db.status().message()).c_str());
     return ReportError("check", args.db, db.status(), damaged ? kExitDataProblem : kExitError);
@@ -87,6 +89,10 @@ header, checkpoint, log, index, counters.
 
 Exit status: 0 clean, 2 bad usage, 3 problems found (or the file is damaged or not a mapkv file
 beyond opening), 4 error (no such file, permission, a lock wait timed out).
+
+A file that needs recovery (a writer died half-way through a commit, or the machine stopped
+before it was closed cleanly) is reported as a problem and left as it is: check never writes.
+Opening it for writing (any command that writes, or the program that uses it) recovers it.
 
 What to do with problems: first keep a copy of the file. `mapkv dump` stops at the first damaged
 record it meets, and `mapkv compact` refuses to copy one.

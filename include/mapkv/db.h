@@ -21,7 +21,14 @@
 //
 // Caveats:
 // - fork(): a handle opened before fork() must not be used in the child; every call there fails
-//   with FailedPrecondition. Open the database again in the child.
+//   with FailedPrecondition (GetStats() returns zeros), on the handle and on transactions begun
+//   before the fork alike, and destroying them there is safe: it releases nothing of the
+//   parent's. A fork() from one thread while another opens a handle leaves the child no
+//   descriptor of it. Open the database again in the child.
+// - A full disk: the file grows by a quarter at a time, or by what a commit needs where the disk
+//   has no more; when even that fails, the call fails with ResourceExhausted (never SIGBUS: every
+//   byte the mapping writes was allocated when the file grew). A put leaves room for deletes
+//   (1 MiB, a sixteenth of max_file_size on small files), so deletes go on when puts no longer do.
 // - Network filesystems: the lock state is shared through the mapping, which NFS and SMB do not
 //   keep coherent between machines. Use a local filesystem.
 // - Size: the file grows up to Options::max_file_size and never shrinks while open; deleted and
@@ -54,6 +61,15 @@ struct WriteState;
 }  // namespace internal
 
 inline constexpr size_t kMaxKeySize = 65535;
+
+// A read-only handle never changes the file. Where the file needs recovery first (a writer died
+// half-way through a commit, or the machine stopped before it was closed cleanly), a read-only
+// Open, or a read that finds the dead writer, fails with FailedPrecondition carrying this payload
+// (its value says why). A handle opened for writing recovers; IsNeedsRecovery() tells the case.
+inline constexpr char kNeedsRecoveryPayload[] = "mapkv/needs-recovery";
+inline bool IsNeedsRecovery(const absl::Status& status) {
+  return status.GetPayload(kNeedsRecoveryPayload).has_value();
+}
 
 // One problem DB::Verify() found.
 struct VerifyProblem {

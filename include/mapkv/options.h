@@ -45,11 +45,12 @@ struct Options {
   // Fail with AlreadyExists when the file exists.
   bool error_if_exists = false;
 
-  // Refuse every write through this handle (PermissionDenied). A process that may write the file
-  // takes part in the shared lock protocol as usual. A user with read permission alone can open
-  // read-only too, but cannot take part in that protocol: such a handle opens only while no
-  // process has the file open, and while it is open, Open for writing fails with
-  // FailedPrecondition (README, "Trust and permissions").
+  // Refuse every write through this handle (PermissionDenied), and never change the file: where
+  // it needs recovery first, Open fails with FailedPrecondition and kNeedsRecoveryPayload (db.h)
+  // instead of recovering. A process that may write the file takes part in the shared lock
+  // protocol as usual. A user with read permission alone can open read-only too, but cannot take
+  // part in that protocol: such a handle opens only while no process has the file open, and while
+  // it is open, Open for writing fails with FailedPrecondition (README, "Who may do what").
   bool read_only = false;
 
   // Hold the file alone for the life of the handle (offline work such as compaction): Open fails
@@ -57,8 +58,9 @@ struct Options {
   // other Opens wait up to their lock_timeout and then fail with DeadlineExceeded.
   bool exclusive = false;
 
-  // Permission bits of a new file. The process umask may narrow them; nothing widens them. Owner
-  // read and write only by default: every process that can write the file is trusted with it.
+  // Permission bits of a new file (masked to 0777: never setuid, setgid or sticky). The process
+  // umask may narrow them; nothing widens them. Owner read and write only by default: every
+  // process that can write the file is trusted with it.
   uint32_t file_mode = 0600;
 
   Durability durability = Durability::kNone;
