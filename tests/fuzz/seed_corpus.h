@@ -11,7 +11,9 @@
 // rebuilds the index unless the file was closed cleanly), with a write transaction, read-only
 // without checksum verification (this boot, and another boot: a file that needs a rebuild is
 // refused), and read-only without write permission (detached).
-
+//
+// MakeReproducers builds the committed reproducers of tests/fuzz/regressions/ that are not
+// minimised fuzzer finds but staged damage (make_seed_corpus --reproducers writes them).
 #ifndef MAPKV_TESTS_FUZZ_SEED_CORPUS_H_
 #define MAPKV_TESTS_FUZZ_SEED_CORPUS_H_
 
@@ -360,6 +362,149 @@ inline absl::StatusOr<std::vector<Seed>> MakeSeeds(const std::string& tsv_path,
     encode("ring", file, live);
   }
   return seeds;
+}
+
+// The staged reproducers of tests/fuzz/regressions/ (README there), built in `work_dir` (removed
+// again) from the TSV file at `tsv_path`: damage written over files the library makes now. Their
+// names are the file names; each input sets its boot mode bit, so it behaves the same on every
+// machine.
+inline absl::StatusOr<std::vector<Seed>> MakeReproducers(const std::string& tsv_path,
+                                                         const std::string& work_dir) {
+  namespace in = ::mapkv::internal;
+  MAPKV_ASSIGN_OR_RETURN(auto records, seed_detail::ReadTsv(tsv_path));
+  std::vector<Seed> out;
+  auto add = [&](std::string name, std::string input) {
+    Seed seed;
+    seed.name = std::move(name);
+    seed.input = std::move(input);
+    out.push_back(std::move(seed));
+  };
+  const std::string path = work_dir + "/reproducer.mapkv";
+  std::filesystem::remove(path);
+  // The log of the ring inputs: the header of the first index table alone, so that the file
+  // ends at 128 KiB.
+  const uint64_t table_header_end = in::IndexSlotsOffset(in::kHeaderSize);
+
+  // A cache with a capacity (format version 3) of 1 MiB, whose tables of 2^13 slots put the
+  // ring at 320 KiB, not closed cleanly and seen from another boot: Open resets the ring.
+  {
+    CacheOptions options;
+    options.capacity = in::kMinFileSize;
+    options.db.initial_index_slots = 64;
+    MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<Cache> cache, Cache::Open(path, options));
+    for (size_t i = 0; i < 8; ++i) {
+      MAPKV_RETURN_IF_ERROR(cache->Put(records[i].first, records[i].second));
+    }
+    MAPKV_RETURN_IF_ERROR(cache->Checkpoint());
+  }
+  MAPKV_ASSIGN_OR_RETURN(std::string ring, seed_detail::TakeFile(path));
+  seed_detail::SetStateClean(ring, 0);
+  uint64_t ring_start = 0;
+  std::memcpy(&ring_start, ring.data() + offsetof(in::FileHeader, ring_start), sizeof(ring_start));
+  if (in::RingBits(ring_start) == 0 || ring_start <= 2 * in::kSizeGranule) {
+    return absl::InternalError(absl::StrCat("a 1 MiB cache's ring starts at ", ring_start,
+                                            ", not past the first 128 KiB"));
+  }
+  // Truncated: the file ends before the ring starts (in the second index table).
+  add("ring-truncated-before-ring-start", EncodeCompact(ring, table_header_end, kModeFixAll));
+  // Its header changed to tables of 2^40 slots: the ring starts past 32 TiB, its capacity 64 KiB
+  // later. kModeFixHeader recomputes the header checksum.
+  {
+    std::string header40 = ring;
+    const uint64_t start = in::kHeaderSize + 2 * in::RingTableSize(in::kMaxIndexBits);
+    static_assert(in::RingBits(in::kHeaderSize + 2 * in::RingTableSize(in::kMaxIndexBits)) ==
+                  in::kMaxIndexBits);
+    const uint64_t capacity =
+        (start + in::kSizeGranule - 1) / in::kSizeGranule * in::kSizeGranule + in::kSizeGranule;
+    std::memcpy(header40.data() + offsetof(in::FileHeader, ring_start), &start, sizeof(start));
+    std::memcpy(header40.data() + offsetof(in::FileHeader, max_file_size), &capacity,
+                sizeof(capacity));
+    add("ring-start-for-40-index-bits", EncodeCompact(header40, table_header_end, kModeFixAll));
+  }
+
+  // A database closed cleanly, so that a reader without write permission opens it, with the
+  // slot of "country/AD" (a key the harness reads) pointing at 2 MiB and the shared state's file
+  // size claiming 4 MiB: the file is 128 KiB.
+  {
+    Options options;
+    options.initial_index_slots = 64;
+    options.max_file_size = 64ull << 20;
+    MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<DB> db, DB::Open(path, options));
+    for (size_t i = 0; i < 24; ++i) {
+      MAPKV_RETURN_IF_ERROR(db->Put(records[i].first, records[i].second));
+    }
+    MAPKV_RETURN_IF_ERROR(db->Checkpoint());
+  }
+  MAPKV_ASSIGN_OR_RETURN(std::string clean, seed_detail::TakeFile(path));
+  {
+    const uint64_t committed =
+        seed_detail::StateWord(clean, offsetof(in::SharedState, committed_tail));
+    const uint64_t index = seed_detail::StateWord(clean, offsetof(in::SharedState, index_record));
+    const uint64_t salt = detail::LoadU64(clean, offsetof(in::FileHeader, salt));
+    if ((seed_detail::StateWord(clean, offsetof(in::SharedState, clean)) & 1) == 0) {
+      return absl::InternalError("a checkpointed database was not closed cleanly");
+    }
+    absl::StatusOr<in::Record> table = in::ReadRecord(clean.data(), index, committed, salt, true);
+    if (!table.ok() || table->type != in::kIndex) {
+      return absl::InternalError(absl::StrCat("no index table at offset ", index));
+    }
+    uint64_t slot_at = 0;
+    for (uint64_t i = 0; i < (uint64_t{1} << table->index_bits); ++i) {
+      const uint64_t at = in::IndexSlotsOffset(index) + i * sizeof(in::Slot);
+      const uint64_t offset = detail::LoadU64(clean, at + offsetof(in::Slot, offset));
+      if (offset == in::kEmpty || offset == in::kTombstone) continue;
+      absl::StatusOr<in::Record> r = in::ReadRecord(clean.data(), offset, committed, salt, true);
+      if (r.ok() && r->key == "country/AD") slot_at = at;
+    }
+    if (slot_at == 0) return absl::InternalError("no slot holds country/AD");
+    detail::StoreU64(clean, slot_at + offsetof(in::Slot, offset), uint64_t{2} << 20);
+    seed_detail::SetStateWord(clean, offsetof(in::SharedState, file_size), uint64_t{4} << 20);
+    add("detached-slot-past-file", EncodeCompact(clean, committed, kModeFixAll | kModeDetached));
+  }
+
+  // A database never checkpointed (so not clean), seen from another boot, whose one kCommit
+  // record counts one record more than its batch has: a rebuild drops that batch and erases the
+  // log after it. Opened read-only, it must be refused, the file untouched.
+  {
+    Options options;
+    options.initial_index_slots = 64;
+    options.max_file_size = 64ull << 20;
+    MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<DB> db, DB::Open(path, options));
+    size_t next = 0;
+    for (int i = 0; i < 6; ++i, ++next) {
+      MAPKV_RETURN_IF_ERROR(db->Put(records[next].first, records[next].second));
+    }
+    MAPKV_ASSIGN_OR_RETURN(WriteTxn txn, db->BeginWrite());
+    for (int i = 0; i < 4; ++i, ++next) {
+      MAPKV_RETURN_IF_ERROR(txn.Put(records[next].first, records[next].second));
+    }
+    MAPKV_RETURN_IF_ERROR(txn.Commit());
+    for (int i = 0; i < 6; ++i, ++next) {
+      MAPKV_RETURN_IF_ERROR(db->Put(records[next].first, records[next].second));
+    }
+  }
+  MAPKV_ASSIGN_OR_RETURN(std::string unclean, seed_detail::TakeFile(path));
+  {
+    seed_detail::SetStateClean(unclean, 0);
+    const uint64_t committed =
+        seed_detail::StateWord(unclean, offsetof(in::SharedState, committed_tail));
+    const uint64_t salt = detail::LoadU64(unclean, offsetof(in::FileHeader, salt));
+    uint64_t commits = 0;
+    for (uint64_t off = in::kHeaderSize; off < committed;) {
+      absl::StatusOr<in::Record> r = in::ReadRecord(unclean.data(), off, committed, salt, true);
+      if (!r.ok()) return absl::InternalError(r.status().ToString());
+      if (r->type == in::kCommit) {
+        const uint64_t at = off + sizeof(in::RecordHeader) + offsetof(in::CommitPayload, records);
+        detail::StoreU64(unclean, at, detail::LoadU64(unclean, at) + 1);
+        ++commits;
+      }
+      off += r->size;
+    }
+    if (commits != 1) return absl::InternalError(absl::StrCat(commits, " kCommit records"));
+    add("read-only-rebuild-damaged-commit",
+        EncodeCompact(unclean, committed, kModeFixAll | kModeReadOnly));
+  }
+  return out;
 }
 
 }  // namespace mapkv::fuzz
