@@ -1,12 +1,16 @@
 // The open fuzzer's harness (tests/fuzz/open_harness.h) run in the ordinary and sanitizer builds,
-// over three sets of inputs:
+// over four sets of inputs:
 // - every file in tests/fuzz/regressions/: inputs the fuzzer found crashing, tripping a sanitizer
-//   or breaking a promise of the harness, kept after the fix;
+//   or breaking a promise of the harness, kept after the fix, and staged damage;
 // - the seed corpus (tests/fuzz/seed_corpus.h), built here by the library under test: each must
-//   open, pass Verify and read back exactly what was written, in every mode;
-// - hand-made damage to those seeds, each with the status Open (or Verify) must give.
+//   open, pass Verify and read back exactly what was written, in every mode, except that a
+//   read-only handle refuses a file that needs a repair;
+// - the staged reproducers as MakeReproducers builds them now, with the outcome each must have;
+// - hand-made damage to the seeds, each with the status Open (or Verify) must give.
 // Every run also checks the harness's own promises (no violation): a failed Open names the file,
-// reads answer with the expected codes, a verified file reads consistently.
+// reads answer with the expected codes, a verified file reads consistently, a read-only handle
+// leaves the file as it was. On Linux the detached inputs open without write permission (as root:
+// with this thread's file-system identity nobody's).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -102,7 +106,7 @@ TEST(FuzzRegressionTest, CommittedReproducers) {
 TEST(FuzzRegressionTest, SeedsOpenVerifyAndReadBack) {
   test::TempDir dir;
   const std::string path = dir.File("db.mapkv");
-  ASSERT_GE(Seeds().size(), 17u);
+  ASSERT_GE(Seeds().size(), 25u);
   for (const Seed& seed : Seeds()) {
     SCOPED_TRACE(seed.name);
     const HarnessResult r = RunInput(seed.input, path, /*collect=*/true);
@@ -113,16 +117,69 @@ TEST(FuzzRegressionTest, SeedsOpenVerifyAndReadBack) {
       EXPECT_TRUE(absl::StrContains(r.open.message(), path)) << r.open;
       continue;
     }
+    const uint8_t mode = static_cast<uint8_t>(seed.input[0]);
+    // This boot: the state is trusted (a half-applied commit replayed). Another boot: the index
+    // is rebuilt from the log unless a clean close left it trustworthy.
+    const bool same_boot = (mode & fuzz::kModeSameBoot) != 0;
+    const bool repair = same_boot ? seed.half_applied : !seed.clean;
+    EXPECT_EQ(r.detached, fuzz::kDetachedSupported && fuzz::IsDetachedMode(mode));
+    if ((mode & fuzz::kModeReadOnly) && repair) {
+      // A read-only handle repairs nothing: it refuses the file instead.
+      EXPECT_TRUE(r.open.code() == StatusCode::kFailedPrecondition ||
+                  r.open.code() == StatusCode::kDataLoss)
+          << r.open;
+      EXPECT_TRUE(absl::StrContains(r.open.message(), path)) << r.open;
+      continue;
+    }
     ASSERT_OK(r.open);
     EXPECT_OK(r.verify);
     EXPECT_EQ(r.contents, seed.live);
     EXPECT_EQ(r.stats.keys, seed.live.size());
-    const uint8_t mode = static_cast<uint8_t>(seed.input[0]);
-    // This boot: the state is trusted (a half-applied commit replayed). Another boot: the index
-    // is rebuilt from the log unless a clean close left it trustworthy.
-    const bool rebuilt = !(mode & fuzz::kModeSameBoot) && !seed.clean;
-    EXPECT_EQ(r.stats.rebuilt_index, rebuilt);
-    if (mode & fuzz::kModeWrite) EXPECT_OK(r.write);
+    EXPECT_EQ(r.stats.rebuilt_index, !same_boot && !seed.clean);
+    if ((mode & fuzz::kModeWrite) && !(mode & fuzz::kModeReadOnly)) EXPECT_OK(r.write);
+  }
+}
+
+// The damage MakeReproducers stages, as the library writes files now, with the outcome each
+// must have (the committed copies in tests/fuzz/regressions/ run in CommittedReproducers).
+TEST(FuzzRegressionTest, StagedReproducers) {
+  test::TempDir dir;
+  const std::string path = dir.File("db.mapkv");
+  test::TempDir work;
+  absl::StatusOr<std::vector<Seed>> made =
+      fuzz::MakeReproducers(kSourceDir + "/data/iso_codes.tsv", work.path());
+  ASSERT_OK(made);
+  ASSERT_EQ(made->size(), 4u);
+  for (const Seed& staged : *made) {
+    SCOPED_TRACE(staged.name);
+    // Each has its committed copy (the bytes differ: every file has its own seeds and salt).
+    EXPECT_TRUE(std::filesystem::is_regular_file(kSourceDir + "/tests/fuzz/regressions/" +
+                                                 staged.name));
+    const HarnessResult r = RunInput(staged.input, path);
+    EXPECT_TRUE(r.violations.empty()) << Violations(r);
+    if (staged.name.rfind("ring-", 0) == 0) {
+      // A ring that starts past the end of the file is refused, whatever its capacity.
+      EXPECT_FALSE(r.open.ok());
+    } else if (staged.name == "detached-slot-past-file") {
+      EXPECT_EQ(r.detached, fuzz::kDetachedSupported);
+      if (r.open.ok()) EXPECT_FALSE(r.verify.ok());
+    } else if (staged.name == "read-only-rebuild-damaged-commit") {
+      EXPECT_TRUE(r.open.code() == StatusCode::kFailedPrecondition ||
+                  r.open.code() == StatusCode::kDataLoss)
+          << r.open;
+      // With write permission the same file is repaired: the index is rebuilt from the log, which
+      // ends before the damaged batch.
+      std::string writable = staged.input;
+      writable[0] = static_cast<char>(writable[0] & ~fuzz::kModeReadOnly);
+      const HarnessResult w = RunInput(writable, path, /*collect=*/true);
+      EXPECT_TRUE(w.violations.empty()) << Violations(w);
+      ASSERT_OK(w.open);
+      EXPECT_OK(w.verify);
+      EXPECT_TRUE(w.stats.rebuilt_index);
+      EXPECT_EQ(w.contents.size(), 6u);  // the puts before the damaged batch
+    } else {
+      ADD_FAILURE() << "no expectation for " << staged.name;
+    }
   }
 }
 

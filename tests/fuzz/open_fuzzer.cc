@@ -1,13 +1,16 @@
-// libFuzzer target of issue 4: arbitrary bytes opened as a database, then Verify, Get, a ReadTxn
-// with ForEach and GetStats (open_harness.h has the input layout and the checks). A crash, a
-// hang, a sanitizer report or a broken promise of the harness (reported, then abort()) is a bug;
-// its minimised input goes to tests/fuzz/regressions/, which fuzz_regression_test replays.
+// The libFuzzer target over database files from untrusted sources: arbitrary bytes opened as a
+// database (writable, read-only, or read-only without write permission), then read as the tool's
+// read commands read it (open_harness.h has the input layout and the checks). A crash, a hang, a
+// sanitizer report or a broken promise of the harness (reported, then abort()) is a bug; its
+// minimised input goes to tests/fuzz/regressions/, which fuzz_regression_test replays.
 //
 //   build-fuzz/tests/fuzz/make_seed_corpus data/iso_codes.tsv corpus
 //   build-fuzz/tests/fuzz/open_fuzzer -max_len=16384 -timeout=10 corpus
 //
 // Each process works on one file in a directory of its own (under /dev/shm when there is one:
-// tmpfs keeps the per-input write and msync cheap), rewritten for every input.
+// tmpfs keeps the per-input write and msync cheap), rewritten for every input. Run as root, the
+// detached inputs open it as nobody (open_harness.h, kModeDetached), who must be able to reach it:
+// TMPDIR, when used, must be searchable by all.
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>

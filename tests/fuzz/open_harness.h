@@ -1,7 +1,9 @@
-// The fuzz harness of issue 4: arbitrary bytes become a database file, which is opened and read
-// (Verify, Get, a ReadTxn with ForEach and a Get of every key it yields, GetStats). Shared by the
-// libFuzzer target (open_fuzzer.cc) and the regression test (tests/fuzz_regression_test.cc), so a
-// reproducer committed to tests/fuzz/regressions/ runs through exactly the code that found it.
+// The open fuzzer's harness: arbitrary bytes become a database file, which is opened and read
+// as the tool's read commands (check, dump, stat, get) read it through the library: Verify, Get,
+// MultiGet, a ReadTxn with ForEach, Count, MultiGet and a Get of every key it yields, GetStats,
+// and a cache's statistics through a Cache handle. Shared by the libFuzzer target
+// (open_fuzzer.cc) and the regression test (tests/fuzz_regression_test.cc), so a reproducer
+// committed to tests/fuzz/regressions/ runs through exactly the code that found it.
 //
 // The promise under test: a file from an untrusted source is safe to Open and Verify. Open either
 // fails with a clear status naming the file, or succeeds and every read then returns a value or a
@@ -10,9 +12,18 @@
 // - a failed Open is InvalidArgument, FailedPrecondition, DataLoss or ResourceExhausted (a huge
 //   max_file_size in the header: no address space), and its message names the file;
 // - Get answers OK, NotFound or DataLoss, and InvalidArgument exactly for a bad key size;
+//   MultiGet answers each key as Get does, and ReadTxn::MultiGet exactly what ReadTxn::Get gives
+//   in the same snapshot;
 // - a file that passes Verify reads consistently: ForEach yields distinct keys, as many as the
-//   counters say, and ReadTxn::Get and DB::Get of each give the value ForEach gave;
-// - in write mode, a file that passes Verify takes a small transaction and passes Verify after it.
+//   counters say, and ReadTxn::Get, DB::Get and MultiGet of each give the value ForEach gave;
+// - in write mode, a file that passes Verify takes a small transaction and passes Verify after it;
+// - a handle opened read-only never changes the file, from Open to its close, whether Open
+//   succeeds or not: the file keeps its size, and no byte changes outside the lock words and
+//   process slots [4 KiB, 64 KiB) and SharedState::boot_id. A file that needs a repair (a half
+//   applied commit, an index rebuild, a damaged state) is refused instead;
+// - a reader without write permission (a "detached" handle, DB::Open's fallback when the file
+//   cannot be opened for writing) trusts no size or offset the file stores beyond its real size:
+//   a damaged file gives statuses, never SIGBUS or SIGSEGV.
 //
 // Input layout. Byte 0 is the mode (kMode* below); the rest describes the file:
 // - kModeRaw: the rest is the file, byte for byte (short files, any bytes anywhere);
@@ -46,8 +57,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <system_error>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -59,11 +73,18 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "mapkv/cache.h"
 #include "mapkv/db.h"
 #include "src/format.h"
 #include "src/hash.h"
 #include "src/log.h"
 #include "src/platform/process.h"
+
+#if defined(__linux__) && __has_include(<sys/fsuid.h>)
+#include <sys/fsuid.h>
+#include <unistd.h>
+#endif
 
 namespace mapkv::fuzz {
 
@@ -77,6 +98,17 @@ inline constexpr uint8_t kModeWrite = 32;          // after a clean Verify: a tr
 inline constexpr uint8_t kModeReadOnly = 64;       // Options::read_only
 inline constexpr uint8_t kModeNoVerifyChecksums = 128;  // Options::verify_checksums = false
 inline constexpr uint8_t kModeFixAll = kModeFixHeader | kModeFixCheckpoints | kModeFixRecords;
+// Both kModeReadOnly and kModeWrite: Options::read_only, opened without write permission (a
+// detached handle). A transaction through a read-only handle means nothing, so the pair was free
+// (no committed reproducer set both bits before it meant this). The file is written with mode
+// 0444 and Open runs as a user who may read it but not write it: as root, whom permission bits do
+// not stop, with this thread's file-system identity switched to nobody (uid and gid 65534, Linux's
+// setfsuid: per thread, and root's again after Open); as anyone else, the owner of a 0444 file,
+// which opens for reading only. The directory of the file is made searchable by all. Without
+// <sys/fsuid.h> (Windows, whose read-only attribute does not stop wine run as root), the pair
+// means kModeReadOnly alone.
+inline constexpr uint8_t kModeDetached = kModeReadOnly | kModeWrite;
+constexpr bool IsDetachedMode(uint8_t mode) { return (mode & kModeDetached) == kModeDetached; }
 
 // The header fields the compact layout carries: [offset, offset + size) of the file each.
 struct FileRange {
@@ -224,21 +256,198 @@ struct HarnessResult {
   absl::Status open;    // DB::Open
   absl::Status verify;  // DB::Verify, when opened
   absl::Status write;   // the transaction of kModeWrite, when run
+  absl::Status cache;   // Cache::Open, when DB::Open found a cache's file
   Stats stats;          // GetStats, when opened
   uint64_t for_each_keys = 0;
+  bool detached = false;  // opened without write permission (kModeDetached, where supported)
   // Every (key, value) ForEach yielded, sorted, when asked for.
   std::vector<std::pair<std::string, std::string>> contents;
   // Broken promises (see the top of this file); empty when all is well.
   std::vector<std::string> violations;
 };
 
+// Whether kModeDetached opens without write permission here (see kModeDetached).
+#if defined(__linux__) && __has_include(<sys/fsuid.h>)
+inline constexpr bool kDetachedSupported = true;
+#else
+inline constexpr bool kDetachedSupported = false;
+#endif
+
 namespace detail {
 
-inline bool WriteWholeFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  return out.good();
+// Replaces the file at `path` with `bytes`. Removed first: a detached input leaves a 0444 file,
+// which its owner (when not root) cannot truncate. `detached`: the file is made read-only for all
+// (0444) and its directory searchable by all. Returns "" or what failed.
+inline std::string PlaceFile(const std::string& path, const std::string& bytes, bool detached) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::remove(path, ec);
+  if (ec) return absl::StrCat("cannot remove ", path, ": ", ec.message());
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out.good()) return absl::StrCat("cannot write ", path);
+  }
+  if (!detached) return "";
+  fs::permissions(path, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read,
+                  ec);
+  if (ec) return absl::StrCat("cannot make ", path, " read-only: ", ec.message());
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  fs::permissions(dir, fs::perms::group_exec | fs::perms::others_exec, fs::perm_options::add, ec);
+  if (ec) return absl::StrCat("cannot make ", dir.string(), " searchable by all: ", ec.message());
+  return "";
+}
+
+inline std::string ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Whether this thread may open `path` for reading, or for reading and writing.
+inline bool MayOpen(const std::string& path, bool write) {
+  std::fstream file(path, write ? std::ios::in | std::ios::out | std::ios::binary
+                                : std::ios::in | std::ios::binary);
+  return file.is_open();
+}
+
+// While alive (and `wanted`), this thread opens files as nobody (uid and gid 65534) where the
+// process is root; elsewhere it changes nothing: setfsuid needs root, and the owner of a 0444 file
+// cannot open it for writing anyway. Linux keeps the file-system ids per thread, so no other
+// thread of the process is affected.
+class FilesAsNobody {
+ public:
+  explicit FilesAsNobody(bool wanted) {
+#if defined(__linux__) && __has_include(<sys/fsuid.h>)
+    if (wanted && geteuid() == 0) {
+      active_ = true;
+      setfsgid(kNobody);  // the group, then the user; Restore undoes them in reverse
+      setfsuid(kNobody);
+    }
+#else
+    (void)wanted;
+#endif
+  }
+  ~FilesAsNobody() { (void)Restore(); }
+  FilesAsNobody(const FilesAsNobody&) = delete;
+  FilesAsNobody& operator=(const FilesAsNobody&) = delete;
+
+  // Back to root's file-system ids; false when this thread does not have them again.
+  bool Restore() {
+#if defined(__linux__) && __has_include(<sys/fsuid.h>)
+    if (!active_) return true;
+    active_ = false;
+    setfsuid(0);
+    setfsgid(0);
+    // setfsuid reports no failure; given an invalid id (-1) it changes nothing and returns the
+    // current one.
+    return setfsuid(static_cast<uid_t>(-1)) == 0 && setfsgid(static_cast<gid_t>(-1)) == 0;
+#else
+    return true;
+#endif
+  }
+
+ private:
+  static constexpr unsigned kNobody = 65534;
+  bool active_ = false;
+};
+
+// The header field at `offset`, for messages ("SharedState::file_size").
+inline std::string FieldAt(uint64_t offset) {
+  namespace in = ::mapkv::internal;
+  struct Field {
+    uint64_t offset;
+    const char* name;
+  };
+  static constexpr Field kHeader[] = {
+      {offsetof(in::FileHeader, magic), "FileHeader::magic"},
+      {offsetof(in::FileHeader, format_version), "FileHeader::format_version"},
+      {offsetof(in::FileHeader, layout), "FileHeader::layout"},
+      {offsetof(in::FileHeader, hash_seed), "FileHeader::hash_seed"},
+      {offsetof(in::FileHeader, salt), "FileHeader::salt"},
+      {offsetof(in::FileHeader, max_file_size), "FileHeader::max_file_size"},
+      {offsetof(in::FileHeader, created_unix_ms), "FileHeader::created_unix_ms"},
+      {offsetof(in::FileHeader, ring_start), "FileHeader::ring_start"},
+      {offsetof(in::FileHeader, checksum), "FileHeader::checksum"},
+  };
+  static constexpr Field kState[] = {
+      {offsetof(in::SharedState, committed_tail), "committed_tail"},
+      {offsetof(in::SharedState, applied_tail), "applied_tail"},
+      {offsetof(in::SharedState, commits), "commits"},
+      {offsetof(in::SharedState, count), "count"},
+      {offsetof(in::SharedState, used), "used"},
+      {offsetof(in::SharedState, live_bytes), "live_bytes"},
+      {offsetof(in::SharedState, recovered_commits), "recovered_commits"},
+      {offsetof(in::SharedState, synced_tail), "synced_tail"},
+      {offsetof(in::SharedState, index_record), "index_record"},
+      {offsetof(in::SharedState, file_size), "file_size"},
+      {offsetof(in::SharedState, boot_id), "boot_id"},
+      {offsetof(in::SharedState, clean), "clean"},
+      {offsetof(in::SharedState, rebuilt_index), "rebuilt_index"},
+      {offsetof(in::SharedState, rebuild_records), "rebuild_records"},
+      {offsetof(in::SharedState, rebuild_micros), "rebuild_micros"},
+      {offsetof(in::SharedState, head), "head"},
+      {offsetof(in::SharedState, evictions), "evictions"},
+  };
+  auto last_at_or_before = [](const auto& fields, uint64_t at) {
+    const char* name = fields[0].name;
+    for (const Field& f : fields) {
+      if (f.offset <= at) name = f.name;
+    }
+    return name;
+  };
+  if (offset < sizeof(in::FileHeader)) return last_at_or_before(kHeader, offset);
+  for (int i = 0; i < 2; ++i) {
+    const uint64_t at = in::kCheckpointOffset[i];
+    if (offset >= at && offset < at + sizeof(in::CheckpointRecord)) {
+      return absl::StrCat("CheckpointRecord ", i == 0 ? "A" : "B", " (+", offset - at, ")");
+    }
+  }
+  if (offset >= in::kSharedStateOffset &&
+      offset < in::kSharedStateOffset + sizeof(in::SharedState)) {
+    return absl::StrCat("SharedState::",
+                        last_at_or_before(kState, offset - in::kSharedStateOffset));
+  }
+  if (offset >= in::kCacheStateOffset && offset < in::kCacheStateOffset + sizeof(in::CacheState)) {
+    return "CacheState";
+  }
+  if (offset < in::kHeaderPageSize) return "the header page (no field)";
+  if (offset < in::kSlotsOffset) return "LockState";
+  if (offset < in::kHeaderSize) return "a ProcessSlot";
+  return "the log";
+}
+
+// Where a read-only handle may write: the lock words and process slots, which every opener
+// resets and claims, and the boot id, with which a handle of this boot records that it found
+// the state exact.
+inline bool ReadOnlyMayWrite(uint64_t offset) {
+  namespace in = ::mapkv::internal;
+  constexpr uint64_t kBootAt = in::kSharedStateOffset + offsetof(in::SharedState, boot_id);
+  return (offset >= in::kLockStateOffset && offset < in::kHeaderSize) ||
+         (offset >= kBootAt && offset < kBootAt + sizeof(uint64_t));
+}
+
+// What a read-only handle changed of the file (`before` as written, `after` as read back), or "".
+inline std::string ReadOnlyChanges(const std::string& before, const std::string& after) {
+  std::string changes;
+  if (after.size() != before.size()) {
+    absl::StrAppend(&changes, "its size from ", before.size(), " to ", after.size(), " bytes");
+  }
+  const size_t common = std::min(before.size(), after.size());
+  uint64_t first = 0, last = 0, bytes = 0;
+  for (size_t i = 0; i < common; ++i) {
+    if (before[i] == after[i] || ReadOnlyMayWrite(i)) continue;
+    if (bytes++ == 0) first = i;
+    last = i;
+  }
+  if (bytes > 0) {
+    auto hex = [](char c) { return absl::Hex(static_cast<uint8_t>(c), absl::kZeroPad2); };
+    absl::StrAppend(&changes, changes.empty() ? "" : ", and ", bytes, " bytes from offset ",
+                    first, " (", FieldAt(first), ": 0x", hex(before[first]), " -> 0x",
+                    hex(after[first]), ") to offset ", last, " (", FieldAt(last), ")");
+  }
+  return changes;
 }
 
 inline std::string Show(std::string_view s) {
@@ -247,165 +456,274 @@ inline std::string Show(std::string_view s) {
                       s.size() > 40 ? "'..." : "'");
 }
 
+// A value read, or the status instead.
+inline std::string ShowResult(const absl::StatusOr<std::string_view>& v) {
+  return v.ok() ? Show(*v) : v.status().ToString();
+}
+inline std::string ShowResult(const absl::StatusOr<std::string>& v) {
+  return v.ok() ? Show(*v) : v.status().ToString();
+}
+
 inline bool BadKeySize(std::string_view key) { return key.empty() || key.size() > kMaxKeySize; }
 
 }  // namespace detail
 
 // Writes the file `data` describes to `path` (replacing it), opens it and reads it. With
-// `collect`, result.contents receives what ForEach yielded.
+// `collect`, result.contents receives what ForEach yielded. A detached input (kModeDetached)
+// makes the directory of `path` searchable by all, and needs every directory above it to be.
 inline HarnessResult RunOpenHarness(const uint8_t* data, size_t size, const std::string& path,
                                     bool collect = false) {
   HarnessResult result;
   auto violation = [&](auto&&... parts) { result.violations.push_back(absl::StrCat(parts...)); };
   const uint8_t mode = size > 0 ? data[0] : 0;
-  if (!detail::WriteWholeFile(path, BuildFile(data, size))) {
-    violation("cannot write ", path);
+  result.detached = kDetachedSupported && IsDetachedMode(mode);
+  const std::string written = BuildFile(data, size);
+  if (std::string error = detail::PlaceFile(path, written, result.detached); !error.empty()) {
+    violation(error);
     return result;
+  }
+
+  // Runs `open` as the reader the mode asks for: for a detached handle, one without write
+  // permission.
+  bool identity_restored = true;
+  auto as_reader = [&](auto&& open) {
+    detail::FilesAsNobody nobody(result.detached);
+    auto opened = open();
+    if (!nobody.Restore()) identity_restored = false;
+    return opened;
+  };
+  if (result.detached) {
+    const auto [may_read, may_write] = as_reader([&] {
+      return std::make_pair(detail::MayOpen(path, false), detail::MayOpen(path, true));
+    });
+    if (!identity_restored || !may_read || may_write) {
+      violation("detached mode cannot be set up: the reader ",
+                may_read ? "may" : "may not", " read and ", may_write ? "may" : "may not",
+                " write ", path, identity_restored ? "" : ", and this thread is not root again",
+                " (every directory above the file must be searchable by uid 65534)");
+      return result;
+    }
   }
 
   Options options;
   options.create_if_missing = false;
-  options.kind = FileKind::kAny;  // a cache's file (format version 2) too
+  options.kind = FileKind::kAny;  // a cache's file (format version 2 or 3) too
   options.read_only = (mode & kModeReadOnly) != 0;
   options.verify_checksums = (mode & kModeNoVerifyChecksums) == 0;
   options.max_file_size = 64ull << 20;  // address space reserved by every Open: keep it cheap
   options.initial_index_slots = 64;     // a rebuilt index stays small
   options.lock_timeout = std::chrono::milliseconds(200);
   options.info_log = [](std::string_view) {};  // a line per rebuilt index: not for every input
-  absl::StatusOr<std::unique_ptr<DB>> opened = DB::Open(path, options);
-  result.open = opened.status();
-  if (!opened.ok()) {
-    const absl::StatusCode code = opened.status().code();
+  auto check_open_failure = [&](const absl::Status& status, const char* what) {
+    const absl::StatusCode code = status.code();
     if (code != absl::StatusCode::kInvalidArgument &&
         code != absl::StatusCode::kFailedPrecondition && code != absl::StatusCode::kDataLoss &&
         code != absl::StatusCode::kResourceExhausted) {
-      violation("Open failed with an unexpected code: ", opened.status().ToString());
+      violation(what, " failed with an unexpected code: ", status.ToString());
     }
-    if (!absl::StrContains(opened.status().message(), path)) {
-      violation("Open's error does not name the file: ", opened.status().ToString());
-    }
-    return result;
-  }
-  DB& db = **opened;
-
-  std::vector<VerifyProblem> problems;
-  result.verify = db.Verify(&problems);
-  const bool verified = result.verify.ok();
-  if (!verified) {
-    if (result.verify.code() != absl::StatusCode::kDataLoss) {
-      violation("Verify failed with an unexpected code: ", result.verify.ToString());
-    } else if (!absl::StrContains(result.verify.message(), path)) {
-      violation("Verify's error does not name the file: ", result.verify.ToString());
-    }
-    if (problems.empty()) violation("Verify failed but listed no problem");
-  } else if (!problems.empty()) {
-    violation("Verify passed but listed ", problems.size(), " problems");
-  }
-
-  // Point reads: fixed keys (some of the seeds' among them), bad sizes, and keys from the input.
-  static const std::string kTooLong(kMaxKeySize + 1, 'k');
-  std::vector<std::string_view> keys = {
-      "country/AD", "currency/EUR", "language/fra", "script/Latn", "k", "", kTooLong};
-  const std::string_view input(reinterpret_cast<const char*>(data), size);
-  if (size > 1) {
-    keys.push_back(input.substr(1, std::min<size_t>(size - 1, 12)));
-    keys.push_back(input.substr(size - std::min<size_t>(size - 1, 24)));
-  }
-  auto check_get = [&](std::string_view key, const absl::Status& status, const char* what) {
-    const absl::StatusCode code = status.code();
-    if (detail::BadKeySize(key) != (code == absl::StatusCode::kInvalidArgument) ||
-        (code != absl::StatusCode::kOk && code != absl::StatusCode::kNotFound &&
-         code != absl::StatusCode::kDataLoss && code != absl::StatusCode::kInvalidArgument)) {
-      violation(what, " of a key of ", key.size(), " bytes: ", status.ToString());
+    if (!absl::StrContains(status.message(), path)) {
+      violation(what, "'s error does not name the file: ", status.ToString());
     }
   };
-  for (std::string_view key : keys) check_get(key, db.Get(key).status(), "DB::Get");
-
-  // A read transaction: every key ForEach yields, read back in the same snapshot.
-  std::vector<std::pair<std::string, std::string>> seen;
-  {
-    absl::StatusOr<ReadTxn> txn = db.BeginRead();
-    if (!txn.ok()) {
-      violation("BeginRead: ", txn.status().ToString());
-      return result;
-    }
-    absl::Status for_each = txn->ForEach([&](std::string_view key, std::string_view value) {
-      seen.emplace_back(key, value);
-      return true;
-    });
-    if (!for_each.ok() && (verified || for_each.code() != absl::StatusCode::kDataLoss)) {
-      violation("ForEach", verified ? " of a verified file" : "", ": ", for_each.ToString());
-    }
-    for (const auto& [key, value] : seen) {
-      absl::StatusOr<std::string_view> got = txn->Get(key);
-      check_get(key, got.status(), "ReadTxn::Get");
-      if (verified && (!got.ok() || *got != value)) {
-        violation("verified file: ReadTxn::Get(", detail::Show(key), ") gives ",
-                  got.ok() ? detail::Show(*got) : got.status().ToString(), ", ForEach gave ",
-                  detail::Show(value));
-      }
-    }
-    for (std::string_view key : keys) check_get(key, txn->Get(key).status(), "ReadTxn::Get");
-    if (verified && txn->Count() != seen.size()) {
-      violation("verified file: ReadTxn::Count() is ", txn->Count(), ", ForEach gave ", seen.size(),
-                " keys");
-    }
+  absl::StatusOr<std::unique_ptr<DB>> opened = as_reader([&] { return DB::Open(path, options); });
+  result.open = opened.status();
+  if (!identity_restored) {
+    violation("this thread is not root again after a detached Open");
+    return result;
   }
-  result.for_each_keys = seen.size();
-  result.stats = db.GetStats();
-
-  if (verified) {
-    absl::flat_hash_set<std::string_view> distinct;
-    for (const auto& kv : seen) distinct.insert(kv.first);
-    if (distinct.size() != seen.size()) {
-      violation("verified file: ForEach gave ", seen.size(), " keys, ", distinct.size(),
-                " distinct");
-    }
-    if (result.stats.keys != seen.size()) {
-      violation("verified file: Stats::keys is ", result.stats.keys, ", ForEach gave ",
-                seen.size());
-    }
-    // DB::Get takes the optimistic path (no lock): it must agree with the snapshot.
-    for (size_t i = 0; i < seen.size() && i < 16; ++i) {
-      absl::StatusOr<std::string> got = db.Get(seen[i].first);
-      if (!got.ok() || *got != seen[i].second) {
-        violation("verified file: DB::Get(", detail::Show(seen[i].first), ") gives ",
-                  got.ok() ? detail::Show(*got) : got.status().ToString(), ", ForEach gave ",
-                  detail::Show(seen[i].second));
+  if (!opened.ok()) {
+    check_open_failure(opened.status(), "Open");
+  } else {
+    DB& db = **opened;
+    std::vector<std::pair<std::string, std::string>> seen;
+    [&] {
+      std::vector<VerifyProblem> problems;
+      result.verify = db.Verify(&problems);
+      const bool verified = result.verify.ok();
+      if (!verified) {
+        if (result.verify.code() != absl::StatusCode::kDataLoss) {
+          violation("Verify failed with an unexpected code: ", result.verify.ToString());
+        } else if (!absl::StrContains(result.verify.message(), path)) {
+          violation("Verify's error does not name the file: ", result.verify.ToString());
+        }
+        if (problems.empty()) violation("Verify failed but listed no problem");
+      } else if (!problems.empty()) {
+        violation("Verify passed but listed ", problems.size(), " problems");
       }
-    }
-  }
 
-  if ((mode & kModeWrite) && verified && !options.read_only) {
-    // A file that passes Verify takes writes: overwrite one key, delete another, add one (last:
-    // the file may hold that key too).
-    result.write = [&]() -> absl::Status {
-      absl::StatusOr<WriteTxn> txn = db.BeginWrite();
-      if (!txn.ok()) return txn.status();
-      if (!seen.empty()) {
-        if (absl::Status s = txn->Put(seen[0].first, "overwritten"); !s.ok()) return s;
-        if (absl::Status s = txn->Delete(seen.back().first); !s.ok()) return s;
+      // Point reads: fixed keys (some of the seeds' among them), bad sizes, and keys from the
+      // input.
+      static const std::string kTooLong(kMaxKeySize + 1, 'k');
+      std::vector<std::string_view> keys = {
+          "country/AD", "currency/EUR", "language/fra", "script/Latn", "k", "", kTooLong};
+      const std::string_view input(reinterpret_cast<const char*>(data), size);
+      if (size > 1) {
+        keys.push_back(input.substr(1, std::min<size_t>(size - 1, 12)));
+        keys.push_back(input.substr(size - std::min<size_t>(size - 1, 24)));
       }
-      if (absl::Status s = txn->Put("fuzz/new", "value"); !s.ok()) return s;
-      return txn->Commit();
+      auto check_get = [&](std::string_view key, const absl::Status& status, const char* what) {
+        const absl::StatusCode code = status.code();
+        if (detail::BadKeySize(key) != (code == absl::StatusCode::kInvalidArgument) ||
+            (code != absl::StatusCode::kOk && code != absl::StatusCode::kNotFound &&
+             code != absl::StatusCode::kDataLoss && code != absl::StatusCode::kInvalidArgument)) {
+          violation(what, " of a key of ", key.size(), " bytes: ", status.ToString());
+        }
+      };
+      for (std::string_view key : keys) check_get(key, db.Get(key).status(), "DB::Get");
+      {
+        std::vector<absl::StatusOr<std::string>> values;
+        if (absl::Status s = db.MultiGet(keys, &values); !s.ok()) {
+          violation("DB::MultiGet: ", s.ToString());
+        } else if (values.size() != keys.size()) {
+          violation("DB::MultiGet gave ", values.size(), " values for ", keys.size(), " keys");
+        } else {
+          for (size_t i = 0; i < keys.size(); ++i) {
+            check_get(keys[i], values[i].status(), "DB::MultiGet");
+          }
+        }
+      }
+
+      // A read transaction: every key ForEach yields, read back in the same snapshot.
+      absl::StatusOr<ReadTxn> txn = db.BeginRead();
+      if (!txn.ok()) {
+        violation("BeginRead: ", txn.status().ToString());
+        return;
+      }
+      absl::Status for_each = txn->ForEach([&](std::string_view key, std::string_view value) {
+        seen.emplace_back(key, value);
+        return true;
+      });
+      if (!for_each.ok() && (verified || for_each.code() != absl::StatusCode::kDataLoss)) {
+        violation("ForEach", verified ? " of a verified file" : "", ": ", for_each.ToString());
+      }
+      for (const auto& [key, value] : seen) {
+        absl::StatusOr<std::string_view> got = txn->Get(key);
+        check_get(key, got.status(), "ReadTxn::Get");
+        if (verified && (!got.ok() || *got != value)) {
+          violation("verified file: ReadTxn::Get(", detail::Show(key), ") gives ",
+                    detail::ShowResult(got), ", ForEach gave ", detail::Show(value));
+        }
+      }
+      for (std::string_view key : keys) check_get(key, txn->Get(key).status(), "ReadTxn::Get");
+      // MultiGet in the same snapshot answers exactly as Get: the fixed keys and the first of
+      // those ForEach gave.
+      std::vector<std::string_view> multi = keys;
+      for (size_t i = 0; i < seen.size() && i < 16; ++i) multi.push_back(seen[i].first);
+      std::vector<absl::StatusOr<std::string_view>> values(multi.size());
+      txn->MultiGet(multi, absl::MakeSpan(values));
+      for (size_t i = 0; i < multi.size(); ++i) {
+        absl::StatusOr<std::string_view> one = txn->Get(multi[i]);
+        if (values[i].status().code() != one.status().code() ||
+            (one.ok() && *values[i] != *one)) {
+          violation("ReadTxn::MultiGet(", detail::Show(multi[i]), ") gives ",
+                    detail::ShowResult(values[i]), ", ReadTxn::Get gives ",
+                    detail::ShowResult(one));
+        }
+      }
+      const uint64_t count = txn->Count();
+      if (verified && count != seen.size()) {
+        violation("verified file: ReadTxn::Count() is ", count, ", ForEach gave ", seen.size(),
+                  " keys");
+      }
     }();
-    if (result.write.ok()) {
-      if (absl::Status again = db.Verify(); !again.ok()) {
-        violation("Verify after a transaction on a verified file: ", again.ToString());
+    result.for_each_keys = seen.size();
+    result.stats = db.GetStats();
+
+    const bool verified = result.verify.ok();
+    if (verified) {
+      absl::flat_hash_set<std::string_view> distinct;
+      for (const auto& kv : seen) distinct.insert(kv.first);
+      if (distinct.size() != seen.size()) {
+        violation("verified file: ForEach gave ", seen.size(), " keys, ", distinct.size(),
+                  " distinct");
       }
-      absl::StatusOr<std::string> got = db.Get("fuzz/new");
-      if (!got.ok() || *got != "value") {
-        violation("a key written to a verified file reads back as ",
-                  got.ok() ? detail::Show(*got) : got.status().ToString());
+      if (result.stats.keys != seen.size()) {
+        violation("verified file: Stats::keys is ", result.stats.keys, ", ForEach gave ",
+                  seen.size());
       }
-    } else if (result.write.code() != absl::StatusCode::kResourceExhausted) {
-      violation("a transaction on a verified file: ", result.write.ToString());
+      // DB::Get takes the optimistic path (no lock): it must agree with the snapshot; so must
+      // DB::MultiGet.
+      std::vector<std::string_view> some;
+      for (size_t i = 0; i < seen.size() && i < 16; ++i) {
+        some.push_back(seen[i].first);
+        absl::StatusOr<std::string> got = db.Get(seen[i].first);
+        if (!got.ok() || *got != seen[i].second) {
+          violation("verified file: DB::Get(", detail::Show(seen[i].first), ") gives ",
+                    detail::ShowResult(got), ", ForEach gave ", detail::Show(seen[i].second));
+        }
+      }
+      std::vector<absl::StatusOr<std::string>> values;
+      if (absl::Status s = db.MultiGet(some, &values); !s.ok() || values.size() != some.size()) {
+        violation("verified file: DB::MultiGet of ", some.size(), " keys: ", s.ToString());
+      } else {
+        for (size_t i = 0; i < some.size(); ++i) {
+          if (!values[i].ok() || *values[i] != seen[i].second) {
+            violation("verified file: DB::MultiGet(", detail::Show(seen[i].first), ") gives ",
+                      detail::ShowResult(values[i]), ", ForEach gave ",
+                      detail::Show(seen[i].second));
+          }
+        }
+      }
+    }
+
+    if ((mode & kModeWrite) && verified && !options.read_only) {
+      // A file that passes Verify takes writes: overwrite one key, delete another, add one (last:
+      // the file may hold that key too).
+      result.write = [&]() -> absl::Status {
+        absl::StatusOr<WriteTxn> txn = db.BeginWrite();
+        if (!txn.ok()) return txn.status();
+        if (!seen.empty()) {
+          if (absl::Status s = txn->Put(seen[0].first, "overwritten"); !s.ok()) return s;
+          if (absl::Status s = txn->Delete(seen.back().first); !s.ok()) return s;
+        }
+        if (absl::Status s = txn->Put("fuzz/new", "value"); !s.ok()) return s;
+        return txn->Commit();
+      }();
+      if (result.write.ok()) {
+        if (absl::Status again = db.Verify(); !again.ok()) {
+          violation("Verify after a transaction on a verified file: ", again.ToString());
+        }
+        absl::StatusOr<std::string> got = db.Get("fuzz/new");
+        if (!got.ok() || *got != "value") {
+          violation("a key written to a verified file reads back as ", detail::ShowResult(got));
+        }
+      } else if (result.write.code() != absl::StatusCode::kResourceExhausted) {
+        violation("a transaction on a verified file: ", result.write.ToString());
+      }
+    }
+
+    if (collect) {
+      result.contents.assign(seen.begin(), seen.end());
+      std::sort(result.contents.begin(), result.contents.end());
+    }
+    opened->reset();  // its close is the handle's too: a read-only one writes nothing then either
+
+    if (result.stats.is_cache) {
+      // `mapkv stat` of a cache: its statistics come through a Cache handle.
+      CacheOptions cache_options;
+      cache_options.db = options;
+      cache_options.capacity = options.max_file_size;  // an existing cache keeps its own
+      absl::StatusOr<std::unique_ptr<Cache>> cache =
+          as_reader([&] { return Cache::Open(path, cache_options); });
+      result.cache = cache.status();
+      if (!identity_restored) {
+        violation("this thread is not root again after a detached Cache::Open");
+        return result;
+      }
+      if (!cache.ok()) {
+        check_open_failure(cache.status(), "Cache::Open");
+      } else {
+        (void)(*cache)->GetStats();
+      }
     }
   }
 
-  if (collect) {
-    result.contents = std::move(seen);
-    std::sort(result.contents.begin(), result.contents.end());
+  if (options.read_only) {
+    const std::string now = detail::ReadWholeFile(path);
+    if (std::string changes = detail::ReadOnlyChanges(written, now); !changes.empty()) {
+      violation(result.detached ? "a detached" : "a read-only", " handle (Open ",
+                result.open.ok() ? "succeeded" : "failed", ") changed the file: ", changes);
+    }
   }
   return result;
 }
