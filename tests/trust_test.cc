@@ -106,7 +106,8 @@ TEST(CraftedFileTest, RingStartPastTheFileIsRefused) {
     const uint64_t ring_start = internal::kHeaderSize + 2 * internal::RingTableSize(bits);
     ASSERT_GT(ring_start, image.size());
     image.header().ring_start = ring_start;
-    image.header().max_file_size = ring_start + (1 << 20);
+    image.header().max_file_size =
+        (ring_start + (1 << 20)) / internal::kSizeGranule * internal::kSizeGranule;
     image.FixHeaderChecksum();
     image.FromAnotherBoot();
     ASSERT_NO_FATAL_FAILURE(image.Write());

@@ -41,9 +41,13 @@ class OpenFiles {
   // does not know to close.
   std::unique_lock<std::mutex> LockForOpen() { return std::unique_lock<std::mutex>(mu_); }
   void AddLocked(PosixMappedFile* f) { files_.insert(f); }
-  void Remove(PosixMappedFile* f) {
+  // Unregisters `f` and runs close_fd() under the same mutex, so that no fork() comes between
+  // the two and leaves the child a descriptor that nothing closes.
+  template <class Close>
+  void Remove(PosixMappedFile* f, Close&& close_fd) {
     std::lock_guard<std::mutex> lock(mu_);
     files_.erase(f);
+    close_fd();
   }
 
  private:
@@ -57,10 +61,11 @@ class PosixMappedFile final : public MappedFile {
   PosixMappedFile(std::string path, int fd, char* base, uint64_t mapped)
       : path_(std::move(path)), fd_(fd), base_(base), mapped_(mapped) {}
   ~PosixMappedFile() override {
-    OpenFiles::Get().Remove(this);
-    if (fd_ < 0) return;  // in a child of fork(): nothing of this handle is ours
-    munmap(base_, mapped_);
-    close(fd_);  // drops every OFD lock of this handle
+    OpenFiles::Get().Remove(this, [this] {
+      if (fd_ < 0) return;  // in a child of fork(): nothing of this handle is ours
+      munmap(base_, mapped_);
+      close(fd_);  // drops every OFD lock of this handle
+    });
   }
   void CloseInChild() {
     // Not munmap: the child has no mapping here, and the range may be reused by its own.
