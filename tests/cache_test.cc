@@ -144,7 +144,9 @@ MAPKV_CHILD(WaiterChild) {
 // Process `proc` of GetOrComputeComputesOncePerKeyAcrossProcesses: opens the cache, writes a byte
 // on `ready`, waits for end of file on `start`, then asks for keys 0..n-1 with a function that
 // counts its run (Increment(RunsKey(key), 1)), sleeps 3 ms and returns ValueOf(key); checks every
-// value. Arguments: path, proc, n, the write end of `ready`, the read end of `start`.
+// value. The function of key 0 returns only once some call waits (the statistics of every process
+// count it): there is a wait to count however fast or slow each process runs. Arguments: path,
+// proc, n, the write end of `ready`, the read end of `start`.
 MAPKV_CHILD(ComputeChild) {
   const std::string& path = args.at(0);
   const int proc = args.Int<int>(1);
@@ -165,6 +167,9 @@ MAPKV_CHILD(ComputeChild) {
     auto got = cache->GetOrCompute(key, Ttl{0}, [&]() -> absl::StatusOr<std::string> {
       absl::StatusOr<int64_t> runs = cache->Increment(RunsKey(key), 1);
       if (!runs.ok()) fn_status = runs.status();
+      if (key == KeyName(0) && !WaitUntil([&] { return cache->GetStats().waits >= 1; })) {
+        return absl::DeadlineExceededError("no process waited for the lease of key/0");
+      }
       std::this_thread::sleep_for(milliseconds(3));
       return ValueOf(key);
     });
@@ -430,7 +435,9 @@ TEST(CacheTest, KindsRefuseEachOther) {
 
 // 8 threads of one handle, released together, ask for the same 50 keys: each key's function runs
 // exactly once (its counter is 1), every thread gets every right value, and the statistics say 50
-// computes, 50 misses, 350 hits (each call counted once), and some waits.
+// computes, 50 misses, 350 hits (each call counted once), and some waits. The function of key 0
+// returns only once another thread waits for it, so that there is a wait to count however the
+// threads are scheduled.
 TEST(CacheTest, GetOrComputeComputesOncePerKeyAcrossThreads) {
   constexpr int kThreads = 8;
   constexpr int kKeys = 50;
@@ -447,6 +454,9 @@ TEST(CacheTest, GetOrComputeComputesOncePerKeyAcrossThreads) {
         const std::string key = KeyName(k);
         auto got = cache->GetOrCompute(key, Ttl{0}, [&]() -> absl::StatusOr<std::string> {
           runs[k].fetch_add(1);
+          if (k == 0 && !WaitUntil([&] { return cache->GetStats().waits >= 1; })) {
+            return absl::DeadlineExceededError("no other thread waited for the lease of key/0");
+          }
           std::this_thread::sleep_for(milliseconds(2));
           return ValueOf(key);
         });

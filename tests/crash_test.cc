@@ -9,6 +9,8 @@
 //   - s is the last acknowledged stamp or the one after it (committed, killed before the ack).
 //
 // MAPKV_CRASH_KILLS sets the number of kills (default 200); the survivor variant does a quarter.
+// A killed writer makes at most kMaxCommitsPerWriter commits, so that the files stay far below
+// their limit however fast the machine commits in the milliseconds before a kill.
 //
 // Every child is a MAPKV_CHILD that opens the database itself, from its path (test_util.h).
 #include <algorithm>
@@ -128,11 +130,16 @@ absl::Status VerifyAll(DB* db, uint64_t* stamp) {
 // StampWriterChild's check_from when it has none.
 constexpr std::string_view kNoCheck = "none";
 
+// The most commits of one StampWriterChild: some ten times what one makes before its kill on a
+// 2-core machine. A file takes kKillsPerFile writers: some 4 KiB a commit, a few hundred MiB at
+// most, far below CrashOptions' max_file_size.
+constexpr uint64_t kMaxCommitsPerWriter = 2000;
+
 // The killed child: sends the stamp it finds on `ack`, then commits transactions stamped with the
-// following numbers and acknowledges each on `ack` once Commit() returned OK. Runs until killed.
-// If `check_from` is a number, first verifies that the stamp it finds is check_from or
-// check_from + 1. Arguments: path, seed (of its random keys and sizes), the write end of `ack`,
-// check_from or kNoCheck.
+// following numbers and acknowledges each on `ack` once Commit() returned OK; after
+// kMaxCommitsPerWriter of them it waits to be killed. If `check_from` is a number, first verifies
+// that the stamp it finds is check_from or check_from + 1. Arguments: path, seed (of its random
+// keys and sizes), the write end of `ack`, check_from or kNoCheck.
 MAPKV_CHILD(StampWriterChild) {
   const std::string& path = args.at(0);
   const uint64_t seed = args.Int<uint64_t>(1);
@@ -151,6 +158,9 @@ MAPKV_CHILD(StampWriterChild) {
   CHILD_CHECK(ack.WriteU64(stamp), "ack pipe");
   Rng rng(seed);
   for (uint64_t n = stamp + 1;; ++n) {
+    if (n > stamp + kMaxCommitsPerWriter) {
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+    }
     auto txn = db->BeginWrite();
     CHILD_CHECK_OK(txn);
     const std::string value = test::Stamp(n);
@@ -178,15 +188,24 @@ MAPKV_CHILD(StampWriterChild) {
 }
 
 // When to kill: a quarter of the kills at a random moment up to 3 ms after the child was started
-// (while it starts, opens the database and maybe recovers it), the rest up to 6 ms after the child
-// reported that it opened the database (in the middle of its stream of commits).
+// (while it starts, opens the database and maybe recovers it), half up to 6 ms after the child
+// reported that it opened the database (in the middle of its stream of commits), and a quarter up
+// to 1 ms after its first 1 to 50 acknowledged commits: those are kills after a commit on a
+// machine of any speed.
 struct KillTime {
   bool after_open;
+  uint64_t acks;  // acknowledged commits to wait for after the open
   std::chrono::microseconds delay;
 };
 KillTime RandomKillTime(Rng& rng) {
-  if (Uniform(rng, 0, 3) == 0) return {false, std::chrono::microseconds(Uniform(rng, 0, 3000))};
-  return {true, std::chrono::microseconds(Uniform(rng, 0, 6000))};
+  switch (Uniform(rng, 0, 3)) {
+    case 0:
+      return {false, 0, std::chrono::microseconds(Uniform(rng, 0, 3000))};
+    case 1:
+      return {true, Uniform(rng, 1, 50), std::chrono::microseconds(Uniform(rng, 0, 1000))};
+    default:
+      return {true, 0, std::chrono::microseconds(Uniform(rng, 0, 6000))};
+  }
 }
 
 // Parent side of one kill: lets the child run until `when`, kills it, reaps it and collects what
@@ -197,8 +216,9 @@ void KillAfter(int pid, Pipe& ack, KillTime when, uint64_t none,
                std::optional<uint64_t> expect_found, uint64_t* last_ack, uint64_t* acks) {
   std::string bytes;
   if (when.after_open) {  // the child's first message says it opened the database
+    const size_t want = (1 + when.acks) * sizeof(uint64_t);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (bytes.size() < sizeof(uint64_t) && std::chrono::steady_clock::now() < deadline) {
+    while (bytes.size() < want && std::chrono::steady_clock::now() < deadline) {
       if (!ack.ReadUntil(std::chrono::steady_clock::now() + std::chrono::milliseconds(1), &bytes)) {
         break;  // end of file: the child ended
       }
@@ -269,7 +289,7 @@ TEST(CrashTest, KilledWriterLosesNothingAcknowledgedAndShowsNoPartialCommit) {
       static_cast<unsigned long long>(kills_with_acks),
       static_cast<unsigned long long>(unacked_commits), static_cast<unsigned long long>(max_file),
       static_cast<unsigned long long>(recovered), static_cast<unsigned long long>(rebuilt));
-  EXPECT_GT(kills_with_acks, 0u) << "no kill happened after a commit: the delays are too short";
+  EXPECT_GT(kills_with_acks, 0u) << "no kill came after a commit";
 }
 
 // The survivor of SurvivorKeepsWritingWhileWritersAreKilled: commits its own stamp m = 1, 2, ...

@@ -5,7 +5,9 @@
 //
 // Knobs: MAPKV_LIFECYCLE_ITERS open/close cycles per process (default 200), MAPKV_SLOT_ROUNDS
 // rounds of 40 processes killed while they hold the file open (default 6; 23 makes more deaths
-// than there are slots), MAPKV_THREAD_SECONDS length of the threads test (default 2).
+// than there are slots), MAPKV_THREAD_OPS operations per thread of the threads test (default
+// 35000). Every test is bounded by its work, never by time: its file's limit is sized to that work,
+// so a machine of any speed does the same and stays within it.
 //
 // Children are MAPKV_CHILDs, fresh processes that open the database from its path, except where
 // the subject is fork() itself (a handle inherited across it): those children are copies of this
@@ -13,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
@@ -710,12 +713,12 @@ std::string AccountsMismatch(const View& view) {
   return sum == kAccounts * kBalance ? "" : absl::StrCat("accounts sum to ", sum);
 }
 
-// Random operations on the thread's own keys and the shared accounts; every read checked against
-// the bookkeeping. Returns "" or the first problem.
-std::string ThreadLoop(DB* db, int t, Clock::time_point until, Owned* owned, uint64_t* ops) {
+// `ops` random operations on the thread's own keys and the shared accounts; every read checked
+// against the bookkeeping. Returns "" or the first problem.
+std::string ThreadLoop(DB* db, int t, int64_t ops, Owned* owned) {
   Rng rng(0x7468726561640000ull + static_cast<uint64_t>(t));
   uint64_t version = 0;
-  for (; Clock::now() < until; ++*ops) {
+  for (int64_t done = 0; done < ops; ++done) {
     const uint64_t op = Uniform(rng, 0, 99);
     const std::string key = OwnKey(t, static_cast<int>(Uniform(rng, 0, kOwnKeys - 1)));
     if (op < 25) {
@@ -802,22 +805,37 @@ TEST(LifecycleTest, OpenWaitsForTheFirstOpenerUpToTheLockTimeout) {
   EXPECT_STATUS(db, absl::StatusCode::kDeadlineExceeded);
   EXPECT_TRUE(absl::StrContains(db.status().message(), "opened it first")) << db.status();
   EXPECT_GE(Since(start), std::chrono::milliseconds(200));
-  // Released while another Open waits: that one gets in.
+  // Released while another Open waits: that one gets in. It waits up to LifeOptions' 10 s, so
+  // that a release delayed by a busy machine still comes within its wait.
   std::thread release([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     holder.reset();
   });
-  db = DB::Open(path, options);
+  db = DB::Open(path, LifeOptions());
   release.join();
   ASSERT_OK(db);
   EXPECT_OK_AND_EQ((*db)->Get("k"), "v");
 }
 
+// The most log bytes one operation of ThreadLoop appends: its largest, a WriteTxn of a transfer
+// (two small puts) and four own keys (a 24-byte record header, a key of a few bytes and a
+// stamped value of at most 120 bytes each), plus its commit record, is under 800.
+constexpr uint64_t kMaxBytesPerOp = 1024;
+// Beside the operations: the header, the accounts, the index tables the log holds as it grows,
+// and the room (1 MiB at most) that Put keeps for deletes.
+constexpr uint64_t kThreadsFileSlack = 16ull << 20;
+
+// Every thread does MAPKV_THREAD_OPS operations, so that the log holds the same on any machine;
+// max_file_size has room for all of them at their largest.
 TEST(LifecycleTest, ThreadsSharingOneHandleSeeExactlyTheirOwnWrites) {
-  const int64_t seconds = test::EnvInt("MAPKV_THREAD_SECONDS", 2);
+  const int64_t ops_per_thread = test::EnvInt("MAPKV_THREAD_OPS", 35000);
+  const uint64_t total_ops = static_cast<uint64_t>(ops_per_thread) * kThreads;
+  Options options = LifeOptions();
+  constexpr uint64_t kMiB = 1 << 20;
+  options.max_file_size = kThreadsFileSlack + (total_ops * kMaxBytesPerOp + kMiB - 1) / kMiB * kMiB;
   TempDir dir;
   const std::string path = dir.File("threads.mapkv");
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, LifeOptions()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
   {
     ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
     for (int i = 0; i < kAccounts; ++i) ASSERT_OK(txn.Put(Account(i), absl::StrCat(kBalance)));
@@ -825,20 +843,19 @@ TEST(LifecycleTest, ThreadsSharingOneHandleSeeExactlyTheirOwnWrites) {
   }
   std::vector<Owned> owned(kThreads);
   std::vector<std::string> problems(kThreads);
-  std::vector<uint64_t> ops(kThreads, 0);
-  const auto until = Clock::now() + std::chrono::seconds(seconds);
+  const auto start = Clock::now();
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back(
-        [&, t] { problems[t] = ThreadLoop(db.get(), t, until, &owned[t], &ops[t]); });
+        [&, t] { problems[t] = ThreadLoop(db.get(), t, ops_per_thread, &owned[t]); });
   }
   for (std::thread& th : threads) th.join();
-  uint64_t total_ops = 0;
-  for (int t = 0; t < kThreads; ++t) {
-    EXPECT_EQ(problems[t], "") << "thread " << t;
-    EXPECT_GT(ops[t], 0u) << "thread " << t << " never ran";
-    total_ops += ops[t];
-  }
+  const auto took = Since(start);
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(problems[t], "") << "thread " << t;
+  // The limit's premise: no operation appended more than kMaxBytesPerOp.
+  const uint64_t log_bytes = db->GetStats().log_bytes;
+  EXPECT_LE(log_bytes, kThreadsFileSlack / 2 + total_ops * kMaxBytesPerOp)
+      << "the operations appended more than kMaxBytesPerOp each: raise it";
   // The final state is the union of the threads' bookkeeping plus the accounts, nothing else.
   auto check = [&](DB* handle) {
     std::map<std::string, std::string> expected;
@@ -865,10 +882,12 @@ TEST(LifecycleTest, ThreadsSharingOneHandleSeeExactlyTheirOwnWrites) {
   };
   check(db.get());
   db.reset();
-  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, LifeOptions()));
+  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, options));
   check(db.get());
-  std::printf("%d threads, %llu operations in %lld s\n", kThreads,
-              static_cast<unsigned long long>(total_ops), static_cast<long long>(seconds));
+  std::printf("%d threads, %llu operations in %.2f s; log %llu bytes of max_file_size %llu\n",
+              kThreads, static_cast<unsigned long long>(total_ops),
+              static_cast<double>(took.count()) / 1e6, static_cast<unsigned long long>(log_bytes),
+              static_cast<unsigned long long>(options.max_file_size));
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Stress: 8 worker processes, each with 2 threads sharing one handle, run random puts, deletes,
 // DB::Gets, read transactions and transfers between 16 accounts, while the parent kills a random
-// worker (SIGKILL; TerminateProcess on Windows) about every 100 ms and starts another in its place.
+// worker (SIGKILL; TerminateProcess on Windows) each time the workers have committed another 2000
+// to 6000 transactions between them (about every 100 ms on a 2-core machine), and starts another
+// in its place.
 //
 // Invariants, checked by every reader all the time and by the parent after each kill and at the
 // end:
@@ -15,8 +17,10 @@
 // A worker (StressWorkerChild) reports a violation on a pipe and exits with kChildCheckFailed; the
 // parent fails on any report and on any worker exit other than its own kill.
 //
-// MAPKV_STRESS_SECONDS sets the length of the run (default 20; the file grows by some 6 MiB a
-// second, up to its 4 GiB limit).
+// MAPKV_STRESS_KILLS sets the length of the run in kills (default 200, some 20 s on a 2-core
+// machine). The run is bounded by the commits made, not by time: the file (some 200 bytes a
+// commit) and its limit, sized to the commits, are the same on a machine of any speed.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -53,12 +57,28 @@ constexpr int kAccounts = 16;
 constexpr int64_t kInitialBalance = 1000;
 constexpr int64_t kTotal = kAccounts * kInitialBalance;
 constexpr uint64_t kRandomKeys = 500;
+// Commits between two kills: a random number in this range, counted by GetStats().commits.
+constexpr uint64_t kMinCommitsPerKill = 2000;
+constexpr uint64_t kMaxCommitsPerKill = 6000;
+// The log bytes allowed per commit. A commit appends some 200 on average (its values are mostly
+// under 200 bytes, one in 50 up to 8000), and aborted transactions and workers killed mid-write
+// leave a little more; the allowance is ten times that.
+constexpr uint64_t kBytesPerCommit = 2048;
 
-Options StressOptions() {
+// The limit of a run of `kills` kills: room for the commits the parent waits for at
+// kBytesPerCommit each (whose margin covers the few made after the last kill), and 64 MiB
+// besides.
+uint64_t StressFileLimit(int64_t kills) {
+  constexpr uint64_t kMiB = 1 << 20;
+  const uint64_t commits = static_cast<uint64_t>(std::max<int64_t>(kills, 0)) * kMaxCommitsPerKill;
+  return 64 * kMiB + (commits * kBytesPerCommit + kMiB - 1) / kMiB * kMiB;
+}
+
+Options StressOptions(uint64_t max_file_size) {
   Options options;
   options.initial_file_size = 1 << 20;  // the file and the index grow during the run
   options.initial_index_slots = 64;
-  options.max_file_size = 4ull << 30;  // the log grows by some 6 MiB a second: ~10 minutes
+  options.max_file_size = max_file_size;
   options.lock_timeout = std::chrono::seconds(10);
   return options;
 }
@@ -218,13 +238,13 @@ int WorkerThread(DB* db, uint64_t seed, const std::atomic<bool>& stop) {
 }
 
 // A worker process: its own handle, kThreadsPerWorker threads, until `stop` is closed. Arguments:
-// path, seed, the read end of `stop`, the write end of `report`.
+// path, seed, the read end of `stop`, the write end of `report`, max_file_size.
 MAPKV_CHILD(StressWorkerChild) {
   const std::string& path = args.at(0);
   const uint64_t seed = args.Int<uint64_t>(1);
   ChildPipe stop = args.PipeEnd(2);
   ChildPipe report = args.PipeEnd(3);
-  auto opened = DB::Open(path, StressOptions());
+  auto opened = DB::Open(path, StressOptions(args.Int<uint64_t>(4)));
   CHILD_CHECK_OK(opened);
   std::unique_ptr<DB> db = std::move(*opened);
   std::atomic<bool> done{false};
@@ -241,17 +261,37 @@ MAPKV_CHILD(StressWorkerChild) {
       }
     });
   }
-  (void)stop.ReadAll(std::chrono::seconds(600));  // until the parent closes it
+  (void)stop.ReadAll(std::chrono::hours(24));  // until the parent closes it (or dies)
   done.store(true);
   for (std::thread& t : threads) t.join();
   return 0;
 }
 
+// Polls `db` until the workers have made `target` commits in all (true), or fails when none was
+// made in a minute (false): a hang, not slowness.
+bool WaitForCommits(DB* db, uint64_t target) {
+  uint64_t last = db->GetStats().commits;
+  auto last_progress = std::chrono::steady_clock::now();
+  while (last < target) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const uint64_t now = db->GetStats().commits;
+    if (now != last) {
+      last = now;
+      last_progress = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - last_progress > std::chrono::seconds(60)) {
+      ADD_FAILURE() << "no commit in 60 s; " << last << " of " << target << " made";
+      return false;
+    }
+  }
+  return true;
+}
+
 TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
-  const int64_t seconds = test::EnvInt("MAPKV_STRESS_SECONDS", 20);
+  const int64_t kills_wanted = test::EnvInt("MAPKV_STRESS_KILLS", 200);
+  const uint64_t max_file_size = StressFileLimit(kills_wanted);
   TempDir dir;
   const std::string path = dir.File("stress.mapkv");
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, StressOptions()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, StressOptions(max_file_size)));
   {
     ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
     for (int i = 0; i < kAccounts; ++i)
@@ -262,7 +302,8 @@ TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
   Pipe stop;    // closed by the parent at the end
   Pipe report;  // a line per violation
   auto spawn = [&](uint64_t seed) {
-    return StartChild("StressWorkerChild", {path, seed, stop.ReadEndArg(), report.WriteEndArg()});
+    return StartChild("StressWorkerChild",
+                      {path, seed, stop.ReadEndArg(), report.WriteEndArg(), max_file_size});
   };
   Rng rng(0x5752455353ull);
   std::vector<int> workers;
@@ -282,9 +323,13 @@ TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
 
   int64_t kills = 0;
   std::string unexpected_exits;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(Uniform(rng, 50, 150)));
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t target = db->GetStats().commits;
+  while (kills < kills_wanted) {
+    // The targets add up from the start, not from the last kill: commits made while a kill and a
+    // restart take their time bring the next kill forward, and never add to the total.
+    target += Uniform(rng, kMinCommitsPerKill, kMaxCommitsPerKill);
+    ASSERT_TRUE(WaitForCommits(db.get(), target)) << "before kill " << kills;
     const size_t victim = Uniform(rng, 0, kWorkers - 1);
     const int status = test::KillChild(workers[victim]);
     if (status != kKilledStatus) {
@@ -299,6 +344,7 @@ TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
     ASSERT_OK(txn);
     ASSERT_OK(CheckAccounts(*txn)) << "after kill " << kills;
   }
+  const auto took = std::chrono::steady_clock::now() - start;
   stop.CloseWrite();
   for (int& pid : workers) {
     const int worker = std::exchange(pid, -1);
@@ -332,18 +378,23 @@ TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
   // equal to the log's replay, the counters right.
   EXPECT_OK(db->Verify());
   EXPECT_GT(moved, 0) << "no transfer was ever committed";
-  EXPECT_GT(kills, 0);
+  // The limit's premise: the commits appended under kBytesPerCommit each (32 MiB aside for the
+  // header, the index tables and the accounts).
+  EXPECT_LE(stats.log_bytes, (32ull << 20) + stats.commits * kBytesPerCommit)
+      << "the commits appended more than kBytesPerCommit each: raise it";
   std::printf(
-      "%lld s, %lld kills; %llu commits, %llu recovered after a dead writer, %llu keys, file %llu "
-      "bytes, index %llu slots, accounts %lld units away from the start\n",
-      static_cast<long long>(seconds), static_cast<long long>(kills),
+      "%lld kills in %.1f s; %llu commits, %llu recovered after a dead writer, %llu keys, file %llu "
+      "bytes of max_file_size %llu, index %llu slots, accounts %lld units away from the start\n",
+      static_cast<long long>(kills),
+      std::chrono::duration_cast<std::chrono::duration<double>>(took).count(),
       static_cast<unsigned long long>(stats.commits),
       static_cast<unsigned long long>(stats.recovered_commits),
       static_cast<unsigned long long>(stats.keys), static_cast<unsigned long long>(stats.file_size),
+      static_cast<unsigned long long>(max_file_size),
       static_cast<unsigned long long>(stats.index_capacity), static_cast<long long>(moved));
 
   db.reset();
-  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, StressOptions()));
+  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, StressOptions(max_file_size)));
   uint64_t reopened = 0;
   {
     ASSERT_OK_AND_ASSIGN(ReadTxn txn, db->BeginRead());
