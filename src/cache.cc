@@ -56,7 +56,7 @@ class Cache::Impl {
 
   int64_t Now() const { return options_.now_unix_ms(); }
   void Count(CacheCounter c) {
-    if (impl_->counts()) impl_->rwlock().counter(c).fetch_add(1, std::memory_order_relaxed);
+    if (impl_->has_slot()) impl_->rwlock().counter(c).fetch_add(1, std::memory_order_relaxed);
   }
 
   absl::Status NotAnEntry(std::string_view key, size_t size) const {

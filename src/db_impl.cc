@@ -516,10 +516,11 @@ absl::Status DBImpl::FirstOpen() {
   state_->recovered_commits.store(0);
   state_->file_size.store(size);
   if (same_boot) {
-    // Same boot: the page cache kept every store, so the state is exact; finish any commit a
-    // dead writer left half applied.
+    // Same boot: the page cache kept every store, so the state is exact; finish any commit or
+    // eviction a dead writer left half done.
     MAPKV_RETURN_IF_ERROR(state);
     MAPKV_RETURN_IF_ERROR(Replay());
+    if (ring()) DropEvicted();
   } else if (state_->clean.load() == 1 && state.ok()) {
     // A clean close after a checkpoint: the disk has it all.
     state_->synced_tail.store(state_->committed_tail.load());
@@ -1002,14 +1003,17 @@ absl::Status DBImpl::Evict(uint64_t until, uint64_t max_keys, bool exclusive_hel
     MAPKV_RETURN_IF_ERROR(file_->Flush(0, kHeaderPageSize));
   }
   if (!exclusive_held) MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
+  // head first: a writer that dies after it left slots pointing below head, which recovery
+  // removes (DropEvicted), so the index always holds every key of the live log. The other order
+  // would leave keys of the live log that the index lost, which no recovery can tell from damage.
+  state_->head.store(head, std::memory_order_release);
+  RunTestHook(HookPoint::kEvicting);
   for (Slot* slot : doomed) slot->offset.store(kTombstone, std::memory_order_release);
   state_->count.fetch_sub(doomed.size(), std::memory_order_relaxed);
   state_->live_bytes.fetch_sub(std::min(freed, state_->live_bytes.load()),
                                std::memory_order_relaxed);
   state_->evictions.fetch_add(doomed.size(), std::memory_order_relaxed);
   if (damaged) RecountStats();  // the counters of a damaged file may be anything
-  // Last: a writer that dies before this store evicted keys early, nothing worse.
-  state_->head.store(head, std::memory_order_release);
   if (!exclusive_held) lock_.UnlockExclusive();
   return absl::OkStatus();
 }

@@ -132,9 +132,6 @@ class DBImpl {
   // handle without write permission has none, and counts nothing).
   RwLock& rwlock() { return lock_; }
   bool has_slot() const { return !detached_; }
-  // Whether this handle counts a cache's statistics: not a read-only one, which changes nothing
-  // in the file (its counters would be folded into the header when it closes).
-  bool counts() const { return !detached_ && !options_.read_only; }
 
  private:
   DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
@@ -188,6 +185,9 @@ class DBImpl {
   absl::Status RebuildIndex(std::string_view reason);  // logs the reason and the cost
   void ResetRing(std::string_view reason);             // a ring's RebuildIndex: starts empty
   void RecountStats();
+  // A ring: removes the index entries that point below head (an eviction a writer died in), then
+  // recounts. The caller holds the exclusive side or is the first opener.
+  void DropEvicted();
   void InvalidateAfterTail();
 
   void Log(std::string_view line) const;  // Options::info_log

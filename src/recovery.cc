@@ -84,8 +84,12 @@ void DBImpl::InvalidateAfterTail() {
   // died or failed before publishing). Break its first checksum so that a rebuild after a power
   // cut never takes it for a commit; a kSync writer may have flushed the batch already, so the
   // broken checksum goes to the disk too.
-  const uint64_t tail = Phys(state_->committed_tail.load());
+  const uint64_t committed = state_->committed_tail.load();
+  const uint64_t tail = Phys(committed);
   const uint64_t end = ring() ? ring_start_ + ring_len_ : UINT64_MAX;
+  // In a ring that is (nearly) full, the bytes past the tail are the oldest live record's: no
+  // batch can lie there.
+  if (ring() && committed - state_->head.load() + sizeof(uint64_t) > ring_len_) return;
   if (tail + sizeof(uint64_t) <= std::min(state_->file_size.load(), end)) {
     std::memset(base_ + tail, 0, sizeof(uint64_t));
     if (options_.durability == Durability::kSync) (void)file_->Flush(tail, sizeof(uint64_t));
@@ -112,10 +116,24 @@ void DBImpl::RecountStats() {
 absl::Status DBImpl::Recover() {
   MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
   absl::Status s = Replay();
-  // A ring's writer may have died evicting, between its index changes and their counts.
-  if (s.ok() && ring()) RecountStats();
+  // A ring's writer may have died evicting, between moving head and its index changes.
+  if (s.ok() && ring()) DropEvicted();
   lock_.UnlockExclusive();
   return s;
+}
+
+void DBImpl::DropEvicted() {
+  const uint64_t head = state_->head.load();
+  const uint64_t record = state_->index_record.load();
+  IndexTable table(base_, record, IndexBits(record));
+  for (uint64_t i = 0; i < table.capacity(); ++i) {
+    Slot& slot = table.slot(i);
+    const uint64_t offset = slot.offset.load(std::memory_order_relaxed);
+    if (offset != kEmpty && offset != kTombstone && offset < head) {
+      slot.offset.store(kTombstone, std::memory_order_release);
+    }
+  }
+  RecountStats();  // and the counts it had not changed yet
 }
 
 absl::Status DBImpl::Replay() {

@@ -20,6 +20,8 @@ enum class HookPoint {
                     // holding the exclusive side
   kIndexGrowing,    // a commit is half-way through rehashing into a new index table
   kFileGrown,       // the file was extended but the new size is not yet recorded
+  kEvicting,        // a ring's eviction moved head, holding the exclusive side, and has not yet
+                    // removed the index entries of what it passed
 };
 
 using HookFn = void (*)(HookPoint);

@@ -19,7 +19,8 @@
 // - in write mode, a file that passes Verify takes a small transaction and passes Verify after it;
 // - a handle opened read-only never changes the file, from Open to its close, whether Open
 //   succeeds or not: the file keeps its size, and no byte changes outside the lock words and
-//   process slots [4 KiB, 64 KiB) and SharedState::boot_id. A file that needs a repair (a half
+//   process slots [4 KiB, 64 KiB), a cache's statistics (CacheState) and SharedState::boot_id.
+//   A file that needs a repair (a half
 //   applied commit, an index rebuild, a damaged state) is refused instead;
 // - a reader without write permission (a "detached" handle, DB::Open's fallback when the file
 //   cannot be opened for writing) trusts no size or offset the file stores beyond its real size:
@@ -419,12 +420,14 @@ inline std::string FieldAt(uint64_t offset) {
 }
 
 // Where a read-only handle may write: the lock words and process slots, which every opener
-// resets and claims, and the boot id, with which a handle of this boot records that it found
-// the state exact.
+// resets and claims; a cache's statistics of the handles gone, into which a dead slot's counters
+// are folded when it is cleared (statistics, not data); and the boot id, with which a handle of
+// this boot records that it found the state exact.
 inline bool ReadOnlyMayWrite(uint64_t offset) {
   namespace in = ::mapkv::internal;
   constexpr uint64_t kBootAt = in::kSharedStateOffset + offsetof(in::SharedState, boot_id);
   return (offset >= in::kLockStateOffset && offset < in::kHeaderSize) ||
+         (offset >= in::kCacheStateOffset && offset < in::kCacheStateOffset + sizeof(in::CacheState)) ||
          (offset >= kBootAt && offset < kBootAt + sizeof(uint64_t));
 }
 
