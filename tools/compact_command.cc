@@ -97,6 +97,10 @@ Safety:
     removes the temporary file and leaves DB intact (exit 4). If the process is killed, DB is
     intact and openable, and the temporary file stays behind until the next compaction to the same
     destination removes it (it says so).
+  - In a directory that others may write: the new file's owner and permission bits are set on the
+    open file, never by name, and the rename happens only while the temporary name still names
+    that file. If another process renames or replaces it meanwhile, compact fails (exit 4) and
+    DB stays as it was.
   - The new file keeps DB's permission bits, owner and group, and its growth limit. The rename
     replaces the name: other hard links to DB keep the old file. A symbolic link is followed and
     the file it points to is replaced.

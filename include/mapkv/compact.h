@@ -17,7 +17,12 @@
 //   the next Compact() with the same destination removes before it starts (after making sure no
 //   live compaction is writing it).
 // - The new file gets the original's permission bits, owner and group (when the caller may give
-//   them), and its growth limit (max_file_size).
+//   them), and its growth limit (max_file_size), all set through the descriptor that wrote it.
+//   It is renamed into place only when the temporary name still names that file, and the
+//   destination is checked to name it afterwards: when someone who may write the directory
+//   replaced the temporary file meanwhile (by a symbolic link to another file, say), Compact
+//   fails with Aborted, changes nothing that the link leads to, and leaves the original in
+//   place (where the file system can exchange two names in one step; Linux's can).
 #ifndef MAPKV_COMPACT_H_
 #define MAPKV_COMPACT_H_
 
@@ -78,8 +83,9 @@ struct CompactResult {
 // was. Errors, each naming the file: NotFound (no `src`), FailedPrecondition (`src` open
 // elsewhere: the message says by how many handles; or another live compaction writes a temporary
 // file of `dst`), AlreadyExists (`dst` exists), DataLoss (a damaged record in `src`: compaction
-// copies no damage), ResourceExhausted (disk full), and the OS's errors. On any error, `src` is
-// unchanged and no temporary file of this call is left.
+// copies no damage), ResourceExhausted (disk full), Aborted (the temporary file or the destination
+// was renamed or replaced by another process meanwhile), and the OS's errors. On any error, `src`
+// is unchanged and no temporary file of this call is left under its own name.
 absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string& dst,
                                       const CompactOptions& options = {});
 
