@@ -13,7 +13,7 @@
 // the descriptor that wrote it, never through its temporary name, which anyone who may write the
 // directory can rename away or point elsewhere; the rename that puts it in place is made only
 // once the temporary name is seen to still name that file (not a link to it), and is checked
-// after.
+// after. Names left by killed compactions are judged by what they are (StatLink), never opened.
 #include "mapkv/compact.h"
 
 #include <algorithm>
@@ -97,26 +97,38 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
   }
 }
 
-// Removes the temporary files that killed compactions to `dst` left behind. A temporary file that
-// a live compaction holds (exclusively) is left alone.
-absl::Status RemoveLeftovers(const std::string& dst, std::vector<std::string>* removed) {
+// Removes the temporary files that killed compactions to `dst` left behind, judging each name by
+// what it is itself (StatLink: a symbolic link there is never followed, and nothing is opened).
+// Only a regular file owned by this process's user, or, when that is root, by the database's
+// owner `owner` (a compaction killed after giving its copy that owner), is removed; unlinking
+// removes the name, never what a link points to. Anything else under such a name is left as it
+// is and listed in `kept`, with the reason. A compaction running meanwhile to the same
+// destination (only a distinct `-o` one can be: a compaction in place holds its database alone)
+// then fails at its rename, as it would once this one had taken the name.
+absl::Status RemoveLeftovers(const std::string& dst, uint32_t owner,
+                             std::vector<std::string>* removed, std::vector<std::string>* kept) {
   const std::string dir = internal::DirName(dst);
   absl::StatusOr<std::vector<std::string>> names = internal::ListDirectory(dir);
   if (!names.ok()) return names.status();
+  const uint32_t me = internal::CurrentUid();
   for (const std::string& name : *names) {
     if (!internal::IsTempNameOf(name, dst, kTempTag)) continue;
     const std::string path = absl::StrCat(dir, "/", name);
-    Options probe_options;
-    probe_options.create_if_missing = false;
-    probe_options.exclusive = true;
-    probe_options.kind = FileKind::kAny;
-    probe_options.lock_timeout = std::chrono::milliseconds(100);
-    probe_options.info_log = [](std::string_view) {};  // a leftover's recovery is no news
-    absl::StatusOr<std::unique_ptr<DB>> probe = DB::Open(path, probe_options);
-    // FailedPrecondition: a live compaction holds it. Any other error: a file its writer never
-    // finished creating, which nobody holds either.
-    if (!probe.ok() && absl::IsFailedPrecondition(probe.status())) continue;
-    probe = nullptr;
+    absl::StatusOr<internal::FileInfo> info = internal::StatLink(path);
+    if (!info.ok()) {
+      if (absl::IsNotFound(info.status())) continue;  // removed meanwhile
+      return info.status();
+    }
+    if (!info->regular) {
+      kept->push_back(absl::StrCat(path, ": ", info->symlink ? "a symbolic link" : "not a file",
+                                   ", not a compaction's leftover: left alone"));
+      continue;
+    }
+    if (info->uid != me && !(me == 0 && info->uid == owner)) {
+      kept->push_back(absl::StrCat(path, ": owned by uid ", info->uid, ", not by this user",
+                                   me == 0 ? " or the database's owner" : "", ": left alone"));
+      continue;
+    }
     absl::Status s = internal::RemovePath(path);
     if (!s.ok() && !absl::IsNotFound(s)) return s;
     if (s.ok()) removed->push_back(path);
@@ -402,7 +414,11 @@ absl::StatusOr<CompactResult> Compaction::Run() {
   const Stats stats = source_->GetStats();
   result_.size_before = info->size;
   result_.garbage_before = stats.garbage_bytes;
-  if (absl::Status s = RemoveLeftovers(dst_, &result_.removed_leftovers); !s.ok()) return s;
+  if (absl::Status s =
+          RemoveLeftovers(dst_, info->uid, &result_.removed_leftovers, &result_.kept_leftovers);
+      !s.ok()) {
+    return s;
+  }
 
   if (absl::Status s = CreateTemp(stats, *info); !s.ok()) return Fail(s);
   if (absl::Status s = Copy(); !s.ok()) return Fail(s);

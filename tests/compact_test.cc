@@ -1,6 +1,7 @@
 // mapkv::Compact (src/compact.cc) against a directory that others may write: the temporary file
-// swapped for a symbolic link while it is written. Each test stages the attack in the same
-// process, at a point that the progress callback marks, so none depends on timing.
+// swapped for a symbolic link while it is written, and a leftover's name given to a link or to
+// another user's file. Each test stages the attack in the same process, at a point that the
+// progress callback marks, so none depends on timing.
 #include "mapkv/compact.h"
 
 #include <filesystem>
@@ -159,6 +160,68 @@ INSTANTIATE_TEST_SUITE_P(
                       SwapCase{"ToNewBeforeSealing", false, CompactProgress::Phase::kFlush},
                       SwapCase{"ToNewBeforeRename", false, CompactProgress::Phase::kReplace}),
     [](const ::testing::TestParamInfo<SwapCase>& info) { return std::string(info.param.name); });
+
+// ---- Leftovers of killed compactions.
+
+// A symbolic link under a leftover's name, to another database: compaction neither opens it (an
+// open would run recovery on that database as this user) nor removes it, and says so. A regular
+// file of this user's under such a name is a real leftover and goes.
+TEST(CompactTest, LeftoverNamedLinkToAnotherDatabaseIsLeftAlone) {
+  TempDir dir;
+  const std::string db = dir.File("db.mapkv");
+  const std::string other = dir.File("other.mapkv");
+  MakeDatabase(db);
+  MakeDatabase(other);
+  const std::string link = absl::StrCat(db, ".compact-4242-0badf00d.tmp");
+  const std::string leftover = absl::StrCat(db, ".compact-4243-00c0ffee.tmp");
+  ASSERT_EQ(TempFiles(db).size(), 0u);
+  std::error_code ec;
+  fs::create_symlink(other, link, ec);
+  if (ec) GTEST_SKIP() << "no symbolic links here: " << ec.message();
+  ASSERT_TRUE(test::WriteFile(leftover, "the start of a copy"));
+  ASSERT_EQ(TempFiles(db).size(), 2u) << "both names read as leftovers";
+  const std::string other_bytes = ReadFile(other);
+
+  ASSERT_OK_AND_ASSIGN(const CompactResult result, Compact(db, ""));
+  EXPECT_TRUE(ReadFile(other) == other_bytes) << "the other database changed";
+  ASSERT_OK_AND_ASSIGN(const FileInfo link_after, internal::StatLink(link));
+  EXPECT_TRUE(link_after.symlink);
+  EXPECT_FALSE(test::FileExists(leftover));
+  ASSERT_EQ(result.removed_leftovers.size(), 1u);
+  EXPECT_EQ(internal::BaseName(result.removed_leftovers[0]), internal::BaseName(leftover));
+  ASSERT_EQ(result.kept_leftovers.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(result.kept_leftovers[0], internal::BaseName(link)) &&
+              absl::StrContains(result.kept_leftovers[0], "symbolic link"))
+      << result.kept_leftovers[0];
+  ExpectDatabase(db);
+}
+
+// Root removes a leftover only when it is root's (a compaction killed while copying) or the
+// database owner's (one killed after giving its copy that owner), never another user's file.
+TEST(CompactTest, RootRemovesOnlyLeftoversOfItsOwnOrOfTheDatabasesOwner) {
+  if (internal::CurrentUid() != 0) GTEST_SKIP() << "needs root (it gives files to nobody)";
+  TempDir dir;
+  const std::string db = dir.File("db.mapkv");
+  MakeDatabase(db);
+  const std::string foreign = absl::StrCat(db, ".compact-4242-0badf00d.tmp");
+  ASSERT_TRUE(test::WriteFile(foreign, "nobody's file"));
+  if (!GiveAway(foreign, kNobody, kNobody)) GTEST_SKIP() << "files cannot be given away here";
+
+  ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(db, ""));
+  EXPECT_TRUE(result.removed_leftovers.empty());
+  ASSERT_EQ(result.kept_leftovers.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(result.kept_leftovers[0], "owned by uid 65534"))
+      << result.kept_leftovers[0];
+  EXPECT_EQ(ReadFile(foreign), "nobody's file");
+
+  // Once the database is nobody's, nobody's leftover is a compaction's copy.
+  ASSERT_TRUE(GiveAway(db, kNobody, kNobody));
+  ASSERT_OK_AND_ASSIGN(result, Compact(db, ""));
+  EXPECT_EQ(result.removed_leftovers.size(), 1u);
+  EXPECT_TRUE(result.kept_leftovers.empty());
+  EXPECT_FALSE(test::FileExists(foreign));
+  ExpectDatabase(db);
+}
 
 }  // namespace
 }  // namespace mapkv
