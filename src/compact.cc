@@ -136,9 +136,23 @@ absl::Status RemoveLeftovers(const std::string& dst, uint32_t owner,
   return absl::OkStatus();
 }
 
+// The source's counters as far as its file can hold them. They come from its shared state, which
+// a clean open trusts as it finds it, so a crafted file may claim any number: the live records lie
+// in the committed log (log_bytes, which the open checked against the file's size), and each live
+// key takes a slot of the index and a record of at least kMinRecordBytes. Sized by these, the new
+// file is at most the source's log, plus a new index of at most twice the source's (that one is
+// up to 3/4 full, the new one at most half), plus the fixed slack of EstimateFileSize.
+constexpr uint64_t kMinRecordBytes = internal::RecordSize(1, 0);  // a one-byte key, no value
+Stats BoundedByFile(Stats s) {
+  s.live_bytes = std::min(s.live_bytes, s.log_bytes);
+  s.keys = std::min({s.keys, s.index_capacity, s.log_bytes / kMinRecordBytes});
+  return s;
+}
+
 // Bytes for the new file: the source's header and index record header, the new index table, the
 // live records, a commit record per batch, and some slack. The file doubles when a write passes
-// its end, so too little would cost twice the space; what is left over stays unused.
+// its end, so too little would cost twice the space; what is left over stays unused. `s` is
+// BoundedByFile.
 uint64_t EstimateFileSize(const Stats& s, uint64_t index_slots, uint64_t batches) {
   const uint64_t old_index = uint64_t{16} * s.index_capacity;
   uint64_t fixed = s.log_bytes - std::min(s.log_bytes, s.garbage_bytes + s.live_bytes);
@@ -420,7 +434,7 @@ absl::StatusOr<CompactResult> Compaction::Run() {
     return s;
   }
 
-  if (absl::Status s = CreateTemp(stats, *info); !s.ok()) return Fail(s);
+  if (absl::Status s = CreateTemp(BoundedByFile(stats), *info); !s.ok()) return Fail(s);
   if (absl::Status s = Copy(); !s.ok()) return Fail(s);
   absl::Status finished = Finish(*info);
   if (!finished.ok() && !temp_.empty()) return Fail(finished);

@@ -1,9 +1,12 @@
-// mapkv::Compact (src/compact.cc) against a directory that others may write: the temporary file
-// swapped for a symbolic link while it is written, and a leftover's name given to a link or to
-// another user's file. Each test stages the attack in the same process, at a point that the
-// progress callback marks, so none depends on timing.
+// mapkv::Compact (src/compact.cc) against a directory that others may write and a file whose
+// counters were forged: the temporary file swapped for a symbolic link while it is written, a
+// leftover's name given to a link or to another user's file, and counters that claim more than
+// the file holds. Each test stages the attack in the same process, at a point that the progress
+// callback marks, so none depends on timing.
 #include "mapkv/compact.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -13,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "mapkv/db.h"
+#include "src/format.h"
 #include "src/platform/fs.h"
 #include "src/platform/mapped_file.h"
 #include "src/platform/process.h"
@@ -28,6 +32,7 @@ using test::TempDir;
 
 constexpr int kKeys = 200;
 constexpr uint32_t kNobody = 65534;  // uid and gid of nobody:nogroup
+constexpr uint64_t kMiB = 1 << 20;
 
 std::string Key(int i) { return absl::StrCat("key/", i); }
 std::string Value(int i) { return absl::StrCat("value of ", i, std::string(i % 50, 'v')); }
@@ -221,6 +226,64 @@ TEST(CompactTest, RootRemovesOnlyLeftoversOfItsOwnOrOfTheDatabasesOwner) {
   EXPECT_TRUE(result.kept_leftovers.empty());
   EXPECT_FALSE(test::FileExists(foreign));
   ExpectDatabase(db);
+}
+
+// ---- Forged counters.
+
+// The shared state holds the counters compaction sizes its copy by, and a clean open trusts them
+// as it finds them (the header page has no checksum over them). A 1 MiB file claiming 32 MiB of
+// live records, or a million keys, gets a copy sized by what it can hold: never larger than the
+// source. (Compaction opens the source with the default growth limit, which raises the file's:
+// a claim of terabytes would have a copy that believed it fill 64 GiB, so the claims here are
+// only large enough to tell.)
+TEST(CompactTest, ForgedCountersDoNotSizeTheCopy) {
+  struct Forgery {
+    const char* what;
+    size_t offset;  // in SharedState
+    uint64_t value;
+    bool copies;  // false: the key count disagrees with the index, and compaction says so
+  };
+  const Forgery forgeries[] = {
+      {"live_bytes", offsetof(internal::SharedState, live_bytes), 32 * kMiB, true},
+      {"count", offsetof(internal::SharedState, count), uint64_t{1} << 20, false},
+  };
+  for (const Forgery& f : forgeries) {
+    SCOPED_TRACE(f.what);
+    TempDir dir;
+    const std::string db = dir.File("forged.mapkv");
+    const std::string out = dir.File("out.mapkv");
+    MakeDatabase(db);
+    test::WriteFileU64(db, internal::kSharedStateOffset + f.offset, f.value);
+    ASSERT_OK_AND_ASSIGN(const FileInfo source, internal::StatFile(db));
+
+    // Sizes of the copy while it is written; allocated blocks may run a little ahead of the size
+    // on some file systems.
+    uint64_t largest_size = 0, largest_allocated = 0;
+    CompactOptions options;
+    options.progress = [&](const CompactProgress&) {
+      for (const std::string& temp : TempFiles(out)) {
+        absl::StatusOr<FileInfo> info = internal::StatFile(temp);
+        if (!info.ok()) continue;
+        largest_size = std::max(largest_size, info->size);
+        largest_allocated = std::max(largest_allocated, info->allocated);
+      }
+    };
+    const absl::StatusOr<CompactResult> result = Compact(db, out, options);
+    EXPECT_GT(largest_size, 0u) << "the callback saw the copy";
+    EXPECT_LE(largest_size, source.size) << "a copy sized by the forged " << f.what;
+    EXPECT_LE(largest_allocated, source.size + kMiB);
+    if (f.copies) {
+      ASSERT_OK(result);
+      ASSERT_OK_AND_ASSIGN(const FileInfo copy, internal::StatFile(out));
+      EXPECT_LE(copy.size, source.size);
+      EXPECT_LE(copy.allocated, source.size + kMiB);
+      ExpectDatabase(out);
+    } else {
+      EXPECT_STATUS(result, absl::StatusCode::kDataLoss);
+      EXPECT_FALSE(test::FileExists(out));
+      EXPECT_TRUE(TempFiles(out).empty());
+    }
+  }
 }
 
 }  // namespace

@@ -25,6 +25,9 @@
 //   replaced the temporary file meanwhile (by a symbolic link to another file, say), Compact
 //   fails with Aborted, changes nothing that the link leads to, and leaves the original in
 //   place (where the file system can exchange two names in one step; Linux's can).
+// - The new file is sized from the source's counters only as far as the source's file can hold
+//   them: a file whose counters claim more live data than its log holds gets a compacted copy
+//   no larger than that log and a new index.
 #ifndef MAPKV_COMPACT_H_
 #define MAPKV_COMPACT_H_
 
