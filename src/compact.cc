@@ -1,4 +1,5 @@
-// Offline compaction (ARCHITECTURE.md section 4), through the public DB API and src/platform/fs.h.
+// Offline compaction (ARCHITECTURE.md section 4), through the public DB API, src/platform/fs.h and
+// the files behind the handles (ImplOf(db).file(): their owner, mode and identity).
 //
 // The invariant: until the one rename that puts the new file in place, nothing this code does
 // changes what the source's name leads to. The new file is complete and on disk (Checkpoint:
@@ -6,6 +7,13 @@
 // so a kill or a power cut at any instant leaves either the old database or the new one under the
 // name, whole. A kill leaves a temporary file behind; the next compaction to the same destination
 // removes it.
+//
+// The directory may be writable by others than the database's owner, and this may run as root:
+// whatever is done to the new file (its owner, its permission bits, its flush) is done through
+// the descriptor that wrote it, never through its temporary name, which anyone who may write the
+// directory can rename away or point elsewhere; the rename that puts it in place is made only
+// once the temporary name is seen to still name that file (not a link to it), and is checked
+// after. Names left by killed compactions are judged by what they are (StatLink), never opened.
 #include "mapkv/compact.h"
 
 #include <algorithm>
@@ -19,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "mapkv/db.h"
 #include "src/cache_entry.h"
+#include "src/db_impl.h"
 #include "src/platform/fs.h"
 #include "src/platform/process.h"
 
@@ -88,26 +97,38 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
   }
 }
 
-// Removes the temporary files that killed compactions to `dst` left behind. A temporary file that
-// a live compaction holds (exclusively) is left alone.
-absl::Status RemoveLeftovers(const std::string& dst, std::vector<std::string>* removed) {
+// Removes the temporary files that killed compactions to `dst` left behind, judging each name by
+// what it is itself (StatLink: a symbolic link there is never followed, and nothing is opened).
+// Only a regular file owned by this process's user, or, when that is root, by the database's
+// owner `owner` (a compaction killed after giving its copy that owner), is removed; unlinking
+// removes the name, never what a link points to. Anything else under such a name is left as it
+// is and listed in `kept`, with the reason. A compaction running meanwhile to the same
+// destination (only a distinct `-o` one can be: a compaction in place holds its database alone)
+// then fails at its rename, as it would once this one had taken the name.
+absl::Status RemoveLeftovers(const std::string& dst, uint32_t owner,
+                             std::vector<std::string>* removed, std::vector<std::string>* kept) {
   const std::string dir = internal::DirName(dst);
   absl::StatusOr<std::vector<std::string>> names = internal::ListDirectory(dir);
   if (!names.ok()) return names.status();
+  const uint32_t me = internal::CurrentUid();
   for (const std::string& name : *names) {
     if (!internal::IsTempNameOf(name, dst, kTempTag)) continue;
     const std::string path = absl::StrCat(dir, "/", name);
-    Options probe_options;
-    probe_options.create_if_missing = false;
-    probe_options.exclusive = true;
-    probe_options.kind = FileKind::kAny;
-    probe_options.lock_timeout = std::chrono::milliseconds(100);
-    probe_options.info_log = [](std::string_view) {};  // a leftover's recovery is no news
-    absl::StatusOr<std::unique_ptr<DB>> probe = DB::Open(path, probe_options);
-    // FailedPrecondition: a live compaction holds it. Any other error: a file its writer never
-    // finished creating, which nobody holds either.
-    if (!probe.ok() && absl::IsFailedPrecondition(probe.status())) continue;
-    probe = nullptr;
+    absl::StatusOr<internal::FileInfo> info = internal::StatLink(path);
+    if (!info.ok()) {
+      if (absl::IsNotFound(info.status())) continue;  // removed meanwhile
+      return info.status();
+    }
+    if (!info->regular) {
+      kept->push_back(absl::StrCat(path, ": ", info->symlink ? "a symbolic link" : "not a file",
+                                   ", not a compaction's leftover: left alone"));
+      continue;
+    }
+    if (info->uid != me && !(me == 0 && info->uid == owner)) {
+      kept->push_back(absl::StrCat(path, ": owned by uid ", info->uid, ", not by this user",
+                                   me == 0 ? " or the database's owner" : "", ": left alone"));
+      continue;
+    }
     absl::Status s = internal::RemovePath(path);
     if (!s.ok() && !absl::IsNotFound(s)) return s;
     if (s.ok()) removed->push_back(path);
@@ -115,9 +136,23 @@ absl::Status RemoveLeftovers(const std::string& dst, std::vector<std::string>* r
   return absl::OkStatus();
 }
 
+// The source's counters as far as its file can hold them. They come from its shared state, which
+// a clean open trusts as it finds it, so a crafted file may claim any number: the live records lie
+// in the committed log (log_bytes, which the open checked against the file's size), and each live
+// key takes a slot of the index and a record of at least kMinRecordBytes. Sized by these, the new
+// file is at most the source's log, plus a new index of at most twice the source's (that one is
+// up to 3/4 full, the new one at most half), plus the fixed slack of EstimateFileSize.
+constexpr uint64_t kMinRecordBytes = internal::RecordSize(1, 0);  // a one-byte key, no value
+Stats BoundedByFile(Stats s) {
+  s.live_bytes = std::min(s.live_bytes, s.log_bytes);
+  s.keys = std::min({s.keys, s.index_capacity, s.log_bytes / kMinRecordBytes});
+  return s;
+}
+
 // Bytes for the new file: the source's header and index record header, the new index table, the
 // live records, a commit record per batch, and some slack. The file doubles when a write passes
-// its end, so too little would cost twice the space; what is left over stays unused.
+// its end, so too little would cost twice the space; what is left over stays unused. `s` is
+// BoundedByFile.
 uint64_t EstimateFileSize(const Stats& s, uint64_t index_slots, uint64_t batches) {
   const uint64_t old_index = uint64_t{16} * s.index_capacity;
   uint64_t fixed = s.log_bytes - std::min(s.log_bytes, s.garbage_bytes + s.live_bytes);
@@ -137,6 +172,14 @@ class Compaction {
   absl::Status CreateTemp(const Stats& stats, const internal::FileInfo& info);
   absl::Status Copy();
   absl::Status Finish(const internal::FileInfo& info);
+  // Gives the new file `info`'s owner and permission bits, flushes it and records in written_
+  // what it is, all through its descriptor; then closes it.
+  absl::Status SealTarget(const internal::FileInfo& info);
+  // Puts the new file in place under dst_, once temp_ is seen to name it.
+  absl::Status Replace();
+  // OK when the name `path` itself (no link followed) is the file written_ describes, which was
+  // written under the temporary name `written_as`.
+  absl::Status CheckNamesWritten(const std::string& path, const std::string& written_as) const;
   // Closes and removes the temporary file; returns `status`.
   absl::Status Fail(absl::Status status);
   // Each batch costs a commit record: at least 1 MiB of records per batch.
@@ -153,6 +196,7 @@ class Compaction {
   std::unique_ptr<DB> source_;
   std::unique_ptr<DB> target_;
   std::string temp_;
+  internal::FileInfo written_;  // the new file, as its descriptor saw it last (SealTarget)
   bool is_cache_ = false;
   uint64_t cache_capacity_ = 0;
   CompactResult result_;
@@ -258,39 +302,115 @@ absl::Status Compaction::Copy() {
   return absl::OkStatus();
 }
 
-absl::Status Compaction::Finish(const internal::FileInfo& info) {
-  CompactProgress progress;
-  progress.phase = CompactProgress::Phase::kFlush;
-  progress.keys_done = progress.keys_total = result_.keys;
-  Report(options_, progress);
+absl::Status Compaction::SealTarget(const internal::FileInfo& info) {
   // Every byte on disk, then a clean close: the next open of the new file trusts its index even
   // after a power cut.
   if (absl::Status s = target_->Checkpoint(); !s.ok()) return s;
-  target_.reset();
-  // The owner's permission bits exactly (the umask may have narrowed them), and the owner: a
-  // database compacted by root must stay usable by the service that owns it.
-  if (absl::Status s = internal::SetMode(temp_, info.mode); !s.ok()) return s;
-  absl::StatusOr<internal::FileInfo> made = internal::StatFile(temp_);
+  internal::MappedFile& file = internal::ImplOf(*target_).file();
+  // The owner first (a chown may clear the set-id bits), then the owner's permission bits exactly
+  // (the umask may have narrowed them): a database compacted by root must stay usable by the
+  // service that owns it.
+  absl::StatusOr<internal::FileInfo> made = file.Stat();
   if (!made.ok()) return made.status();
   if (made->uid != info.uid || made->gid != info.gid) {
-    if (absl::Status s = internal::SetOwner(temp_, info.uid, info.gid); !s.ok()) {
+    if (absl::Status s = file.SetOwner(info.uid, info.gid); !s.ok()) {
       return Annotate(s, absl::StrCat("cannot give the compacted file the owner of ", src_));
     }
   }
-  if (absl::Status s = internal::SyncFile(temp_); !s.ok()) return s;
+  if (absl::Status s = file.SetMode(info.mode); !s.ok()) return s;
+  if (absl::Status s = file.Sync(); !s.ok()) return s;
+  made = file.Stat();
+  if (!made.ok()) return made.status();
+  written_ = *made;
+  target_.reset();
+  return absl::OkStatus();
+}
 
-  progress.phase = CompactProgress::Phase::kReplace;
-  Report(options_, progress);
+absl::Status Compaction::CheckNamesWritten(const std::string& path,
+                                           const std::string& written_as) const {
+  absl::StatusOr<internal::FileInfo> named = internal::StatLink(path);
+  if (!named.ok() && !absl::IsNotFound(named.status())) return named.status();
+  // The owner too: were the file removed, its inode number could name a new one.
+  if (named.ok() && named->regular && internal::SameFile(*named, written_) &&
+      named->uid == written_.uid && named->gid == written_.gid) {
+    return absl::OkStatus();
+  }
+  const std::string found = !named.ok()       ? "nothing"
+                            : named->symlink  ? "a symbolic link"
+                            : !named->regular ? "something else than a file"
+                                              : "another file";
+  return absl::AbortedError(
+      absl::StrCat(path, ": names ", found, ", not the compacted file written ",
+                   path == written_as ? "there" : absl::StrCat("as ", written_as),
+                   ": someone who may write the directory ", internal::DirName(path),
+                   " renamed or replaced it during the compaction"));
+}
+
+absl::Status Compaction::Replace() {
   // Windows cannot replace a file that any process has mapped, this one included, so the source
   // is closed first there. That is safe for the reason the rename needs it: a process that opens
   // the old file in between maps it before it can commit, and then the rename fails (the
   // compaction with it, leaving the source as it was); one that maps it after the rename finds
   // the name taken by the new file and opens that (DBImpl::OpenShared).
   if (in_place_ && internal::ReplaceFailsWhileMapped()) source_.reset();
-  absl::Status renamed =
-      in_place_ ? internal::ReplaceFile(temp_, dst_) : internal::RenameNoReplace(temp_, dst_);
-  if (!renamed.ok()) return renamed;
-  temp_.clear();  // in place now: never removed from here on
+  const std::string temp = temp_;
+  if (absl::Status s = CheckNamesWritten(temp, temp); !s.ok()) {
+    temp_.clear();  // not ours under that name: left as it is
+    return s;
+  }
+  if (!in_place_) {
+    if (absl::Status s = internal::RenameNoReplace(temp, dst_); !s.ok()) return s;
+    temp_.clear();
+    absl::Status named = CheckNamesWritten(dst_, temp);
+    if (!named.ok()) {
+      // Replaced between the check and the rename: what went to dst_ is not ours. Take the name
+      // back (unlinking removes a name, never what a link points to).
+      absl::Status removed = internal::RemovePath(dst_);
+      if (!removed.ok()) named = Annotate(named, absl::StrCat("(and ", removed.message(), ")"));
+      return named;
+    }
+    return absl::OkStatus();
+  }
+  // In place: exchanging the names (where the file system can) keeps the old database under
+  // temp_ until the new one is seen under dst_, so a lost race is undone by exchanging back.
+  absl::Status exchanged = internal::ExchangeFiles(temp, dst_);
+  if (absl::IsUnimplemented(exchanged)) {
+    if (absl::Status s = internal::ReplaceFile(temp, dst_); !s.ok()) return s;
+    temp_.clear();
+    absl::Status named = CheckNamesWritten(dst_, temp);
+    if (!named.ok()) {
+      return Annotate(named, absl::StrCat("the original of ", dst_,
+                                          " was replaced by it (this file system cannot exchange "
+                                          "names, so it could not be put back)"));
+    }
+    return absl::OkStatus();
+  }
+  if (!exchanged.ok()) return exchanged;
+  temp_.clear();  // from here it names the old database
+  if (absl::Status named = CheckNamesWritten(dst_, temp); !named.ok()) {
+    absl::Status back = internal::ExchangeFiles(temp, dst_);
+    if (!back.ok()) {
+      return Annotate(named, absl::StrCat("the original database is now ", temp,
+                                          ": putting it back failed: ", back.message()));
+    }
+    return named;
+  }
+  // The old database, under the temporary name since the exchange. A failure leaves it there, a
+  // leftover that the next compaction removes.
+  (void)internal::RemovePath(temp);
+  return absl::OkStatus();
+}
+
+absl::Status Compaction::Finish(const internal::FileInfo& info) {
+  CompactProgress progress;
+  progress.phase = CompactProgress::Phase::kFlush;
+  progress.keys_done = progress.keys_total = result_.keys;
+  Report(options_, progress);
+  if (absl::Status s = SealTarget(info); !s.ok()) return s;
+
+  progress.phase = CompactProgress::Phase::kReplace;
+  Report(options_, progress);
+  if (absl::Status s = Replace(); !s.ok()) return s;
   // The rename is done for every process; make it durable. A failure here leaves a complete
   // database under the name either way: report it, but the compaction happened.
   return internal::SyncDirectoryOf(dst_);
@@ -302,14 +422,19 @@ absl::StatusOr<CompactResult> Compaction::Run() {
   absl::StatusOr<std::unique_ptr<DB>> source = OpenAlone(src_, options_);
   if (!source.ok()) return source.status();
   source_ = *std::move(source);
-  absl::StatusOr<internal::FileInfo> info = internal::StatFile(src_);
+  // The file opened, not whatever its name leads to meanwhile.
+  absl::StatusOr<internal::FileInfo> info = internal::ImplOf(*source_).file().Stat();
   if (!info.ok()) return info.status();
   const Stats stats = source_->GetStats();
   result_.size_before = info->size;
   result_.garbage_before = stats.garbage_bytes;
-  if (absl::Status s = RemoveLeftovers(dst_, &result_.removed_leftovers); !s.ok()) return s;
+  if (absl::Status s =
+          RemoveLeftovers(dst_, info->uid, &result_.removed_leftovers, &result_.kept_leftovers);
+      !s.ok()) {
+    return s;
+  }
 
-  if (absl::Status s = CreateTemp(stats, *info); !s.ok()) return Fail(s);
+  if (absl::Status s = CreateTemp(BoundedByFile(stats), *info); !s.ok()) return Fail(s);
   if (absl::Status s = Copy(); !s.ok()) return Fail(s);
   absl::Status finished = Finish(*info);
   if (!finished.ok() && !temp_.empty()) return Fail(finished);
@@ -317,9 +442,7 @@ absl::StatusOr<CompactResult> Compaction::Run() {
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
   source_.reset();  // others may open the (new) file from here
   if (!finished.ok()) return finished;
-  absl::StatusOr<internal::FileInfo> after = internal::StatFile(dst_);
-  if (!after.ok()) return after.status();
-  result_.size_after = after->size;
+  result_.size_after = written_.size;
   return result_;
 }
 

@@ -133,6 +133,11 @@ class DBImpl {
   RwLock& rwlock() { return lock_; }
   bool has_slot() const { return !detached_; }
 
+  // The open file, for what is done to the file as a whole rather than through the engine
+  // (compaction gives its new file the original's owner and permission bits through the
+  // descriptor, never by name).
+  MappedFile& file() const { return *file_; }
+
  private:
   DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
   static absl::StatusOr<std::unique_ptr<DBImpl>> OpenShared(std::unique_ptr<MappedFile> file,
@@ -269,6 +274,8 @@ class DBImpl {
   // makes a futex syscall every time, waiters or not.
   Gate write_gate_;
 };
+
+inline DBImpl& ImplOf(DB& db) { return *db.impl_; }
 
 }  // namespace mapkv::internal
 

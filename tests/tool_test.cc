@@ -491,6 +491,32 @@ TEST_F(ToolTest, LoadRejectsMalformedInputAndLoadsNothing) {
   EXPECT_EQ(ReadContent(db).size(), 3u);
 }
 
+// A line without a line feed is read only as far as a record could go: the longest key and value
+// in their longest escapes. Past that, load stops, naming the input and the line, without reading
+// the rest of the line and without loading anything. With values of up to 1 MiB (--max-value),
+// the limit is a few MiB and so is this input; a value over the limit on a line under it is
+// refused too.
+TEST_F(ToolTest, LoadRefusesALineLongerThanAnyRecord) {
+  const std::string db = Path("bounded.mapkv");
+  ASSERT_EQ(Run({"put", db, "before", "1"}).status, 0);
+  const std::string max_value = "--max-value=1048576";
+  // TSV escapes a byte in at most 4 (\xHH): 4 * (65535 + 1 MiB) bytes and some, under 4.5 MiB.
+  const std::string huge = absl::StrCat("good\t1\nhuge\t", std::string(9 << 19, 'v'));
+  ToolResult r = Run({"load", max_value, db}, huge);
+  EXPECT_EQ(r.status, 4) << r.err.substr(0, 500);
+  EXPECT_TRUE(Contains(r.err, "stdin:2:") && Contains(r.err, "a line longer than"))
+      << "names the input, the line and what is wrong: " << r.err.substr(0, 500);
+  EXPECT_TRUE(Contains(r.err, "nothing was loaded")) << r.err.substr(0, 500);
+
+  const std::string over = absl::StrCat("good\t1\nover\t", std::string((1 << 20) + 1, 'v'));
+  r = Run({"load", max_value, db}, over);
+  EXPECT_EQ(r.status, 4) << r.err.substr(0, 500);
+  EXPECT_TRUE(Contains(r.err, "stdin:2:") && Contains(r.err, "over the limit of 1048576"))
+      << r.err.substr(0, 500);
+  const Content content = ReadContent(db);
+  EXPECT_TRUE(content == (Content{{"before", "1"}})) << content.size() << " keys";
+}
+
 // ---------------------------------------------------------------------------------------------
 // check.
 

@@ -47,6 +47,9 @@ int RunCompact(const CompactArgs& args) {
     std::fprintf(stderr, "mapkv compact: removed %s, left by an interrupted compaction\n",
                  leftover.c_str());
   }
+  for (const std::string& kept : result->kept_leftovers) {
+    std::fprintf(stderr, "mapkv compact: %s\n", kept.c_str());
+  }
   const double seconds = static_cast<double>(result->micros) / 1e6;
   const double saved = result->size_before == 0 ? 0
                                                 : 100.0 *
@@ -96,7 +99,13 @@ Safety:
     flush of the directory. A failure at any point (disk full, a damaged record, permissions)
     removes the temporary file and leaves DB intact (exit 4). If the process is killed, DB is
     intact and openable, and the temporary file stays behind until the next compaction to the same
-    destination removes it (it says so).
+    destination removes it (it says so). Only a regular file owned by the user running compact
+    (or, for root, by DB's owner) is removed; a symbolic link or another user's file of such a
+    name is left alone, with a line saying so.
+  - In a directory that others may write: the new file's owner and permission bits are set on the
+    open file, never by name, and the rename happens only while the temporary name still names
+    that file. If another process renames or replaces it meanwhile, compact fails (exit 4) and
+    DB stays as it was.
   - The new file keeps DB's permission bits, owner and group, and its growth limit. The rename
     replaces the name: other hard links to DB keep the old file. A symbolic link is followed and
     the file it points to is replaced.

@@ -29,6 +29,7 @@ struct LoadArgs {
   std::string file = "-";
   std::string format = "tsv";
   uint64_t batch = 0;
+  uint64_t max_value = kMaxValueSize;
   bool quiet = false;
 };
 
@@ -105,7 +106,7 @@ int RunLoad(const LoadArgs& args) {
   absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kCreate);
   if (!db.ok()) return ReportError("load", args.db, db.status(), kExitError);
   const Clock::time_point start = Clock::now();
-  RecordReader reader(in, *format, input_name);
+  RecordReader reader(in, *format, input_name, args.max_value);
   Progress progress("loading", input_size, args.quiet);
   absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
   if (!txn.ok()) return ReportError("load", args.db, txn.status(), kExitError);
@@ -222,11 +223,20 @@ Runner SetupLoad(CLI::App* app) {
                   "transaction holds the writer lock throughout: other writers wait")
       ->type_name("N")
       ->capture_default_str();
+  app->add_option("--max-value", args->max_value,
+                  "refuse values longer than BYTES. A line is read only as far as the longest "
+                  "record with such a value could go (in its longest escapes: 4 bytes a byte in "
+                  "tsv, 6 in jsonl), so this also bounds the memory load takes")
+      ->type_name("BYTES")
+      ->check(CLI::Range(uint64_t{0}, kMaxValueSize))
+      ->capture_default_str();
   AddQuietFlag(app, &args->quiet);
   app->footer(absl::StrCat(kFormats, R"(
 
 Exit status: 0 loaded, 2 bad usage, 4 error: a malformed line (FILE:LINE: what is wrong; nothing
-is loaded, or with --batch only the batches committed before it), a missing file, database full.
+is loaded, or with --batch only the batches committed before it; a value over --max-value, or a
+line longer than any record with one could be, refused before it is read whole), a missing file,
+database full.
 
 Examples:
   mapkv load cache.mapkv data/iso_codes.tsv

@@ -7,6 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "mapkv/db.h"
 
 namespace mapkv::tools {
 namespace {
@@ -408,16 +409,37 @@ absl::StatusOr<bool> ParseRecord(Format format, std::string_view line, Record* r
   return true;
 }
 
+// The longest line of `format` that holds a key of kMaxKeySize bytes and a value of `max_value`:
+// every byte in its longest escape (TSV: `\xHH`, 4 bytes; JSON: `\u00HH`, 6, more than base64's 4
+// per 3), and room for the JSON field names and some white space around them.
+uint64_t MaxLineBytes(Format format, uint64_t max_value) {
+  const uint64_t per_byte = format == Format::kTsv ? 4 : 6;
+  return per_byte * (kMaxKeySize + max_value) + 4096;
+}
+
+RecordReader::RecordReader(std::FILE* in, Format format, std::string name, uint64_t max_value)
+    : in_(in),
+      format_(format),
+      name_(std::move(name)),
+      max_value_(max_value),
+      max_line_(MaxLineBytes(format, max_value)) {}
+
 absl::StatusOr<bool> RecordReader::ReadLine(std::string* line) {
   line->clear();
   for (;;) {
     const size_t nl = buffer_.find('\n', pos_);
+    const size_t end = nl == std::string::npos ? buffer_.size() : nl;
+    if (line->size() + (end - pos_) > max_line_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name_, ":", line_ + 1, ": a line longer than ", max_line_,
+          " bytes, longer than any record with a key of up to ", kMaxKeySize,
+          " bytes and a value of up to ", max_value_, " bytes can be, escaped (not read further)"));
+    }
+    line->append(buffer_, pos_, end - pos_);
     if (nl != std::string::npos) {
-      line->append(buffer_, pos_, nl - pos_);
       pos_ = nl + 1;
       return true;
     }
-    line->append(buffer_, pos_, std::string::npos);
     buffer_.clear();
     pos_ = 0;
     if (eof_) return !line->empty();
@@ -445,6 +467,11 @@ absl::StatusOr<bool> RecordReader::Next(Record* record) {
       return absl::InvalidArgumentError(
           absl::StrCat(name_, ":", line_, ": ", parsed.status().message()));
     }
+    if (*parsed && record->value.size() > max_value_) {
+      return absl::InvalidArgumentError(absl::StrCat(name_, ":", line_, ": a value of ",
+                                                     record->value.size(),
+                                                     " bytes, over the limit of ", max_value_));
+    }
     if (*parsed) return true;
   }
 }
@@ -454,7 +481,7 @@ absl::StatusOr<std::vector<Record>> ReadRecordsFile(const std::string& path, For
   if (in == nullptr) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   }
-  RecordReader reader(in, format, path);
+  RecordReader reader(in, format, path, kMaxValueSize);
   std::vector<Record> records;
   Record record;
   for (;;) {

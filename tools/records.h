@@ -56,12 +56,15 @@ bool IsValidUtf8(std::string_view s);
 // Reads records one at a time from a stdio stream (a file or stdin).
 class RecordReader {
  public:
-  // `name` is what error messages call the input ("-" reads as "stdin").
-  RecordReader(std::FILE* in, Format format, std::string name)
-      : in_(in), format_(format), name_(std::move(name)) {}
+  // `name` is what error messages call the input ("-" reads as "stdin"). A value longer than
+  // `max_value` bytes is refused, and so is a line longer than the longest that can hold one
+  // (a key of kMaxKeySize bytes and a value of `max_value`, every byte in its longest escape),
+  // as soon as that much of it is read: an input without line feeds never takes more memory
+  // than one record could.
+  RecordReader(std::FILE* in, Format format, std::string name, uint64_t max_value);
 
   // The next record: true, or false at the end of the input. InvalidArgument naming the input
-  // and line for a malformed line; an I/O error naming the input.
+  // and line for a malformed line, or one or a value too long; an I/O error naming the input.
   absl::StatusOr<bool> Next(Record* record);
 
   uint64_t bytes_read() const { return bytes_read_; }
@@ -74,6 +77,8 @@ class RecordReader {
   std::FILE* in_;
   Format format_;
   std::string name_;
+  uint64_t max_value_;
+  uint64_t max_line_;
   std::string buffer_;
   size_t pos_ = 0;
   bool eof_ = false;
@@ -81,7 +86,8 @@ class RecordReader {
   uint64_t line_ = 0;
 };
 
-// Every record of the file at `path`, in order. NotFound when it cannot be opened.
+// Every record of the file at `path`, in order (values up to kMaxValueSize). NotFound when it
+// cannot be opened.
 absl::StatusOr<std::vector<Record>> ReadRecordsFile(const std::string& path, Format format);
 
 }  // namespace mapkv::tools

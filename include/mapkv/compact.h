@@ -14,10 +14,20 @@
 //   ("<dst>.compact-<pid>-<random>.tmp"). Until the rename, the original is not modified; a
 //   failure (disk full, a damaged record, ...) removes the temporary file and returns the error;
 //   a kill leaves the original intact and openable, and leaves the temporary file behind, which
-//   the next Compact() with the same destination removes before it starts (after making sure no
-//   live compaction is writing it).
+//   the next Compact() with the same destination removes before it starts: a regular file of such
+//   a name owned by the caller (or, when the caller is root, by the database's owner). Anything
+//   else of such a name (a symbolic link, another user's file) is never opened nor followed, and
+//   is left where it is (CompactResult::kept_leftovers).
 // - The new file gets the original's permission bits, owner and group (when the caller may give
-//   them), and its growth limit (max_file_size).
+//   them), and its growth limit (max_file_size), all set through the descriptor that wrote it.
+//   It is renamed into place only when the temporary name still names that file, and the
+//   destination is checked to name it afterwards: when someone who may write the directory
+//   replaced the temporary file meanwhile (by a symbolic link to another file, say), Compact
+//   fails with Aborted, changes nothing that the link leads to, and leaves the original in
+//   place (where the file system can exchange two names in one step; Linux's can).
+// - The new file is sized from the source's counters only as far as the source's file can hold
+//   them: a file whose counters claim more live data than its log holds gets a compacted copy
+//   no larger than that log and a new index.
 #ifndef MAPKV_COMPACT_H_
 #define MAPKV_COMPACT_H_
 
@@ -71,15 +81,18 @@ struct CompactResult {
   uint64_t micros = 0;          // wall-clock time, from opening the source to the rename
   // Temporary files of earlier, killed compactions to the same destination, removed first.
   std::vector<std::string> removed_leftovers;
+  // Names of that form that were not removed, each with the reason ("PATH: a symbolic link, ...").
+  std::vector<std::string> kept_leftovers;
 };
 
 // Compacts the database at `src`. With `dst` empty or naming `src` itself, the compacted file
 // replaces `src`; otherwise it is written to `dst`, which must not exist, and `src` is left as it
 // was. Errors, each naming the file: NotFound (no `src`), FailedPrecondition (`src` open
-// elsewhere: the message says by how many handles; or another live compaction writes a temporary
-// file of `dst`), AlreadyExists (`dst` exists), DataLoss (a damaged record in `src`: compaction
-// copies no damage), ResourceExhausted (disk full), and the OS's errors. On any error, `src` is
-// unchanged and no temporary file of this call is left.
+// elsewhere: the message says by how many handles), AlreadyExists (`dst` exists), DataLoss (a
+// damaged record in `src`: compaction copies no damage), ResourceExhausted (disk full), Aborted
+// (the temporary file or the destination was renamed or replaced by another process meanwhile),
+// and the OS's errors. On any error, `src` is unchanged and no temporary file of this call is
+// left under its own name.
 absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string& dst,
                                       const CompactOptions& options = {});
 

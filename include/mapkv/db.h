@@ -55,9 +55,12 @@
 
 namespace mapkv {
 
+class DB;
+
 namespace internal {
 class DBImpl;
 struct WriteState;
+DBImpl& ImplOf(DB& db);  // src/db_impl.h: the engine behind a handle, for the library's own code
 }  // namespace internal
 
 inline constexpr size_t kMaxKeySize = 65535;
@@ -190,6 +193,7 @@ class DB {
 
  private:
   friend class Cache;
+  friend internal::DBImpl& internal::ImplOf(DB& db);
   explicit DB(std::unique_ptr<internal::DBImpl> impl);
   std::unique_ptr<internal::DBImpl> impl_;
 };

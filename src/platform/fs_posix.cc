@@ -17,15 +17,6 @@
 namespace mapkv::internal {
 namespace {
 
-std::string Octal(uint32_t n) {
-  std::string digits;
-  do {
-    digits.insert(digits.begin(), static_cast<char>('0' + (n & 7)));
-    n >>= 3;
-  } while (n != 0);
-  return digits;
-}
-
 absl::Status SyncPath(const std::string& path, int flags, absl::string_view what) {
   int fd = open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, path, absl::StrCat("open (", what, ")"));
@@ -40,16 +31,13 @@ absl::Status SyncPath(const std::string& path, int flags, absl::string_view what
 absl::StatusOr<FileInfo> StatFile(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, path, "stat");
-  FileInfo info;
-  info.size = static_cast<uint64_t>(st.st_size);
-  info.allocated = static_cast<uint64_t>(st.st_blocks) * 512;  // POSIX: st_blocks counts 512 B
-  info.mode = static_cast<uint32_t>(st.st_mode & 07777);
-  info.uid = st.st_uid;
-  info.gid = st.st_gid;
-  info.device = st.st_dev;
-  info.inode = st.st_ino;
-  info.regular = S_ISREG(st.st_mode);
-  return info;
+  return FileInfoOf(st);
+}
+
+absl::StatusOr<FileInfo> StatLink(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return ErrnoStatus(errno, path, "lstat");
+  return FileInfoOf(st);
 }
 
 absl::StatusOr<bool> PathExists(const std::string& path) {
@@ -70,13 +58,6 @@ absl::StatusOr<std::string> ResolvePath(const std::string& path) {
 absl::Status SetMode(const std::string& path, uint32_t mode) {
   if (chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
     return ErrnoStatus(errno, path, absl::StrCat("chmod to 0", Octal(mode)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status SetOwner(const std::string& path, uint32_t uid, uint32_t gid) {
-  if (chown(path.c_str(), uid, gid) != 0) {
-    return ErrnoStatus(errno, path, absl::StrCat("chown to ", uid, ":", gid));
   }
   return absl::OkStatus();
 }
@@ -105,11 +86,20 @@ absl::Status RenameNoReplace(const std::string& from, const std::string& to) {
   return absl::OkStatus();
 }
 
+absl::Status ExchangeFiles(const std::string& a, const std::string& b) {
+  if (renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0) {
+    return absl::OkStatus();
+  }
+  if (errno == EINVAL || errno == ENOSYS) {
+    return absl::UnimplementedError(absl::StrCat(
+        b, ": the file system cannot exchange two names in one step (RENAME_EXCHANGE)"));
+  }
+  return ErrnoStatus(errno, b, absl::StrCat("rename (exchange) with ", a));
+}
+
 absl::Status SyncDirectoryOf(const std::string& path) {
   return SyncPath(DirName(path), O_RDONLY | O_DIRECTORY, "directory");
 }
-
-absl::Status SyncFile(const std::string& path) { return SyncPath(path, O_RDONLY, "file"); }
 
 absl::Status RemovePath(const std::string& path) {
   if (unlink(path.c_str()) != 0) return ErrnoStatus(errno, path, "unlink");

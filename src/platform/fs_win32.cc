@@ -1,9 +1,10 @@
 // fs.h on Windows. Paths are UTF-8 and may use '/' or '\' as separators.
 //
-// What has no Windows counterpart: owners are ACLs rather than uid/gid (SetOwner does nothing and
-// StatFile reports 0:0); permission bits are the read-only attribute (mode 0444 or 0666 for a
-// file); directories cannot be flushed (NTFS journals its metadata, and renames here ask for
-// write-through instead), so SyncDirectoryOf does nothing.
+// What has no Windows counterpart: owners are ACLs rather than uid/gid (StatFile reports 0:0);
+// permission bits are the read-only attribute (mode 0444 or 0666 for a file); directories cannot
+// be flushed (NTFS journals its metadata, and renames here ask for write-through instead), so
+// SyncDirectoryOf does nothing; two names cannot be exchanged in one step (ExchangeFiles is
+// Unimplemented).
 #include <fcntl.h>
 #include <io.h>
 #include <windows.h>
@@ -20,10 +21,36 @@
 namespace mapkv::internal {
 namespace {
 
-// A handle for asking about `path` (no data access, directories too).
-HANDLE OpenForQuery(const std::string& path) {
+// A handle for asking about `path` (no data access, directories too). `flags`
+// FILE_FLAG_OPEN_REPARSE_POINT: the name itself, not what a symbolic link there points to.
+HANDLE OpenForQuery(const std::string& path, DWORD flags = 0) {
   return CreateFileW(Widen(path).c_str(), 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-                     nullptr, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, nullptr);
+                     nullptr, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS | flags, nullptr);
+}
+
+absl::StatusOr<FileInfo> StatPath(const std::string& path, bool follow) {
+  HANDLE h = OpenForQuery(path, follow ? 0 : FILE_FLAG_OPEN_REPARSE_POINT);
+  if (h == INVALID_HANDLE_VALUE) {
+    return LastErrorStatus(path, follow ? "CreateFile (stat)" : "CreateFile (lstat)");
+  }
+  BY_HANDLE_FILE_INFORMATION info;
+  const bool ok = GetFileInformationByHandle(h, &info);
+  const DWORD err = GetLastError();
+  CloseHandle(h);
+  if (!ok) return Win32Status(err, path, "GetFileInformationByHandle");
+  FileInfo out = FileInfoOf(info);
+  if (!follow && (info.dwFileAttributes & FILE_ATTRIBUTE_REPARSE_POINT)) {
+    // A symbolic link or a junction: what it leads to is not the name's own.
+    out.symlink = true;
+    out.regular = false;
+    return out;
+  }
+  DWORD high = 0;
+  const DWORD low = GetCompressedFileSizeW(Widen(path).c_str(), &high);
+  if (low != INVALID_FILE_SIZE || GetLastError() == NO_ERROR) {
+    out.allocated = (uint64_t{high} << 32) | low;
+  }
+  return out;
 }
 
 size_t LastSeparator(const std::string& path) { return path.find_last_of("/\\"); }
@@ -32,29 +59,9 @@ int FdOf(StdStream stream) { return static_cast<int>(stream); }
 
 }  // namespace
 
-absl::StatusOr<FileInfo> StatFile(const std::string& path) {
-  HANDLE h = OpenForQuery(path);
-  if (h == INVALID_HANDLE_VALUE) return LastErrorStatus(path, "CreateFile (stat)");
-  BY_HANDLE_FILE_INFORMATION info;
-  const bool ok = GetFileInformationByHandle(h, &info);
-  const DWORD err = GetLastError();
-  CloseHandle(h);
-  if (!ok) return Win32Status(err, path, "GetFileInformationByHandle");
-  FileInfo out;
-  out.size = (uint64_t{info.nFileSizeHigh} << 32) | info.nFileSizeLow;
-  DWORD high = 0;
-  const DWORD low = GetCompressedFileSizeW(Widen(path).c_str(), &high);
-  out.allocated = low == INVALID_FILE_SIZE && GetLastError() != NO_ERROR
-                      ? out.size
-                      : (uint64_t{high} << 32) | low;
-  const bool directory = info.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY;
-  out.mode = (info.dwFileAttributes & FILE_ATTRIBUTE_READONLY) ? 0444 : 0666;
-  if (directory) out.mode |= 0111;
-  out.device = info.dwVolumeSerialNumber;
-  out.inode = (uint64_t{info.nFileIndexHigh} << 32) | info.nFileIndexLow;
-  out.regular = !directory && !(info.dwFileAttributes & FILE_ATTRIBUTE_DEVICE);
-  return out;
-}
+absl::StatusOr<FileInfo> StatFile(const std::string& path) { return StatPath(path, true); }
+
+absl::StatusOr<FileInfo> StatLink(const std::string& path) { return StatPath(path, false); }
 
 absl::StatusOr<bool> PathExists(const std::string& path) {
   if (GetFileAttributesW(Widen(path).c_str()) != INVALID_FILE_ATTRIBUTES) return true;
@@ -88,8 +95,6 @@ absl::Status SetMode(const std::string& path, uint32_t mode) {
   return absl::OkStatus();
 }
 
-absl::Status SetOwner(const std::string&, uint32_t, uint32_t) { return absl::OkStatus(); }
-
 absl::Status ReplaceFile(const std::string& from, const std::string& to) {
   if (!MoveFileExW(Widen(from).c_str(), Widen(to).c_str(),
                    MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) {
@@ -107,18 +112,13 @@ absl::Status RenameNoReplace(const std::string& from, const std::string& to) {
   return absl::OkStatus();
 }
 
-absl::Status SyncDirectoryOf(const std::string&) { return absl::OkStatus(); }
-
-absl::Status SyncFile(const std::string& path) {
-  HANDLE h = CreateFileW(Widen(path).c_str(), GENERIC_WRITE,
-                         FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
-                         OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
-  if (h == INVALID_HANDLE_VALUE) return LastErrorStatus(path, "CreateFile (sync)");
-  absl::Status status;
-  if (!FlushFileBuffers(h)) status = LastErrorStatus(path, "FlushFileBuffers");
-  CloseHandle(h);
-  return status;
+// Windows has no call that swaps two names; MoveFileEx replaces, and a caller falls back on it.
+absl::Status ExchangeFiles(const std::string&, const std::string& b) {
+  return absl::UnimplementedError(
+      absl::StrCat(b, ": Windows cannot exchange two names in one step"));
 }
+
+absl::Status SyncDirectoryOf(const std::string&) { return absl::OkStatus(); }
 
 absl::Status RemovePath(const std::string& path) {
   if (!DeleteFileW(Widen(path).c_str())) return LastErrorStatus(path, "DeleteFile");

@@ -10,6 +10,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "src/platform/fs.h"
 
 namespace mapkv::internal {
 
@@ -77,6 +79,21 @@ class MappedFile {
   virtual absl::StatusOr<bool> IsLockedByOther(uint64_t byte) = 0;
   // True when `path` still names the file this handle has open (it may have been renamed over).
   virtual absl::StatusOr<bool> StillNamedBy(const std::string& /*path*/) { return true; }
+
+  // The open file's identity, size, owner and permission bits, asked of the handle (fstat), not
+  // of its name, which anyone who may write the directory can point elsewhere meanwhile. A
+  // file that is not the OS's (a test's stand-in) has none: Unimplemented.
+  virtual absl::StatusOr<FileInfo> Stat() { return NoOsFile("Stat"); }
+  // Sets the open file's permission bits (fchmod), whatever the umask.
+  virtual absl::Status SetMode(uint32_t /*mode*/) { return NoOsFile("SetMode"); }
+  // Gives the open file the owner and group `uid`:`gid` (fchown), for a file made on behalf of
+  // another user.
+  virtual absl::Status SetOwner(uint32_t /*uid*/, uint32_t /*gid*/) { return NoOsFile("SetOwner"); }
+
+ private:
+  absl::Status NoOsFile(const char* call) const {
+    return absl::UnimplementedError(absl::StrCat(path(), ": ", call, ": not a file of the OS"));
+  }
 };
 
 }  // namespace mapkv::internal

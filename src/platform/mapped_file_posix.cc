@@ -181,6 +181,26 @@ class PosixMappedFile final : public MappedFile {
     return fl.l_type != F_UNLCK;
   }
 
+  absl::StatusOr<FileInfo> Stat() override {
+    struct stat st;
+    if (fstat(fd_, &st) != 0) return ErrnoStatus(errno, path_, "fstat");
+    return FileInfoOf(st);
+  }
+
+  absl::Status SetMode(uint32_t mode) override {
+    if (fchmod(fd_, static_cast<mode_t>(mode & 07777)) != 0) {
+      return ErrnoStatus(errno, path_, absl::StrCat("fchmod to 0", Octal(mode & 07777)));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status SetOwner(uint32_t uid, uint32_t gid) override {
+    if (fchown(fd_, static_cast<uid_t>(uid), static_cast<gid_t>(gid)) != 0) {
+      return ErrnoStatus(errno, path_, absl::StrCat("fchown to ", uid, ":", gid));
+    }
+    return absl::OkStatus();
+  }
+
  private:
   static struct flock MakeLock(uint64_t byte, short type) {
     struct flock fl;

@@ -230,6 +230,41 @@ class Win32MappedFile final : public MappedFile {
            mine.nFileIndexLow == theirs.nFileIndexLow;
   }
 
+  absl::StatusOr<FileInfo> Stat() override {
+    BY_HANDLE_FILE_INFORMATION info;
+    if (!GetFileInformationByHandle(file_, &info)) {
+      return LastErrorStatus(path_, "GetFileInformationByHandle");
+    }
+    FileInfo out = FileInfoOf(info);
+    FILE_STANDARD_INFO standard;
+    if (GetFileInformationByHandleEx(file_, FileStandardInfo, &standard, sizeof(standard))) {
+      out.allocated = static_cast<uint64_t>(standard.AllocationSize.QuadPart);
+    }
+    return out;
+  }
+
+  // Permission bits are the read-only attribute here (as StatFile reports them): set when `mode`
+  // grants no write, cleared otherwise.
+  absl::Status SetMode(uint32_t mode) override {
+    FILE_BASIC_INFO basic;
+    if (!GetFileInformationByHandleEx(file_, FileBasicInfo, &basic, sizeof(basic))) {
+      return LastErrorStatus(path_, "GetFileInformationByHandleEx (attributes)");
+    }
+    DWORD attributes = (mode & 0222) ? basic.FileAttributes & ~DWORD{FILE_ATTRIBUTE_READONLY}
+                                     : basic.FileAttributes | FILE_ATTRIBUTE_READONLY;
+    if (attributes == 0) attributes = FILE_ATTRIBUTE_NORMAL;  // 0 would mean "leave them"
+    FILE_BASIC_INFO change{};                                 // zero times: left as they are
+    change.FileAttributes = attributes;
+    if (!SetFileInformationByHandle(file_, FileBasicInfo, &change, sizeof(change))) {
+      return LastErrorStatus(path_, "SetFileInformationByHandle (attributes)");
+    }
+    return absl::OkStatus();
+  }
+
+  // Owners are ACLs on Windows, not uid:gid (StatFile reports 0:0 for every file): a new file
+  // takes its directory's inherited ACL, as the original did, and there is nothing to give.
+  absl::Status SetOwner(uint32_t, uint32_t) override { return absl::OkStatus(); }
+
  private:
   struct View {
     uint64_t offset;

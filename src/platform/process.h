@@ -10,6 +10,10 @@ namespace mapkv::internal {
 
 uint32_t CurrentPid();
 
+// The effective user id: whom the files this process creates belong to (FileInfo::uid). 0 on
+// Windows, where owners are ACLs and StatFile reports uid 0 for every file.
+uint32_t CurrentUid();
+
 // Counts fork()s this process went through (0 in the original process). A handle records it at
 // Open and refuses to work in a child, whose generation differs. A plain load: cheap to check.
 uint64_t ForkGeneration();

@@ -22,6 +22,8 @@ void OnForkChild() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
 
 uint32_t CurrentPid() { return static_cast<uint32_t>(getpid()); }
 
+uint32_t CurrentUid() { return static_cast<uint32_t>(geteuid()); }
+
 uint64_t ForkGeneration() { return fork_generation.load(std::memory_order_relaxed); }
 
 std::string BootId() {

@@ -9,6 +9,8 @@ namespace mapkv::internal {
 
 uint32_t CurrentPid() { return static_cast<uint32_t>(GetCurrentProcessId()); }
 
+uint32_t CurrentUid() { return 0; }  // no uids: StatFile reports 0 as every file's owner
+
 uint64_t ForkGeneration() { return 0; }  // no fork() on Windows
 
 // The boot time the kernel keeps (SystemTimeOfDayInformation's BootTime, in 100 ns units since

@@ -1,5 +1,6 @@
-// GetLastError() codes to absl::Status, and UTF-8 paths to the wide strings of the W APIs, for the
-// Windows platform files only (mapped_file_win32.cc, fs_win32.cc, ...).
+// GetLastError() codes to absl::Status, UTF-8 paths to the wide strings of the W APIs, and a
+// handle's file information to FileInfo, for the Windows platform files only (mapped_file_win32.cc,
+// fs_win32.cc, ...).
 #ifndef MAPKV_PLATFORM_WIN32_STATUS_H_
 #define MAPKV_PLATFORM_WIN32_STATUS_H_
 
@@ -10,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "src/platform/fs.h"
 
 namespace mapkv::internal {
 
@@ -77,6 +79,22 @@ inline std::string Narrow(const wchar_t* wide, size_t size) {
   std::string utf8(static_cast<size_t>(n), '\0');
   WideCharToMultiByte(CP_UTF8, 0, wide, static_cast<int>(size), utf8.data(), n, nullptr, nullptr);
   return utf8;
+}
+
+// What GetFileInformationByHandle found. Windows has no uid/gid (owners are ACLs): 0:0. Permission
+// bits stand for the read-only attribute. `allocated` is the size here; callers that can ask for
+// the allocation set it.
+inline FileInfo FileInfoOf(const BY_HANDLE_FILE_INFORMATION& info) {
+  FileInfo out;
+  out.size = (uint64_t{info.nFileSizeHigh} << 32) | info.nFileSizeLow;
+  out.allocated = out.size;
+  const bool directory = info.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY;
+  out.mode = (info.dwFileAttributes & FILE_ATTRIBUTE_READONLY) ? 0444 : 0666;
+  if (directory) out.mode |= 0111;
+  out.device = info.dwVolumeSerialNumber;
+  out.inode = (uint64_t{info.nFileIndexHigh} << 32) | info.nFileIndexLow;
+  out.regular = !directory && !(info.dwFileAttributes & FILE_ATTRIBUTE_DEVICE);
+  return out;
 }
 
 }  // namespace mapkv::internal

@@ -1,0 +1,290 @@
+// mapkv::Compact (src/compact.cc) against a directory that others may write and a file whose
+// counters were forged: the temporary file swapped for a symbolic link while it is written, a
+// leftover's name given to a link or to another user's file, and counters that claim more than
+// the file holds. Each test stages the attack in the same process, at a point that the progress
+// callback marks, so none depends on timing.
+#include "mapkv/compact.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "mapkv/db.h"
+#include "src/format.h"
+#include "src/platform/fs.h"
+#include "src/platform/mapped_file.h"
+#include "src/platform/process.h"
+#include "test_util.h"
+
+namespace mapkv {
+namespace {
+
+namespace fs = std::filesystem;
+using internal::FileInfo;
+using test::ReadFile;
+using test::TempDir;
+
+constexpr int kKeys = 200;
+constexpr uint32_t kNobody = 65534;  // uid and gid of nobody:nogroup
+constexpr uint64_t kMiB = 1 << 20;
+
+std::string Key(int i) { return absl::StrCat("key/", i); }
+std::string Value(int i) { return absl::StrCat("value of ", i, std::string(i % 50, 'v')); }
+
+// A database of kKeys keys, each written twice (garbage for compaction to drop), closed cleanly.
+void MakeDatabase(const std::string& path) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path));
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+    for (int i = 0; i < kKeys; ++i) ASSERT_OK(txn.Put(Key(i), Value(i)));
+    ASSERT_OK(txn.Commit());
+  }
+}
+
+// `path` opens as the database MakeDatabase made.
+void ExpectDatabase(const std::string& path) {
+  Options options;
+  options.create_if_missing = false;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+  EXPECT_EQ(db->GetStats().keys, static_cast<uint64_t>(kKeys)) << path;
+  for (int i = 0; i < kKeys; i += 7) EXPECT_OK_AND_EQ(db->Get(Key(i)), Value(i));
+}
+
+// The temporary files of compactions to `dst`, beside it.
+std::vector<std::string> TempFiles(const std::string& dst) {
+  std::vector<std::string> temps;
+  absl::StatusOr<std::vector<std::string>> names = internal::ListDirectory(internal::DirName(dst));
+  EXPECT_OK(names);
+  if (!names.ok()) return temps;
+  for (const std::string& name : *names) {
+    if (internal::IsTempNameOf(name, dst, "compact")) {
+      temps.push_back(absl::StrCat(internal::DirName(dst), "/", name));
+    }
+  }
+  return temps;
+}
+
+// Gives `path` to uid:gid, as compaction gives its copy the database's owner. False where this
+// process may not, or where owners are not uids (Windows: SetOwner does nothing).
+bool GiveAway(const std::string& path, uint32_t uid, uint32_t gid) {
+  internal::FileOpenOptions open;
+  open.create = false;
+  absl::StatusOr<std::unique_ptr<internal::MappedFile>> file =
+      internal::MappedFile::Open(path, open);
+  if (!file.ok() || !(*file)->SetOwner(uid, gid).ok()) return false;
+  absl::StatusOr<FileInfo> info = internal::StatFile(path);
+  return info.ok() && info->uid == uid && info->gid == gid;
+}
+
+void SetPermissions(const std::string& path, int bits) {
+  fs::permissions(path, static_cast<fs::perms>(bits), fs::perm_options::replace);
+}
+
+// ---- The temporary file swapped while compacting.
+
+struct SwapCase {
+  const char* name;
+  bool in_place;                 // Compact(db, "") rather than Compact(db, new)
+  CompactProgress::Phase phase;  // when the swap happens: the copy is complete (kFlush: before
+                                 // its owner and mode are set), or about to be renamed (kReplace)
+};
+
+class CompactSwapTest : public ::testing::TestWithParam<SwapCase> {};
+
+// Someone who may write the database's directory, but not the victim file, renames the temporary
+// file away and puts a symbolic link to the victim under its name. Compaction must give the victim
+// neither the database's owner nor its permission bits, must not rename the link into place, and
+// must fail, leaving the database as it was. Run as root, the database belongs to nobody, so a
+// compaction that followed the link would give root's file to nobody.
+TEST_P(CompactSwapTest, TempFileSwappedForALinkIsNeitherFollowedNorRenamed) {
+  const SwapCase& c = GetParam();
+  TempDir dir;
+  const std::string db = dir.File("db.mapkv");
+  MakeDatabase(db);
+  SetPermissions(db, 0640);
+  if (internal::CurrentUid() == 0) GiveAway(db, kNobody, kNobody);
+  const std::string victim = dir.File("victim");
+  const std::string secret = "root's secret\n";
+  ASSERT_TRUE(test::WriteFile(victim, secret));
+  SetPermissions(victim, 0600);
+  ASSERT_OK_AND_ASSIGN(const FileInfo victim_before, internal::StatFile(victim));
+  ASSERT_OK_AND_ASSIGN(const FileInfo db_before, internal::StatFile(db));
+
+  const std::string dst = c.in_place ? "" : dir.File("new.mapkv");
+  bool swapped = false;
+  std::string cannot_link;
+  CompactOptions options;
+  options.progress = [&](const CompactProgress& p) {
+    if (swapped || !cannot_link.empty() || p.phase != c.phase) return;
+    const std::vector<std::string> temps = TempFiles(c.in_place ? db : dst);
+    ASSERT_EQ(temps.size(), 1u);
+    std::error_code ec;
+    fs::rename(temps[0], dir.File("moved-away"), ec);
+    if (!ec) fs::create_symlink(victim, temps[0], ec);
+    if (ec) {
+      cannot_link = ec.message();
+    } else {
+      swapped = true;
+    }
+  };
+  const absl::StatusOr<CompactResult> result = Compact(db, dst, options);
+  if (!cannot_link.empty()) GTEST_SKIP() << "no symbolic links here: " << cannot_link;
+  ASSERT_TRUE(swapped) << "the progress callback never reached the phase";
+
+  EXPECT_STATUS(result, absl::StatusCode::kAborted);
+  EXPECT_TRUE(absl::StrContains(result.status().message(), "symbolic link")) << result.status();
+
+  ASSERT_OK_AND_ASSIGN(const FileInfo victim_after, internal::StatFile(victim));
+  EXPECT_EQ(victim_after.uid, victim_before.uid) << "the victim was given away";
+  EXPECT_EQ(victim_after.gid, victim_before.gid);
+  EXPECT_EQ(victim_after.mode, victim_before.mode) << "the victim's permission bits changed";
+  EXPECT_EQ(ReadFile(victim), secret);
+
+  // The database is the original file, as it was, under its own name.
+  ASSERT_OK_AND_ASSIGN(const FileInfo db_after, internal::StatLink(db));
+  EXPECT_FALSE(db_after.symlink) << "the link was renamed into the database's place";
+  EXPECT_TRUE(internal::SameFile(db_after, db_before));
+  EXPECT_EQ(db_after.uid, db_before.uid);
+  EXPECT_EQ(db_after.mode, db_before.mode);
+  ExpectDatabase(db);
+  if (!c.in_place) {
+    EXPECT_STATUS(internal::StatLink(dst), absl::StatusCode::kNotFound) << "NEW was made";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Compact, CompactSwapTest,
+    ::testing::Values(SwapCase{"InPlaceBeforeSealing", true, CompactProgress::Phase::kFlush},
+                      SwapCase{"InPlaceBeforeRename", true, CompactProgress::Phase::kReplace},
+                      SwapCase{"ToNewBeforeSealing", false, CompactProgress::Phase::kFlush},
+                      SwapCase{"ToNewBeforeRename", false, CompactProgress::Phase::kReplace}),
+    [](const ::testing::TestParamInfo<SwapCase>& info) { return std::string(info.param.name); });
+
+// ---- Leftovers of killed compactions.
+
+// A symbolic link under a leftover's name, to another database: compaction neither opens it (an
+// open would run recovery on that database as this user) nor removes it, and says so. A regular
+// file of this user's under such a name is a real leftover and goes.
+TEST(CompactTest, LeftoverNamedLinkToAnotherDatabaseIsLeftAlone) {
+  TempDir dir;
+  const std::string db = dir.File("db.mapkv");
+  const std::string other = dir.File("other.mapkv");
+  MakeDatabase(db);
+  MakeDatabase(other);
+  const std::string link = absl::StrCat(db, ".compact-4242-0badf00d.tmp");
+  const std::string leftover = absl::StrCat(db, ".compact-4243-00c0ffee.tmp");
+  ASSERT_EQ(TempFiles(db).size(), 0u);
+  std::error_code ec;
+  fs::create_symlink(other, link, ec);
+  if (ec) GTEST_SKIP() << "no symbolic links here: " << ec.message();
+  ASSERT_TRUE(test::WriteFile(leftover, "the start of a copy"));
+  ASSERT_EQ(TempFiles(db).size(), 2u) << "both names read as leftovers";
+  const std::string other_bytes = ReadFile(other);
+
+  ASSERT_OK_AND_ASSIGN(const CompactResult result, Compact(db, ""));
+  EXPECT_TRUE(ReadFile(other) == other_bytes) << "the other database changed";
+  ASSERT_OK_AND_ASSIGN(const FileInfo link_after, internal::StatLink(link));
+  EXPECT_TRUE(link_after.symlink);
+  EXPECT_FALSE(test::FileExists(leftover));
+  ASSERT_EQ(result.removed_leftovers.size(), 1u);
+  EXPECT_EQ(internal::BaseName(result.removed_leftovers[0]), internal::BaseName(leftover));
+  ASSERT_EQ(result.kept_leftovers.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(result.kept_leftovers[0], internal::BaseName(link)) &&
+              absl::StrContains(result.kept_leftovers[0], "symbolic link"))
+      << result.kept_leftovers[0];
+  ExpectDatabase(db);
+}
+
+// Root removes a leftover only when it is root's (a compaction killed while copying) or the
+// database owner's (one killed after giving its copy that owner), never another user's file.
+TEST(CompactTest, RootRemovesOnlyLeftoversOfItsOwnOrOfTheDatabasesOwner) {
+  if (internal::CurrentUid() != 0) GTEST_SKIP() << "needs root (it gives files to nobody)";
+  TempDir dir;
+  const std::string db = dir.File("db.mapkv");
+  MakeDatabase(db);
+  const std::string foreign = absl::StrCat(db, ".compact-4242-0badf00d.tmp");
+  ASSERT_TRUE(test::WriteFile(foreign, "nobody's file"));
+  if (!GiveAway(foreign, kNobody, kNobody)) GTEST_SKIP() << "files cannot be given away here";
+
+  ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(db, ""));
+  EXPECT_TRUE(result.removed_leftovers.empty());
+  ASSERT_EQ(result.kept_leftovers.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(result.kept_leftovers[0], "owned by uid 65534"))
+      << result.kept_leftovers[0];
+  EXPECT_EQ(ReadFile(foreign), "nobody's file");
+
+  // Once the database is nobody's, nobody's leftover is a compaction's copy.
+  ASSERT_TRUE(GiveAway(db, kNobody, kNobody));
+  ASSERT_OK_AND_ASSIGN(result, Compact(db, ""));
+  EXPECT_EQ(result.removed_leftovers.size(), 1u);
+  EXPECT_TRUE(result.kept_leftovers.empty());
+  EXPECT_FALSE(test::FileExists(foreign));
+  ExpectDatabase(db);
+}
+
+// ---- Forged counters.
+
+// The shared state holds the counters compaction sizes its copy by, and a clean open trusts them
+// as it finds them (the header page has no checksum over them). A 1 MiB file claiming 32 MiB of
+// live records, or a million keys, gets a copy sized by what it can hold: never larger than the
+// source. (Compaction opens the source with the default growth limit, which raises the file's:
+// a claim of terabytes would have a copy that believed it fill 64 GiB, so the claims here are
+// only large enough to tell.)
+TEST(CompactTest, ForgedCountersDoNotSizeTheCopy) {
+  struct Forgery {
+    const char* what;
+    size_t offset;  // in SharedState
+    uint64_t value;
+    bool copies;  // false: the key count disagrees with the index, and compaction says so
+  };
+  const Forgery forgeries[] = {
+      {"live_bytes", offsetof(internal::SharedState, live_bytes), 32 * kMiB, true},
+      {"count", offsetof(internal::SharedState, count), uint64_t{1} << 20, false},
+  };
+  for (const Forgery& f : forgeries) {
+    SCOPED_TRACE(f.what);
+    TempDir dir;
+    const std::string db = dir.File("forged.mapkv");
+    const std::string out = dir.File("out.mapkv");
+    MakeDatabase(db);
+    test::WriteFileU64(db, internal::kSharedStateOffset + f.offset, f.value);
+    ASSERT_OK_AND_ASSIGN(const FileInfo source, internal::StatFile(db));
+
+    // Sizes of the copy while it is written; allocated blocks may run a little ahead of the size
+    // on some file systems.
+    uint64_t largest_size = 0, largest_allocated = 0;
+    CompactOptions options;
+    options.progress = [&](const CompactProgress&) {
+      for (const std::string& temp : TempFiles(out)) {
+        absl::StatusOr<FileInfo> info = internal::StatFile(temp);
+        if (!info.ok()) continue;
+        largest_size = std::max(largest_size, info->size);
+        largest_allocated = std::max(largest_allocated, info->allocated);
+      }
+    };
+    const absl::StatusOr<CompactResult> result = Compact(db, out, options);
+    EXPECT_GT(largest_size, 0u) << "the callback saw the copy";
+    EXPECT_LE(largest_size, source.size) << "a copy sized by the forged " << f.what;
+    EXPECT_LE(largest_allocated, source.size + kMiB);
+    if (f.copies) {
+      ASSERT_OK(result);
+      ASSERT_OK_AND_ASSIGN(const FileInfo copy, internal::StatFile(out));
+      EXPECT_LE(copy.size, source.size);
+      EXPECT_LE(copy.allocated, source.size + kMiB);
+      ExpectDatabase(out);
+    } else {
+      EXPECT_STATUS(result, absl::StatusCode::kDataLoss);
+      EXPECT_FALSE(test::FileExists(out));
+      EXPECT_TRUE(TempFiles(out).empty());
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mapkv
