@@ -64,6 +64,9 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
   alone.exclusive = true;
   alone.kind = FileKind::kAny;  // a cache compacts as a database does, less its dead entries
   alone.lock_timeout = options.lock_timeout;
+  // The least there is: a first opener raises a file's limit to its own, and compaction must not
+  // change the source (the mapping follows the file's own limit).
+  alone.max_file_size = internal::kMinFileSize;
   for (int attempt = 0;; ++attempt) {
     absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(src, alone);
     if (db.ok() || !absl::IsFailedPrecondition(db.status())) return db;

@@ -286,5 +286,24 @@ TEST(CompactTest, ForgedCountersDoNotSizeTheCopy) {
   }
 }
 
+// Compaction opens the source alone, as its first opener, which may raise a file's growth limit
+// to the opener's own: it must not change the source, nor hand a raised limit to the copy.
+TEST(CompactTest, TheGrowthLimitStaysTheSources) {
+  TempDir dir;
+  const std::string path = dir.File("db");
+  Options small;
+  small.max_file_size = 8 << 20;
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, small));
+    for (int i = 0; i < 100; ++i) ASSERT_OK(db->Put(Key(i), Value(i)));
+  }
+  ASSERT_OK(Compact(path, "").status());
+  Options least;
+  least.max_file_size = internal::kMinFileSize;  // never raises the file's own
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, least));
+  EXPECT_EQ(db->GetStats().max_file_size, uint64_t{8} << 20);
+  EXPECT_OK_AND_EQ(db->Get(Key(7)), Value(7));
+}
+
 }  // namespace
 }  // namespace mapkv
