@@ -98,7 +98,12 @@ class PosixMappedFile final : public MappedFile {
     if (err == EOPNOTSUPP || err == EINVAL) {
       err = ftruncate(fd_, static_cast<off_t>(size)) == 0 ? 0 : errno;
     }
-    if (err != 0) return ErrnoStatus(err, path_, absl::StrCat("growing to ", size, " bytes"));
+    if (err != 0) {
+      // A failed allocation may have left the file longer, over blocks it could not allocate:
+      // give that back, so that the size never promises a block that is not there.
+      (void)ftruncate(fd_, static_cast<off_t>(*current));
+      return ErrnoStatus(err, path_, absl::StrCat("growing to ", size, " bytes"));
+    }
     return absl::OkStatus();
   }
 
