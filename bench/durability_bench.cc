@@ -1,5 +1,5 @@
 // Commit latency and throughput per durability mode: mapkv's kNone, kPeriodic and kSync beside
-// LMDB and SQLite in their matching sync modes (issue 4). The driver behind the README's
+// LMDB and SQLite in their matching sync modes. The driver behind docs/benchmarks.md's
 // durability table.
 //
 //   build/bench/mapkv_durability_bench [--seconds=2.5] [--threads=1,4] [--puts=1] [--value=100]

@@ -144,7 +144,7 @@ class FileBackend : public KvBackend {
 
 struct StoreKind {
   std::string name;      // "mapkv", "LMDB", "tkrzw HashDBM", ...
-  std::string settings;  // one line for the README: version, mode, tuning
+  std::string settings;  // one line of the run's output: version, mode, tuning
   StoreCaps caps;
   // A backend in `dir`, an empty directory that nothing else uses. `expected_keys` is the data
   // set's size, for stores whose best practice is to size their tables up front (documented in

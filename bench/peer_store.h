@@ -1,6 +1,6 @@
 // The stores a benchmark driver measures, behind one small interface, so that one driver measures
-// mapkv and its peers the same way: bench/durability_bench.cc now, the full peer benchmark
-// (issue 6) later. An adapter opens one database of one store in one durability mode, in a
+// mapkv and its peers the same way: bench/durability_bench.cc (the peer benchmark has its own,
+// bench/kv_store.h). An adapter opens one database of one store in one durability mode, in a
 // directory of its own that nothing else uses, and hands out writers, one per thread.
 //
 // One header per store: peer_store_mapkv.h, peer_store_lmdb.h (liblmdb), peer_store_sqlite.h

@@ -5,7 +5,7 @@
 
 Every workload looks up the same keys, in the same shuffled order, from a Python loop
 (`for k in keys: x[k]`), except the C++ one, which runs DB::Get in a C++ loop
-(mapkv._bench_get_loop): the per-call cost of the engine itself. The target (issue 9): the
+(mapkv._bench_get_loop): the per-call cost of the engine itself. The target: the
 Python db[k] within 2x (a dict lookup + the C++ Get). Each figure is the best of --repeat runs,
 per operation: wall-clock ns, CPU ns (time.process_time) and operations per CPU-second.
 """

@@ -1,4 +1,4 @@
-// Multi-process read scaling of mapkv: the workload driver behind the README's scaling tables.
+// Multi-process read scaling of mapkv: the workload driver behind docs/benchmarks.md.
 //
 //   build/bench/mapkv_scaling_bench [--keys=1000000] [--seconds=2] [--procs=1,2,4] [--value=100]
 //       [--writers=put,txn] [--txn_puts=10] [--mixed_readers=get] [--parts=scaling,mixed]

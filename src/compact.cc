@@ -1,4 +1,4 @@
-// Offline compaction (ARCHITECTURE.md section 4), through the public DB API, src/platform/fs.h and
+// Offline compaction (docs/tool.md, "Compaction"), through the public DB API, src/platform/fs.h and
 // the files behind the handles (ImplOf(db).file(): their owner, mode and identity).
 //
 // The invariant: until the one rename that puts the new file in place, nothing this code does

@@ -275,7 +275,7 @@ std::vector<DamageCase> DamageCases() {
   }
   {
     // Found by the fuzzer: recovery recounted the index through a slot pointing far past the
-    // file (SEGV in DBImpl::SizeAt). Replay now completes; Verify names the slot.
+    // file (SEGV in DBImpl::SizeAt). Replay completes; Verify names the slot.
     std::string in = SeedNamed("replay.same_boot").input;
     const uint64_t index = FileWord(in, StateField(offsetof(SharedState, index_record)));
     SetFileWord(in, internal::IndexSlotsOffset(index) + offsetof(internal::Slot, offset),
@@ -285,7 +285,7 @@ std::vector<DamageCase> DamageCases() {
   }
   {
     // Found by the fuzzer: recovery sized a new index by a damaged key count (a shift by 64 in
-    // IndexBitsFor). Replay now counts the table itself, and repairs the counters.
+    // IndexBitsFor). Replay counts the table itself, and repairs the counters.
     std::string in = SeedNamed("replay.same_boot").input;
     SetFileWord(in, StateField(offsetof(SharedState, count)), (uint64_t{1} << 62) + 1);
     SetFileWord(in, StateField(offsetof(SharedState, used)), uint64_t{1} << 40);

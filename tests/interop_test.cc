@@ -1,5 +1,5 @@
 // One file format on every platform: a database written by the Linux build opens and reads the
-// same on the Windows build, and the other way round (issue 7).
+// same on the Windows build, and the other way round.
 //
 // With MAPKV_INTEROP_DIR set, each build writes two databases there, named after its platform:
 //   <platform>-clean.mapkv    closed after a checkpoint: the next opener trusts its index;

@@ -50,7 +50,7 @@ struct Options {
   // instead of recovering. A process that may write the file takes part in the shared lock
   // protocol as usual. A user with read permission alone can open read-only too, but cannot take
   // part in that protocol: such a handle opens only while no process has the file open, and while
-  // it is open, Open for writing fails with FailedPrecondition (README, "Who may do what").
+  // it is open, Open for writing gets FailedPrecondition (docs/durability.md, "Who may do what").
   bool read_only = false;
 
   // Hold the file alone for the life of the handle (offline work such as compaction): Open fails
@@ -69,7 +69,7 @@ struct Options {
   // /sys/kernel/mm/transparent_hugepage/enabled at "madvise" or "always" and a file system with
   // large folios, such as ext4 or XFS on 6.x kernels). One TLB entry then covers 2 MiB instead of
   // 4 KiB: random Gets on a database much larger than the CPU caches and, above all, appends get
-  // faster (README, "Beside the peers"). Never under Durability::kSync: a flush then writes whole
+  // faster (docs/benchmarks.md). Never under Durability::kSync: a flush then writes whole
   // 2 MiB pages. Handles of one file should agree: a kSync handle beside handles that map huge
   // pages flushes whole huge pages too.
   bool huge_pages = true;

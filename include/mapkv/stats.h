@@ -26,7 +26,7 @@ struct Stats {
   uint64_t cache_capacity = 0;  // a cache's capacity (0: none; the file grows as a database does)
   uint64_t evictions = 0;       // entries a cache evicted for space, over the life of the file
 
-  // What the first opener of this session of the file had to do.
+  // What the first opener (the process that found the file open by no other) had to do.
   bool rebuilt_index = false;      // unclean machine stop: index rebuilt from the log
   uint64_t rebuild_records = 0;    // records scanned by that rebuild
   uint64_t rebuild_micros = 0;     // and its wall-clock cost

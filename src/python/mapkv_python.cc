@@ -1,4 +1,4 @@
-// The Python module `mapkv` (README, "Python"): mapkv::DB as a mapping of bytes to bytes,
+// The Python module `mapkv` (docs/python.md): mapkv::DB as a mapping of bytes to bytes,
 // mapkv::Cache, and absl::Status codes as exceptions.
 //
 // The GIL: every call that may wait for the cross-process lock (open, writes, commits,
