@@ -101,12 +101,13 @@ TEST(ForkTest, EveryCallOnAnInheritedHandleRefusesWithoutCrashing) {
       const CacheStats stats = cache->GetStats();
       CHILD_CHECK(stats.hits == 0 && stats.db.keys == 0, "Cache::GetStats in a child");
       CHILD_CHECK(failures == 0, failures, " calls on inherited handles did not refuse");
-      // Destructors, in the worst order: the handles before their transactions.
+      // Destructors: the transactions, then their handles (a transaction never outlives its
+      // handle, in a child as anywhere).
+      txn.reset();
+      read.reset();
       db.reset();
       cache.reset();
       reader.reset();
-      txn.reset();
-      read.reset();
       return 0;
     });
     ASSERT_GT(child, 0);
