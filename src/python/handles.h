@@ -87,6 +87,7 @@ struct PyIter {
   Scanner::Batch batch;
   size_t next = 0;
   bool done = false;
+  long pid = 0;  // the process whose thread scans: a child of fork() has none to stop
 
   ~PyIter();
   // Ends the iteration (and an own transaction); next() raises StopIteration after it.

@@ -1,7 +1,9 @@
 // mapkv.ReadTransaction (DB.begin()) and mapkv.Iterator: reads as in py-lmdb, one consistent
 // view, iterated lazily, with values as bytes or as memoryviews of the mapping.
 #include <algorithm>
+#include <exception>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -41,11 +43,9 @@ void PyReadTxn::End() {
   for (PyIter* it : iters) it->Stop();
   iters.clear();
   for (py::object& v : views) {
-    if (PyObject_CallMethod(v.ptr(), "release", nullptr) == nullptr) {
-      PyErr_Clear();
-    } else {
-      Py_DECREF(Py_None);
-    }
+    PyObject* r = PyObject_CallMethod(v.ptr(), "release", nullptr);
+    if (r == nullptr) PyErr_Clear();  // BufferError: exported, left as it is
+    Py_XDECREF(r);
   }
   views.clear();
   auto it = std::find(pydb->reading_threads.begin(), pydb->reading_threads.end(), thread);
@@ -87,7 +87,17 @@ std::unique_ptr<PyReadTxn> BeginRead(py::object db_obj, bool buffers) {
 
 PyIter::~PyIter() { Finish(); }
 
+namespace {
+
+long Pid() { return py::int_(py::module_::import("os").attr("getpid")()); }
+
+}  // namespace
+
 void PyIter::Stop() {
+  if (scanner != nullptr && Pid() != pid) {
+    // A child of fork(): the scanning thread is the parent's, and is not here to be joined.
+    (void)scanner.release();  // NOLINT: its memory is the parent's copy; leaked in the child
+  }
   if (scanner != nullptr) {
     py::gil_scoped_release nogil;
     scanner.reset();
@@ -115,6 +125,7 @@ std::unique_ptr<PyIter> MakeIter(py::object txn_obj, PyIter::What what, bool own
   it->own_txn = own_txn;
   it->txn_obj = std::move(txn_obj);
   it->scanner = std::make_unique<Scanner>(txn);
+  it->pid = Pid();
   t.iters.push_back(it.get());
   return it;
 }
@@ -165,6 +176,27 @@ py::object TxnGet(PyReadTxn& t, py::handle key, py::object dflt, bool raise) {
   }
   if (!v.ok()) ThrowStatus(v.status());
   return t.Value(*v);
+}
+
+// next(it) as the type's tp_iternext slot: pybind11's dispatch of __next__ would cost more than
+// the rest of a step. NULL without an exception set ends the iteration.
+PyObject* IterNextSlot(PyObject* self) {
+  PyIter* it = Unwrap<PyIter>(self);
+  if (it == nullptr) return nullptr;
+  try {
+    return Next(*it).release().ptr();
+  } catch (py::stop_iteration&) {
+    return nullptr;
+  } catch (py::error_already_set& e) {
+    e.restore();
+    return nullptr;
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+    return nullptr;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
 }
 
 // Ends the transaction with its iterators: they raise FailedPreconditionError afterwards.
@@ -238,6 +270,8 @@ void DefineReadTxn(py::module_& m) {
       .def(
           "close", [](PyIter& it) { it.Finish(); },
           "Stops the iteration (and ends its read transaction when it has one of its own).");
+  reinterpret_cast<PyTypeObject*>(iter.ptr())->tp_iternext = IterNextSlot;
+  PyType_Modified(reinterpret_cast<PyTypeObject*>(iter.ptr()));
   MadeByFunctionsOnly(iter);
 }
 

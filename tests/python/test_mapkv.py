@@ -614,6 +614,30 @@ class ErrorsTest(TempDirTest):
             self.assertEqual(os.waitstatus_to_exitcode(status), 7)
             self.assertEqual(db[b"k"], b"v")  # the parent's handle still works
 
+    def test_iterator_across_fork(self):
+        # The child inherits an iterator whose scanning thread stayed in the parent: using it or
+        # dropping it there neither hangs nor touches the parent's transaction.
+        if not hasattr(os, "fork"):
+            self.skipTest("no fork()")
+        with mapkv.open(self.path()) as db:
+            db.update((b"k%d" % i, b"v") for i in range(3000))
+            it = iter(db)
+            next(it)
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    it.close()
+                    del it
+                    code = 7
+                except BaseException:
+                    code = 3
+                os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 7)
+            self.assertEqual(len(list(it)), 2999)
+            db[b"after"] = b"x"
+
 
 class CacheTest(TempDirTest):
     def setUp(self):

@@ -18,6 +18,15 @@ from mapkv._mapkv import DB, __doc__ as _ext_doc, __version__  # noqa: F401
 __doc__ = _ext_doc
 
 
+class _KeysView(_abc.KeysView):
+    """db.keys(): iterated lazily through one read transaction."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        return iter(self._mapping)
+
+
 class _ValuesView(_abc.ValuesView):
     """db.values(): iterated lazily through one read transaction."""
 
@@ -38,7 +47,7 @@ class _ItemsView(_abc.ItemsView):
 
 def _keys(self):
     """A view of the keys: len(), `in`, and lazy iteration (through a read transaction)."""
-    return _abc.KeysView(self)
+    return _KeysView(self)
 
 
 def _values(self):
