@@ -68,6 +68,7 @@ struct PyReadTxn {
   size_t views_kept = 0;          // views.size() after the last pruning
   std::vector<PyIter*> iters;     // the iterators over it, stopped when it ends
 
+  ~PyReadTxn() { End(); }  // dropped unended: ends as abort() would
   const ReadTxn& Active();
   void Begin();
   void End();

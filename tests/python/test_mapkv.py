@@ -901,6 +901,12 @@ class ReadTransactionTest(TempDirTest):
                 self.db[b"x"] = b"1"
             self.assertEqual(txn[b"a"], b"1")
         self.db[b"x"] = b"1"
+        txn = self.db.begin(buffers=True)
+        v = txn[b"a"]
+        del txn  # dropped without an end: ends as abort() would
+        self.db[b"y"] = b"1"
+        with self.assertRaises(ValueError):
+            bytes(v)
 
     def test_buffers_are_memoryviews_released_at_the_end(self):
         with self.db.begin(buffers=True) as txn:
