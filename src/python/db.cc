@@ -472,6 +472,15 @@ void DefineDB(py::module_& m) {
            "update([other], **kwargs): stores every pair of a mapping or an iterable of "
            "(key, value) pairs, in one transaction.")
       .def("clear", &Clear, "Deletes every key, in one transaction.")
+      .def(
+          "__contains__",
+          [](PyDB& self, py::handle key) {
+            PyDB* db = nullptr;
+            const int found = HotGet(SelfOf(self).ptr(), key.ptr(), &db);
+            if (found < 0) throw py::error_already_set();
+            return found == 1;
+          },
+          py::arg("key"), "key in db.")
       .def("__len__", &Len)
       .def(
           "__iter__", [](PyDB& self) { return Iterate(SelfOf(self), PyIter::What::kKeys); },
