@@ -3,7 +3,9 @@
 # package_test): installs the library's components (lib, dev) of a build into a temporary
 # prefix, checks the layout, builds tests/package/ against it with find_package(mapkv), builds
 # consumer.c with the flags of `pkg-config mapkv` (shared) and `pkg-config --static mapkv`
-# (static), and runs every consumer.
+# (static) and consumer.cc (the C++ API, which names abseil's types) with those of
+# `pkg-config mapkv` alone, and runs every consumer. Then configures tests/package/subproject, a
+# parent project that adds mapkv with add_subdirectory().
 #
 # Usage: run.sh BUILD_DIR WORK_DIR CMAKE CC CXX LIBDIR VERSION
 set -euo pipefail
@@ -81,11 +83,22 @@ echo "  --static --libs: $static_libs"
 # shellcheck disable=SC2086
 "$cc" -std=c11 -Wall -Werror -o "$work/consumer_pc" "$src/consumer.c" $cflags $libs
 expect consumer_pc "mapkv $version: hello=world" env LD_LIBRARY_PATH="$libdir" "$work/consumer_pc" "$(db pc)"
+# C++: mapkv/db.h names abseil's types; the flags of pkg-config mapkv alone build and link it.
+# shellcheck disable=SC2086
+"$cxx" -std=c++20 -Wall -Werror -o "$work/consumer_pc_cxx" "$src/consumer.cc" $cflags $libs
+expect consumer_pc_cxx "mapkv C++: hello=world" env LD_LIBRARY_PATH="$libdir" \
+  "$work/consumer_pc_cxx" "$(db pc_cxx)"
 # Static: libmapkv.a itself, and everything --static adds to link it.
 # shellcheck disable=SC2086
 "$cc" -std=c11 -Wall -Werror -o "$work/consumer_pc_static" "$src/consumer.c" $cflags \
   "$libdir/libmapkv.a" ${static_libs//-lmapkv/}
 grep -q libmapkv <<<"$(needs "$work/consumer_pc_static")" && fail "consumer_pc_static needs libmapkv.so"
 expect consumer_pc_static "mapkv $version: hello=world" "$work/consumer_pc_static" "$(db pc_static)"
+
+echo "== add_subdirectory(mapkv) from a parent project (configured only)"
+"$cmake" -S "$src/subproject" -B "$work/parent" -DMAPKV_SOURCE_DIR="$src/../.." \
+  -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" >"$work/parent-configure.log" 2>&1 \
+  || { cat "$work/parent-configure.log" >&2; fail "the parent project's configure failed"; }
+echo "  no build type forced; no tests, benchmarks, tool or Python package"
 
 echo "package_test: OK"

@@ -1,11 +1,15 @@
-"""Tests of the Python module mapkv (src/python/mapkv_python.cc), run by ctest (label python)
-with PYTHONPATH naming the module's build directory:
+"""Tests of the Python package mapkv (src/python), run by ctest (label python) with PYTHONPATH
+naming the directory where the build assembles the package:
 
     ctest --test-dir build -L python --output-on-failure
-    PYTHONPATH=build/src/python python3 tests/python/test_mapkv.py -v
+    PYTHONPATH=build/python python3 tests/python/test_mapkv.py -v
 """
 
 import array
+import ast
+import builtins
+import collections.abc
+import datetime
 import multiprocessing
 import os
 import pickle
@@ -17,6 +21,7 @@ import threading
 import time
 import unittest
 import uuid
+import warnings
 
 import mapkv
 
@@ -91,22 +96,100 @@ class MappingTest(TempDirTest):
         db.delete(b"j")
         self.assertEqual(len(db), 0)
 
-    def test_iteration_is_a_snapshot(self):
+    def test_iteration(self):
         db = self.db
-        expected = {b"k%03d" % i: b"v%d" % i for i in range(200)}
-        for k, v in expected.items():
-            db[k] = v
+        expected = {b"k%04d" % i: b"v%d" % i for i in range(3000)}  # several batches
+        db.update(expected)
         self.assertEqual(sorted(db), sorted(expected))
         self.assertEqual(sorted(db.keys()), sorted(expected))
         self.assertEqual(sorted(db.values()), sorted(expected.values()))
         self.assertEqual(dict(db.items()), expected)
-        # Writing while iterating is allowed: the iteration goes over the snapshot.
-        seen = 0
-        for k in db:
+        self.assertEqual(len(db.keys()), 3000)
+        self.assertIn(b"k0001", db.keys())
+        self.assertIn((b"k0001", b"v1"), db.items())
+        self.assertNotIn((b"k0001", b"v2"), db.items())
+        # To write while iterating, iterate over a copy, as with a dict.
+        for k in list(db):
             db[k + b"-new"] = b"x"
-            seen += 1
-        self.assertEqual(seen, 200)
-        self.assertEqual(len(db), 400)
+        self.assertEqual(len(db), 6000)
+
+    def test_iteration_is_lazy_and_holds_a_read_transaction(self):
+        db = self.db
+        db.update((b"k%d" % i, b"v") for i in range(100))
+        it = iter(db)
+        self.assertIsInstance(it, mapkv.Iterator)
+        first = next(it)
+        self.assertIn(first, db)  # reads go on meanwhile
+        # A commit from this thread would wait for the iterator's read transaction: refused.
+        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+            db[b"new"] = b"x"
+        self.assertIn("read transaction", str(cm.exception))
+        for write in (lambda: db.delete(b"k1"), lambda: db.pop(b"k1"), db.clear,
+                      lambda: db.update({b"a": b"b"}), lambda: db.setdefault(b"z", b"z")):
+            with self.assertRaises(mapkv.FailedPreconditionError):
+                write()
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            with db.transaction() as t:
+                t[b"new"] = b"x"
+        self.assertNotIn(b"new", db)  # the refused commit aborted it
+        self.assertEqual(len(list(it)), 99)  # exhausted: its transaction ended
+        db[b"new"] = b"x"
+        it = iter(db)
+        next(it)
+        del it  # dropped: its transaction ended
+        db[b"new2"] = b"x"
+        it = db.items().__iter__()
+        next(it)
+        it.close()
+        db[b"new3"] = b"x"
+        self.assertEqual(len(db), 103)
+
+    def test_another_thread_iterates_while_this_one_writes(self):
+        db = self.db
+        db.update((b"k%d" % i, b"v") for i in range(2000))
+        seen = []
+        th = threading.Thread(target=lambda: seen.extend(db))
+        th.start()
+        db[b"late"] = b"x"  # waits (at most) for the other thread's iteration
+        th.join()
+        self.assertIn(len(seen), (2000, 2001))
+
+    def test_mutable_mapping(self):
+        db = self.db
+        self.assertIsInstance(db, collections.abc.MutableMapping)
+        self.assertIsInstance(db, collections.abc.Mapping)
+        self.assertEqual(db.setdefault(b"a", b"1"), b"1")
+        self.assertEqual(db.setdefault(b"a", b"2"), b"1")
+        self.assertEqual(db[b"a"], b"1")
+        with self.assertRaises(TypeError):
+            db.setdefault(b"b")  # no value to store: bytes only
+        self.assertEqual(db.pop(b"a"), b"1")
+        self.assertNotIn(b"a", db)
+        self.assertIsNone(db.pop(b"a", None))
+        self.assertEqual(db.pop(b"a", b"d"), b"d")
+        with self.assertRaises(KeyError) as cm:
+            db.pop(b"a")
+        self.assertEqual(cm.exception.args, (b"a",))
+        db.update({b"x": b"1"}, )
+        db.update([(b"y", b"2"), (bytearray(b"z"), memoryview(b"3"))])
+        self.assertEqual(dict(db.items()), {b"x": b"1", b"y": b"2", b"z": b"3"})
+        with self.assertRaises(TypeError):
+            db.update(k=b"v")  # keyword names are str, and keys are bytes
+        with self.assertRaises(TypeError):
+            db.update([(b"k", b"v", b"extra")])
+        with self.assertRaises(TypeError):
+            db.update({b"k": "str value"})
+        self.assertEqual(len(db), 3)  # a refused update stored nothing
+        k, v = db.popitem()
+        self.assertEqual({b"x": b"1", b"y": b"2", b"z": b"3"}[k], v)
+        self.assertEqual(len(db), 2)
+        db.clear()
+        self.assertEqual(len(db), 0)
+        with self.assertRaises(KeyError):
+            db.popitem()
+        db.clear()  # empty: fine
+        db[b"after"] = b"1"
+        self.assertEqual(list(db), [b"after"])
 
     def test_large_value(self):
         big = os.urandom(3 << 20)
@@ -383,10 +466,11 @@ class OptionsTest(TempDirTest):
                 self.assertEqual(db[b"k"], b"v")
 
     def test_create_if_missing_false(self):
-        with self.assertRaises(mapkv.NotFoundError) as cm:
+        with self.assertRaises(FileNotFoundError) as cm:
             mapkv.open(self.path("missing.mapkv"), create_if_missing=False)
         self.assertIn(self.path("missing.mapkv"), str(cm.exception))
-        self.assertIsInstance(cm.exception, KeyError)
+        self.assertIsInstance(cm.exception, mapkv.FileNotFoundError)
+        self.assertNotIsInstance(cm.exception, KeyError)
         self.assertFalse(os.path.exists(self.path("missing.mapkv")))
 
     def test_error_if_exists(self):
@@ -449,7 +533,8 @@ class ErrorsTest(TempDirTest):
         self.assertEqual(mapkv.DataLossError.code, "DATA_LOSS")
 
     def test_types_are_made_by_the_functions(self):
-        for cls in (mapkv.DB, mapkv.Cache, mapkv.Transaction):
+        for cls in (mapkv.DB, mapkv.Cache, mapkv.Transaction, mapkv.ReadTransaction,
+                    mapkv.Iterator):
             with self.assertRaises(TypeError):
                 cls()
 
@@ -505,7 +590,10 @@ class ErrorsTest(TempDirTest):
             self.assertTrue(cm.exception.problems)
             self.assertEqual(set(cm.exception.problems[0]), {"offset", "kind", "detail"})
             with self.assertRaises(mapkv.DataLossError):
-                db.items()
+                list(db.items())
+            with self.assertRaises(mapkv.DataLossError):
+                with db.begin() as txn:
+                    list(txn.values())
 
     def test_handle_used_after_fork(self):
         if not hasattr(os, "fork"):
@@ -525,6 +613,30 @@ class ErrorsTest(TempDirTest):
             _, status = os.waitpid(pid, 0)
             self.assertEqual(os.waitstatus_to_exitcode(status), 7)
             self.assertEqual(db[b"k"], b"v")  # the parent's handle still works
+
+    def test_iterator_across_fork(self):
+        # The child inherits an iterator whose scanning thread stayed in the parent: using it or
+        # dropping it there neither hangs nor touches the parent's transaction.
+        if not hasattr(os, "fork"):
+            self.skipTest("no fork()")
+        with mapkv.open(self.path()) as db:
+            db.update((b"k%d" % i, b"v") for i in range(3000))
+            it = iter(db)
+            next(it)
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    it.close()
+                    del it
+                    code = 7
+                except BaseException:
+                    code = 3
+                os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 7)
+            self.assertEqual(len(list(it)), 2999)
+            db[b"after"] = b"x"
 
 
 class CacheTest(TempDirTest):
@@ -568,11 +680,25 @@ class CacheTest(TempDirTest):
         self.assertEqual(c.get(b"long"), b"v")
         self.assertEqual(c.get(b"forever"), b"v")
         self.assertGreaterEqual(c.stats()["expirations"], 1)
-        for bad in (0, -1):
+        for bad in (-1, datetime.timedelta(seconds=-1), float("inf"), float("nan")):
             with self.assertRaises(ValueError):
                 c.put(b"k", b"v", ttl=bad)
         with self.assertRaises(TypeError):
             c.put(b"k", b"v", ttl="1")
+
+    def test_ttl_zero_never_expires_and_timedelta(self):
+        # As in C++ (Ttl{0}): 0 means never, as None does.
+        c = self.cache
+        c.put(b"zero", b"v", ttl=0)
+        c.put(b"zero_td", b"v", ttl=datetime.timedelta(0))
+        c.put(b"td", b"v", ttl=datetime.timedelta(milliseconds=300))
+        self.assertEqual(c.increment(b"n", 1, ttl=0), 1)
+        self.assertEqual(c.get_or_compute(b"gc", lambda: b"g", ttl=datetime.timedelta(0)), b"g")
+        time.sleep(0.35)
+        self.assertIsNone(c.get(b"td"))
+        for k in (b"zero", b"zero_td", b"gc"):
+            self.assertIsNotNone(c.get(k), k)
+        self.assertEqual(c.get(b"n"), b"1")
 
     def test_get_or_compute(self):
         c = self.cache
@@ -714,6 +840,264 @@ def _pool_increment(n):
     for _ in range(n):
         _worker_cache.increment(b"total")
     return os.getpid()
+
+
+class ReadTransactionTest(TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.db = mapkv.open(self.path(), lock_timeout=5)
+        self.db.update({b"a": b"1", b"b": b"22", b"c": b"333"})
+
+    def tearDown(self):
+        self.db.close()
+        super().tearDown()
+
+    def test_context_manager_and_reads(self):
+        with self.db.begin() as txn:
+            self.assertIsInstance(txn, mapkv.ReadTransaction)
+            self.assertTrue(txn.active)
+            self.assertFalse(txn.buffers)
+            self.assertEqual(txn[b"a"], b"1")
+            self.assertEqual(txn.get(b"b"), b"22")
+            self.assertIsNone(txn.get(b"zz"))
+            self.assertEqual(txn.get(b"zz", b"d"), b"d")
+            with self.assertRaises(KeyError) as cm:
+                txn[b"zz"]
+            self.assertEqual(cm.exception.args, (b"zz",))
+            self.assertIn(b"c", txn)
+            self.assertNotIn(b"zz", txn)
+            self.assertEqual(len(txn), 3)
+            self.assertEqual(sorted(txn), [b"a", b"b", b"c"])
+            self.assertEqual(sorted(txn.keys()), [b"a", b"b", b"c"])
+            self.assertEqual(sorted(txn.values()), [b"1", b"22", b"333"])
+            self.assertEqual(dict(txn.items()), {b"a": b"1", b"b": b"22", b"c": b"333"})
+            self.assertIsInstance(txn.keys(), mapkv.Iterator)
+        self.assertFalse(txn.active)
+        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+            txn[b"a"]
+        self.assertIn("finished", str(cm.exception))
+        txn.abort()  # twice is fine
+        self.db[b"d"] = b"4"  # the lock is free again
+
+    def test_one_consistent_view(self):
+        # Another handle's commit waits for the read transaction, which sees none of it.
+        with mapkv.open(self.path(), lock_timeout=5) as other:
+            txn = self.db.begin()
+            th = threading.Thread(target=lambda: other.update({b"a": b"new", b"n": b"new"}))
+            th.start()
+            time.sleep(0.1)
+            self.assertEqual(txn[b"a"], b"1")
+            self.assertNotIn(b"n", txn)
+            self.assertEqual(len(txn), 3)
+            self.assertTrue(th.is_alive())  # waiting for this transaction
+            txn.commit()  # ends it, as abort()
+            th.join(5)
+            self.assertFalse(th.is_alive())
+            self.assertEqual(self.db[b"a"], b"new")
+
+    def test_writes_from_this_thread_are_refused_while_it_lives(self):
+        with self.db.begin() as txn:
+            with self.assertRaises(mapkv.FailedPreconditionError):
+                self.db[b"x"] = b"1"
+            self.assertEqual(txn[b"a"], b"1")
+        self.db[b"x"] = b"1"
+        txn = self.db.begin(buffers=True)
+        v = txn[b"a"]
+        del txn  # dropped without an end: ends as abort() would
+        self.db[b"y"] = b"1"
+        with self.assertRaises(ValueError):
+            bytes(v)
+
+    def test_buffers_are_memoryviews_released_at_the_end(self):
+        with self.db.begin(buffers=True) as txn:
+            self.assertTrue(txn.buffers)
+            v = txn[b"b"]
+            self.assertIsInstance(v, memoryview)
+            self.assertTrue(v.readonly)
+            self.assertEqual(bytes(v), b"22")
+            self.assertEqual(v.tobytes(), b"22")
+            with self.assertRaises(TypeError):
+                v[0] = 1
+            self.assertIsInstance(txn.get(b"a"), memoryview)
+            items = list(txn.items())
+            self.assertTrue(all(type(k) is bytes and type(v) is memoryview for k, v in items))
+            self.assertEqual({k: bytes(v) for k, v in items},
+                             {b"a": b"1", b"b": b"22", b"c": b"333"})
+            for _ in range(1000):  # many views dropped at once: none is kept for long
+                txn.get(b"a")
+        with self.assertRaises(ValueError):  # released: no read of what the file holds now
+            bytes(v)
+        with self.assertRaises(ValueError):
+            items[0][1].tobytes()
+
+    def test_iterator_of_a_finished_transaction(self):
+        txn = self.db.begin()
+        it = iter(txn)
+        next(it)
+        txn.abort()
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            list(it)
+
+    def test_begin_write(self):
+        with self.db.begin(write=True) as t:
+            self.assertIsInstance(t, mapkv.Transaction)
+            t[b"w"] = b"1"
+        self.assertEqual(self.db[b"w"], b"1")
+        t = self.db.begin(write=True)
+        t[b"w2"] = b"2"
+        t.commit()
+        self.assertEqual(self.db[b"w2"], b"2")
+        with self.assertRaises(ValueError):
+            self.db.begin(write=True, buffers=True)
+
+    def test_closed_database(self):
+        db = mapkv.open(self.path("other.mapkv"))
+        db[b"k"] = b"v"
+        txn = db.begin()
+        db.close()  # the transaction keeps the file open until it ends
+        self.assertEqual(txn[b"k"], b"v")
+        txn.abort()
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            db.begin()
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            iter(db)
+
+
+class OpenErrorsTest(TempDirTest):
+    def check_os_error(self, cm, cls, builtin, err, path):
+        e = cm.exception
+        self.assertIsInstance(e, cls)
+        self.assertIsInstance(e, builtin)
+        self.assertIsInstance(e, OSError)
+        self.assertIsInstance(e, mapkv.Error)
+        self.assertNotIsInstance(e, KeyError)
+        self.assertEqual(e.errno, err)
+        self.assertEqual(e.filename, path)
+        self.assertIn(path, str(e))
+
+    def test_missing_file(self):
+        import errno
+        path = self.path("missing.mapkv")
+        for open_ in (mapkv.open, mapkv.open_cache):
+            with self.assertRaises(builtins.FileNotFoundError) as cm:
+                open_(path, create_if_missing=False)
+            self.check_os_error(cm, mapkv.FileNotFoundError, builtins.FileNotFoundError,
+                                errno.ENOENT, path)
+            with self.assertRaises(FileNotFoundError):
+                open_(path, read_only=True)
+        path = self.path("no/such/dir.mapkv")
+        with self.assertRaises(FileNotFoundError) as cm:
+            mapkv.open(path)
+        self.check_os_error(cm, mapkv.FileNotFoundError, builtins.FileNotFoundError,
+                            errno.ENOENT, path)
+
+    def test_directory(self):
+        import errno
+        for open_ in (mapkv.open, mapkv.open_cache):
+            for kwargs in ({}, {"create_if_missing": False}, {"read_only": True}):
+                with self.assertRaises(IsADirectoryError) as cm:
+                    open_(self.dir, **kwargs)
+                self.check_os_error(cm, mapkv.IsADirectoryError, builtins.IsADirectoryError,
+                                    errno.EISDIR, self.dir)
+
+    def test_pickled(self):
+        e = pickle.loads(pickle.dumps(mapkv.FileNotFoundError(2, "gone", "/x")))
+        self.assertIs(type(e), mapkv.FileNotFoundError)
+        self.assertEqual((e.errno, e.filename), (2, "/x"))
+
+
+class OptionIgnoredTest(TempDirTest):
+    def test_cache_capacity_of_an_existing_cache_warns(self):
+        with mapkv.open_cache(self.path(), capacity=4 << 20):
+            pass
+        with self.assertWarns(mapkv.OptionIgnoredWarning) as cm:
+            c = mapkv.open_cache(self.path(), capacity=8 << 20)
+        self.assertIn("capacity", str(cm.warning))
+        self.assertIn(str(4 << 20), str(cm.warning))
+        self.assertEqual(c.stats()["db"]["cache_capacity"], 4 << 20)
+        c.close()
+        self.assertTrue(issubclass(mapkv.OptionIgnoredWarning, UserWarning))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the same capacity, or none given: no warning
+            mapkv.open_cache(self.path(), capacity=4 << 20).close()
+            mapkv.open_cache(self.path()).close()
+            warnings.simplefilter("error", mapkv.OptionIgnoredWarning)
+            with self.assertRaises(mapkv.OptionIgnoredWarning):
+                mapkv.open_cache(self.path(), capacity=1 << 20)
+
+    def test_max_file_size_the_file_does_not_take_warns(self):
+        # The first handle to open the file sets its limit; later ones, while it is open, keep it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            first = mapkv.open(self.path(), max_file_size=64 << 20)
+            mapkv.open(self.path(), max_file_size=64 << 20).close()
+        with self.assertWarns(mapkv.OptionIgnoredWarning) as cm:
+            db = mapkv.open(self.path(), max_file_size=1 << 30)
+        self.assertIn("max_file_size", str(cm.warning))
+        self.assertEqual(cm.filename, __file__)  # points at the caller's line
+        self.assertEqual(db.stats()["max_file_size"], 64 << 20)
+        db.close()
+        first.close()
+
+
+class TimedeltaTest(TempDirTest):
+    def test_durations_take_timedelta(self):
+        with mapkv.open(self.path(), lock_timeout=datetime.timedelta(milliseconds=200),
+                        checkpoint_interval=datetime.timedelta(seconds=2)) as db, \
+                mapkv.open(self.path(), lock_timeout=datetime.timedelta(milliseconds=200)) as o:
+            with db.transaction():
+                start = time.monotonic()
+                with self.assertRaises(mapkv.DeadlineExceededError):
+                    o[b"k"] = b"v"
+                self.assertLess(time.monotonic() - start, 5)
+        with mapkv.open_cache(self.path("c"), compute_timeout=datetime.timedelta(seconds=1)):
+            pass
+        with self.assertRaises(ValueError):
+            mapkv.open(self.path(), lock_timeout=datetime.timedelta(seconds=-1))
+
+
+class PackagingTest(unittest.TestCase):
+    def test_names_and_modules(self):
+        import pydoc
+        for cls in (mapkv.DB, mapkv.ReadTransaction, mapkv.Transaction, mapkv.Iterator,
+                    mapkv.Cache, mapkv.Error, mapkv.NotFoundError, mapkv.FileNotFoundError):
+            self.assertEqual(cls.__module__, "mapkv", cls)
+            self.assertIs(getattr(mapkv, cls.__name__), cls)
+        text = pydoc.render_doc(mapkv, renderer=pydoc.plaintext)
+        for cls in (mapkv.DB, mapkv.ReadTransaction, mapkv.Transaction, mapkv.Cache):
+            text += pydoc.render_doc(cls, renderer=pydoc.plaintext)
+        self.assertNotIn("anonymous namespace", text)
+        self.assertNotIn("mapkv::python", text)
+        self.assertIn("begin(self: mapkv.DB", text)
+        self.assertIn("-> mapkv.Transaction", text)
+
+    def test_no_benchmark_hooks(self):
+        for name in dir(mapkv) + dir(mapkv._mapkv):
+            self.assertNotIn("bench", name.lower())
+        for name in ("_bench_get_loop", "_get_releasing_gil", "_get_through_pybind11"):
+            self.assertFalse(hasattr(mapkv._mapkv, name), name)
+
+    def test_stubs_ship_and_name_every_public_name(self):
+        here = os.path.dirname(mapkv.__file__)
+        self.assertTrue(os.path.exists(os.path.join(here, "py.typed")))
+        stub = os.path.join(here, "__init__.pyi")
+        with open(stub) as f:
+            tree = ast.parse(f.read())
+        names = set()
+        for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.AnnAssign):
+                names.add(node.target.id)
+            elif isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets)
+        public = {n for n in dir(mapkv) if not n.startswith("_")} | {"__version__"}
+        self.assertEqual(public - names, set())
+        stubbed_db = {n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DB"
+                      for n in n.body if isinstance(n, ast.FunctionDef)}
+        for method in ("begin", "setdefault", "pop", "popitem", "update", "clear", "keys"):
+            self.assertIn(method, stubbed_db)
+            self.assertTrue(hasattr(mapkv.DB, method), method)
 
 
 class PoolTest(TempDirTest):
