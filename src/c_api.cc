@@ -5,8 +5,8 @@
 //   build the message with malloc alone, so that an out-of-memory error cannot throw again.
 // - A mapkv_db counts its live transactions; mapkv_close refuses while any is live, since a
 //   transaction points into the handle it was begun on.
-// - A failure about one key says so: messages from the engine that do not start with the file's
-//   path get "<path>: key \"...\": " in front (NotFound is reworded to name both).
+// - Statuses pass through as the engine made them: each names the file, and the key where there
+//   is one (src/errors.h); the checks made here name both the same way.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -30,6 +30,7 @@
 #include "mapkv/db.h"
 #include "mapkv/options.h"
 #include "mapkv/stats.h"
+#include "src/errors.h"
 
 #ifndef MAPKV_VERSION_STRING
 #error "MAPKV_VERSION_STRING is set by src/CMakeLists.txt"
@@ -109,6 +110,8 @@ struct mapkv_buf {
 
 namespace {
 
+using mapkv::internal::QuoteKey;
+
 // ---- Errors ----
 
 char* CopyMessage(std::string_view a, std::string_view b = {}) {
@@ -155,12 +158,6 @@ std::string_view Bytes(const void* p, size_t n) {
   return std::string_view(static_cast<const char*>(p), n);
 }
 
-// A key in a message: escaped, and at most 64 bytes of it.
-std::string Quote(std::string_view key) {
-  const absl::string_view head(key.data(), std::min<size_t>(key.size(), 64));
-  return absl::StrCat("\"", absl::CHexEscape(head), key.size() > 64 ? "\"..." : "\"");
-}
-
 // Pointer and length of a key or value from C: NULL only with a length of 0.
 absl::Status CheckBytes(const std::string& path, const char* what, const void* p, size_t n) {
   if (p == nullptr && n > 0) {
@@ -168,17 +165,6 @@ absl::Status CheckBytes(const std::string& path, const char* what, const void* p
         absl::StrCat(path, ": ", what, " is NULL with a length of ", n));
   }
   return absl::OkStatus();
-}
-
-// A status about `key` that names the file and the key.
-absl::Status AboutKey(const absl::Status& s, const std::string& path, std::string_view key) {
-  if (s.ok()) return s;
-  const absl::string_view message = s.message();
-  if (absl::IsNotFound(s) && message == "key not found") {
-    return absl::NotFoundError(absl::StrCat(path, ": key ", Quote(key), " not found"));
-  }
-  if (message.substr(0, path.size()) == path) return s;  // it names the file already
-  return absl::Status(s.code(), absl::StrCat(path, ": key ", Quote(key), ": ", message));
 }
 
 absl::Status CheckDuration(const std::string& path, const char* name, uint64_t ms) {
@@ -191,7 +177,7 @@ absl::Status CheckDuration(const std::string& path, const char* name, uint64_t m
 
 absl::Status CheckTtl(const std::string& path, std::string_view key, uint64_t ttl_ms) {
   if (ttl_ms > MAPKV_MAX_DURATION_MS) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": key ", Quote(key), ": ttl_ms of ",
+    return absl::InvalidArgumentError(absl::StrCat(path, ": key ", QuoteKey(key), ": ttl_ms of ",
                                                    ttl_ms,
                                                    " ms: at most 2^40 ms (MAPKV_MAX_DURATION_MS)"));
   }
@@ -203,7 +189,7 @@ absl::Status CopyOut(std::string_view value, void* buf, size_t buf_len, size_t* 
                      const std::string& path, std::string_view key) {
   *value_len = value.size();
   if (value.size() > buf_len) {
-    return absl::OutOfRangeError(absl::StrCat(path, ": the value of key ", Quote(key), " is ",
+    return absl::OutOfRangeError(absl::StrCat(path, ": the value of key ", QuoteKey(key), " is ",
                                               value.size(), " bytes; the buffer holds ", buf_len));
   }
   if (!value.empty()) std::memcpy(buf, value.data(), value.size());
@@ -477,7 +463,7 @@ mapkv_status mapkv_get(mapkv_db* db, const void* key, size_t key_len, void* buf,
     if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
     Scratch scratch;
-    if (absl::Status s = db->db->Get(k, scratch.get()); !s.ok()) return AboutKey(s, path, k);
+    if (absl::Status s = db->db->Get(k, scratch.get()); !s.ok()) return s;
     return CopyOut(*scratch.get(), buf, buf_len, value_len, path, k);
   });
 }
@@ -490,7 +476,7 @@ mapkv_status mapkv_put(mapkv_db* db, const void* key, size_t key_len, const void
     if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
     if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(db->db->Put(k, Bytes(value, value_len)), path, k);
+    return db->db->Put(k, Bytes(value, value_len));
   });
 }
 
@@ -500,7 +486,7 @@ mapkv_status mapkv_delete(mapkv_db* db, const void* key, size_t key_len, char** 
     const std::string& path = db->db->path();
     if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(db->db->Delete(k), path, k);
+    return db->db->Delete(k);
   });
 }
 
@@ -571,7 +557,7 @@ mapkv_status TxnGet(const char* fn, Handle* txn, const void* key, size_t key_len
     if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
     absl::StatusOr<std::string_view> v = txn->txn.Get(k);
-    if (!v.ok()) return AboutKey(v.status(), path, k);
+    if (!v.ok()) return v.status();
     *value = v->data();
     *value_len = v->size();
     return absl::OkStatus();
@@ -680,7 +666,7 @@ mapkv_status mapkv_write_put(mapkv_write_txn* txn, const void* key, size_t key_l
     if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
     if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(txn->txn.Put(k, Bytes(value, value_len)), path, k);
+    return txn->txn.Put(k, Bytes(value, value_len));
   });
 }
 
@@ -691,7 +677,7 @@ mapkv_status mapkv_write_delete(mapkv_write_txn* txn, const void* key, size_t ke
     const std::string& path = txn->db->db->path();
     if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(txn->txn.Delete(k), path, k);
+    return txn->txn.Delete(k);
   });
 }
 
@@ -876,7 +862,7 @@ mapkv_status mapkv_cache_get(mapkv_cache* cache, const void* key, size_t key_len
     if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
     absl::StatusOr<std::string> v = cache->cache->Get(k);
-    if (!v.ok()) return AboutKey(v.status(), path, k);
+    if (!v.ok()) return v.status();
     return CopyOut(*v, buf, buf_len, value_len, path, k);
   });
 }
@@ -890,7 +876,7 @@ mapkv_status mapkv_cache_put(mapkv_cache* cache, const void* key, size_t key_len
     if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
     if (absl::Status s = CheckTtl(path, k, ttl_ms); !s.ok()) return s;
-    return AboutKey(cache->cache->Put(k, Bytes(value, value_len), mapkv::Ttl(ttl_ms)), path, k);
+    return cache->cache->Put(k, Bytes(value, value_len), mapkv::Ttl(ttl_ms));
   });
 }
 
@@ -901,7 +887,7 @@ mapkv_status mapkv_cache_delete(mapkv_cache* cache, const void* key, size_t key_
     const std::string& path = cache->cache->path();
     if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(cache->cache->Delete(k), path, k);
+    return cache->cache->Delete(k);
   });
 }
 
@@ -935,10 +921,10 @@ mapkv_status mapkv_cache_get_or_compute(mapkv_cache* cache, const void* key, siz
           const bool known = code > 0 && code <= static_cast<int>(MAPKV_UNAUTHENTICATED);
           return absl::Status(
               known ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
-              absl::StrCat(path, ": key ", Quote(k), ": the compute function failed with ",
+              absl::StrCat(path, ": key ", QuoteKey(k), ": the compute function failed with ",
                            known ? mapkv_status_name(rc) : absl::StrCat("code ", code)));
         });
-    if (!v.ok()) return AboutKey(v.status(), path, k);
+    if (!v.ok()) return v.status();
     return CopyOut(*v, buf, buf_len, value_len, path, k);
   });
 }
@@ -952,7 +938,7 @@ mapkv_status mapkv_cache_increment(mapkv_cache* cache, const void* key, size_t k
     const std::string_view k = Bytes(key, key_len);
     if (absl::Status s = CheckTtl(path, k, ttl_ms); !s.ok()) return s;
     absl::StatusOr<int64_t> sum = cache->cache->Increment(k, delta, mapkv::Ttl(ttl_ms));
-    if (!sum.ok()) return AboutKey(sum.status(), path, k);
+    if (!sum.ok()) return sum.status();
     if (result != nullptr) *result = *sum;
     return absl::OkStatus();
   });

@@ -8,6 +8,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "src/errors.h"
 #include "src/hash.h"
 #include "src/platform/process.h"
 #include "src/platform/wait_word.h"
@@ -24,14 +25,6 @@ constexpr uint64_t kGrowAlign = 1ull << 20;
 constexpr uint64_t kDeleteReserve = 1ull << 20;  // at most; 1/16 of max_file_size on small files
 
 uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
-
-absl::Status CheckKey(std::string_view key) {
-  if (key.empty() || key.size() > kMaxKeySize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key of ", key.size(), " bytes: keys are 1 to ", kMaxKeySize, " bytes"));
-  }
-  return absl::OkStatus();
-}
 
 uint64_t HeaderChecksum(const FileHeader& h) {
   return Hash64(&h, offsetof(FileHeader, checksum), 0);
@@ -706,7 +699,7 @@ void DBImpl::PrefetchRecord(uint64_t offset, uint64_t tail) const {
 
 absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std::string_view key,
                                                       uint64_t hash) const {
-  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
   IndexTable table(base_, snap.index_record, snap.index_bits);
   absl::Status damage;
   Record found;
@@ -723,7 +716,7 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
   });
   if (slot == nullptr) {
     if (!damage.ok()) return damage;
-    return absl::NotFoundError("key not found");
+    return KeyNotFoundError(path(), key);
   }
   if (found.type != kPut) {
     return absl::DataLossError(
@@ -731,10 +724,8 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
   }
   if (options_.verify_checksums &&
       RecordChecksumOf(At(found.offset), found, salt_) != found.checksum) {
-    return absl::DataLossError(absl::StrCat(
-        path(), ": checksum mismatch in the record of key '",
-        absl::CHexEscape(absl::string_view(key.data(), std::min<size_t>(key.size(), 64))),
-        "' at offset ", found.offset));
+    return absl::DataLossError(absl::StrCat(path(), ": checksum mismatch in the record of key ",
+                                            QuoteKey(key), " at offset ", found.offset));
   }
   return found.value;
 }
@@ -1032,19 +1023,21 @@ void RememberWrite(WriteState& w, std::string_view key) {
 
 absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_view value) {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
-  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
   if (value.size() > kMaxValueSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("value of ", value.size(), " bytes: values are at most ", kMaxValueSize));
+    return absl::InvalidArgumentError(absl::StrCat(path(), ": key ", QuoteKey(key), ": value of ",
+                                                   value.size(), " bytes: values are at most ",
+                                                   kMaxValueSize));
   }
   const uint64_t size = RecordSize(key.size(), value.size());
   // Puts stop short of the limit, so that deletes (and the commit records and index tables that
   // go with them) can still free keys in a full database.
   const uint64_t reserve = std::min<uint64_t>(kDeleteReserve, max_file_size_ / 16);
   if (!ring() && w.tail + size + reserve > max_file_size_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        path(), ": database full: a put of ", size, " bytes would pass max_file_size (",
-        max_file_size_, " bytes) less the ", reserve, " bytes kept for deletes"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(path(), ": database full: a put of key ", QuoteKey(key), " (", size,
+                     " bytes) would pass max_file_size (", max_file_size_, " bytes) less the ",
+                     reserve, " bytes kept for deletes"));
   }
   // The same reserve on a full disk: a put grows the file past itself by as much first.
   if (!ring()) MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size, reserve));
@@ -1060,7 +1053,7 @@ absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_vie
 
 absl::Status DBImpl::TxnDelete(WriteState& w, std::string_view key) {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
-  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
   const uint64_t size = RecordSize(key.size(), 0);
   MAPKV_ASSIGN_OR_RETURN(char* p, Place(w, size));
   WriteRecordAt(p, w.tail, salt_, kDelete, 0, w.seq, key, {});
@@ -1073,11 +1066,11 @@ absl::Status DBImpl::TxnDelete(WriteState& w, std::string_view key) {
 
 absl::StatusOr<std::string_view> DBImpl::TxnGet(const WriteState& w, std::string_view key) const {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
-  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
   auto it = w.writes.find(key);
   if (it != w.writes.end()) {
     MAPKV_ASSIGN_OR_RETURN(Record r, ReadAt(it->second, w.tail, false));
-    if (r.type == kDelete) return absl::NotFoundError("key not found");
+    if (r.type == kDelete) return KeyNotFoundError(path(), key);
     return r.value;
   }
   // The writer lock keeps the committed state still: no shared lock needed.
@@ -1259,7 +1252,7 @@ absl::Status DBImpl::Commit(WriteState& w) {
 
 absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* value) {
   // A one-write transaction without the transaction's map.
-  MAPKV_RETURN_IF_ERROR(CheckKey(key));
+  MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
   MAPKV_RETURN_IF_ERROR(AcquireWriter());
   WriteState w;
   w.track_writes = false;
