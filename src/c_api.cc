@@ -31,6 +31,7 @@
 #include "mapkv/options.h"
 #include "mapkv/stats.h"
 #include "src/errors.h"
+#include "src/status_macros.h"
 
 #ifndef MAPKV_VERSION_STRING
 #error "MAPKV_VERSION_STRING is set by src/CMakeLists.txt"
@@ -284,13 +285,8 @@ absl::Status ToOptions(const mapkv_options* c, const std::string& path, mapkv::O
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": kind ", c->kind, " is no mapkv_file_kind"));
   }
-  if (absl::Status s = CheckDuration(path, "checkpoint_interval_ms", c->checkpoint_interval_ms);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckDuration(path, "lock_timeout_ms", c->lock_timeout_ms); !s.ok()) {
-    return s;
-  }
+  MAPKV_RETURN_IF_ERROR(CheckDuration(path, "checkpoint_interval_ms", c->checkpoint_interval_ms));
+  MAPKV_RETURN_IF_ERROR(CheckDuration(path, "lock_timeout_ms", c->lock_timeout_ms));
   out->checkpoint_interval = std::chrono::milliseconds(c->checkpoint_interval_ms);
   out->lock_timeout = std::chrono::milliseconds(c->lock_timeout_ms);
   return absl::OkStatus();
@@ -427,11 +423,9 @@ mapkv_status mapkv_open(const char* path, const mapkv_options* opts, mapkv_db** 
     if (db == nullptr) return Null("mapkv_open", "db");
     const std::string p(path);
     mapkv::Options options;
-    if (absl::Status s = ToOptions(opts, p, &options); !s.ok()) return s;
-    absl::StatusOr<std::unique_ptr<mapkv::DB>> opened = mapkv::DB::Open(p, options);
-    if (!opened.ok()) return opened.status();
+    MAPKV_RETURN_IF_ERROR(ToOptions(opts, p, &options));
     auto handle = std::make_unique<mapkv_db>();
-    handle->db = std::move(*opened);
+    MAPKV_ASSIGN_OR_RETURN(handle->db, mapkv::DB::Open(p, options));
     *db = handle.release();
     return absl::OkStatus();
   });
@@ -458,12 +452,12 @@ mapkv_status mapkv_get(mapkv_db* db, const void* key, size_t key_len, void* buf,
                        size_t* value_len, char** errmsg) {
   return Guard("mapkv_get", errmsg, [&]() -> absl::Status {
     if (db == nullptr) return Null("mapkv_get", "db");
-    if (absl::Status s = CheckOutBuffer("mapkv_get", buf, buf_len, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckOutBuffer("mapkv_get", buf, buf_len, value_len));
     const std::string& path = db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
     Scratch scratch;
-    if (absl::Status s = db->db->Get(k, scratch.get()); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(db->db->Get(k, scratch.get()));
     return CopyOut(*scratch.get(), buf, buf_len, value_len, path, k);
   });
 }
@@ -473,8 +467,8 @@ mapkv_status mapkv_put(mapkv_db* db, const void* key, size_t key_len, const void
   return Guard("mapkv_put", errmsg, [&]() -> absl::Status {
     if (db == nullptr) return Null("mapkv_put", "db");
     const std::string& path = db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
-    if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "value", value, value_len));
     const std::string_view k = Bytes(key, key_len);
     return db->db->Put(k, Bytes(value, value_len));
   });
@@ -484,7 +478,7 @@ mapkv_status mapkv_delete(mapkv_db* db, const void* key, size_t key_len, char** 
   return Guard("mapkv_delete", errmsg, [&]() -> absl::Status {
     if (db == nullptr) return Null("mapkv_delete", "db");
     const std::string& path = db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
     return db->db->Delete(k);
   });
@@ -535,9 +529,8 @@ mapkv_status BeginTxn(const char* fn, mapkv_db* db, Handle** txn, char** errmsg,
   return Guard(fn, errmsg, [&]() -> absl::Status {
     if (db == nullptr) return Null(fn, "db");
     if (txn == nullptr) return Null(fn, "txn");
-    auto begun = begin(*db->db);
-    if (!begun.ok()) return begun.status();
-    *txn = new Handle{db, std::move(*begun)};
+    MAPKV_ASSIGN_OR_RETURN(auto begun, begin(*db->db));
+    *txn = new Handle{db, std::move(begun)};
     db->live_txns.fetch_add(1);
     return absl::OkStatus();
   });
@@ -554,12 +547,11 @@ mapkv_status TxnGet(const char* fn, Handle* txn, const void* key, size_t key_len
     *value = nullptr;
     *value_len = 0;
     const std::string& path = txn->db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    absl::StatusOr<std::string_view> v = txn->txn.Get(k);
-    if (!v.ok()) return v.status();
-    *value = v->data();
-    *value_len = v->size();
+    MAPKV_ASSIGN_OR_RETURN(const std::string_view v, txn->txn.Get(k));
+    *value = v.data();
+    *value_len = v.size();
     return absl::OkStatus();
   });
 }
@@ -663,8 +655,8 @@ mapkv_status mapkv_write_put(mapkv_write_txn* txn, const void* key, size_t key_l
   return Guard("mapkv_write_put", errmsg, [&]() -> absl::Status {
     if (txn == nullptr) return Null("mapkv_write_put", "txn");
     const std::string& path = txn->db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
-    if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "value", value, value_len));
     const std::string_view k = Bytes(key, key_len);
     return txn->txn.Put(k, Bytes(value, value_len));
   });
@@ -675,7 +667,7 @@ mapkv_status mapkv_write_delete(mapkv_write_txn* txn, const void* key, size_t ke
   return Guard("mapkv_write_delete", errmsg, [&]() -> absl::Status {
     if (txn == nullptr) return Null("mapkv_write_delete", "txn");
     const std::string& path = txn->db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
     return txn->txn.Delete(k);
   });
@@ -733,10 +725,7 @@ mapkv_status mapkv_compact(const char* src, const char* dst, const mapkv_compact
     mapkv::CompactOptions options;
     if (opts != nullptr) {
       options = opts->options;
-      if (absl::Status s = CheckDuration(source, "lock_timeout_ms", opts->lock_timeout_ms);
-          !s.ok()) {
-        return s;
-      }
+      MAPKV_RETURN_IF_ERROR(CheckDuration(source, "lock_timeout_ms", opts->lock_timeout_ms));
       options.lock_timeout = std::chrono::milliseconds(opts->lock_timeout_ms);
       if (opts->progress != nullptr) {
         auto* fn = opts->progress;
@@ -768,21 +757,21 @@ mapkv_status mapkv_compact(const char* src, const char* dst, const mapkv_compact
       // Refused before the work, not after it.
       return FillSized(mapkv_compact_result{}, result, "mapkv_compact", "result");
     }
-    absl::StatusOr<mapkv::CompactResult> r =
-        mapkv::Compact(source, dst == nullptr ? std::string() : std::string(dst), options);
-    if (!r.ok()) return r.status();
+    MAPKV_ASSIGN_OR_RETURN(
+        const mapkv::CompactResult r,
+        mapkv::Compact(source, dst == nullptr ? std::string() : std::string(dst), options));
     if (result == nullptr) return absl::OkStatus();
     mapkv_compact_result c;
     std::memset(&c, 0, sizeof(c));
-    c.in_place = r->in_place ? 1 : 0;
-    c.keys = r->keys;
-    c.dropped = r->dropped;
-    c.size_before = r->size_before;
-    c.size_after = r->size_after;
-    c.live_bytes = r->live_bytes;
-    c.garbage_before = r->garbage_before;
-    c.micros = r->micros;
-    c.removed_leftovers = r->removed_leftovers.size();
+    c.in_place = r.in_place ? 1 : 0;
+    c.keys = r.keys;
+    c.dropped = r.dropped;
+    c.size_before = r.size_before;
+    c.size_after = r.size_after;
+    c.live_bytes = r.live_bytes;
+    c.garbage_before = r.garbage_before;
+    c.micros = r.micros;
+    c.removed_leftovers = r.removed_leftovers.size();
     return FillSized(c, result, "mapkv_compact", "result");
   });
 }
@@ -823,11 +812,8 @@ mapkv_status mapkv_cache_open(const char* path, const mapkv_cache_options* opts,
     const std::string p(path);
     mapkv::CacheOptions options;
     if (opts != nullptr) {
-      if (absl::Status s = ToOptions(&opts->db, p, &options.db); !s.ok()) return s;
-      if (absl::Status s = CheckDuration(p, "compute_timeout_ms", opts->compute_timeout_ms);
-          !s.ok()) {
-        return s;
-      }
+      MAPKV_RETURN_IF_ERROR(ToOptions(&opts->db, p, &options.db));
+      MAPKV_RETURN_IF_ERROR(CheckDuration(p, "compute_timeout_ms", opts->compute_timeout_ms));
       options.capacity = opts->capacity;
       options.compute_timeout = std::chrono::milliseconds(opts->compute_timeout_ms);
       if (opts->clock != nullptr) {
@@ -836,10 +822,8 @@ mapkv_status mapkv_cache_open(const char* path, const mapkv_cache_options* opts,
         options.now_unix_ms = [fn, user]() { return fn(user); };
       }
     }
-    absl::StatusOr<std::unique_ptr<mapkv::Cache>> opened = mapkv::Cache::Open(p, options);
-    if (!opened.ok()) return opened.status();
     auto handle = std::make_unique<mapkv_cache>();
-    handle->cache = std::move(*opened);
+    MAPKV_ASSIGN_OR_RETURN(handle->cache, mapkv::Cache::Open(p, options));
     *cache = handle.release();
     return absl::OkStatus();
   });
@@ -855,15 +839,12 @@ mapkv_status mapkv_cache_get(mapkv_cache* cache, const void* key, size_t key_len
                              size_t buf_len, size_t* value_len, char** errmsg) {
   return Guard("mapkv_cache_get", errmsg, [&]() -> absl::Status {
     if (cache == nullptr) return Null("mapkv_cache_get", "cache");
-    if (absl::Status s = CheckOutBuffer("mapkv_cache_get", buf, buf_len, value_len); !s.ok()) {
-      return s;
-    }
+    MAPKV_RETURN_IF_ERROR(CheckOutBuffer("mapkv_cache_get", buf, buf_len, value_len));
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    absl::StatusOr<std::string> v = cache->cache->Get(k);
-    if (!v.ok()) return v.status();
-    return CopyOut(*v, buf, buf_len, value_len, path, k);
+    MAPKV_ASSIGN_OR_RETURN(const std::string v, cache->cache->Get(k));
+    return CopyOut(v, buf, buf_len, value_len, path, k);
   });
 }
 
@@ -872,10 +853,10 @@ mapkv_status mapkv_cache_put(mapkv_cache* cache, const void* key, size_t key_len
   return Guard("mapkv_cache_put", errmsg, [&]() -> absl::Status {
     if (cache == nullptr) return Null("mapkv_cache_put", "cache");
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
-    if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "value", value, value_len));
     const std::string_view k = Bytes(key, key_len);
-    if (absl::Status s = CheckTtl(path, k, ttl_ms); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckTtl(path, k, ttl_ms));
     return cache->cache->Put(k, Bytes(value, value_len), mapkv::Ttl(ttl_ms));
   });
 }
@@ -885,7 +866,7 @@ mapkv_status mapkv_cache_delete(mapkv_cache* cache, const void* key, size_t key_
   return Guard("mapkv_cache_delete", errmsg, [&]() -> absl::Status {
     if (cache == nullptr) return Null("mapkv_cache_delete", "cache");
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
     return cache->cache->Delete(k);
   });
@@ -907,12 +888,13 @@ mapkv_status mapkv_cache_get_or_compute(mapkv_cache* cache, const void* key, siz
     constexpr const char* kFn = "mapkv_cache_get_or_compute";
     if (cache == nullptr) return Null(kFn, "cache");
     if (fn == nullptr) return Null(kFn, "fn");
-    if (absl::Status s = CheckOutBuffer(kFn, buf, buf_len, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckOutBuffer(kFn, buf, buf_len, value_len));
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    if (absl::Status s = CheckTtl(path, k, ttl_ms); !s.ok()) return s;
-    absl::StatusOr<std::string> v =
+    MAPKV_RETURN_IF_ERROR(CheckTtl(path, k, ttl_ms));
+    MAPKV_ASSIGN_OR_RETURN(
+        const std::string v,
         cache->cache->GetOrCompute(k, mapkv::Ttl(ttl_ms), [&]() -> absl::StatusOr<std::string> {
           mapkv_buf out;
           const mapkv_status rc = fn(user, &out);
@@ -923,9 +905,8 @@ mapkv_status mapkv_cache_get_or_compute(mapkv_cache* cache, const void* key, siz
               known ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
               absl::StrCat(path, ": key ", QuoteKey(k), ": the compute function failed with ",
                            known ? mapkv_status_name(rc) : absl::StrCat("code ", code)));
-        });
-    if (!v.ok()) return v.status();
-    return CopyOut(*v, buf, buf_len, value_len, path, k);
+        }));
+    return CopyOut(v, buf, buf_len, value_len, path, k);
   });
 }
 
@@ -934,12 +915,12 @@ mapkv_status mapkv_cache_increment(mapkv_cache* cache, const void* key, size_t k
   return Guard("mapkv_cache_increment", errmsg, [&]() -> absl::Status {
     if (cache == nullptr) return Null("mapkv_cache_increment", "cache");
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    if (absl::Status s = CheckTtl(path, k, ttl_ms); !s.ok()) return s;
-    absl::StatusOr<int64_t> sum = cache->cache->Increment(k, delta, mapkv::Ttl(ttl_ms));
-    if (!sum.ok()) return sum.status();
-    if (result != nullptr) *result = *sum;
+    MAPKV_RETURN_IF_ERROR(CheckTtl(path, k, ttl_ms));
+    MAPKV_ASSIGN_OR_RETURN(const int64_t sum,
+                           cache->cache->Increment(k, delta, mapkv::Ttl(ttl_ms)));
+    if (result != nullptr) *result = sum;
     return absl::OkStatus();
   });
 }
@@ -964,7 +945,7 @@ mapkv_status mapkv_cache_get_stats(mapkv_cache* cache, mapkv_cache_stats* stats,
     c.waits = s.waits;
     c.takeovers = s.takeovers;
     c.evictions = s.evictions;
-    if (absl::Status st = FillSized(c, stats, kFn, "stats"); !st.ok()) return st;
+    MAPKV_RETURN_IF_ERROR(FillSized(c, stats, kFn, "stats"));
     if (db_stats == nullptr) return absl::OkStatus();
     return FillSized(ToCStats(s.db), db_stats, kFn, "db_stats");
   });

@@ -30,6 +30,7 @@
 #include "src/db_impl.h"
 #include "src/platform/fs.h"
 #include "src/platform/process.h"
+#include "src/status_macros.h"
 
 namespace mapkv {
 namespace {
@@ -111,10 +112,9 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
 absl::Status RemoveLeftovers(const std::string& dst, uint32_t owner,
                              std::vector<std::string>* removed, std::vector<std::string>* kept) {
   const std::string dir = internal::DirName(dst);
-  absl::StatusOr<std::vector<std::string>> names = internal::ListDirectory(dir);
-  if (!names.ok()) return names.status();
+  MAPKV_ASSIGN_OR_RETURN(std::vector<std::string> names, internal::ListDirectory(dir));
   const uint32_t me = internal::CurrentUid();
-  for (const std::string& name : *names) {
+  for (const std::string& name : names) {
     if (!internal::IsTempNameOf(name, dst, kTempTag)) continue;
     const std::string path = absl::StrCat(dir, "/", name);
     absl::StatusOr<internal::FileInfo> info = internal::StatLink(path);
@@ -247,10 +247,9 @@ absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo
 }
 
 absl::Status Compaction::Copy() {
-  absl::StatusOr<ReadTxn> read = source_->BeginRead();
-  if (!read.ok()) return read.status();
+  MAPKV_ASSIGN_OR_RETURN(ReadTxn read, source_->BeginRead());
   CompactProgress progress;
-  progress.keys_total = read->Count();
+  progress.keys_total = read.Count();
   Report(options_, progress);
 
   absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
@@ -259,7 +258,7 @@ absl::Status Compaction::Copy() {
   uint64_t batch = 0;
   uint64_t dropped = 0;
   const int64_t now = internal::NowUnixMs();
-  absl::Status walk = read->ForEach([&](std::string_view key, std::string_view value) {
+  absl::Status walk = read.ForEach([&](std::string_view key, std::string_view value) {
     if (is_cache_ && !internal::KeepWhenCompacting(value, now)) {
       ++dropped;  // an expired value or a lease: nobody computes while the file is held alone
       ++progress.keys_done;
@@ -287,7 +286,7 @@ absl::Status Compaction::Copy() {
   });
   if (!walk.ok()) return walk;  // a damaged record in the source: it names the offset
   if (!status.ok()) return status;
-  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(txn->Commit());
   Report(options_, progress);
   result_.keys = progress.keys_done - dropped;
   result_.dropped = dropped;
@@ -308,7 +307,7 @@ absl::Status Compaction::Copy() {
 absl::Status Compaction::SealTarget(const internal::FileInfo& info) {
   // Every byte on disk, then a clean close: the next open of the new file trusts its index even
   // after a power cut.
-  if (absl::Status s = target_->Checkpoint(); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(target_->Checkpoint());
   internal::MappedFile& file = internal::ImplOf(*target_).file();
   // The owner first (a chown may clear the set-id bits), then the owner's permission bits exactly
   // (the umask may have narrowed them): a database compacted by root must stay usable by the
@@ -320,8 +319,8 @@ absl::Status Compaction::SealTarget(const internal::FileInfo& info) {
       return Annotate(s, absl::StrCat("cannot give the compacted file the owner of ", src_));
     }
   }
-  if (absl::Status s = file.SetMode(info.mode); !s.ok()) return s;
-  if (absl::Status s = file.Sync(); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(file.SetMode(info.mode));
+  MAPKV_RETURN_IF_ERROR(file.Sync());
   made = file.Stat();
   if (!made.ok()) return made.status();
   written_ = *made;
@@ -362,7 +361,7 @@ absl::Status Compaction::Replace() {
     return s;
   }
   if (!in_place_) {
-    if (absl::Status s = internal::RenameNoReplace(temp, dst_); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(internal::RenameNoReplace(temp, dst_));
     temp_.clear();
     absl::Status named = CheckNamesWritten(dst_, temp);
     if (!named.ok()) {
@@ -378,7 +377,7 @@ absl::Status Compaction::Replace() {
   // temp_ until the new one is seen under dst_, so a lost race is undone by exchanging back.
   absl::Status exchanged = internal::ExchangeFiles(temp, dst_);
   if (absl::IsUnimplemented(exchanged)) {
-    if (absl::Status s = internal::ReplaceFile(temp, dst_); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(internal::ReplaceFile(temp, dst_));
     temp_.clear();
     absl::Status named = CheckNamesWritten(dst_, temp);
     if (!named.ok()) {
@@ -409,11 +408,11 @@ absl::Status Compaction::Finish(const internal::FileInfo& info) {
   progress.phase = CompactProgress::Phase::kFlush;
   progress.keys_done = progress.keys_total = result_.keys;
   Report(options_, progress);
-  if (absl::Status s = SealTarget(info); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(SealTarget(info));
 
   progress.phase = CompactProgress::Phase::kReplace;
   Report(options_, progress);
-  if (absl::Status s = Replace(); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(Replace());
   // The rename is done for every process; make it durable. A failure here leaves a complete
   // database under the name either way: report it, but the compaction happened.
   return internal::SyncDirectoryOf(dst_);
@@ -422,20 +421,16 @@ absl::Status Compaction::Finish(const internal::FileInfo& info) {
 absl::StatusOr<CompactResult> Compaction::Run() {
   const Clock::time_point start = Clock::now();
   result_.in_place = in_place_;
-  absl::StatusOr<std::unique_ptr<DB>> source = OpenAlone(src_, options_);
-  if (!source.ok()) return source.status();
-  source_ = *std::move(source);
+  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<DB> source, OpenAlone(src_, options_));
+  source_ = std::move(source);
   // The file opened, not whatever its name leads to meanwhile.
   absl::StatusOr<internal::FileInfo> info = internal::ImplOf(*source_).file().Stat();
   if (!info.ok()) return info.status();
   const Stats stats = source_->GetStats();
   result_.size_before = info->size;
   result_.garbage_before = stats.garbage_bytes;
-  if (absl::Status s =
-          RemoveLeftovers(dst_, info->uid, &result_.removed_leftovers, &result_.kept_leftovers);
-      !s.ok()) {
-    return s;
-  }
+  MAPKV_RETURN_IF_ERROR(
+      RemoveLeftovers(dst_, info->uid, &result_.removed_leftovers, &result_.kept_leftovers));
 
   if (absl::Status s = CreateTemp(BoundedByFile(stats), *info); !s.ok()) return Fail(s);
   if (absl::Status s = Copy(); !s.ok()) return Fail(s);
@@ -454,19 +449,18 @@ absl::StatusOr<CompactResult> Compaction::Run() {
 absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string& dst,
                                       const CompactOptions& options) {
   // Work on the real file: renaming over a symbolic link would replace the link.
-  absl::StatusOr<std::string> real_src = internal::ResolvePath(src);
-  if (!real_src.ok()) return real_src.status();
+  MAPKV_ASSIGN_OR_RETURN(std::string real_src, internal::ResolvePath(src));
   bool in_place = dst.empty();
-  std::string target = in_place ? *real_src : dst;
+  std::string target = in_place ? real_src : dst;
   if (!in_place) {
     absl::StatusOr<bool> exists = internal::PathExists(dst);
     if (!exists.ok()) return exists.status();
     if (*exists) {
-      absl::StatusOr<internal::FileInfo> a = internal::StatFile(*real_src);
+      absl::StatusOr<internal::FileInfo> a = internal::StatFile(real_src);
       absl::StatusOr<internal::FileInfo> b = internal::StatFile(dst);
       if (a.ok() && b.ok() && a->device == b->device && a->inode == b->inode) {
         in_place = true;
-        target = *real_src;
+        target = real_src;
       } else {
         return absl::AlreadyExistsError(
             absl::StrCat(dst,
@@ -475,7 +469,7 @@ absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string&
       }
     }
   }
-  return Compaction(*real_src, target, in_place, options).Run();
+  return Compaction(real_src, target, in_place, options).Run();
 }
 
 }  // namespace mapkv

@@ -99,9 +99,9 @@ absl::Status RwLock::ClaimSlot(uint32_t pid) {
   for (const bool free_looking : {true, false}) {
     for (uint32_t i = 0; i < kMaxSlots; ++i) {
       if ((slots_[i].pid.load() == 0) != free_looking) continue;
-      absl::StatusOr<bool> got = file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false);
-      if (!got.ok()) return got.status();
-      if (!*got) continue;
+      MAPKV_ASSIGN_OR_RETURN(bool got,
+                             file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false));
+      if (!got) continue;
       ClearDeadSlot(i);
       slots_[i].pid.store(pid);
       slots_[i].opened_unix_ms.store(NowUnixMs());

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/platform/mapped_file.h"
 #include "src/platform/posix_status.h"
+#include "src/status_macros.h"
 
 namespace mapkv::internal {
 namespace {
@@ -295,9 +296,7 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
                                                              const FileOpenOptions& options) {
   // From before the descriptor exists until its file is registered: see OpenFiles.
   std::unique_lock<std::mutex> registering = OpenFiles::Get().LockForOpen();
-  absl::StatusOr<int> opened = OpenDescriptor(path, options);
-  if (!opened.ok()) return opened.status();
-  const int fd = *opened;
+  MAPKV_ASSIGN_OR_RETURN(const int fd, OpenDescriptor(path, options));
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;

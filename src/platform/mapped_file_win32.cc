@@ -41,6 +41,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/platform/mapped_file.h"
 #include "src/platform/win32_status.h"
+#include "src/status_macros.h"
 
 namespace mapkv::internal {
 namespace {
@@ -110,9 +111,8 @@ class Win32MappedFile final : public MappedFile {
           absl::StrCat(path_, ": cannot grow to ", size, " bytes past the mapped ", reserve_));
     }
     std::lock_guard<std::mutex> lock(mu_);
-    absl::StatusOr<uint64_t> current = Size();
-    if (!current.ok()) return current.status();
-    if (size <= *current) return MapThrough(std::min(*current, reserve_), false);
+    MAPKV_ASSIGN_OR_RETURN(uint64_t current, Size());
+    if (size <= current) return MapThrough(std::min(current, reserve_), false);
     if (covered() % kGranule != 0) {
       return absl::ResourceExhaustedError(absl::StrCat(
           path_, ": cannot grow on Windows: the file is ", covered(),
