@@ -31,6 +31,7 @@
 #include "mapkv/options.h"
 #include "mapkv/stats.h"
 #include "src/errors.h"
+#include "src/stats_fields.h"
 #include "src/status_macros.h"
 
 #ifndef MAPKV_VERSION_STRING
@@ -229,27 +230,9 @@ absl::Status FillSized(T full, T* out, const char* fn, const char* what) {
 mapkv_stats ToCStats(const mapkv::Stats& s) {
   mapkv_stats c;
   std::memset(&c, 0, sizeof(c));
-  c.keys = s.keys;
-  c.file_size = s.file_size;
-  c.max_file_size = s.max_file_size;
-  c.log_bytes = s.log_bytes;
-  c.live_bytes = s.live_bytes;
-  c.garbage_bytes = s.garbage_bytes;
-  c.index_capacity = s.index_capacity;
-  c.index_used = s.index_used;
-  c.index_load = s.index_load;
-  c.commits = s.commits;
-  c.checkpoints = s.checkpoints;
-  c.last_checkpoint_unix_ms = s.last_checkpoint_unix_ms;
-  c.open_handles = s.open_handles;
-  c.format_version = s.format_version;
-  c.is_cache = s.is_cache ? 1 : 0;
-  c.rebuilt_index = s.rebuilt_index ? 1 : 0;
-  c.rebuild_records = s.rebuild_records;
-  c.rebuild_micros = s.rebuild_micros;
-  c.recovered_commits = s.recovered_commits;
-  c.cache_capacity = s.cache_capacity;
-  c.evictions = s.evictions;
+#define MAPKV_COPY_FIELD(field) c.field = s.field;
+  MAPKV_STATS_FIELDS(MAPKV_COPY_FIELD)
+#undef MAPKV_COPY_FIELD
   return c;
 }
 
@@ -938,13 +921,9 @@ mapkv_status mapkv_cache_get_stats(mapkv_cache* cache, mapkv_cache_stats* stats,
     const mapkv::CacheStats s = cache->cache->GetStats();
     mapkv_cache_stats c;
     std::memset(&c, 0, sizeof(c));
-    c.hits = s.hits;
-    c.misses = s.misses;
-    c.expirations = s.expirations;
-    c.computes = s.computes;
-    c.waits = s.waits;
-    c.takeovers = s.takeovers;
-    c.evictions = s.evictions;
+#define MAPKV_COPY_FIELD(field) c.field = s.field;
+    MAPKV_CACHE_STATS_FIELDS(MAPKV_COPY_FIELD)
+#undef MAPKV_COPY_FIELD
     MAPKV_RETURN_IF_ERROR(FillSized(c, stats, kFn, "stats"));
     if (db_stats == nullptr) return absl::OkStatus();
     return FillSized(ToCStats(s.db), db_stats, kFn, "db_stats");

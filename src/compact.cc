@@ -31,9 +31,12 @@
 #include "src/platform/fs.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
+#include "src/strings.h"
 
 namespace mapkv {
 namespace {
+
+using internal::ToAbsl;
 
 using Clock = std::chrono::steady_clock;
 
@@ -42,7 +45,7 @@ constexpr std::string_view kTempTag = "compact";
 constexpr uint64_t kReportEvery = 4096;
 
 absl::Status Annotate(const absl::Status& status, std::string_view context) {
-  return absl::Status(status.code(), absl::StrCat(absl::string_view(context.data(), context.size()),
+  return absl::Status(status.code(), absl::StrCat(ToAbsl(context),
                                                   ": ", status.message()));
 }
 

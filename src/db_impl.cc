@@ -14,6 +14,7 @@
 #include "src/platform/wait_word.h"
 #include "src/status_macros.h"
 #include "src/test_hooks.h"
+#include "src/strings.h"
 
 namespace mapkv::internal {
 namespace {
@@ -531,11 +532,11 @@ absl::Status DBImpl::FirstOpen() {
 
 absl::Status DBImpl::NeedsRecoveryError(std::string_view why) const {
   absl::Status s = absl::FailedPreconditionError(absl::StrCat(
-      path(), ": needs recovery, because ", absl::string_view(why.data(), why.size()),
+      path(), ": needs recovery, because ", ToAbsl(why),
       "; recovery writes the file, and this handle is read-only. Open it once for writing: "
       "that replays or rebuilds the index from the log, keeping its longest valid prefix and "
       "dropping what follows (keep a copy of the file first if it may be damaged)"));
-  s.SetPayload(kNeedsRecoveryPayload, absl::Cord(absl::string_view(why.data(), why.size())));
+  s.SetPayload(kNeedsRecoveryPayload, absl::Cord(ToAbsl(why)));
   return s;
 }
 

@@ -9,6 +9,7 @@
 #include "src/hash.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
+#include "src/strings.h"
 
 namespace mapkv::internal {
 namespace {
@@ -228,7 +229,7 @@ absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   state_->rebuilt_index = 1;
   state_->rebuild_records = scan.records;
   state_->rebuild_micros = MonotonicMicros() - started;
-  Log(absl::StrCat(path(), ": ", absl::string_view(reason.data(), reason.size()),
+  Log(absl::StrCat(path(), ": ", ToAbsl(reason),
                    "; rebuilt the index from the log: ", scan.records, " records, ", live.size(),
                    " keys, ", state_->rebuild_micros / 1000, " ms; the valid log ends at offset ",
                    scan.end, " of ", limit));
@@ -259,7 +260,7 @@ void DBImpl::ResetRing(std::string_view reason) {
   state_->rebuild_records = 0;
   state_->rebuild_micros = 0;
   InvalidateAfterTail();
-  Log(absl::StrCat(path(), ": ", absl::string_view(reason.data(), reason.size()),
+  Log(absl::StrCat(path(), ": ", ToAbsl(reason),
                    "; a cache starts empty then (it held about ", dropped, " entries)"));
 }
 

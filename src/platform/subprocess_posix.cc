@@ -27,13 +27,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "src/platform/subprocess.h"
+#include "src/strings.h"
 
 namespace mapkv::tools {
 namespace {
 
+using internal::ToAbsl;
+
 absl::Status ErrnoStatus(std::string_view what, int error) {
   return absl::InternalError(
-      absl::StrCat(absl::string_view(what.data(), what.size()), ": ", std::strerror(error)));
+      absl::StrCat(ToAbsl(what), ": ", std::strerror(error)));
 }
 
 }  // namespace
@@ -169,7 +172,7 @@ absl::StatusOr<std::string> MakeTempDir(std::string_view prefix) {
   std::filesystem::path base = std::filesystem::temp_directory_path(error);
   if (error) base = "/tmp";
   std::string templ =
-      (base / absl::StrCat(absl::string_view(prefix.data(), prefix.size()), "XXXXXX")).string();
+      (base / absl::StrCat(ToAbsl(prefix), "XXXXXX")).string();
   if (mkdtemp(templ.data()) == nullptr) return ErrnoStatus(absl::StrCat("mkdtemp ", templ), errno);
   return templ;
 }
@@ -461,9 +464,9 @@ std::string PipeEndArg(int fd) { return absl::StrCat(fd); }
 
 absl::StatusOr<int> PipeEndFromArg(std::string_view arg) {
   int fd = -1;
-  if (!absl::SimpleAtoi(absl::string_view(arg.data(), arg.size()), &fd) || fd < 0) {
+  if (!absl::SimpleAtoi(ToAbsl(arg), &fd) || fd < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("\"", absl::string_view(arg.data(), arg.size()), "\" names no pipe end"));
+        absl::StrCat("\"", ToAbsl(arg), "\" names no pipe end"));
   }
   // Close-on-exec again: not passed on to this process's own children unless it passes it itself.
   if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {

@@ -30,11 +30,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "src/platform/subprocess.h"
+#include "src/strings.h"
 
 namespace mapkv::tools {
 namespace {
 
-absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+using internal::ToAbsl;
+
 
 std::string ErrorText(DWORD error) {
   char* text = nullptr;
