@@ -155,16 +155,19 @@ Stats BoundedByFile(Stats s) {
   return s;
 }
 
-// Bytes for the new file: the source's header and index record header, the new index table, the
-// live records, a commit record per batch, and some slack. The file doubles when a write passes
-// its end, so too little would cost twice the space; what is left over stays unused. `s` is
-// BoundedByFile.
-uint64_t EstimateFileSize(const Stats& s, uint64_t index_slots, uint64_t batches) {
-  const uint64_t old_index = uint64_t{16} * s.index_capacity;
+// Bytes for the new file: the source's header and index record header, the new index table of
+// 2^index_bits slots (its record may start anywhere in a cache line), the live records, a commit
+// record per batch (with slack to a cache line), one size granule for the rounding of growth, and
+// a little more. The file doubles when a write passes its end, so too little would cost twice the
+// space; what is left over stays unused. `s` is BoundedByFile.
+uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches) {
+  const uint64_t old_index = sizeof(internal::Slot) * s.index_capacity;
   uint64_t fixed = s.log_bytes - std::min(s.log_bytes, s.garbage_bytes + s.live_bytes);
   fixed = fixed > old_index ? fixed - old_index : 0;  // the header, the index record's header
-  return fixed + uint64_t{16} * index_slots + 128 + s.live_bytes + batches * 64 + (64 << 10) +
-         s.live_bytes / 1024;
+  const uint64_t commit = internal::Align64(
+      internal::RecordSize(0, sizeof(internal::CommitPayload)));
+  return fixed + internal::IndexRecordSize(0, index_bits) + 64 + s.live_bytes + batches * commit +
+         internal::kSizeGranule + s.live_bytes / 1024;
 }
 
 class Compaction {
@@ -231,13 +234,13 @@ absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo
   cache_capacity_ = stats.cache_capacity;
   // An index at most half full, as the engine leaves one after a rehash: it never grows here.
   // Tables have a power of two of slots.
-  uint64_t slots = 64;
-  while (slots < 2 * stats.keys) slots *= 2;
+  const uint32_t bits = internal::IndexBitsFor(stats.keys, internal::kMinIndexSlots);
   const uint64_t batches = stats.live_bytes / BatchBytes() + 2;
   // A cache with a capacity keeps its index size (its tables never grow).
-  options.initial_index_slots = stats.cache_capacity != 0 ? stats.index_capacity : slots;
+  options.initial_index_slots =
+      stats.cache_capacity != 0 ? stats.index_capacity : uint64_t{1} << bits;
   options.initial_file_size =
-      std::min(EstimateFileSize(stats, slots, batches), stats.max_file_size);
+      std::min(EstimateFileSize(stats, bits, batches), stats.max_file_size);
   options.file_mode = info.mode & 0777;
   options.lock_timeout = options_.lock_timeout;
   absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(temp_, options);

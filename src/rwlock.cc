@@ -252,9 +252,4 @@ uint32_t RwLock::OpenHandles() {
   return n;
 }
 
-uint32_t RwLock::WriterPid() const {
-  uint32_t w = lock_->writer.load() & ~kWaitersBit;
-  return w == 0 || w > kMaxSlots ? 0 : slots_[w - 1].pid.load();
-}
-
 }  // namespace mapkv::internal

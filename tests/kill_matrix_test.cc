@@ -222,7 +222,7 @@ MAPKV_CHILD(KilledChild) {
       break;
     }
   }
-  std::fprintf(stderr, "[child %d] went past the hook\n", tools::CurrentPid());
+  std::fprintf(stderr, "[child %u] went past the hook\n", tools::CurrentPid());
   return kHookNotReached;
 }
 

@@ -353,7 +353,7 @@ void ExpectRefusesAfterFork(const absl::Status& status, std::string_view what, i
     return;
   }
   ++*failures;
-  std::fprintf(stderr, "[child %d] inherited handle: %.*s returned %s\n", tools::CurrentPid(),
+  std::fprintf(stderr, "[child %u] inherited handle: %.*s returned %s\n", tools::CurrentPid(),
                static_cast<int>(what.size()), what.data(), status.ToString().c_str());
 }
 

@@ -181,7 +181,7 @@ inline constexpr int kChildCheckFailed = 3;
 namespace mapkv::test {
 
 inline void ChildFailure(const char* file, int line, const char* what, const std::string& why) {
-  std::fprintf(stderr, "[child %d] %s:%d: check failed: %s %s\n", tools::CurrentPid(), file, line,
+  std::fprintf(stderr, "[child %u] %s:%d: check failed: %s %s\n", tools::CurrentPid(), file, line,
                what, why.c_str());
   std::fflush(stderr);
 }
@@ -641,7 +641,7 @@ inline int ForkInheriting(const std::function<int()>& fn) {
     try {
       return fn();
     } catch (...) {
-      std::fprintf(stderr, "[child %d] exception escaped\n", tools::CurrentPid());
+      std::fprintf(stderr, "[child %u] exception escaped\n", tools::CurrentPid());
     }
     return kChildException;
   });

@@ -19,6 +19,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "src/platform/process.h"
 
 namespace mapkv::tools {
 
@@ -69,7 +70,8 @@ absl::Status WaitChild(int pid);
 // Windows. For children that stopped answering; reap it afterwards.
 void KillChild(int pid);
 
-int CurrentPid();
+// This process's id: the library's (src/platform/process.h), one function for both.
+using internal::CurrentPid;
 
 // The longest path a unix-domain socket may have, its terminating NUL included (sun_path; 108 in
 // Windows' afunix.h).

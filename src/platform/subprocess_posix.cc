@@ -152,8 +152,6 @@ void KillChild(int pid) {
   if (pid > 0) kill(pid, SIGKILL);
 }
 
-int CurrentPid() { return static_cast<int>(getpid()); }
-
 size_t MaxUnixSocketPath() { return sizeof(sockaddr_un{}.sun_path); }
 
 void IgnoreBrokenPipes() { signal(SIGPIPE, SIG_IGN); }

@@ -538,8 +538,6 @@ void TerminateProcess(int pid) {
   Forget(pid);
 }
 
-int CurrentPid() { return static_cast<int>(GetCurrentProcessId()); }
-
 bool ProcessExists(int pid) {
   if (pid <= 0) return false;
   if (HANDLE process = ChildHandle(pid); process != nullptr) {
