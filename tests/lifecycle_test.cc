@@ -31,8 +31,8 @@
 #include "mapkv/db.h"
 #include "src/format.h"
 #include "src/platform/mapped_file.h"
-#include "src/platform/subprocess.h"
 #include "test_util.h"
+#include "testing/subprocess.h"
 
 namespace mapkv {
 namespace {

@@ -1,6 +1,6 @@
 // Helpers shared by the mapkv tests: temporary directories, child processes, pipes, deterministic
 // data, and assertions on absl::Status / absl::StatusOr. No system header: what needs the OS is in
-// src/platform/subprocess.h (mapkv_subprocess), so the tests build on every platform.
+// testing/subprocess.h (mapkv_testing), so the tests build on every platform.
 //
 // Child processes are named functions that rebuild everything they need from string arguments,
 // so that they can run in a fresh process (on Windows, which has no fork(), always):
@@ -62,7 +62,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::test {
 

@@ -29,14 +29,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "src/platform/subprocess.h"
 #include "src/strings.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::tools {
 namespace {
 
 using internal::ToAbsl;
-
 
 std::string ErrorText(DWORD error) {
   char* text = nullptr;

@@ -26,8 +26,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "src/platform/subprocess.h"
 #include "src/strings.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::tools {
 namespace {
@@ -35,8 +35,7 @@ namespace {
 using internal::ToAbsl;
 
 absl::Status ErrnoStatus(std::string_view what, int error) {
-  return absl::InternalError(
-      absl::StrCat(ToAbsl(what), ": ", std::strerror(error)));
+  return absl::InternalError(absl::StrCat(ToAbsl(what), ": ", std::strerror(error)));
 }
 
 }  // namespace
@@ -169,8 +168,7 @@ absl::StatusOr<std::string> MakeTempDir(std::string_view prefix) {
   std::error_code error;
   std::filesystem::path base = std::filesystem::temp_directory_path(error);
   if (error) base = "/tmp";
-  std::string templ =
-      (base / absl::StrCat(ToAbsl(prefix), "XXXXXX")).string();
+  std::string templ = (base / absl::StrCat(ToAbsl(prefix), "XXXXXX")).string();
   if (mkdtemp(templ.data()) == nullptr) return ErrnoStatus(absl::StrCat("mkdtemp ", templ), errno);
   return templ;
 }
@@ -463,8 +461,7 @@ std::string PipeEndArg(int fd) { return absl::StrCat(fd); }
 absl::StatusOr<int> PipeEndFromArg(std::string_view arg) {
   int fd = -1;
   if (!absl::SimpleAtoi(ToAbsl(arg), &fd) || fd < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", ToAbsl(arg), "\" names no pipe end"));
+    return absl::InvalidArgumentError(absl::StrCat("\"", ToAbsl(arg), "\" names no pipe end"));
   }
   // Close-on-exec again: not passed on to this process's own children unless it passes it itself.
   if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
