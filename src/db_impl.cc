@@ -927,7 +927,7 @@ absl::StatusOr<char*> DBImpl::Place(WriteState& w, uint64_t size) {
   // The live log [head, end) must fit in one ring. Evict a 64th of it beyond the need at a time:
   // each eviction takes the exclusive side once, as a commit does.
   if (end - state_->head.load() > ring_len_) {
-    MAPKV_RETURN_IF_ERROR(Evict(end - ring_len_ + ring_len_ / 64, UINT64_MAX, false));
+    MAPKV_RETURN_IF_ERROR(Evict(end - ring_len_ + ring_len_ / 64, UINT64_MAX));
   }
   MAPKV_RETURN_IF_ERROR(EnsureSpace(Phys(at) + size));  // the file grows in the first lap
   if (at != w.tail) {
@@ -948,65 +948,78 @@ absl::Status DBImpl::FlushLog(uint64_t from, uint64_t to) {
   return file_->Flush(ring_start_, to - from - first);
 }
 
-absl::Status DBImpl::Evict(uint64_t until, uint64_t max_keys, bool exclusive_held) {
+absl::StatusOr<DBImpl::Eviction> DBImpl::PlanEviction(uint64_t until, uint64_t max_keys) {
   // Walk whole batches from head (no index change yet: the writer lock keeps others out), noting
   // the slots that point at a record passed: the key's latest value is gone with it.
   const uint64_t committed = state_->committed_tail.load();
   const uint64_t record = state_->index_record.load();
   IndexTable table(base_, record, IndexBits(record));
-  std::vector<Slot*> doomed;
-  uint64_t freed = 0;
-  uint64_t head = state_->head.load();
+  Eviction e;
+  e.head = state_->head.load();
   bool in_batch = false;
-  bool damaged = false;
   auto more = [&] {
     const uint64_t count = state_->count.load();
-    return in_batch || head < until || (count > doomed.size() && count - doomed.size() > max_keys);
+    return in_batch || e.head < until || (count > e.doomed.size() && count - e.doomed.size() > max_keys);
   };
-  while (head < committed && more()) {
-    absl::StatusOr<Record> r = ReadAt(head, committed, false);
+  while (e.head < committed && more()) {
+    absl::StatusOr<Record> r = ReadAt(e.head, committed, false);
     if (!r.ok()) {
       // The ring is damaged here: nothing past this point can be walked. Evict everything.
       Log(absl::StrCat(path(), ": ", r.status().message(), "; the cache drops every entry"));
-      doomed.clear();
-      freed = 0;
+      e.doomed.clear();
+      e.freed = 0;
       for (uint64_t i = 0; i < table.capacity(); ++i) {
         const uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
-        if (offset != kEmpty && offset != kTombstone) doomed.push_back(&table.slot(i));
+        if (offset != kEmpty && offset != kTombstone) e.doomed.push_back(&table.slot(i));
       }
-      freed = state_->live_bytes.load();
-      head = committed;
-      damaged = true;
+      e.freed = state_->live_bytes.load();
+      e.head = committed;
+      e.damaged = true;
       break;
     }
-    head += r->size;
+    e.head += r->size;
     if (r->type == kPad) continue;
     in_batch = (r->flags & kLast) == 0;
     if (r->type != kPut) continue;
     Slot* slot = table.Probe(HashKey(r->key, hash_seed_),
                              [&](uint64_t offset) { return offset == r->offset; });
     if (slot != nullptr) {
-      doomed.push_back(slot);
-      freed += r->size;
+      e.doomed.push_back(slot);
+      e.freed += r->size;
     }
   }
   if (state_->clean.load() != 0) {
     state_->clean.store(0);  // as in Publish: before any index page can reach the disk
     MAPKV_RETURN_IF_ERROR(file_->Flush(0, kHeaderPageSize));
   }
-  if (!exclusive_held) MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
+  return e;
+}
+
+void DBImpl::ApplyEvictionLocked(const Eviction& e) {
   // head first: a writer that dies after it left slots pointing below head, which recovery
   // removes (DropEvicted), so the index always holds every key of the live log. The other order
   // would leave keys of the live log that the index lost, which no recovery can tell from damage.
-  state_->head.store(head, std::memory_order_release);
+  state_->head.store(e.head, std::memory_order_release);
   RunTestHook(HookPoint::kEvicting);
-  for (Slot* slot : doomed) slot->offset.store(kTombstone, std::memory_order_release);
-  state_->count.fetch_sub(doomed.size(), std::memory_order_relaxed);
-  state_->live_bytes.fetch_sub(std::min(freed, state_->live_bytes.load()),
+  for (Slot* slot : e.doomed) slot->offset.store(kTombstone, std::memory_order_release);
+  state_->count.fetch_sub(e.doomed.size(), std::memory_order_relaxed);
+  state_->live_bytes.fetch_sub(std::min(e.freed, state_->live_bytes.load()),
                                std::memory_order_relaxed);
-  state_->evictions.fetch_add(doomed.size(), std::memory_order_relaxed);
-  if (damaged) RecountStats();  // the counters of a damaged file may be anything
-  if (!exclusive_held) lock_.UnlockExclusive();
+  state_->evictions.fetch_add(e.doomed.size(), std::memory_order_relaxed);
+  if (e.damaged) RecountStats();  // the counters of a damaged file may be anything
+}
+
+absl::Status DBImpl::Evict(uint64_t until, uint64_t max_keys) {
+  MAPKV_ASSIGN_OR_RETURN(const Eviction e, PlanEviction(until, max_keys));
+  MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
+  ApplyEvictionLocked(e);
+  lock_.UnlockExclusive();
+  return absl::OkStatus();
+}
+
+absl::Status DBImpl::EvictLocked(uint64_t until, uint64_t max_keys) {
+  MAPKV_ASSIGN_OR_RETURN(const Eviction e, PlanEviction(until, max_keys));
+  ApplyEvictionLocked(e);
   return absl::OkStatus();
 }
 
@@ -1090,7 +1103,8 @@ absl::StatusOr<uint64_t> DBImpl::WriteIndexTable(uint64_t at, uint64_t seq, uint
   return size;
 }
 
-absl::StatusOr<uint64_t> DBImpl::RehashRing(uint64_t seq, uint64_t new_keys, bool exclusive_held) {
+absl::StatusOr<uint64_t> DBImpl::RehashRingWith(uint64_t seq, uint64_t new_keys,
+                                                absl::FunctionRef<absl::Status(uint64_t)> evict) {
   const uint64_t old_record = state_->index_record.load();
   const uint32_t bits = IndexBits(old_record);
   const uint64_t capacity = uint64_t{1} << bits;
@@ -1102,7 +1116,7 @@ absl::StatusOr<uint64_t> DBImpl::RehashRing(uint64_t seq, uint64_t new_keys, boo
                                                      " puts; the cache's index takes ", keep));
   }
   if (state_->count.load() + new_keys > keep) {
-    MAPKV_RETURN_IF_ERROR(Evict(0, keep - new_keys, exclusive_held));
+    MAPKV_RETURN_IF_ERROR(evict(keep - new_keys));
   }
   const uint64_t at = old_record == ring_tables_[0] ? ring_tables_[1] : ring_tables_[0];
   std::memset(base_ + at, 0, RingTableSize(bits));
@@ -1117,9 +1131,18 @@ absl::StatusOr<uint64_t> DBImpl::RehashRing(uint64_t seq, uint64_t new_keys, boo
   return at;
 }
 
-absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndex(WriteState& w, uint64_t new_keys,
-                                                bool exclusive_held) {
-  if (ring()) return RehashRing(w.seq, new_keys, exclusive_held);
+absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndex(WriteState& w, uint64_t new_keys) {
+  if (!ring()) return MaybeGrowLinearIndex(w, new_keys);
+  return RehashRingWith(w.seq, new_keys, [&](uint64_t max_keys) { return Evict(0, max_keys); });
+}
+
+absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndexLocked(WriteState& w, uint64_t new_keys) {
+  if (!ring()) return MaybeGrowLinearIndex(w, new_keys);
+  return RehashRingWith(w.seq, new_keys,
+                        [&](uint64_t max_keys) { return EvictLocked(0, max_keys); });
+}
+
+absl::StatusOr<uint64_t> DBImpl::MaybeGrowLinearIndex(WriteState& w, uint64_t new_keys) {
   const uint64_t old_record = state_->index_record.load();
   const uint32_t old_bits = IndexBits(old_record);
   if (!IndexOverLimit(state_->used.load() + new_keys, uint64_t{1} << old_bits)) return 0;

@@ -160,7 +160,7 @@ absl::Status DBImpl::Replay() {
     // Size any new table by the table itself: the counters of a writer that died mid-publish, or
     // of a damaged file, may be anything.
     RecountStats();
-    MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(grow, puts, true));
+    MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndexLocked(grow, puts));
     if (new_index != 0 && ring()) {
       state_->index_record.store(new_index);  // a ring's tables are outside its log
     } else if (new_index != 0) {
