@@ -79,6 +79,11 @@ class Gate {
   std::atomic<uint32_t> state_{0};
 };
 
+// The file's size is a whole number of these past the initial size (open.cc's Initialize and
+// commit.cc's EnsureSpace both round to it).
+inline constexpr uint64_t kGrowAlign = 1ull << 20;
+constexpr uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
 // Keys per LookupBatch: enough misses in flight to fill the core's line fill buffers (10 to 16
 // on current x86 cores, two misses per key: slot, then record), few enough that the prefetched
 // lines are still in L1/L2 when the last stage reads them.
@@ -143,7 +148,7 @@ class DBImpl {
   DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
   static absl::StatusOr<std::unique_ptr<DBImpl>> OpenShared(std::unique_ptr<MappedFile> file,
                                                             const Options& options);
-  // A handle without write permission: no slot, no lock words, nothing written (db_impl.cc).
+  // A handle without write permission: no slot, no lock words, nothing written (open.cc).
   static absl::StatusOr<std::unique_ptr<DBImpl>> OpenDetached(std::unique_ptr<MappedFile> file,
                                                               const Options& options);
   // Runs read(snapshot) without the lock, retrying one that a commit overlapped, and under the

@@ -256,7 +256,7 @@ namespace {
 // Opens `path` as Open() asks. A new file is created with O_EXCL, which never follows a symbolic
 // link: a link planted under the name makes the open of an existing file instead, and an existing
 // file is made a database only when it is empty and no link led to it (below), or carries
-// mapkv's creation marker (db_impl.cc).
+// mapkv's creation marker (open.cc).
 absl::StatusOr<int> OpenDescriptor(const std::string& path, const FileOpenOptions& options) {
   const mode_t mode = static_cast<mode_t>(options.mode & 0777);
   if (options.read_only) {

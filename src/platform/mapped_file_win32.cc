@@ -156,7 +156,7 @@ class Win32MappedFile final : public MappedFile {
   // Windows has no lock conversion: a handle that holds a byte and asks for the other mode gives
   // its lock up and then asks for the new one. Where the new one cannot be had at once (wait is
   // false), the old mode is taken back, waiting for it: the callers convert only on the open byte,
-  // whose exclusive holders are first openers that finish (db_impl.cc).
+  // whose exclusive holders are first openers that finish (open.cc).
   //
   // IsLockedByOther() and a lock that must not wait run inside the probe gate (below), so that
   // they never fail because of another probe.
