@@ -45,8 +45,7 @@ constexpr std::string_view kTempTag = "compact";
 constexpr uint64_t kReportEvery = 4096;
 
 absl::Status Annotate(const absl::Status& status, std::string_view context) {
-  return absl::Status(status.code(), absl::StrCat(ToAbsl(context),
-                                                  ": ", status.message()));
+  return absl::Status(status.code(), absl::StrCat(ToAbsl(context), ": ", status.message()));
 }
 
 std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
@@ -164,8 +163,8 @@ uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches)
   const uint64_t old_index = sizeof(internal::Slot) * s.index_capacity;
   uint64_t fixed = s.log_bytes - std::min(s.log_bytes, s.garbage_bytes + s.live_bytes);
   fixed = fixed > old_index ? fixed - old_index : 0;  // the header, the index record's header
-  const uint64_t commit = internal::Align64(
-      internal::RecordSize(0, sizeof(internal::CommitPayload)));
+  const uint64_t commit =
+      internal::Align64(internal::RecordSize(0, sizeof(internal::CommitPayload)));
   return fixed + internal::IndexRecordSize(0, index_bits) + 64 + s.live_bytes + batches * commit +
          internal::kSizeGranule + s.live_bytes / 1024;
 }
@@ -239,8 +238,7 @@ absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo
   // A cache with a capacity keeps its index size (its tables never grow).
   options.initial_index_slots =
       stats.cache_capacity != 0 ? stats.index_capacity : uint64_t{1} << bits;
-  options.initial_file_size =
-      std::min(EstimateFileSize(stats, bits, batches), stats.max_file_size);
+  options.initial_file_size = std::min(EstimateFileSize(stats, bits, batches), stats.max_file_size);
   options.file_mode = info.mode & 0777;
   options.lock_timeout = options_.lock_timeout;
   absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(temp_, options);

@@ -229,10 +229,9 @@ absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   state_->rebuilt_index = 1;
   state_->rebuild_records = scan.records;
   state_->rebuild_micros = MonotonicMicros() - started;
-  Log(absl::StrCat(path(), ": ", ToAbsl(reason),
-                   "; rebuilt the index from the log: ", scan.records, " records, ", live.size(),
-                   " keys, ", state_->rebuild_micros / 1000, " ms; the valid log ends at offset ",
-                   scan.end, " of ", limit));
+  Log(absl::StrCat(path(), ": ", ToAbsl(reason), "; rebuilt the index from the log: ", scan.records,
+                   " records, ", live.size(), " keys, ", state_->rebuild_micros / 1000,
+                   " ms; the valid log ends at offset ", scan.end, " of ", limit));
   return absl::OkStatus();
 }
 
@@ -260,8 +259,8 @@ void DBImpl::ResetRing(std::string_view reason) {
   state_->rebuild_records = 0;
   state_->rebuild_micros = 0;
   InvalidateAfterTail();
-  Log(absl::StrCat(path(), ": ", ToAbsl(reason),
-                   "; a cache starts empty then (it held about ", dropped, " entries)"));
+  Log(absl::StrCat(path(), ": ", ToAbsl(reason), "; a cache starts empty then (it held about ",
+                   dropped, " entries)"));
 }
 
 absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {

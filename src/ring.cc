@@ -33,7 +33,8 @@ absl::StatusOr<DBImpl::Eviction> DBImpl::PlanEviction(uint64_t until, uint64_t m
   bool in_batch = false;
   auto more = [&] {
     const uint64_t count = state_->count.load();
-    return in_batch || e.head < until || (count > e.doomed.size() && count - e.doomed.size() > max_keys);
+    return in_batch || e.head < until ||
+           (count > e.doomed.size() && count - e.doomed.size() > max_keys);
   };
   while (e.head < committed && more()) {
     absl::StatusOr<Record> r = ReadAt(e.head, committed, false);

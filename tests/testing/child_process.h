@@ -98,7 +98,6 @@ inline void ChildFailure(const char* file, int line, const char* what, const std
   std::fflush(stderr);
 }
 
-
 // Wait results that are not an exit status.
 inline constexpr int kWaitError = -1;
 inline constexpr int kWaitTimedOut = -2;
