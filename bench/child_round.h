@@ -1,5 +1,5 @@
 // A round of forked worker processes that start together and report back: the multi-process
-// phases of bench/peer_bench.cc. The OS calls are in src/platform/subprocess.h.
+// phases of bench/peer_bench.cc. The OS calls are in testing/subprocess.h.
 #ifndef MAPKV_BENCH_CHILD_ROUND_H_
 #define MAPKV_BENCH_CHILD_ROUND_H_
 
@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::bench {
 

@@ -51,7 +51,7 @@
 #include "absl/time/time.h"
 #include "bench/peer_store.h"
 #include "bench/peer_store_mapkv.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 #if MAPKV_BENCH_HAVE_LMDB
 #include "bench/peer_store_lmdb.h"
 #endif

@@ -50,7 +50,7 @@
 #include "absl/types/span.h"
 #include "bench/kv_server.h"
 #include "bench/kv_store.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::bench {
 

@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "bench/kv_store.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::bench {
 

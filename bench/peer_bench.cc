@@ -74,7 +74,7 @@
 #include "bench/kv_memory.h"
 #include "bench/kv_store.h"
 #include "src/platform/fs.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 #if MAPKV_BENCH_HAVE_LMDB
 #include "bench/kv_lmdb.h"
 #endif

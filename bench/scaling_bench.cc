@@ -54,7 +54,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "mapkv/db.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 namespace mapkv {
 namespace {

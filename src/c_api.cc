@@ -5,8 +5,8 @@
 //   build the message with malloc alone, so that an out-of-memory error cannot throw again.
 // - A mapkv_db counts its live transactions; mapkv_close refuses while any is live, since a
 //   transaction points into the handle it was begun on.
-// - A failure about one key says so: messages from the engine that do not start with the file's
-//   path get "<path>: key \"...\": " in front (NotFound is reworded to name both).
+// - Statuses pass through as the engine made them: each names the file, and the key where there
+//   is one (src/errors.h); the checks made here name both the same way.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -30,6 +30,9 @@
 #include "mapkv/db.h"
 #include "mapkv/options.h"
 #include "mapkv/stats.h"
+#include "src/errors.h"
+#include "src/stats_fields.h"
+#include "src/status_macros.h"
 
 #ifndef MAPKV_VERSION_STRING
 #error "MAPKV_VERSION_STRING is set by src/CMakeLists.txt"
@@ -109,6 +112,8 @@ struct mapkv_buf {
 
 namespace {
 
+using mapkv::internal::QuoteKey;
+
 // ---- Errors ----
 
 char* CopyMessage(std::string_view a, std::string_view b = {}) {
@@ -155,12 +160,6 @@ std::string_view Bytes(const void* p, size_t n) {
   return std::string_view(static_cast<const char*>(p), n);
 }
 
-// A key in a message: escaped, and at most 64 bytes of it.
-std::string Quote(std::string_view key) {
-  const absl::string_view head(key.data(), std::min<size_t>(key.size(), 64));
-  return absl::StrCat("\"", absl::CHexEscape(head), key.size() > 64 ? "\"..." : "\"");
-}
-
 // Pointer and length of a key or value from C: NULL only with a length of 0.
 absl::Status CheckBytes(const std::string& path, const char* what, const void* p, size_t n) {
   if (p == nullptr && n > 0) {
@@ -168,17 +167,6 @@ absl::Status CheckBytes(const std::string& path, const char* what, const void* p
         absl::StrCat(path, ": ", what, " is NULL with a length of ", n));
   }
   return absl::OkStatus();
-}
-
-// A status about `key` that names the file and the key.
-absl::Status AboutKey(const absl::Status& s, const std::string& path, std::string_view key) {
-  if (s.ok()) return s;
-  const absl::string_view message = s.message();
-  if (absl::IsNotFound(s) && message == "key not found") {
-    return absl::NotFoundError(absl::StrCat(path, ": key ", Quote(key), " not found"));
-  }
-  if (message.substr(0, path.size()) == path) return s;  // it names the file already
-  return absl::Status(s.code(), absl::StrCat(path, ": key ", Quote(key), ": ", message));
 }
 
 absl::Status CheckDuration(const std::string& path, const char* name, uint64_t ms) {
@@ -191,7 +179,7 @@ absl::Status CheckDuration(const std::string& path, const char* name, uint64_t m
 
 absl::Status CheckTtl(const std::string& path, std::string_view key, uint64_t ttl_ms) {
   if (ttl_ms > MAPKV_MAX_DURATION_MS) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": key ", Quote(key), ": ttl_ms of ",
+    return absl::InvalidArgumentError(absl::StrCat(path, ": key ", QuoteKey(key), ": ttl_ms of ",
                                                    ttl_ms,
                                                    " ms: at most 2^40 ms (MAPKV_MAX_DURATION_MS)"));
   }
@@ -203,7 +191,7 @@ absl::Status CopyOut(std::string_view value, void* buf, size_t buf_len, size_t* 
                      const std::string& path, std::string_view key) {
   *value_len = value.size();
   if (value.size() > buf_len) {
-    return absl::OutOfRangeError(absl::StrCat(path, ": the value of key ", Quote(key), " is ",
+    return absl::OutOfRangeError(absl::StrCat(path, ": the value of key ", QuoteKey(key), " is ",
                                               value.size(), " bytes; the buffer holds ", buf_len));
   }
   if (!value.empty()) std::memcpy(buf, value.data(), value.size());
@@ -242,27 +230,9 @@ absl::Status FillSized(T full, T* out, const char* fn, const char* what) {
 mapkv_stats ToCStats(const mapkv::Stats& s) {
   mapkv_stats c;
   std::memset(&c, 0, sizeof(c));
-  c.keys = s.keys;
-  c.file_size = s.file_size;
-  c.max_file_size = s.max_file_size;
-  c.log_bytes = s.log_bytes;
-  c.live_bytes = s.live_bytes;
-  c.garbage_bytes = s.garbage_bytes;
-  c.index_capacity = s.index_capacity;
-  c.index_used = s.index_used;
-  c.index_load = s.index_load;
-  c.commits = s.commits;
-  c.checkpoints = s.checkpoints;
-  c.last_checkpoint_unix_ms = s.last_checkpoint_unix_ms;
-  c.open_handles = s.open_handles;
-  c.format_version = s.format_version;
-  c.is_cache = s.is_cache ? 1 : 0;
-  c.rebuilt_index = s.rebuilt_index ? 1 : 0;
-  c.rebuild_records = s.rebuild_records;
-  c.rebuild_micros = s.rebuild_micros;
-  c.recovered_commits = s.recovered_commits;
-  c.cache_capacity = s.cache_capacity;
-  c.evictions = s.evictions;
+#define MAPKV_COPY_FIELD(field) c.field = s.field;
+  MAPKV_STATS_FIELDS(MAPKV_COPY_FIELD)
+#undef MAPKV_COPY_FIELD
   return c;
 }
 
@@ -298,13 +268,8 @@ absl::Status ToOptions(const mapkv_options* c, const std::string& path, mapkv::O
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": kind ", c->kind, " is no mapkv_file_kind"));
   }
-  if (absl::Status s = CheckDuration(path, "checkpoint_interval_ms", c->checkpoint_interval_ms);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckDuration(path, "lock_timeout_ms", c->lock_timeout_ms); !s.ok()) {
-    return s;
-  }
+  MAPKV_RETURN_IF_ERROR(CheckDuration(path, "checkpoint_interval_ms", c->checkpoint_interval_ms));
+  MAPKV_RETURN_IF_ERROR(CheckDuration(path, "lock_timeout_ms", c->lock_timeout_ms));
   out->checkpoint_interval = std::chrono::milliseconds(c->checkpoint_interval_ms);
   out->lock_timeout = std::chrono::milliseconds(c->lock_timeout_ms);
   return absl::OkStatus();
@@ -441,11 +406,9 @@ mapkv_status mapkv_open(const char* path, const mapkv_options* opts, mapkv_db** 
     if (db == nullptr) return Null("mapkv_open", "db");
     const std::string p(path);
     mapkv::Options options;
-    if (absl::Status s = ToOptions(opts, p, &options); !s.ok()) return s;
-    absl::StatusOr<std::unique_ptr<mapkv::DB>> opened = mapkv::DB::Open(p, options);
-    if (!opened.ok()) return opened.status();
+    MAPKV_RETURN_IF_ERROR(ToOptions(opts, p, &options));
     auto handle = std::make_unique<mapkv_db>();
-    handle->db = std::move(*opened);
+    MAPKV_ASSIGN_OR_RETURN(handle->db, mapkv::DB::Open(p, options));
     *db = handle.release();
     return absl::OkStatus();
   });
@@ -472,12 +435,12 @@ mapkv_status mapkv_get(mapkv_db* db, const void* key, size_t key_len, void* buf,
                        size_t* value_len, char** errmsg) {
   return Guard("mapkv_get", errmsg, [&]() -> absl::Status {
     if (db == nullptr) return Null("mapkv_get", "db");
-    if (absl::Status s = CheckOutBuffer("mapkv_get", buf, buf_len, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckOutBuffer("mapkv_get", buf, buf_len, value_len));
     const std::string& path = db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
     Scratch scratch;
-    if (absl::Status s = db->db->Get(k, scratch.get()); !s.ok()) return AboutKey(s, path, k);
+    MAPKV_RETURN_IF_ERROR(db->db->Get(k, scratch.get()));
     return CopyOut(*scratch.get(), buf, buf_len, value_len, path, k);
   });
 }
@@ -487,10 +450,10 @@ mapkv_status mapkv_put(mapkv_db* db, const void* key, size_t key_len, const void
   return Guard("mapkv_put", errmsg, [&]() -> absl::Status {
     if (db == nullptr) return Null("mapkv_put", "db");
     const std::string& path = db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
-    if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "value", value, value_len));
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(db->db->Put(k, Bytes(value, value_len)), path, k);
+    return db->db->Put(k, Bytes(value, value_len));
   });
 }
 
@@ -498,9 +461,9 @@ mapkv_status mapkv_delete(mapkv_db* db, const void* key, size_t key_len, char** 
   return Guard("mapkv_delete", errmsg, [&]() -> absl::Status {
     if (db == nullptr) return Null("mapkv_delete", "db");
     const std::string& path = db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(db->db->Delete(k), path, k);
+    return db->db->Delete(k);
   });
 }
 
@@ -549,9 +512,8 @@ mapkv_status BeginTxn(const char* fn, mapkv_db* db, Handle** txn, char** errmsg,
   return Guard(fn, errmsg, [&]() -> absl::Status {
     if (db == nullptr) return Null(fn, "db");
     if (txn == nullptr) return Null(fn, "txn");
-    auto begun = begin(*db->db);
-    if (!begun.ok()) return begun.status();
-    *txn = new Handle{db, std::move(*begun)};
+    MAPKV_ASSIGN_OR_RETURN(auto begun, begin(*db->db));
+    *txn = new Handle{db, std::move(begun)};
     db->live_txns.fetch_add(1);
     return absl::OkStatus();
   });
@@ -568,12 +530,11 @@ mapkv_status TxnGet(const char* fn, Handle* txn, const void* key, size_t key_len
     *value = nullptr;
     *value_len = 0;
     const std::string& path = txn->db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    absl::StatusOr<std::string_view> v = txn->txn.Get(k);
-    if (!v.ok()) return AboutKey(v.status(), path, k);
-    *value = v->data();
-    *value_len = v->size();
+    MAPKV_ASSIGN_OR_RETURN(const std::string_view v, txn->txn.Get(k));
+    *value = v.data();
+    *value_len = v.size();
     return absl::OkStatus();
   });
 }
@@ -677,10 +638,10 @@ mapkv_status mapkv_write_put(mapkv_write_txn* txn, const void* key, size_t key_l
   return Guard("mapkv_write_put", errmsg, [&]() -> absl::Status {
     if (txn == nullptr) return Null("mapkv_write_put", "txn");
     const std::string& path = txn->db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
-    if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "value", value, value_len));
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(txn->txn.Put(k, Bytes(value, value_len)), path, k);
+    return txn->txn.Put(k, Bytes(value, value_len));
   });
 }
 
@@ -689,9 +650,9 @@ mapkv_status mapkv_write_delete(mapkv_write_txn* txn, const void* key, size_t ke
   return Guard("mapkv_write_delete", errmsg, [&]() -> absl::Status {
     if (txn == nullptr) return Null("mapkv_write_delete", "txn");
     const std::string& path = txn->db->db->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(txn->txn.Delete(k), path, k);
+    return txn->txn.Delete(k);
   });
 }
 
@@ -747,10 +708,7 @@ mapkv_status mapkv_compact(const char* src, const char* dst, const mapkv_compact
     mapkv::CompactOptions options;
     if (opts != nullptr) {
       options = opts->options;
-      if (absl::Status s = CheckDuration(source, "lock_timeout_ms", opts->lock_timeout_ms);
-          !s.ok()) {
-        return s;
-      }
+      MAPKV_RETURN_IF_ERROR(CheckDuration(source, "lock_timeout_ms", opts->lock_timeout_ms));
       options.lock_timeout = std::chrono::milliseconds(opts->lock_timeout_ms);
       if (opts->progress != nullptr) {
         auto* fn = opts->progress;
@@ -782,21 +740,21 @@ mapkv_status mapkv_compact(const char* src, const char* dst, const mapkv_compact
       // Refused before the work, not after it.
       return FillSized(mapkv_compact_result{}, result, "mapkv_compact", "result");
     }
-    absl::StatusOr<mapkv::CompactResult> r =
-        mapkv::Compact(source, dst == nullptr ? std::string() : std::string(dst), options);
-    if (!r.ok()) return r.status();
+    MAPKV_ASSIGN_OR_RETURN(
+        const mapkv::CompactResult r,
+        mapkv::Compact(source, dst == nullptr ? std::string() : std::string(dst), options));
     if (result == nullptr) return absl::OkStatus();
     mapkv_compact_result c;
     std::memset(&c, 0, sizeof(c));
-    c.in_place = r->in_place ? 1 : 0;
-    c.keys = r->keys;
-    c.dropped = r->dropped;
-    c.size_before = r->size_before;
-    c.size_after = r->size_after;
-    c.live_bytes = r->live_bytes;
-    c.garbage_before = r->garbage_before;
-    c.micros = r->micros;
-    c.removed_leftovers = r->removed_leftovers.size();
+    c.in_place = r.in_place ? 1 : 0;
+    c.keys = r.keys;
+    c.dropped = r.dropped;
+    c.size_before = r.size_before;
+    c.size_after = r.size_after;
+    c.live_bytes = r.live_bytes;
+    c.garbage_before = r.garbage_before;
+    c.micros = r.micros;
+    c.removed_leftovers = r.removed_leftovers.size();
     return FillSized(c, result, "mapkv_compact", "result");
   });
 }
@@ -837,11 +795,8 @@ mapkv_status mapkv_cache_open(const char* path, const mapkv_cache_options* opts,
     const std::string p(path);
     mapkv::CacheOptions options;
     if (opts != nullptr) {
-      if (absl::Status s = ToOptions(&opts->db, p, &options.db); !s.ok()) return s;
-      if (absl::Status s = CheckDuration(p, "compute_timeout_ms", opts->compute_timeout_ms);
-          !s.ok()) {
-        return s;
-      }
+      MAPKV_RETURN_IF_ERROR(ToOptions(&opts->db, p, &options.db));
+      MAPKV_RETURN_IF_ERROR(CheckDuration(p, "compute_timeout_ms", opts->compute_timeout_ms));
       options.capacity = opts->capacity;
       options.compute_timeout = std::chrono::milliseconds(opts->compute_timeout_ms);
       if (opts->clock != nullptr) {
@@ -850,10 +805,8 @@ mapkv_status mapkv_cache_open(const char* path, const mapkv_cache_options* opts,
         options.now_unix_ms = [fn, user]() { return fn(user); };
       }
     }
-    absl::StatusOr<std::unique_ptr<mapkv::Cache>> opened = mapkv::Cache::Open(p, options);
-    if (!opened.ok()) return opened.status();
     auto handle = std::make_unique<mapkv_cache>();
-    handle->cache = std::move(*opened);
+    MAPKV_ASSIGN_OR_RETURN(handle->cache, mapkv::Cache::Open(p, options));
     *cache = handle.release();
     return absl::OkStatus();
   });
@@ -869,15 +822,12 @@ mapkv_status mapkv_cache_get(mapkv_cache* cache, const void* key, size_t key_len
                              size_t buf_len, size_t* value_len, char** errmsg) {
   return Guard("mapkv_cache_get", errmsg, [&]() -> absl::Status {
     if (cache == nullptr) return Null("mapkv_cache_get", "cache");
-    if (absl::Status s = CheckOutBuffer("mapkv_cache_get", buf, buf_len, value_len); !s.ok()) {
-      return s;
-    }
+    MAPKV_RETURN_IF_ERROR(CheckOutBuffer("mapkv_cache_get", buf, buf_len, value_len));
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    absl::StatusOr<std::string> v = cache->cache->Get(k);
-    if (!v.ok()) return AboutKey(v.status(), path, k);
-    return CopyOut(*v, buf, buf_len, value_len, path, k);
+    MAPKV_ASSIGN_OR_RETURN(const std::string v, cache->cache->Get(k));
+    return CopyOut(v, buf, buf_len, value_len, path, k);
   });
 }
 
@@ -886,11 +836,11 @@ mapkv_status mapkv_cache_put(mapkv_cache* cache, const void* key, size_t key_len
   return Guard("mapkv_cache_put", errmsg, [&]() -> absl::Status {
     if (cache == nullptr) return Null("mapkv_cache_put", "cache");
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
-    if (absl::Status s = CheckBytes(path, "value", value, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "value", value, value_len));
     const std::string_view k = Bytes(key, key_len);
-    if (absl::Status s = CheckTtl(path, k, ttl_ms); !s.ok()) return s;
-    return AboutKey(cache->cache->Put(k, Bytes(value, value_len), mapkv::Ttl(ttl_ms)), path, k);
+    MAPKV_RETURN_IF_ERROR(CheckTtl(path, k, ttl_ms));
+    return cache->cache->Put(k, Bytes(value, value_len), mapkv::Ttl(ttl_ms));
   });
 }
 
@@ -899,9 +849,9 @@ mapkv_status mapkv_cache_delete(mapkv_cache* cache, const void* key, size_t key_
   return Guard("mapkv_cache_delete", errmsg, [&]() -> absl::Status {
     if (cache == nullptr) return Null("mapkv_cache_delete", "cache");
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    return AboutKey(cache->cache->Delete(k), path, k);
+    return cache->cache->Delete(k);
   });
 }
 
@@ -921,12 +871,13 @@ mapkv_status mapkv_cache_get_or_compute(mapkv_cache* cache, const void* key, siz
     constexpr const char* kFn = "mapkv_cache_get_or_compute";
     if (cache == nullptr) return Null(kFn, "cache");
     if (fn == nullptr) return Null(kFn, "fn");
-    if (absl::Status s = CheckOutBuffer(kFn, buf, buf_len, value_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckOutBuffer(kFn, buf, buf_len, value_len));
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    if (absl::Status s = CheckTtl(path, k, ttl_ms); !s.ok()) return s;
-    absl::StatusOr<std::string> v =
+    MAPKV_RETURN_IF_ERROR(CheckTtl(path, k, ttl_ms));
+    MAPKV_ASSIGN_OR_RETURN(
+        const std::string v,
         cache->cache->GetOrCompute(k, mapkv::Ttl(ttl_ms), [&]() -> absl::StatusOr<std::string> {
           mapkv_buf out;
           const mapkv_status rc = fn(user, &out);
@@ -935,11 +886,10 @@ mapkv_status mapkv_cache_get_or_compute(mapkv_cache* cache, const void* key, siz
           const bool known = code > 0 && code <= static_cast<int>(MAPKV_UNAUTHENTICATED);
           return absl::Status(
               known ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown,
-              absl::StrCat(path, ": key ", Quote(k), ": the compute function failed with ",
+              absl::StrCat(path, ": key ", QuoteKey(k), ": the compute function failed with ",
                            known ? mapkv_status_name(rc) : absl::StrCat("code ", code)));
-        });
-    if (!v.ok()) return AboutKey(v.status(), path, k);
-    return CopyOut(*v, buf, buf_len, value_len, path, k);
+        }));
+    return CopyOut(v, buf, buf_len, value_len, path, k);
   });
 }
 
@@ -948,12 +898,12 @@ mapkv_status mapkv_cache_increment(mapkv_cache* cache, const void* key, size_t k
   return Guard("mapkv_cache_increment", errmsg, [&]() -> absl::Status {
     if (cache == nullptr) return Null("mapkv_cache_increment", "cache");
     const std::string& path = cache->cache->path();
-    if (absl::Status s = CheckBytes(path, "key", key, key_len); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(CheckBytes(path, "key", key, key_len));
     const std::string_view k = Bytes(key, key_len);
-    if (absl::Status s = CheckTtl(path, k, ttl_ms); !s.ok()) return s;
-    absl::StatusOr<int64_t> sum = cache->cache->Increment(k, delta, mapkv::Ttl(ttl_ms));
-    if (!sum.ok()) return AboutKey(sum.status(), path, k);
-    if (result != nullptr) *result = *sum;
+    MAPKV_RETURN_IF_ERROR(CheckTtl(path, k, ttl_ms));
+    MAPKV_ASSIGN_OR_RETURN(const int64_t sum,
+                           cache->cache->Increment(k, delta, mapkv::Ttl(ttl_ms)));
+    if (result != nullptr) *result = sum;
     return absl::OkStatus();
   });
 }
@@ -971,14 +921,10 @@ mapkv_status mapkv_cache_get_stats(mapkv_cache* cache, mapkv_cache_stats* stats,
     const mapkv::CacheStats s = cache->cache->GetStats();
     mapkv_cache_stats c;
     std::memset(&c, 0, sizeof(c));
-    c.hits = s.hits;
-    c.misses = s.misses;
-    c.expirations = s.expirations;
-    c.computes = s.computes;
-    c.waits = s.waits;
-    c.takeovers = s.takeovers;
-    c.evictions = s.evictions;
-    if (absl::Status st = FillSized(c, stats, kFn, "stats"); !st.ok()) return st;
+#define MAPKV_COPY_FIELD(field) c.field = s.field;
+    MAPKV_CACHE_STATS_FIELDS(MAPKV_COPY_FIELD)
+#undef MAPKV_COPY_FIELD
+    MAPKV_RETURN_IF_ERROR(FillSized(c, stats, kFn, "stats"));
     if (db_stats == nullptr) return absl::OkStatus();
     return FillSized(ToCStats(s.db), db_stats, kFn, "db_stats");
   });

@@ -21,8 +21,10 @@
 #include "absl/strings/str_cat.h"
 #include "src/cache_entry.h"
 #include "src/db_impl.h"
+#include "src/errors.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
+#include "src/strings.h"
 
 namespace mapkv {
 
@@ -32,16 +34,11 @@ using internal::Entry;
 using internal::EntryKind;
 using internal::LeasePayload;
 using internal::ParseEntry;
+using internal::QuoteKey;
 
 namespace {
 
 int64_t SystemNowMs() { return internal::NowUnixMs(); }
-
-// A key or value in a message: escaped, and at most 64 bytes of it.
-std::string Quote(std::string_view s) {
-  return absl::StrCat(
-      "\"", absl::CHexEscape(absl::string_view(s.data(), std::min<size_t>(s.size(), 64))), "\"");
-}
 
 int64_t ExpiryFor(int64_t now_ms, Ttl ttl) { return ttl.count() > 0 ? now_ms + ttl.count() : 0; }
 
@@ -60,7 +57,7 @@ class Cache::Impl {
   }
 
   absl::Status NotAnEntry(std::string_view key, size_t size) const {
-    return absl::DataLossError(absl::StrCat(impl_->path(), ": the value of key ", Quote(key),
+    return absl::DataLossError(absl::StrCat(impl_->path(), ": the value of key ", QuoteKey(key),
                                             " is no cache entry (", size, " bytes)"));
   }
 
@@ -75,7 +72,7 @@ class Cache::Impl {
     }
     Count(internal::kCacheMisses);
     if (e->kind == EntryKind::kValue) Count(internal::kCacheExpirations);
-    return absl::NotFoundError("key not found");
+    return internal::KeyNotFoundError(impl_->path(), key);
   }
 
   absl::StatusOr<std::string> Get(std::string_view key) {
@@ -148,7 +145,7 @@ class Cache::Impl {
             Count(internal::kCacheMisses);
             return absl::DeadlineExceededError(
                 absl::StrCat(impl_->path(), ": timed out waiting for pid ", waited_for,
-                             " to compute the value of key ", Quote(key)));
+                             " to compute the value of key ", QuoteKey(key)));
           }
           std::this_thread::sleep_for(backoff);
           backoff = std::min<std::chrono::microseconds>(backoff * 2, std::chrono::milliseconds(5));
@@ -249,17 +246,17 @@ class Cache::Impl {
       std::optional<Entry> e = ParseEntry(*cur);
       if (!e) return NotAnEntry(key, cur->size());
       if (e->kind == EntryKind::kValue && !e->ExpiredAt(now)) {
-        if (!absl::SimpleAtoi(absl::string_view(e->payload.data(), e->payload.size()), &base)) {
+        if (!absl::SimpleAtoi(internal::ToAbsl(e->payload), &base)) {
           return absl::InvalidArgumentError(
-              absl::StrCat(impl_->path(), ": the value of key ", Quote(key),
-                           " is not a decimal integer: ", Quote(e->payload)));
+              absl::StrCat(impl_->path(), ": the value of key ", QuoteKey(key),
+                           " is not a decimal integer: ", QuoteKey(e->payload)));
         }
         expires = e->expires_unix_ms;
       }
     }
     int64_t sum;
     if (__builtin_add_overflow(base, delta, &sum)) {
-      return absl::OutOfRangeError(absl::StrCat(impl_->path(), ": key ", Quote(key), ": ", base,
+      return absl::OutOfRangeError(absl::StrCat(impl_->path(), ": key ", QuoteKey(key), ": ", base,
                                                 " + ", delta, " overflows 64 bits"));
     }
     std::string stored;

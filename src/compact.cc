@@ -30,9 +30,13 @@
 #include "src/db_impl.h"
 #include "src/platform/fs.h"
 #include "src/platform/process.h"
+#include "src/status_macros.h"
+#include "src/strings.h"
 
 namespace mapkv {
 namespace {
+
+using internal::ToAbsl;
 
 using Clock = std::chrono::steady_clock;
 
@@ -41,8 +45,7 @@ constexpr std::string_view kTempTag = "compact";
 constexpr uint64_t kReportEvery = 4096;
 
 absl::Status Annotate(const absl::Status& status, std::string_view context) {
-  return absl::Status(status.code(), absl::StrCat(absl::string_view(context.data(), context.size()),
-                                                  ": ", status.message()));
+  return absl::Status(status.code(), absl::StrCat(ToAbsl(context), ": ", status.message()));
 }
 
 std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
@@ -111,10 +114,9 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
 absl::Status RemoveLeftovers(const std::string& dst, uint32_t owner,
                              std::vector<std::string>* removed, std::vector<std::string>* kept) {
   const std::string dir = internal::DirName(dst);
-  absl::StatusOr<std::vector<std::string>> names = internal::ListDirectory(dir);
-  if (!names.ok()) return names.status();
+  MAPKV_ASSIGN_OR_RETURN(std::vector<std::string> names, internal::ListDirectory(dir));
   const uint32_t me = internal::CurrentUid();
-  for (const std::string& name : *names) {
+  for (const std::string& name : names) {
     if (!internal::IsTempNameOf(name, dst, kTempTag)) continue;
     const std::string path = absl::StrCat(dir, "/", name);
     absl::StatusOr<internal::FileInfo> info = internal::StatLink(path);
@@ -152,16 +154,19 @@ Stats BoundedByFile(Stats s) {
   return s;
 }
 
-// Bytes for the new file: the source's header and index record header, the new index table, the
-// live records, a commit record per batch, and some slack. The file doubles when a write passes
-// its end, so too little would cost twice the space; what is left over stays unused. `s` is
-// BoundedByFile.
-uint64_t EstimateFileSize(const Stats& s, uint64_t index_slots, uint64_t batches) {
-  const uint64_t old_index = uint64_t{16} * s.index_capacity;
+// Bytes for the new file: the source's header and index record header, the new index table of
+// 2^index_bits slots (its record may start anywhere in a cache line), the live records, a commit
+// record per batch (with slack to a cache line), one size granule for the rounding of growth, and
+// a little more. The file doubles when a write passes its end, so too little would cost twice the
+// space; what is left over stays unused. `s` is BoundedByFile.
+uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches) {
+  const uint64_t old_index = sizeof(internal::Slot) * s.index_capacity;
   uint64_t fixed = s.log_bytes - std::min(s.log_bytes, s.garbage_bytes + s.live_bytes);
   fixed = fixed > old_index ? fixed - old_index : 0;  // the header, the index record's header
-  return fixed + uint64_t{16} * index_slots + 128 + s.live_bytes + batches * 64 + (64 << 10) +
-         s.live_bytes / 1024;
+  const uint64_t commit =
+      internal::Align64(internal::RecordSize(0, sizeof(internal::CommitPayload)));
+  return fixed + internal::IndexRecordSize(0, index_bits) + 64 + s.live_bytes + batches * commit +
+         internal::kSizeGranule + s.live_bytes / 1024;
 }
 
 class Compaction {
@@ -228,13 +233,12 @@ absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo
   cache_capacity_ = stats.cache_capacity;
   // An index at most half full, as the engine leaves one after a rehash: it never grows here.
   // Tables have a power of two of slots.
-  uint64_t slots = 64;
-  while (slots < 2 * stats.keys) slots *= 2;
+  const uint32_t bits = internal::IndexBitsFor(stats.keys, internal::kMinIndexSlots);
   const uint64_t batches = stats.live_bytes / BatchBytes() + 2;
   // A cache with a capacity keeps its index size (its tables never grow).
-  options.initial_index_slots = stats.cache_capacity != 0 ? stats.index_capacity : slots;
-  options.initial_file_size =
-      std::min(EstimateFileSize(stats, slots, batches), stats.max_file_size);
+  options.initial_index_slots =
+      stats.cache_capacity != 0 ? stats.index_capacity : uint64_t{1} << bits;
+  options.initial_file_size = std::min(EstimateFileSize(stats, bits, batches), stats.max_file_size);
   options.file_mode = info.mode & 0777;
   options.lock_timeout = options_.lock_timeout;
   absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(temp_, options);
@@ -247,10 +251,9 @@ absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo
 }
 
 absl::Status Compaction::Copy() {
-  absl::StatusOr<ReadTxn> read = source_->BeginRead();
-  if (!read.ok()) return read.status();
+  MAPKV_ASSIGN_OR_RETURN(ReadTxn read, source_->BeginRead());
   CompactProgress progress;
-  progress.keys_total = read->Count();
+  progress.keys_total = read.Count();
   Report(options_, progress);
 
   absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
@@ -259,7 +262,7 @@ absl::Status Compaction::Copy() {
   uint64_t batch = 0;
   uint64_t dropped = 0;
   const int64_t now = internal::NowUnixMs();
-  absl::Status walk = read->ForEach([&](std::string_view key, std::string_view value) {
+  absl::Status walk = read.ForEach([&](std::string_view key, std::string_view value) {
     if (is_cache_ && !internal::KeepWhenCompacting(value, now)) {
       ++dropped;  // an expired value or a lease: nobody computes while the file is held alone
       ++progress.keys_done;
@@ -287,7 +290,7 @@ absl::Status Compaction::Copy() {
   });
   if (!walk.ok()) return walk;  // a damaged record in the source: it names the offset
   if (!status.ok()) return status;
-  if (absl::Status s = txn->Commit(); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(txn->Commit());
   Report(options_, progress);
   result_.keys = progress.keys_done - dropped;
   result_.dropped = dropped;
@@ -308,7 +311,7 @@ absl::Status Compaction::Copy() {
 absl::Status Compaction::SealTarget(const internal::FileInfo& info) {
   // Every byte on disk, then a clean close: the next open of the new file trusts its index even
   // after a power cut.
-  if (absl::Status s = target_->Checkpoint(); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(target_->Checkpoint());
   internal::MappedFile& file = internal::ImplOf(*target_).file();
   // The owner first (a chown may clear the set-id bits), then the owner's permission bits exactly
   // (the umask may have narrowed them): a database compacted by root must stay usable by the
@@ -320,8 +323,8 @@ absl::Status Compaction::SealTarget(const internal::FileInfo& info) {
       return Annotate(s, absl::StrCat("cannot give the compacted file the owner of ", src_));
     }
   }
-  if (absl::Status s = file.SetMode(info.mode); !s.ok()) return s;
-  if (absl::Status s = file.Sync(); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(file.SetMode(info.mode));
+  MAPKV_RETURN_IF_ERROR(file.Sync());
   made = file.Stat();
   if (!made.ok()) return made.status();
   written_ = *made;
@@ -362,7 +365,7 @@ absl::Status Compaction::Replace() {
     return s;
   }
   if (!in_place_) {
-    if (absl::Status s = internal::RenameNoReplace(temp, dst_); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(internal::RenameNoReplace(temp, dst_));
     temp_.clear();
     absl::Status named = CheckNamesWritten(dst_, temp);
     if (!named.ok()) {
@@ -378,7 +381,7 @@ absl::Status Compaction::Replace() {
   // temp_ until the new one is seen under dst_, so a lost race is undone by exchanging back.
   absl::Status exchanged = internal::ExchangeFiles(temp, dst_);
   if (absl::IsUnimplemented(exchanged)) {
-    if (absl::Status s = internal::ReplaceFile(temp, dst_); !s.ok()) return s;
+    MAPKV_RETURN_IF_ERROR(internal::ReplaceFile(temp, dst_));
     temp_.clear();
     absl::Status named = CheckNamesWritten(dst_, temp);
     if (!named.ok()) {
@@ -409,11 +412,11 @@ absl::Status Compaction::Finish(const internal::FileInfo& info) {
   progress.phase = CompactProgress::Phase::kFlush;
   progress.keys_done = progress.keys_total = result_.keys;
   Report(options_, progress);
-  if (absl::Status s = SealTarget(info); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(SealTarget(info));
 
   progress.phase = CompactProgress::Phase::kReplace;
   Report(options_, progress);
-  if (absl::Status s = Replace(); !s.ok()) return s;
+  MAPKV_RETURN_IF_ERROR(Replace());
   // The rename is done for every process; make it durable. A failure here leaves a complete
   // database under the name either way: report it, but the compaction happened.
   return internal::SyncDirectoryOf(dst_);
@@ -422,20 +425,16 @@ absl::Status Compaction::Finish(const internal::FileInfo& info) {
 absl::StatusOr<CompactResult> Compaction::Run() {
   const Clock::time_point start = Clock::now();
   result_.in_place = in_place_;
-  absl::StatusOr<std::unique_ptr<DB>> source = OpenAlone(src_, options_);
-  if (!source.ok()) return source.status();
-  source_ = *std::move(source);
+  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<DB> source, OpenAlone(src_, options_));
+  source_ = std::move(source);
   // The file opened, not whatever its name leads to meanwhile.
   absl::StatusOr<internal::FileInfo> info = internal::ImplOf(*source_).file().Stat();
   if (!info.ok()) return info.status();
   const Stats stats = source_->GetStats();
   result_.size_before = info->size;
   result_.garbage_before = stats.garbage_bytes;
-  if (absl::Status s =
-          RemoveLeftovers(dst_, info->uid, &result_.removed_leftovers, &result_.kept_leftovers);
-      !s.ok()) {
-    return s;
-  }
+  MAPKV_RETURN_IF_ERROR(
+      RemoveLeftovers(dst_, info->uid, &result_.removed_leftovers, &result_.kept_leftovers));
 
   if (absl::Status s = CreateTemp(BoundedByFile(stats), *info); !s.ok()) return Fail(s);
   if (absl::Status s = Copy(); !s.ok()) return Fail(s);
@@ -454,19 +453,18 @@ absl::StatusOr<CompactResult> Compaction::Run() {
 absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string& dst,
                                       const CompactOptions& options) {
   // Work on the real file: renaming over a symbolic link would replace the link.
-  absl::StatusOr<std::string> real_src = internal::ResolvePath(src);
-  if (!real_src.ok()) return real_src.status();
+  MAPKV_ASSIGN_OR_RETURN(std::string real_src, internal::ResolvePath(src));
   bool in_place = dst.empty();
-  std::string target = in_place ? *real_src : dst;
+  std::string target = in_place ? real_src : dst;
   if (!in_place) {
     absl::StatusOr<bool> exists = internal::PathExists(dst);
     if (!exists.ok()) return exists.status();
     if (*exists) {
-      absl::StatusOr<internal::FileInfo> a = internal::StatFile(*real_src);
+      absl::StatusOr<internal::FileInfo> a = internal::StatFile(real_src);
       absl::StatusOr<internal::FileInfo> b = internal::StatFile(dst);
       if (a.ok() && b.ok() && a->device == b->device && a->inode == b->inode) {
         in_place = true;
-        target = *real_src;
+        target = real_src;
       } else {
         return absl::AlreadyExistsError(
             absl::StrCat(dst,
@@ -475,7 +473,7 @@ absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string&
       }
     }
   }
-  return Compaction(*real_src, target, in_place, options).Run();
+  return Compaction(real_src, target, in_place, options).Run();
 }
 
 }  // namespace mapkv

@@ -17,8 +17,8 @@ using internal::WriteState;
 ReadTxn::ReadTxn(ReadTxn&& other) noexcept
     : db_(std::exchange(other.db_, nullptr)),
       tail_(other.tail_),
-      table_(other.table_),
-      capacity_(other.capacity_),
+      index_record_(other.index_record_),
+      index_bits_(other.index_bits_),
       count_(other.count_) {}
 
 ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
@@ -26,8 +26,8 @@ ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
     Release();
     db_ = std::exchange(other.db_, nullptr);
     tail_ = other.tail_;
-    table_ = other.table_;
-    capacity_ = other.capacity_;
+    index_record_ = other.index_record_;
+    index_bits_ = other.index_bits_;
     count_ = other.count_;
   }
   return *this;
@@ -40,11 +40,12 @@ void ReadTxn::Release() {
 }
 
 namespace {
-internal::Snapshot ToSnapshot(uint64_t tail, uint64_t table, uint64_t bits, uint64_t count) {
+internal::Snapshot ToSnapshot(uint64_t tail, uint64_t index_record, uint64_t index_bits,
+                              uint64_t count) {
   internal::Snapshot s;
   s.tail = tail;
-  s.index_record = table;
-  s.index_bits = static_cast<uint32_t>(bits);
+  s.index_record = index_record;
+  s.index_bits = static_cast<uint32_t>(index_bits);
   s.count = count;
   return s;
 }
@@ -57,7 +58,7 @@ absl::Status Finished() {
 absl::StatusOr<std::string_view> ReadTxn::Get(std::string_view key) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
-  return db_->Lookup(ToSnapshot(tail_, table_, capacity_, count_), key);
+  return db_->Lookup(ToSnapshot(tail_, index_record_, index_bits_, count_), key);
 }
 
 void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
@@ -68,7 +69,7 @@ void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
     for (size_t i = 0; i < n; ++i) values[i] = usable;
     return;
   }
-  const internal::Snapshot snap = ToSnapshot(tail_, table_, capacity_, count_);
+  const internal::Snapshot snap = ToSnapshot(tail_, index_record_, index_bits_, count_);
   for (size_t start = 0; start < n; start += internal::kLookupBatch) {
     db_->LookupBatch(snap, keys.data() + start, std::min(internal::kLookupBatch, n - start),
                      values.data() + start);
@@ -79,7 +80,7 @@ absl::Status ReadTxn::ForEach(
     absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
-  return db_->ForEach(ToSnapshot(tail_, table_, capacity_, count_), fn);
+  return db_->ForEach(ToSnapshot(tail_, index_record_, index_bits_, count_), fn);
 }
 
 uint64_t ReadTxn::Count() const { return db_ == nullptr ? 0 : count_; }

@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -78,6 +79,11 @@ class Gate {
   std::atomic<uint32_t> state_{0};
 };
 
+// The file's size is a whole number of these past the initial size (open.cc's Initialize and
+// commit.cc's EnsureSpace both round to it).
+inline constexpr uint64_t kGrowAlign = 1ull << 20;
+constexpr uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
 // Keys per LookupBatch: enough misses in flight to fill the core's line fill buffers (10 to 16
 // on current x86 cores, two misses per key: slot, then record), few enough that the prefetched
 // lines are still in L1/L2 when the last stage reads them.
@@ -142,7 +148,7 @@ class DBImpl {
   DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
   static absl::StatusOr<std::unique_ptr<DBImpl>> OpenShared(std::unique_ptr<MappedFile> file,
                                                             const Options& options);
-  // A handle without write permission: no slot, no lock words, nothing written (db_impl.cc).
+  // A handle without write permission: no slot, no lock words, nothing written (open.cc).
   static absl::StatusOr<std::unique_ptr<DBImpl>> OpenDetached(std::unique_ptr<MappedFile> file,
                                                               const Options& options);
   // Runs read(snapshot) without the lock, retrying one that a commit overlapped, and under the
@@ -211,11 +217,24 @@ class DBImpl {
   // the oldest entries are evicted when the live log would pass one ring.
   absl::StatusOr<char*> Place(WriteState& w, uint64_t size);
   // A ring: moves head past whole batches until it reaches `until` (a log offset) and at most
-  // `max_keys` keys are left, removing the index entries of what it passes. Takes the exclusive
-  // side unless the caller holds it.
-  absl::Status Evict(uint64_t until, uint64_t max_keys, bool exclusive_held);
-  // A ring's MaybeGrowIndex: rehashes into its other table (evicting when most keys are live).
-  absl::StatusOr<uint64_t> RehashRing(uint64_t seq, uint64_t new_keys, bool exclusive_held);
+  // `max_keys` keys are left, removing the index entries of what it passes. The caller holds the
+  // writer lock; Evict takes the exclusive side for the moment it changes the index, EvictLocked
+  // is for a caller that holds the exclusive side already.
+  absl::Status Evict(uint64_t until, uint64_t max_keys);
+  absl::Status EvictLocked(uint64_t until, uint64_t max_keys);
+  // What an eviction removes, found without the exclusive side (the writer lock keeps it valid).
+  struct Eviction {
+    std::vector<Slot*> doomed;  // the slots of the keys whose latest record head passes
+    uint64_t freed = 0;         // bytes of those records
+    uint64_t head = 0;          // where head moves
+    bool damaged = false;       // the walk met a damaged record: everything goes
+  };
+  absl::StatusOr<Eviction> PlanEviction(uint64_t until, uint64_t max_keys);
+  void ApplyEvictionLocked(const Eviction& e);  // the caller holds the exclusive side
+  // A ring's MaybeGrowIndex: rehashes into its other table, after `evict(max_keys)` when most
+  // keys are live.
+  absl::StatusOr<uint64_t> RehashRingWith(uint64_t seq, uint64_t new_keys,
+                                          absl::FunctionRef<absl::Status(uint64_t)> evict);
   absl::Status FlushLog(uint64_t from, uint64_t to);  // the log bytes [from, to) to the disk
   void PrefaultAhead(uint64_t end, uint64_t file_size);
   absl::StatusOr<uint64_t> WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags, uint32_t bits);
@@ -223,8 +242,13 @@ class DBImpl {
   absl::Status Publish(WriteState& w, uint64_t new_index_record, const BatchWrite* writes,
                        size_t n);
   void ApplyWrite(IndexTable& table, const BatchWrite& write);
-  absl::StatusOr<uint64_t> MaybeGrowIndex(WriteState& w, uint64_t new_keys,
-                                          bool exclusive_held = false);
+  // Makes room in the index for `new_keys` more keys (a new table, or a ring's rehash): the offset
+  // of the new index record, or 0 when the current one has room. The caller holds the writer lock;
+  // MaybeGrowIndexLocked is for a caller that holds the exclusive side too (recovery), which a
+  // ring's eviction would otherwise take.
+  absl::StatusOr<uint64_t> MaybeGrowIndex(WriteState& w, uint64_t new_keys);
+  absl::StatusOr<uint64_t> MaybeGrowIndexLocked(WriteState& w, uint64_t new_keys);
+  absl::StatusOr<uint64_t> MaybeGrowLinearIndex(WriteState& w, uint64_t new_keys);
   absl::Status MaybePeriodicCheckpoint();
   absl::Status CheckpointLocked();
   const CheckpointRecord* LatestCheckpoint() const;

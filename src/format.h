@@ -242,7 +242,7 @@ constexpr uint64_t IndexSlotsOffset(uint64_t record) {
   return Align64(record + sizeof(RecordHeader));
 }
 constexpr uint64_t IndexRecordSize(uint64_t record, uint32_t bits) {
-  return IndexSlotsOffset(record) - record + (uint64_t{16} << bits);
+  return IndexSlotsOffset(record) - record + (uint64_t{sizeof(Slot)} << bits);
 }
 // A ring's two index tables, of 2^bits slots each, lie at kHeaderSize and kHeaderSize +
 // RingTableSize(bits); the ring starts after them. RingBits: the bits of a ring that starts at

@@ -9,6 +9,7 @@
 #include "src/hash.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
+#include "src/strings.h"
 
 namespace mapkv::internal {
 namespace {
@@ -159,7 +160,7 @@ absl::Status DBImpl::Replay() {
     // Size any new table by the table itself: the counters of a writer that died mid-publish, or
     // of a damaged file, may be anything.
     RecountStats();
-    MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(grow, puts, true));
+    MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndexLocked(grow, puts));
     if (new_index != 0 && ring()) {
       state_->index_record.store(new_index);  // a ring's tables are outside its log
     } else if (new_index != 0) {
@@ -228,10 +229,9 @@ absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   state_->rebuilt_index = 1;
   state_->rebuild_records = scan.records;
   state_->rebuild_micros = MonotonicMicros() - started;
-  Log(absl::StrCat(path(), ": ", absl::string_view(reason.data(), reason.size()),
-                   "; rebuilt the index from the log: ", scan.records, " records, ", live.size(),
-                   " keys, ", state_->rebuild_micros / 1000, " ms; the valid log ends at offset ",
-                   scan.end, " of ", limit));
+  Log(absl::StrCat(path(), ": ", ToAbsl(reason), "; rebuilt the index from the log: ", scan.records,
+                   " records, ", live.size(), " keys, ", state_->rebuild_micros / 1000,
+                   " ms; the valid log ends at offset ", scan.end, " of ", limit));
   return absl::OkStatus();
 }
 
@@ -259,8 +259,8 @@ void DBImpl::ResetRing(std::string_view reason) {
   state_->rebuild_records = 0;
   state_->rebuild_micros = 0;
   InvalidateAfterTail();
-  Log(absl::StrCat(path(), ": ", absl::string_view(reason.data(), reason.size()),
-                   "; a cache starts empty then (it held about ", dropped, " entries)"));
+  Log(absl::StrCat(path(), ": ", ToAbsl(reason), "; a cache starts empty then (it held about ",
+                   dropped, " entries)"));
 }
 
 absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {

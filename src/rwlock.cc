@@ -99,9 +99,9 @@ absl::Status RwLock::ClaimSlot(uint32_t pid) {
   for (const bool free_looking : {true, false}) {
     for (uint32_t i = 0; i < kMaxSlots; ++i) {
       if ((slots_[i].pid.load() == 0) != free_looking) continue;
-      absl::StatusOr<bool> got = file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false);
-      if (!got.ok()) return got.status();
-      if (!*got) continue;
+      MAPKV_ASSIGN_OR_RETURN(bool got,
+                             file_->Lock(SlotLockByte(i), /*exclusive=*/true, /*wait=*/false));
+      if (!got) continue;
       ClearDeadSlot(i);
       slots_[i].pid.store(pid);
       slots_[i].opened_unix_ms.store(NowUnixMs());
@@ -250,11 +250,6 @@ uint32_t RwLock::OpenHandles() {
   const uint32_t hwm = std::min(lock_->slot_hwm.load(), kMaxSlots);
   for (uint32_t i = 0; i < hwm; ++i) n += SlotAlive(i) ? 1 : 0;
   return n;
-}
-
-uint32_t RwLock::WriterPid() const {
-  uint32_t w = lock_->writer.load() & ~kWaitersBit;
-  return w == 0 || w > kMaxSlots ? 0 : slots_[w - 1].pid.load();
 }
 
 }  // namespace mapkv::internal

@@ -97,9 +97,8 @@ class RwLock {
     return lock_->publish_seq.load(std::memory_order_relaxed) == seq;
   }
 
-  // Handles (all processes) that have the file open now, and the pid of the writer lock holder.
+  // Handles (all processes) that have the file open now.
   uint32_t OpenHandles();
-  uint32_t WriterPid() const;
 
   // Whether slot `slot` is owned by a live handle (the kernel's word; this handle's own: true).
   bool SlotAlive(uint32_t slot);

@@ -26,8 +26,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "mapkv/db.h"
-#include "src/platform/subprocess.h"
 #include "test_util.h"
+#include "testing/subprocess.h"
 
 namespace mapkv {
 namespace {

@@ -33,9 +33,9 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "mapkv/db.h"
-#include "src/platform/subprocess.h"
 #include "src/test_hooks.h"
 #include "test_util.h"
+#include "testing/subprocess.h"
 
 namespace mapkv {
 namespace {
@@ -222,7 +222,7 @@ MAPKV_CHILD(KilledChild) {
       break;
     }
   }
-  std::fprintf(stderr, "[child %d] went past the hook\n", tools::CurrentPid());
+  std::fprintf(stderr, "[child %u] went past the hook\n", tools::CurrentPid());
   return kHookNotReached;
 }
 

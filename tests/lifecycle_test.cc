@@ -31,8 +31,8 @@
 #include "mapkv/db.h"
 #include "src/format.h"
 #include "src/platform/mapped_file.h"
-#include "src/platform/subprocess.h"
 #include "test_util.h"
+#include "testing/subprocess.h"
 
 namespace mapkv {
 namespace {
@@ -353,7 +353,7 @@ void ExpectRefusesAfterFork(const absl::Status& status, std::string_view what, i
     return;
   }
   ++*failures;
-  std::fprintf(stderr, "[child %d] inherited handle: %.*s returned %s\n", tools::CurrentPid(),
+  std::fprintf(stderr, "[child %u] inherited handle: %.*s returned %s\n", tools::CurrentPid(),
                static_cast<int>(what.size()), what.data(), status.ToString().c_str());
 }
 

@@ -1,10 +1,10 @@
-// The tests' child processes and src/platform/subprocess.h: arguments arrive intact (whatever
+// The tests' child processes and testing/subprocess.h: arguments arrive intact (whatever
 // quoting Windows' command line needs), a bad argument or an escaping exception fails the child
 // with a message, pipes carry bytes both ways and reach end of file when only the children that
 // were given an end hold it, a hung child is timed out and a killed one reports kKilledStatus, and
 // StartProcess() redirects the standard streams. Run it with MAPKV_CHILD_EXEC=1 as well: then every
 // child is this binary started afresh, as on Windows.
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 #include <chrono>
 #include <cstdint>
@@ -17,8 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
-#include "src/platform/fs.h"
 #include "test_util.h"
+#include "testing/terminal.h"
 
 namespace mapkv {
 namespace {

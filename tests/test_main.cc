@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "src/platform/subprocess.h"
 #include "test_util.h"
+#include "testing/subprocess.h"
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::string_view(argv[1]).substr(0, mapkv::test::kChildFlag.size()) ==

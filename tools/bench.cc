@@ -18,7 +18,7 @@
 #include "common.h"
 #include "mapkv/compact.h"
 #include "src/platform/fs.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::tools {
 namespace {

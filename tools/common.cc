@@ -11,7 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "command.h"
 #include "records.h"
-#include "src/platform/fs.h"
+#include "testing/terminal.h"
 
 namespace mapkv::tools {
 namespace {

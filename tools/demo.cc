@@ -31,7 +31,7 @@
 #include "mapkv/cache.h"
 #include "mapkv/db.h"
 #include "records.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 // Set by tools/CMakeLists.txt: the source tree (for data/) and the installed data directory.
 #ifndef MAPKV_SOURCE_DIR

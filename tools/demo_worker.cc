@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "mapkv/cache.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::tools {
 namespace {

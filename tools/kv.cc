@@ -8,7 +8,7 @@
 #include "command.h"
 #include "common.h"
 #include "records.h"
-#include "src/platform/fs.h"
+#include "testing/terminal.h"
 
 namespace mapkv::tools {
 namespace {

@@ -24,7 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "command.h"
 #include "common.h"
-#include "src/platform/fs.h"
+#include "testing/terminal.h"
 
 namespace mapkv::tools {
 namespace {

@@ -110,15 +110,16 @@ class ReadTxn {
 
  private:
   friend class DB;
-  ReadTxn(internal::DBImpl* db, uint64_t tail, uint64_t table, uint64_t capacity, uint64_t count)
-      : db_(db), tail_(tail), table_(table), capacity_(capacity), count_(count) {}
+  ReadTxn(internal::DBImpl* db, uint64_t tail, uint64_t index_record, uint64_t index_bits,
+          uint64_t count)
+      : db_(db), tail_(tail), index_record_(index_record), index_bits_(index_bits), count_(count) {}
   void Release();
 
   internal::DBImpl* db_;
-  uint64_t tail_;      // committed end of the log at begin
-  uint64_t table_;     // offset of the index table's slots
-  uint64_t capacity_;  // slots in that table
-  uint64_t count_;     // live keys
+  uint64_t tail_;          // committed end of the log at begin
+  uint64_t index_record_;  // log offset of the current index table's record (kIndex)
+  uint64_t index_bits_;    // that table holds 2^index_bits_ slots
+  uint64_t count_;         // live keys
 };
 
 // The one write transaction (across all processes) on a database. Its writes are invisible to

@@ -94,17 +94,6 @@ std::string BaseName(const std::string& path);
 std::string UniqueTempPath(const std::string& path, std::string_view tag);
 bool IsTempNameOf(std::string_view name, const std::string& path, std::string_view tag);
 
-enum class StdStream { kIn = 0, kOut = 1, kErr = 2 };
-
-// True when the stream is a terminal (isatty): progress bars and colours only then.
-bool IsTerminal(StdStream stream);
-
-// Columns of the terminal behind the stream; 0 when it is not one or cannot say.
-int TerminalColumns(StdStream stream);
-
-// Switches a standard stream to binary mode where the platform distinguishes (not POSIX).
-void SetBinaryMode(StdStream stream);
-
 }  // namespace mapkv::internal
 
 #endif  // MAPKV_PLATFORM_FS_H_

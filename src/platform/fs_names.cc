@@ -5,13 +5,9 @@
 #include "absl/strings/strip.h"
 #include "src/platform/fs.h"
 #include "src/platform/process.h"
+#include "src/strings.h"
 
 namespace mapkv::internal {
-namespace {
-
-absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-}  // namespace
 
 std::string UniqueTempPath(const std::string& path, std::string_view tag) {
   return absl::StrCat(path, ".", ToAbsl(tag), "-", CurrentPid(), "-",

@@ -1,6 +1,5 @@
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -134,15 +133,5 @@ std::string BaseName(const std::string& path) {
   size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
-
-bool IsTerminal(StdStream stream) { return isatty(static_cast<int>(stream)) == 1; }
-
-int TerminalColumns(StdStream stream) {
-  winsize ws{};
-  if (ioctl(static_cast<int>(stream), TIOCGWINSZ, &ws) != 0) return 0;
-  return ws.ws_col;
-}
-
-void SetBinaryMode(StdStream) {}
 
 }  // namespace mapkv::internal

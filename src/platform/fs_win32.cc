@@ -5,8 +5,6 @@
 // be flushed (NTFS journals its metadata, and renames here ask for write-through instead), so
 // SyncDirectoryOf does nothing; two names cannot be exchanged in one step (ExchangeFiles is
 // Unimplemented).
-#include <fcntl.h>
-#include <io.h>
 #include <windows.h>
 
 #include <cstdio>
@@ -54,8 +52,6 @@ absl::StatusOr<FileInfo> StatPath(const std::string& path, bool follow) {
 }
 
 size_t LastSeparator(const std::string& path) { return path.find_last_of("/\\"); }
-
-int FdOf(StdStream stream) { return static_cast<int>(stream); }
 
 }  // namespace
 
@@ -151,16 +147,5 @@ std::string BaseName(const std::string& path) {
   size_t slash = LastSeparator(path);
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
-
-bool IsTerminal(StdStream stream) { return _isatty(FdOf(stream)) != 0; }
-
-int TerminalColumns(StdStream stream) {
-  HANDLE h = reinterpret_cast<HANDLE>(_get_osfhandle(FdOf(stream)));
-  CONSOLE_SCREEN_BUFFER_INFO info;
-  if (h == INVALID_HANDLE_VALUE || !GetConsoleScreenBufferInfo(h, &info)) return 0;
-  return info.srWindow.Right - info.srWindow.Left + 1;
-}
-
-void SetBinaryMode(StdStream stream) { _setmode(FdOf(stream), _O_BINARY); }
 
 }  // namespace mapkv::internal

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/platform/mapped_file.h"
 #include "src/platform/posix_status.h"
+#include "src/status_macros.h"
 
 namespace mapkv::internal {
 namespace {
@@ -260,7 +261,7 @@ namespace {
 // Opens `path` as Open() asks. A new file is created with O_EXCL, which never follows a symbolic
 // link: a link planted under the name makes the open of an existing file instead, and an existing
 // file is made a database only when it is empty and no link led to it (below), or carries
-// mapkv's creation marker (db_impl.cc).
+// mapkv's creation marker (open.cc).
 absl::StatusOr<int> OpenDescriptor(const std::string& path, const FileOpenOptions& options) {
   const mode_t mode = static_cast<mode_t>(options.mode & 0777);
   if (options.read_only) {
@@ -300,9 +301,7 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
                                                              const FileOpenOptions& options) {
   // From before the descriptor exists until its file is registered: see OpenFiles.
   std::unique_lock<std::mutex> registering = OpenFiles::Get().LockForOpen();
-  absl::StatusOr<int> opened = OpenDescriptor(path, options);
-  if (!opened.ok()) return opened.status();
-  const int fd = *opened;
+  MAPKV_ASSIGN_OR_RETURN(const int fd, OpenDescriptor(path, options));
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;

@@ -38,9 +38,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "src/platform/mapped_file.h"
 #include "src/platform/win32_status.h"
+#include "src/status_macros.h"
 
 namespace mapkv::internal {
 namespace {
@@ -70,6 +72,7 @@ class Win32MappedFile final : public MappedFile {
 
   // Reserves the whole range and maps the file's first `size` bytes into it.
   absl::Status Start(uint64_t size) {
+    std::lock_guard<std::mutex> lock(mu_);
     reserved_ = static_cast<char*>(VirtualAlloc(base_, reserve_, MEM_RESERVE, PAGE_NOACCESS));
     if (reserved_ == nullptr) return LastErrorStatus(path_, "VirtualAlloc (re-reserving)");
     if (size == 0) return absl::OkStatus();
@@ -110,9 +113,8 @@ class Win32MappedFile final : public MappedFile {
           absl::StrCat(path_, ": cannot grow to ", size, " bytes past the mapped ", reserve_));
     }
     std::lock_guard<std::mutex> lock(mu_);
-    absl::StatusOr<uint64_t> current = Size();
-    if (!current.ok()) return current.status();
-    if (size <= *current) return MapThrough(std::min(*current, reserve_), false);
+    MAPKV_ASSIGN_OR_RETURN(uint64_t current, Size());
+    if (size <= current) return MapThrough(std::min(current, reserve_), false);
     if (covered() % kGranule != 0) {
       return absl::ResourceExhaustedError(absl::StrCat(
           path_, ": cannot grow on Windows: the file is ", covered(),
@@ -156,7 +158,7 @@ class Win32MappedFile final : public MappedFile {
   // Windows has no lock conversion: a handle that holds a byte and asks for the other mode gives
   // its lock up and then asks for the new one. Where the new one cannot be had at once (wait is
   // false), the old mode is taken back, waiting for it: the callers convert only on the open byte,
-  // whose exclusive holders are first openers that finish (db_impl.cc).
+  // whose exclusive holders are first openers that finish (open.cc).
   //
   // IsLockedByOther() and a lock that must not wait run inside the probe gate (below), so that
   // they never fail because of another probe.
@@ -291,7 +293,8 @@ class Win32MappedFile final : public MappedFile {
     absl::Status status;
   };
 
-  absl::StatusOr<bool> LockGated(uint64_t byte, bool exclusive, bool wait) {
+  absl::StatusOr<bool> LockGated(uint64_t byte, bool exclusive, bool wait)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(locks_mu_) {
     if (wait) return LockByte(byte, exclusive, true);
     ProbeGate gate(this);
     if (!gate.status.ok()) return gate.status;
@@ -310,7 +313,8 @@ class Win32MappedFile final : public MappedFile {
     return UnlockFileEx(file_, 0, 1, 0, &at);
   }
 
-  absl::StatusOr<bool> LockByte(uint64_t byte, bool exclusive, bool wait) {
+  absl::StatusOr<bool> LockByte(uint64_t byte, bool exclusive, bool wait)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(locks_mu_) {
     DWORD flags =
         (exclusive ? LOCKFILE_EXCLUSIVE_LOCK : 0) | (wait ? 0 : LOCKFILE_FAIL_IMMEDIATELY);
     OVERLAPPED at = At(byte);
@@ -326,8 +330,7 @@ class Win32MappedFile final : public MappedFile {
   // Maps the file from covered() through `end` as one more view, at its place in the reserved
   // range. With `extend`, the mapping object is `end` bytes, which extends the file to that size
   // (and allocates it): that is how the file grows. Otherwise `end` is at most the file's size.
-  // Caller holds mu_.
-  absl::Status MapThrough(uint64_t end, bool extend) {
+  absl::Status MapThrough(uint64_t end, bool extend) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const uint64_t from = covered();
     if (end <= from) return absl::OkStatus();
     if (from % kGranule != 0) {
@@ -373,12 +376,13 @@ class Win32MappedFile final : public MappedFile {
   char* const base_;
   const uint64_t reserve_;
   const bool read_only_;
-  std::mutex mu_;                     // views_, reserved_ and growing covered_
-  std::vector<View> views_;           // in file order, back to back from 0
-  char* reserved_ = nullptr;          // the reservation of [covered(), reserve_), if held
+  std::mutex mu_;                                  // views_, reserved_ and growing covered_
+  std::vector<View> views_ ABSL_GUARDED_BY(mu_);   // in file order, back to back from 0
+  char* reserved_ ABSL_GUARDED_BY(mu_) = nullptr;  // the reservation of [covered(), reserve_)
   std::atomic<uint64_t> covered_{0};  // end of the last view
   std::mutex locks_mu_;
-  std::map<uint64_t, bool> held_;  // byte -> exclusive, for the byte locks this handle holds
+  // byte -> exclusive, for the byte locks this handle holds
+  std::map<uint64_t, bool> held_ ABSL_GUARDED_BY(locks_mu_);
 };
 
 }  // namespace

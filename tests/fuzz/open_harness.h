@@ -41,7 +41,7 @@
 //
 // Checksums: XXH3 with a per-file salt is no wall a mutator can climb byte by byte, so mode bits
 // make the harness recompute them after the mutation, as the engine would have written them:
-// - kModeFixHeader: FileHeader::checksum (as HeaderChecksum in src/db_impl.cc), so mutations of
+// - kModeFixHeader: FileHeader::checksum (as HeaderChecksum in src/open.cc), so mutations of
 //   the header fields, the shared state and the log reach the code past the header check;
 // - kModeFixCheckpoints: the checksums of the CheckpointRecords ever written (seq != 0);
 // - kModeFixRecords: walking the log from 64 KiB while records decode (ReadRecord's rules), every
@@ -138,7 +138,7 @@ inline void StoreU64(std::string& file, uint64_t offset, uint64_t v) {
   std::memcpy(file.data() + offset, &v, sizeof(v));
 }
 
-// As CurrentBootHash in src/db_impl.cc: 0 when the boot id is unknown.
+// As CurrentBootHash in src/open.cc: 0 when the boot id is unknown.
 inline uint64_t BootHash() {
   static const uint64_t hash = [] {
     const std::string id = internal::BootId();

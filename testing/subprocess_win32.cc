@@ -29,12 +29,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "src/platform/subprocess.h"
+#include "src/strings.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::tools {
 namespace {
 
-absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+using internal::ToAbsl;
 
 std::string ErrorText(DWORD error) {
   char* text = nullptr;
@@ -535,8 +536,6 @@ void TerminateProcess(int pid) {
   WaitForSingleObject(process, INFINITE);
   Forget(pid);
 }
-
-int CurrentPid() { return static_cast<int>(GetCurrentProcessId()); }
 
 bool ProcessExists(int pid) {
   if (pid <= 0) return false;

@@ -26,14 +26,16 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "src/platform/subprocess.h"
+#include "src/strings.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::tools {
 namespace {
 
+using internal::ToAbsl;
+
 absl::Status ErrnoStatus(std::string_view what, int error) {
-  return absl::InternalError(
-      absl::StrCat(absl::string_view(what.data(), what.size()), ": ", std::strerror(error)));
+  return absl::InternalError(absl::StrCat(ToAbsl(what), ": ", std::strerror(error)));
 }
 
 }  // namespace
@@ -149,8 +151,6 @@ void KillChild(int pid) {
   if (pid > 0) kill(pid, SIGKILL);
 }
 
-int CurrentPid() { return static_cast<int>(getpid()); }
-
 size_t MaxUnixSocketPath() { return sizeof(sockaddr_un{}.sun_path); }
 
 void IgnoreBrokenPipes() { signal(SIGPIPE, SIG_IGN); }
@@ -168,8 +168,7 @@ absl::StatusOr<std::string> MakeTempDir(std::string_view prefix) {
   std::error_code error;
   std::filesystem::path base = std::filesystem::temp_directory_path(error);
   if (error) base = "/tmp";
-  std::string templ =
-      (base / absl::StrCat(absl::string_view(prefix.data(), prefix.size()), "XXXXXX")).string();
+  std::string templ = (base / absl::StrCat(ToAbsl(prefix), "XXXXXX")).string();
   if (mkdtemp(templ.data()) == nullptr) return ErrnoStatus(absl::StrCat("mkdtemp ", templ), errno);
   return templ;
 }
@@ -461,9 +460,8 @@ std::string PipeEndArg(int fd) { return absl::StrCat(fd); }
 
 absl::StatusOr<int> PipeEndFromArg(std::string_view arg) {
   int fd = -1;
-  if (!absl::SimpleAtoi(absl::string_view(arg.data(), arg.size()), &fd) || fd < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", absl::string_view(arg.data(), arg.size()), "\" names no pipe end"));
+  if (!absl::SimpleAtoi(ToAbsl(arg), &fd) || fd < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", ToAbsl(arg), "\" names no pipe end"));
   }
   // Close-on-exec again: not passed on to this process's own children unless it passes it itself.
   if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {

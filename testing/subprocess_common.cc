@@ -1,5 +1,5 @@
 // The parts of subprocess.h that are the same on every platform, written once.
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::tools {
 
