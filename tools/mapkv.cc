@@ -38,6 +38,7 @@ constexpr Command kCommands[] = {
     {"load", "read records from a file or stdin into the database", SetupLoad},
     {"check", "verify the whole file; exit 3 when damaged", SetupCheck},
     {"compact", "rewrite the database without garbage (offline, atomic)", SetupCompact},
+    {"salvage", "copy every intact record of a damaged file into a new one", SetupSalvage},
     {"demo", "worker processes share one cache file with a capacity, every value checked",
      SetupDemo},
     {"bench", "a quick benchmark of the basic operations and a compaction", SetupBench},
@@ -138,6 +139,7 @@ int Main(int argc, char** argv) {
   internal::SetBinaryMode(internal::StdStream::kIn);
   internal::SetBinaryMode(internal::StdStream::kOut);
   app.require_subcommand(1);
+  app.set_version_flag("-V,--version", "mapkv " MAPKV_VERSION, "print the version and exit");
   app.footer(kFooter);
   auto formatter = std::make_shared<Formatter>();
   app.formatter(formatter);
@@ -160,6 +162,9 @@ int Main(int argc, char** argv) {
   } catch (const CLI::CallForHelp&) {
     std::printf("%s", app.help().c_str());
     return kExitOk;
+  } catch (const CLI::CallForVersion& version) {
+    std::printf("%s\n", version.what());
+    return kExitOk;
   } catch (const CLI::CallForAllHelp&) {
     std::printf("%s", app.help("", CLI::AppFormatMode::All).c_str());
     return kExitOk;
@@ -178,7 +183,8 @@ int Main(int argc, char** argv) {
   }
   if (help->parsed()) {
     if (topic.empty()) {
-      std::printf("%s", app.help().c_str());
+      // app.help() would show the help of the subcommand parsed, `help` itself.
+      std::printf("%s", formatter->make_help(&app, "mapkv", CLI::AppFormatMode::Normal).c_str());
       return kExitOk;
     }
     for (const auto& [sub, run] : commands) {
