@@ -1099,6 +1099,17 @@ TEST_F(ToolTest, ValuesOfACache) {
   ASSERT_EQ(ttl.status, 0) << ttl.err;
   EXPECT_FALSE(Contains(Run({"dump", copy}).out, "fresh\tvalue\tnever")) << "--ttl applies";
 
+  // A cache's file salvages into a cache's file, expiries and all.
+  const std::string salvaged = Path("c2-salvaged.mapkv");
+  ToolResult salvage = Run({"salvage", cache_path, salvaged});
+  EXPECT_EQ(salvage.status, 0) << salvage.out << salvage.err;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cache> cache, Cache::Open(salvaged));
+    EXPECT_OK_AND_EQ(cache->Get("cnt"), "43");
+    EXPECT_OK_AND_EQ(cache->Get("session"), "token");
+  }
+  EXPECT_EQ(Run({"dump", salvaged}).out, dump.out);
+
   EXPECT_EQ(Run({"del", cache_path, "session"}).status, 0);
   EXPECT_EQ(Run({"get", cache_path, "session"}).status, 1);
   EXPECT_EQ(Run({"del", cache_path, "session"}).status, 1);
