@@ -1198,6 +1198,25 @@ TEST_F(ToolTest, SalvageRecoversEveryIntactRecord) {
   EXPECT_EQ(foreign.status, 4);
   EXPECT_TRUE(Contains(foreign.err, "not a mapkv file")) << foreign.err;
 
+  // With the committed end of the log unreadable, the scan goes to the end of the file and keeps
+  // the batches that end intact: here all of them.
+  const std::string no_tail = Path("no-tail.mapkv");
+  ASSERT_EQ(Run({"load", "--batch", "50", no_tail}, input).status, 0);
+  {
+    std::string bytes = ReadFile(no_tail);
+    const uint64_t wild = 3;  // SharedState::committed_tail, misaligned
+    std::memcpy(bytes.data() + 1024, &wild, sizeof(wild));
+    ASSERT_TRUE(WriteFile(no_tail, bytes));
+  }
+  const std::string no_tail_out = Path("no-tail-out.mapkv");
+  ToolResult scanned = Run({"salvage", no_tail, no_tail_out});
+  EXPECT_EQ(scanned.status, 3) << scanned.out << scanned.err;
+  EXPECT_TRUE(Contains(scanned.out, ": 300 keys (") &&
+              Contains(scanned.out, "committed end of the log is unreadable") &&
+              !Contains(scanned.out, "damaged:"))
+      << scanned.out;
+  EXPECT_EQ(ReadContent(no_tail_out).size(), 300u);
+
   // An undamaged file salvages whole, exit 0.
   const std::string clean = Path("clean.mapkv");
   const Content model = MakeChurnedDatabase(clean, 200, 4);

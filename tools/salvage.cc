@@ -87,6 +87,10 @@ int RunSalvage(const SalvageArgs& args) {
   std::printf("salvaged %s into %s: %s (the latest intact version of each), from %s\n",
               args.db.c_str(), args.out.c_str(), Plural(scan->live_keys(), "key", "keys").c_str(),
               Plural(scan->intact_records(), "intact record", "intact records").c_str());
+  if (!scan->used_committed_tail()) {
+    std::printf("the committed end of the log is unreadable: scanned to the end of the file, "
+                "keeping only batches that end intact\n");
+  }
   const uint64_t regions = scan->damaged().size();
   if (regions > 0) {
     std::vector<std::string> where;
@@ -110,7 +114,7 @@ int RunSalvage(const SalvageArgs& args) {
                 "unreadable, so such a batch may never have been committed)\n",
                 Plural(scan->dropped_records(), "intact record", "intact records").c_str());
   }
-  const bool lost = regions > 0 || scan->dropped_records() > 0 ||
+  const bool lost = regions > 0 || scan->dropped_records() > 0 || !scan->used_committed_tail() ||
                     scan->lost_latest().value_or(1) > 0;
   return lost ? kExitDataProblem : kExitOk;
 }

@@ -18,6 +18,13 @@ uint64_t Load64(const std::string& file, uint64_t offset) {
   return v;
 }
 
+bool AllZero(const std::string& file, uint64_t offset, uint64_t n) {
+  for (uint64_t i = offset; i < offset + n && i < file.size(); ++i) {
+    if (file[i] != 0) return false;
+  }
+  return true;
+}
+
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   std::FILE* in = std::fopen(path.c_str(), "rb");
   if (in == nullptr) {
@@ -101,6 +108,17 @@ absl::Status LogScan::Scan() {
   uint64_t offset = kHeaderSize;
   std::optional<DamagedRegion> damage;
   while (offset + sizeof(RecordHeader) <= limit) {
+    if (!used_committed_tail_ && AllZero(file_, offset, sizeof(RecordHeader))) {
+      // Past the end of what was ever written (the file grows zero-filled): no damage.
+      if (damage) {
+        damage->bytes = offset - damage->offset;
+        damaged_.push_back(*damage);
+        damage.reset();
+      }
+      drop_pending();
+      offset += 8;
+      continue;
+    }
     absl::StatusOr<Record> r = ReadRecord(file_.data(), offset, limit, salt, /*verify=*/true);
     if (!r.ok()) {
       if (!damage) damage = DamagedRegion{offset, 0};

@@ -14,7 +14,7 @@
 // intact record of a key is its latest intact version. When the committed end is unreadable (out
 // of the file, misaligned), the scan goes to the end of the file and takes only the records of
 // batches that end intact (a record with kLast), since past the committed end lie the remains of
-// aborted transactions.
+// aborted transactions; zero bytes there are space never written, not damage.
 //
 // Losses: the damaged regions (offset and length), and, when the index table is intact, the live
 // keys whose record the index points at is damaged: their latest version is lost (an older one
