@@ -9,10 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "cache_values.h"
+#include "json_read.h"
 #include "mapkv/db.h"
-#include "rapidjson/document.h"
-#include "simdjson.h"
-#include "rapidjson/error/en.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
 
@@ -38,112 +36,7 @@ void WriteJsonString(JsonWriter* writer, std::string_view s) {
   writer->String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
-// What the fields of a JSON line make of a record, whichever parser read them: key / key_base64
-// and value / value_base64 are strings, once each; "expires" (a cache's dump) is an expiry; other
-// fields are ignored, or refused with ParseOptions::strict_fields.
-class JsonFields {
- public:
-  JsonFields(const ParseOptions& options, Record* record) : options_(options), record_(record) {
-    record_->expires_unix_ms = -1;
-  }
-
-  // `text`: the field's string, or nullptr when its value is not a string.
-  absl::Status Add(std::string_view name, const std::string_view* text) {
-    bool* have = nullptr;
-    std::string* target = nullptr;
-    bool base64 = false;
-    if (name == "key" || name == "key_base64") {
-      have = &have_key_;
-      target = &record_->key;
-      base64 = name == "key_base64";
-    } else if (name == "value" || name == "value_base64") {
-      have = &have_value_;
-      target = &record_->value;
-      base64 = name == "value_base64";
-    } else if (name != "expires") {
-      if (!options_.strict_fields) return absl::OkStatus();
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown field \"", ToAbsl(name),
-                       "\" (--strict allows only key or key_base64, value or value_base64, "
-                       "expires)"));
-    }
-    if (text == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("field \"", ToAbsl(name), "\" must be a string"));
-    }
-    if (target == nullptr) {  // expires
-      absl::StatusOr<int64_t> expires = ParseExpiry(*text);
-      if (!expires.ok()) return expires.status();
-      record_->expires_unix_ms = *expires;
-      return absl::OkStatus();
-    }
-    if (*have) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("a second ", ToAbsl(name.substr(0, name.find('_')))));
-    }
-    *have = true;
-    if (base64) {
-      if (!absl::Base64Unescape(ToAbsl(*text), target)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("field \"", ToAbsl(name), "\" is not valid base64"));
-      }
-      return absl::OkStatus();
-    }
-    // A lone surrogate escape (\udc00) decodes into bytes that are not UTF-8.
-    if (!IsValidUtf8(*text)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "field \"", ToAbsl(name), "\" is not valid UTF-8 (use ", ToAbsl(name), "_base64)"));
-    }
-    target->assign(*text);
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<LineKind> Finish() const {
-    if (!have_key_) return absl::InvalidArgumentError("no key (or key_base64) field");
-    if (!have_value_) return absl::InvalidArgumentError("no value (or value_base64) field");
-    return LineKind::kRecord;
-  }
-
- private:
-  const ParseOptions& options_;
-  Record* record_;
-  bool have_key_ = false;
-  bool have_value_ = false;
-};
-
-// RapidJSON's reading of a line: for the lines simdjson refuses, so that an error names its
-// column (simdjson's errors do not), and so that a line past simdjson's 4 GiB limit is read.
-absl::StatusOr<LineKind> ParseJsonLineRapid(std::string_view line, const ParseOptions& options,
-                                            Record* record) {
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseValidateEncodingFlag>(line.data(), line.size());
-  if (doc.HasParseError()) {
-    std::string_view what = rapidjson::GetParseError_En(doc.GetParseError());
-    if (!what.empty() && what.back() == '.') what.remove_suffix(1);
-    return absl::InvalidArgumentError(absl::StrCat(
-        ToAbsl(what), " at column ", doc.GetErrorOffset() + 1,
-        doc.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding
-            ? " (bytes that are not UTF-8 go in key_base64 / value_base64)"
-            : ""));
-  }
-  if (!doc.IsObject()) return absl::InvalidArgumentError("not a JSON object");
-  JsonFields fields(options, record);
-  for (const auto& member : doc.GetObject()) {
-    const std::string_view name(member.name.GetString(), member.name.GetStringLength());
-    std::string_view text;
-    if (member.value.IsString()) {
-      text = std::string_view(member.value.GetString(), member.value.GetStringLength());
-    }
-    if (absl::Status s = fields.Add(name, member.value.IsString() ? &text : nullptr); !s.ok()) {
-      return s;
-    }
-  }
-  return fields.Finish();
-}
-
-// The whole line is one JSON object. simdjson reads it (the fastest of Debian's JSON libraries on
-// `mapkv load --format jsonl`; its DOM API picks the CPU's SIMD kernel at run time); a line it
-// refuses is read again by RapidJSON, for an error with a column or the rare line it cannot hold.
+// The whole line is one JSON object (json_read.h), or white space.
 absl::StatusOr<LineKind> ParseJsonLine(std::string_view line, const ParseOptions& options,
                                        Record* record) {
   size_t first = 0;
@@ -152,24 +45,7 @@ absl::StatusOr<LineKind> ParseJsonLine(std::string_view line, const ParseOptions
     ++first;
   }
   if (first == line.size()) return LineKind::kBlank;
-  // simdjson reads up to SIMDJSON_PADDING bytes past the end of its input.
-  thread_local simdjson::dom::parser parser;
-  thread_local std::string padded;
-  padded.resize(line.size() + simdjson::SIMDJSON_PADDING);
-  std::memcpy(padded.data(), line.data(), line.size());
-  simdjson::dom::object object;
-  if (parser.parse(padded.data(), line.size(), /*realloc_if_needed=*/false)
-          .get_object()
-          .get(object) != simdjson::SUCCESS) {
-    return ParseJsonLineRapid(line, options, record);
-  }
-  JsonFields fields(options, record);
-  for (const simdjson::dom::key_value_pair field : object) {
-    std::string_view text;
-    const bool is_string = field.value.get_string().get(text) == simdjson::SUCCESS;
-    if (absl::Status s = fields.Add(field.key, is_string ? &text : nullptr); !s.ok()) return s;
-  }
-  return fields.Finish();
+  return ParseJsonObject(line, options, record);
 }
 
 }  // namespace
