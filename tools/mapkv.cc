@@ -55,7 +55,8 @@ Exit status (every command):
   0  success
   1  not found: get (or del) of a key that is not there
   2  usage error: bad arguments; nothing was done
-  3  a data problem found (check), or refused (compact while others have the database open)
+  3  a data problem found (check; salvage past damage), a file that needs recovery left as it is
+     by a command that only reads, or refused (compact while others have the database open)
   4  I/O or any other error (no such file, not a mapkv file, permission, disk full, ...)
 Errors go to stderr as "mapkv COMMAND: FILE: reason". Output meant for programs goes to stdout:
 values, dumps, `stat --json`. Progress bars appear on stderr only when it is a terminal.
@@ -65,7 +66,8 @@ Examples:
   mapkv put cache.mapkv user/42 Ada && mapkv get cache.mapkv user/42
   mapkv dump cache.mapkv | grep '^user/' | wc -l
   mapkv dump old.mapkv | mapkv load new.mapkv
-  mapkv check cache.mapkv && mapkv compact cache.mapkv)";
+  mapkv check cache.mapkv && mapkv compact cache.mapkv
+  mapkv check app.mapkv || mapkv salvage app.mapkv app.salvaged.mapkv)";
 
 constexpr size_t kWidth = 100;
 constexpr size_t kColumn = 24;

@@ -214,7 +214,8 @@ Fields (JSON names in brackets):
   [commits, rebuilt_index, rebuild_records, rebuild_micros, recovered_commits]
                               commits over the file's life; what the first opener had to repair
 
-Exit status: 0 shown, 2 bad usage, 4 error (no such file, not a mapkv file, ...).
+Exit status: 0 shown, 2 bad usage, 3 the file needs recovery (left as it is), 4 error (no such
+file, not a mapkv file, ...).
 
 Examples:
   mapkv stat /var/lib/app/cache.mapkv
