@@ -20,6 +20,7 @@
 #include "mapkv/compact.h"
 #include "mapkv/db.h"
 #include "src/platform/fs.h"
+#include "src/platform/process.h"
 #include "src/platform/subprocess.h"
 #include "test_util.h"
 
@@ -294,13 +295,13 @@ TEST_F(ToolTest, NotADatabase) {
   EXPECT_EQ(ReadFile(text), std::string(8192, 'x')) << "the tool wrote to a foreign file";
 }
 
-// A cache's file (mapkv::Cache): stat shows its statistics, check verifies it, compact drops its
-// expired values; the commands that read or write values refuse it, naming what it is.
+// A cache's file (mapkv::Cache): stat shows its statistics, check verifies it, get and dump read
+// it as the cache does (expired values absent unless asked for), compact drops its expired values.
 TEST_F(ToolTest, CacheFile) {
   const std::string cache_path = Path("cache.mapkv");
   {
     CacheOptions options;
-    // An hour ago: values with a one-second ttl are expired by the real clock compact uses.
+    // An hour ago: values with a one-second ttl are expired by the real clock the tool uses.
     const int64_t hour_ago = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count() -
@@ -317,7 +318,7 @@ TEST_F(ToolTest, CacheFile) {
   ToolResult text = Run({"stat", cache_path});
   ASSERT_EQ(text.status, 0) << text.err;
   EXPECT_TRUE(Contains(text.out, "format version   3 (a cache)")) << text.out;
-  EXPECT_TRUE(Contains(text.out, "10 hits, 1 misses")) << text.out;
+  EXPECT_TRUE(Contains(text.out, "10 hits, 1 miss (")) << text.out;
   ToolResult json = Run({"stat", "--json", cache_path});
   ASSERT_EQ(json.status, 0) << json.err;
   EXPECT_TRUE(Contains(json.out, "\"kind\":\"cache\"")) << json.out;
@@ -325,16 +326,41 @@ TEST_F(ToolTest, CacheFile) {
   EXPECT_EQ(Run({"check", cache_path}).status, 0);
 
   ToolResult get = Run({"get", cache_path, "k5"});
-  EXPECT_NE(get.status, 0);
-  EXPECT_TRUE(Contains(get.err, cache_path) && Contains(get.err, "a mapkv cache")) << get.err;
+  EXPECT_EQ(get.status, 0) << get.err;
+  EXPECT_EQ(get.out, "v5");
+  ToolResult expired = Run({"get", cache_path, "k0"});
+  EXPECT_EQ(expired.status, 1);
+  EXPECT_TRUE(Contains(expired.err, "expired at ") && Contains(expired.err, "--expired"))
+      << expired.err;
+  EXPECT_EQ(Run({"get", "--expired", cache_path, "k0"}).out, "v0");
+  // Reading through the tool counts no hits or misses.
+  EXPECT_TRUE(Contains(Run({"stat", "--json", cache_path}).out, "\"hits\":10,\"misses\":1,"));
+
+  ToolResult dump = Run({"dump", cache_path});
+  EXPECT_EQ(dump.status, 0) << dump.err;
+  EXPECT_EQ(std::count(dump.out.begin(), dump.out.end(), '\n'), 6) << dump.out;
+  EXPECT_TRUE(Contains(dump.out, "k9\tv9\tnever\n")) << dump.out;
+  EXPECT_TRUE(Contains(dump.err, "4 expired entries (--expired lists them)")) << dump.err;
+  ToolResult all = Run({"dump", "--expired", "--format", "jsonl", cache_path});
+  EXPECT_EQ(std::count(all.out.begin(), all.out.end(), '\n'), 10) << all.out;
+  EXPECT_TRUE(Contains(all.out, "{\"key\":\"k0\",\"value\":\"v0\",\"expires\":\"20")) << all.out;
+  EXPECT_TRUE(Contains(all.out, "\"expires\":\"never\"}")) << all.out;
+
+  // A cache with a capacity (a ring) takes writes from the tool as from Cache::Put.
+  ASSERT_EQ(Run({"put", "--ttl", "1h", cache_path, "new", "value"}).status, 0);
+  ASSERT_EQ(Run({"load", cache_path}, "loaded\tvalue\tnever\n").status, 0);
+  ASSERT_EQ(Run({"del", cache_path, "k8"}).status, 0);
 
   ToolResult compact = Run({"compact", cache_path});
   ASSERT_EQ(compact.status, 0) << compact.err;
-  EXPECT_TRUE(Contains(compact.out, " 6 keys") && Contains(compact.out, "dropped 4 cache entries"))
+  EXPECT_TRUE(Contains(compact.out, " 7 keys") && Contains(compact.out, "dropped 4 cache entries"))
       << compact.out;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cache> cache, Cache::Open(cache_path));
   EXPECT_STATUS(cache->Get("k0"), absl::StatusCode::kNotFound);
   EXPECT_OK_AND_EQ(cache->Get("k9"), "v9");
+  EXPECT_OK_AND_EQ(cache->Get("new"), "value");
+  EXPECT_OK_AND_EQ(cache->Get("loaded"), "value");
+  EXPECT_STATUS(cache->Get("k8"), absl::StatusCode::kNotFound);
   EXPECT_TRUE(cache->GetStats().db.is_cache);
 }
 
@@ -440,8 +466,10 @@ TEST_F(ToolTest, LoadAcceptsHandWrittenInput) {
   const std::string tsv =
       "# a comment\n\nplain\tvalue with spaces\r\nesc\\taped\tone\\ttwo\\\\three\\0\nplain\tlast "
       "wins\n";
-  ToolResult load = Run({"load", db}, tsv);
+  ToolResult load = Run({"load", "--comments", db}, tsv);
   ASSERT_EQ(load.status, 0) << load.err;
+  EXPECT_TRUE(Contains(load.out, "loaded 3 records (")) << load.out;
+  EXPECT_TRUE(Contains(load.out, "skipped 1 comment line, 1 blank line\n")) << load.out;
   EXPECT_EQ(ReadContent(db),
             (Content{{"plain", "last wins"}, {"esc\taped", std::string("one\ttwo\\three\0", 14)}}));
   const std::string jsonl =
@@ -456,7 +484,7 @@ TEST_F(ToolTest, LoadAcceptsHandWrittenInput) {
   const std::string sample = absl::StrCat(MAPKV_SOURCE_DIR, "/data/iso_codes.tsv");
   if (test::FileExists(sample)) {
     const std::string iso = Path("iso.mapkv");
-    ToolResult r = Run({"load", iso, sample});
+    ToolResult r = Run({"load", "--comments", iso, sample});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(ReadContent(iso).size(), 1245u);
     EXPECT_EQ(Run({"get", iso, "country/FR"}).out.substr(0, 6), "France");
@@ -472,8 +500,8 @@ TEST_F(ToolTest, LoadRejectsMalformedInputAndLoadsNothing) {
       {"tsv", "good\t1\nbad\\qescape\tv\n"},
       {"tsv", "good\t1\nk\tv\tthird field\n"},
       {"jsonl", "{\"key\":\"good\",\"value\":\"1\"}\n{\"key\":\"k\"}\n"},
-      {"jsonl",
-       "{\"key\":\"good\",\"value\":\"1\"}\n{\"key\":\"k\",\"value\":\"v\",\"x\":\"y\"}\n"},
+      {"jsonl", "{\"key\":\"good\",\"value\":\"1\"}\n{\"key\":\"k\",\"value\":7}\n"},
+      {"jsonl", "{\"key\":\"good\",\"value\":\"1\"}\n{\"key\":\"k\",\"value\":\"\\udc00\"}\n"},
       {"jsonl", "{\"key\":\"good\",\"value\":\"1\"}\n{\"key_base64\":\"!!\",\"value\":\"v\"}\n"},
       {"jsonl", "{\"key\":\"good\",\"value\":\"1\"}\n[1,2]\n"},
   };
@@ -870,6 +898,337 @@ TEST_F(ToolTest, DemoRejectsBadOptions) {
   ToolResult missing = Run({"demo", "--data", Path("no-such.tsv")});
   EXPECT_EQ(missing.status, 4) << missing.err;
   EXPECT_TRUE(Contains(missing.err, "no-such.tsv")) << missing.err;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paper cuts: version, help, messages, plurals, who holds a file.
+
+TEST_F(ToolTest, VersionAndBareHelp) {
+  for (const char* flag : {"--version", "-V"}) {
+    ToolResult version = Run({flag});
+    EXPECT_EQ(version.status, 0) << version.err;
+    EXPECT_TRUE(absl::StartsWith(version.out, "mapkv ") && absl::EndsWith(version.out, "\n"))
+        << version.out;
+    EXPECT_TRUE(version.err.empty()) << version.err;
+  }
+  ToolResult help = Run({"help"});
+  EXPECT_EQ(help.status, 0) << help.err;
+  EXPECT_EQ(help.out, Run({"--help"}).out) << "`mapkv help` is the list of commands";
+  EXPECT_TRUE(Contains(help.out, "  salvage ")) << help.out;
+}
+
+TEST_F(ToolTest, MessagesNameThePathOnceAndCountInWords) {
+  const std::string text = Path("notes.txt");
+  ASSERT_TRUE(WriteFile(text, std::string(8192, 'x')));
+  ToolResult check = Run({"check", text});
+  EXPECT_EQ(check.status, 3);
+  for (const std::string* stream : {&check.out, &check.err}) {
+    const std::vector<std::string> pieces = absl::StrSplit(*stream, text);
+    EXPECT_EQ(pieces.size(), 2u) << "the path once: " << *stream;
+  }
+
+  const std::string missing = Path("nothere.mapkv");
+  ToolResult compact = Run({"compact", missing});
+  EXPECT_EQ(compact.status, 4);
+  EXPECT_TRUE(absl::StartsWith(compact.err, absl::StrCat("mapkv compact: ", missing, ": no such file")))
+      << compact.err;
+  EXPECT_FALSE(Contains(compact.err, "realpath")) << compact.err;
+
+  const std::string db = Path("one.mapkv");
+  ToolResult load = Run({"load", db}, "k\tv\n");
+  EXPECT_TRUE(Contains(load.out, "loaded 1 record (")) << load.out;
+  ToolResult clean = Run({"check", db});
+  EXPECT_TRUE(Contains(clean.out, ": ok: 1 key, ")) << clean.out;
+  EXPECT_TRUE(Contains(Run({"stat", db}).out, "0 other handles")) << "zero takes the plural";
+}
+
+TEST_F(ToolTest, StatListsTheProcessesThatHoldTheFile) {
+  const std::string db = Path("held.mapkv");
+  ASSERT_EQ(Run({"put", db, "k", "v"}).status, 0);
+  ToolResult alone = Run({"stat", "--json", db});
+  EXPECT_TRUE(Contains(alone.out, "\"handles\":[],")) << alone.out;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> holder, DB::Open(db));
+  const std::string pid = absl::StrCat(internal::CurrentPid());
+  ToolResult text = Run({"stat", db});
+  EXPECT_TRUE(Contains(text.out, "1 other handle (")) << text.out;
+  EXPECT_TRUE(Contains(text.out, absl::StrCat("pid ", pid, ", opened 20"))) << text.out;
+  ToolResult json = Run({"stat", "--json", db});
+  EXPECT_TRUE(Contains(json.out, absl::StrCat("\"handles\":[{\"pid\":", pid, ",\"opened_unix_ms\":")))
+      << json.out;
+}
+
+// A file that needs recovery is left as it is by every command that only looks, and each says so.
+TEST_F(ToolTest, ReadCommandsLeaveAFileThatNeedsRecovery) {
+  const std::string db = Path("unclean.mapkv");
+  Write(db, {{"k", "v"}});
+  // As after a machine stop: another boot's id, and no clean close (src/format.h SharedState).
+  std::string bytes = ReadFile(db);
+  const uint64_t other_boot = 0x1234567;
+  std::memcpy(bytes.data() + 1104, &other_boot, sizeof(other_boot));
+  std::memset(bytes.data() + 1112, 0, 4);
+  ASSERT_TRUE(WriteFile(db, bytes));
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"get", db, "k"}, {"dump", db}, {"stat", db},
+                                             {"check", db}}) {
+    ToolResult r = Run(args);
+    EXPECT_EQ(r.status, 3) << args[0] << ": " << r.err;
+    EXPECT_TRUE(Contains(r.err, "needs recovery") && Contains(r.err, "is unchanged"))
+        << args[0] << ": " << r.err;
+    EXPECT_TRUE(ReadFile(db) == bytes) << args[0] << " changed the file";
+  }
+  // A command that writes recovers it.
+  EXPECT_EQ(Run({"put", db, "k2", "v2"}).status, 0);
+  EXPECT_EQ(ReadContent(db), (Content{{"k", "v"}, {"k2", "v2"}}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// load never drops a line silently, and cleans up after itself.
+
+TEST_F(ToolTest, LoadCommentsOnlyWhenAskedFor) {
+  const std::string db = Path("tags.mapkv");
+  ToolResult tag = Run({"load", db}, "#hashtag\tpopular\nk\tv\n");
+  ASSERT_EQ(tag.status, 0) << tag.err;
+  EXPECT_TRUE(Contains(tag.out, "loaded 2 records (")) << tag.out;
+  EXPECT_EQ(ReadContent(db), (Content{{"#hashtag", "popular"}, {"k", "v"}}));
+
+  ToolResult comment = Run({"load", db}, "# a comment\nk2\tv2\n");
+  EXPECT_EQ(comment.status, 4);
+  EXPECT_TRUE(Contains(comment.err, "stdin:1:") && Contains(comment.err, "--comments"))
+      << comment.err;
+  ToolResult skipped = Run({"load", "--comments", db}, "# a comment\n#tag\tx\nk2\tv2\n");
+  ASSERT_EQ(skipped.status, 0) << skipped.err;
+  EXPECT_TRUE(Contains(skipped.out, "loaded 1 record (") &&
+              Contains(skipped.out, "skipped 2 comment lines"))
+      << skipped.out;
+  EXPECT_EQ(ReadContent(db).size(), 3u);
+}
+
+TEST_F(ToolTest, LoadColumns) {
+  const std::string db = Path("cols.mapkv");
+  ToolResult three = Run({"load", db}, "k\tv\tthird\n");
+  EXPECT_EQ(three.status, 4);
+  EXPECT_TRUE(Contains(three.err, "3 tab-separated fields") && Contains(three.err, "--columns") &&
+              Contains(three.err, "\\t"))
+      << three.err;
+  ToolResult chosen = Run({"load", "--columns", "1,3", db}, "k\tignored\tv\nk2\tx\tv2\textra\n");
+  ASSERT_EQ(chosen.status, 0) << chosen.err;
+  EXPECT_EQ(ReadContent(db), (Content{{"k", "v"}, {"k2", "v2"}}));
+  ToolResult short_line = Run({"load", "--columns", "1,3", db}, "k\tv\n");
+  EXPECT_EQ(short_line.status, 4);
+  EXPECT_TRUE(Contains(short_line.err, "stdin:1: 2 tab-separated fields")) << short_line.err;
+  EXPECT_EQ(Run({"load", "--columns", "0,1", db}, "k\tv\n").status, 2);
+  EXPECT_EQ(Run({"load", "--columns", "1,2,3", db}, "k\tv\tnever\n").status, 2)
+      << "an expiry column is for a cache";
+  EXPECT_EQ(ReadContent(db).size(), 2u);
+}
+
+TEST_F(ToolTest, LoadJsonExtraFields) {
+  const std::string db = Path("extra.mapkv");
+  const std::string input =
+      "{\"key\":\"k\",\"value\":\"v\",\"id\":7,\"tags\":[\"a\"],\"meta\":{\"x\":null}}\n";
+  ToolResult loose = Run({"load", "--format", "jsonl", db}, input);
+  ASSERT_EQ(loose.status, 0) << loose.err;
+  EXPECT_EQ(ReadContent(db), (Content{{"k", "v"}}));
+  ToolResult strict = Run({"load", "--format", "jsonl", "--strict", db}, input);
+  EXPECT_EQ(strict.status, 4);
+  EXPECT_TRUE(Contains(strict.err, "stdin:1: unknown field \"id\"")) << strict.err;
+}
+
+TEST_F(ToolTest, FailedLoadRemovesTheFileItCreated) {
+  const std::string fresh = Path("fresh.mapkv");
+  ToolResult r = Run({"load", fresh}, "good\t1\nbroken line\n");
+  EXPECT_EQ(r.status, 4);
+  EXPECT_TRUE(Contains(r.err, absl::StrCat("removed ", fresh, ", which this load created")))
+      << r.err;
+  EXPECT_FALSE(test::FileExists(fresh));
+  ToolResult batched = Run({"load", "--batch", "1", fresh}, "a\t1\nbroken line\n");
+  EXPECT_EQ(batched.status, 4);
+  EXPECT_FALSE(test::FileExists(fresh)) << "even with committed batches: the load made it";
+  EXPECT_EQ(Run({"load", fresh}, "", 0).status, 0) << "an empty input loads nothing, and is fine";
+  EXPECT_TRUE(test::FileExists(fresh));
+
+  const std::string existing = Path("existing.mapkv");
+  ASSERT_EQ(Run({"put", existing, "before", "1"}).status, 0);
+  EXPECT_EQ(Run({"load", existing}, "broken line\n").status, 4);
+  EXPECT_EQ(ReadContent(existing), (Content{{"before", "1"}})) << "a file it did not create stays";
+}
+
+// ---------------------------------------------------------------------------------------------
+// get, put, del, dump and load on a cache's file.
+
+TEST_F(ToolTest, ValuesOfACache) {
+  const std::string cache_path = Path("c2.mapkv");
+  {
+    CacheOptions options;
+    options.capacity = 0;
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cache> cache, Cache::Open(cache_path, options));
+    ASSERT_OK(cache->Put("cnt", "41"));
+  }
+  ToolResult get = Run({"get", cache_path, "cnt"});
+  EXPECT_EQ(get.status, 0) << get.err;
+  EXPECT_EQ(get.out, "41");
+  ASSERT_EQ(Run({"put", "--ttl", "1h", cache_path, "session", "token"}).status, 0);
+  ASSERT_EQ(Run({"put", cache_path, "cnt", "42"}).status, 0);
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cache> cache, Cache::Open(cache_path));
+    EXPECT_OK_AND_EQ(cache->Get("cnt"), "42");
+    EXPECT_OK_AND_EQ(cache->Get("session"), "token");
+    ASSERT_OK_AND_ASSIGN(const int64_t counted, cache->Increment("cnt", 1));
+    EXPECT_EQ(counted, 43);
+  }
+  ToolResult dump = Run({"dump", cache_path});
+  EXPECT_EQ(dump.status, 0) << dump.err;
+  EXPECT_TRUE(Contains(dump.out, "cnt\t43\tnever\n")) << dump.out;
+  EXPECT_TRUE(Contains(dump.out, "session\ttoken\t20")) << "the expiry, an hour on: " << dump.out;
+
+  // A cache's dump loads into another cache with its expiries; an expired line is not loaded.
+  const std::string copy = Path("copy.mapkv");
+  {
+    CacheOptions options;
+    options.capacity = 0;
+    ASSERT_OK(Cache::Open(copy, options));
+  }
+  ToolResult load =
+      Run({"load", copy}, absl::StrCat(dump.out, "old\tgone\t2001-01-01T00:00:00Z\n"));
+  ASSERT_EQ(load.status, 0) << load.err;
+  EXPECT_TRUE(Contains(load.out, "loaded 2 records (") &&
+              Contains(load.out, "skipped 1 record already expired"))
+      << load.out;
+  EXPECT_EQ(Run({"dump", copy}).out.size(), dump.out.size());
+  ToolResult ttl = Run({"load", "--ttl", "10m", copy}, "fresh\tvalue\n");
+  ASSERT_EQ(ttl.status, 0) << ttl.err;
+  EXPECT_FALSE(Contains(Run({"dump", copy}).out, "fresh\tvalue\tnever")) << "--ttl applies";
+
+  // A cache's file salvages into a cache's file, expiries and all.
+  const std::string salvaged = Path("c2-salvaged.mapkv");
+  ToolResult salvage = Run({"salvage", cache_path, salvaged});
+  EXPECT_EQ(salvage.status, 0) << salvage.out << salvage.err;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cache> cache, Cache::Open(salvaged));
+    EXPECT_OK_AND_EQ(cache->Get("cnt"), "43");
+    EXPECT_OK_AND_EQ(cache->Get("session"), "token");
+  }
+  std::vector<std::string> before = absl::StrSplit(dump.out, '\n');
+  std::vector<std::string> after = absl::StrSplit(Run({"dump", salvaged}).out, '\n');
+  std::sort(before.begin(), before.end());
+  std::sort(after.begin(), after.end());
+  EXPECT_EQ(after, before) << "the same entries (dump's order is the index's)";
+
+  EXPECT_EQ(Run({"del", cache_path, "session"}).status, 0);
+  EXPECT_EQ(Run({"get", cache_path, "session"}).status, 1);
+  EXPECT_EQ(Run({"del", cache_path, "session"}).status, 1);
+
+  // --ttl belongs to caches: on a database it is a usage error that changes nothing.
+  const std::string db = Path("plain.mapkv");
+  ASSERT_EQ(Run({"put", db, "k", "v"}).status, 0);
+  ToolResult refused = Run({"put", "--ttl", "1h", db, "k", "w"});
+  EXPECT_EQ(refused.status, 2);
+  EXPECT_TRUE(Contains(refused.err, "is a database")) << refused.err;
+  EXPECT_EQ(Run({"put", "--ttl", "soon", cache_path, "k", "w"}).status, 2);
+  EXPECT_EQ(Run({"put", "--ttl", "1h", Path("absent.mapkv"), "k", "w"}).status, 4);
+  EXPECT_FALSE(test::FileExists(Path("absent.mapkv")));
+  EXPECT_EQ(Run({"load", "--ttl", "1h", db}, "k\tw\n").status, 2);
+  EXPECT_EQ(ReadContent(db), (Content{{"k", "v"}}));
+  // A cache's dump into a database: the expiry column is refused, --columns 1,2 takes the rest.
+  EXPECT_EQ(Run({"load", db}, dump.out).status, 4);
+  EXPECT_EQ(Run({"load", "--columns", "1,2", db}, dump.out).status, 0);
+  EXPECT_EQ(ReadContent(db).at("cnt"), "43");
+}
+
+// ---------------------------------------------------------------------------------------------
+// salvage and dump --skip-damaged.
+
+// Flips one byte in each of `targets` (found by their text) and returns the file as it was.
+std::string FlipBytes(const std::string& path, const std::vector<std::string>& targets) {
+  std::string bytes = ReadFile(path);
+  const std::string before = bytes;
+  for (const std::string& target : targets) {
+    const size_t at = bytes.find(target);
+    EXPECT_NE(at, std::string::npos) << target;
+    if (at != std::string::npos) bytes[at + 2] ^= 0x55;
+  }
+  EXPECT_TRUE(WriteFile(path, bytes));
+  return before;
+}
+
+TEST_F(ToolTest, SalvageRecoversEveryIntactRecord) {
+  const std::string db = Path("damaged.mapkv");
+  std::string input;
+  for (int i = 0; i < 300; ++i) {
+    absl::StrAppend(&input, "key", 1000 + i, "\tvalue of ", i, " ", std::string(20, 'x'), "\n");
+  }
+  ASSERT_EQ(Run({"load", "--batch", "50", db}, input).status, 0);
+  // An older version of key1100 stays intact when its latest is damaged.
+  ASSERT_EQ(Run({"put", db, "key1100", "the latest"}).status, 0);
+  // key1150 and key1151 are neighbours: one damaged region.
+  FlipBytes(db, {"key1020", "key1150", "key1151", "key1280", "the latest"});
+
+  EXPECT_EQ(Run({"check", db}).status, 3);
+  ToolResult dump = Run({"dump", db});
+  EXPECT_EQ(dump.status, 3);
+  const long dumped = std::count(dump.out.begin(), dump.out.end(), '\n');
+  EXPECT_TRUE(Contains(dump.err, "--skip-damaged")) << dump.err;
+
+  const std::string out = Path("salvaged.mapkv");
+  const std::string damaged = ReadFile(db);
+  ToolResult salvage = Run({"salvage", db, out});
+  EXPECT_EQ(salvage.status, 3) << salvage.out << salvage.err;
+  // 300 keys, 4 of them damaged; key1100's latest is damaged and its older version recovered.
+  EXPECT_TRUE(Contains(salvage.out, ": 296 keys (")) << salvage.out;
+  EXPECT_TRUE(Contains(salvage.out, "damaged: 4 regions")) << salvage.out;
+  EXPECT_TRUE(Contains(salvage.out, "lost: 5 keys whose latest version is damaged")) << salvage.out;
+  EXPECT_TRUE(ReadFile(db) == damaged) << "salvage never changes DB";
+  EXPECT_EQ(Run({"check", out}).status, 0);
+  const Content content = ReadContent(out);
+  EXPECT_EQ(content.size(), 296u);
+  EXPECT_GT(static_cast<long>(content.size()), dumped) << "more than dump lists";
+  EXPECT_TRUE(content.count("key1000") && content.count("key1299"));
+  EXPECT_EQ(content.count("key1150"), 0u);
+  EXPECT_EQ(content.at("key1100").substr(0, 8), "value of") << "the older intact version";
+
+  ToolResult skip = Run({"dump", "--skip-damaged", db});
+  EXPECT_EQ(skip.status, 3);
+  EXPECT_EQ(std::count(skip.out.begin(), skip.out.end(), '\n'), 296);
+  EXPECT_TRUE(Contains(skip.err, "4 damaged regions skipped")) << skip.err;
+
+  ToolResult exists = Run({"salvage", db, out});
+  EXPECT_EQ(exists.status, 4);
+  EXPECT_TRUE(Contains(exists.err, out) && Contains(exists.err, "exists")) << exists.err;
+  EXPECT_EQ(Run({"salvage", Path("absent.mapkv"), Path("o2.mapkv")}).status, 4);
+  EXPECT_FALSE(test::FileExists(Path("o2.mapkv")));
+  const std::string text = Path("notes.txt");
+  ASSERT_TRUE(WriteFile(text, std::string(70000, 'x')));
+  ToolResult foreign = Run({"salvage", text, Path("o3.mapkv")});
+  EXPECT_EQ(foreign.status, 4);
+  EXPECT_TRUE(Contains(foreign.err, "not a mapkv file")) << foreign.err;
+
+  // With the committed end of the log unreadable, the scan goes to the end of the file and keeps
+  // the batches that end intact: here all of them.
+  const std::string no_tail = Path("no-tail.mapkv");
+  ASSERT_EQ(Run({"load", "--batch", "50", no_tail}, input).status, 0);
+  {
+    std::string bytes = ReadFile(no_tail);
+    const uint64_t wild = 3;  // SharedState::committed_tail, misaligned
+    std::memcpy(bytes.data() + 1024, &wild, sizeof(wild));
+    ASSERT_TRUE(WriteFile(no_tail, bytes));
+  }
+  const std::string no_tail_out = Path("no-tail-out.mapkv");
+  ToolResult scanned = Run({"salvage", no_tail, no_tail_out});
+  EXPECT_EQ(scanned.status, 3) << scanned.out << scanned.err;
+  EXPECT_TRUE(Contains(scanned.out, ": 300 keys (") &&
+              Contains(scanned.out, "committed end of the log is unreadable") &&
+              !Contains(scanned.out, "damaged:"))
+      << scanned.out;
+  EXPECT_EQ(ReadContent(no_tail_out).size(), 300u);
+
+  // An undamaged file salvages whole, exit 0.
+  const std::string clean = Path("clean.mapkv");
+  const Content model = MakeChurnedDatabase(clean, 200, 4);
+  const std::string clean_out = Path("clean-out.mapkv");
+  ToolResult whole = Run({"salvage", clean, clean_out});
+  EXPECT_EQ(whole.status, 0) << whole.out << whole.err;
+  EXPECT_TRUE(Contains(whole.out, "lost: 0 keys")) << whole.out;
+  EXPECT_EQ(ReadContent(clean_out), model);
 }
 
 }  // namespace

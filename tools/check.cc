@@ -28,8 +28,14 @@ int RunCheck(const CheckArgs& args) {
     // which a check never does (it would change the file); a missing file is not.
     const bool damaged = absl::IsDataLoss(db.status()) || absl::IsInvalidArgument(db.status()) ||
                          IsNeedsRecovery(db.status());
-    if (damaged)
-      std::printf("%s: %s\n", args.db.c_str(), std::string(db.status().message()).c_str());
+    if (damaged) {
+      // Engine messages name the file already.
+      const std::string message(db.status().message());
+      std::printf("%s\n", message.find(args.db) != std::string::npos
+                              ? message.c_str()
+                              : absl::StrCat(args.db, ": ", message).c_str());
+    }
+    if (IsNeedsRecovery(db.status())) return ReportReadOpenError("check", args.db, db.status());
     return ReportError("check", args.db, db.status(), damaged ? kExitDataProblem : kExitError);
   }
   const Stats stats = (*db)->GetStats();
@@ -38,7 +44,7 @@ int RunCheck(const CheckArgs& args) {
   {
     // Verify() reports no progress: show the time it has taken, so a long check of a large file
     // does not look hung.
-    Progress progress(absl::StrCat("checking ", Bytes(stats.log_bytes)), 0, args.quiet);
+    Progress progress(absl::StrCat("checking ", Bytes(stats.log_bytes), " of log"), 0, args.quiet);
     std::atomic<bool> done{false};
     std::thread worker([&] {
       verified = (*db)->Verify(&problems);
@@ -46,15 +52,15 @@ int RunCheck(const CheckArgs& args) {
     });
     while (!done.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      progress.Update(0);
+      progress.Elapsed();
     }
     worker.join();
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (verified.ok()) {
-    std::printf("%s: ok: %s keys, %s of log checked in %s\n", args.db.c_str(),
-                Commas(stats.keys).c_str(), Bytes(stats.log_bytes).c_str(),
+    std::printf("%s: ok: %s, %s of log checked in %s\n", args.db.c_str(),
+                Plural(stats.keys, "key", "keys").c_str(), Bytes(stats.log_bytes).c_str(),
                 Seconds(seconds).c_str());
     return kExitOk;
   }
@@ -95,7 +101,8 @@ before it was closed cleanly) is reported as a problem and left as it is: check 
 Opening it for writing (any command that writes, or the program that uses it) recovers it.
 
 What to do with problems: first keep a copy of the file. `mapkv dump` stops at the first damaged
-record it meets, and `mapkv compact` refuses to copy one.
+record it meets, and `mapkv compact` refuses to copy one; `mapkv salvage DB OUT` copies every
+intact record into a new file and says what was lost (`mapkv dump --skip-damaged` lists them).
 
 Examples:
   mapkv check /var/lib/app/cache.mapkv

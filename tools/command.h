@@ -41,6 +41,7 @@ Runner SetupDump(CLI::App* app);
 Runner SetupLoad(CLI::App* app);
 Runner SetupCheck(CLI::App* app);
 Runner SetupCompact(CLI::App* app);
+Runner SetupSalvage(CLI::App* app);
 Runner SetupDemo(CLI::App* app);
 Runner SetupBench(CLI::App* app);
 

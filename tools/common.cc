@@ -50,6 +50,29 @@ absl::StatusOr<std::unique_ptr<DB>> OpenDatabase(const std::string& path, OpenMo
   return DB::Open(path, options);
 }
 
+absl::StatusOr<std::unique_ptr<DB>> OpenValues(const std::string& path, OpenMode mode,
+                                               bool* is_cache) {
+  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(path, mode, FileKind::kAny);
+  if (db.ok()) *is_cache = (*db)->GetStats().is_cache;
+  return db;
+}
+
+int ReportReadOpenError(std::string_view command, const std::string& path,
+                        const absl::Status& status) {
+  if (!IsNeedsRecovery(status)) return ReportError(command, path, status, kExitError);
+  ReportError(command, path, status, kExitDataProblem);
+  std::fprintf(stderr,
+               "mapkv %.*s: %s is unchanged: this command only reads. Any command that writes "
+               "(put, del, load, compact) recovers it first; `mapkv salvage %s OUT` copies what is "
+               "intact without changing it.\n",
+               static_cast<int>(command.size()), command.data(), path.c_str(), path.c_str());
+  return kExitDataProblem;
+}
+
+std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
+  return absl::StrCat(Commas(n), " ", ToAbsl(n == 1 ? one : many));
+}
+
 absl::Status CheckKeySize(std::string_view key) {
   if (key.empty() || key.size() > kMaxKeySize) {
     return absl::InvalidArgumentError(
@@ -146,6 +169,8 @@ void Progress::Update(uint64_t done, bool force) {
     const int width = std::clamp(columns - static_cast<int>(line.size()) - 45, 0, 30);
     const int filled = static_cast<int>(fraction * width);
     absl::StrAppend(&line, "[", std::string(filled, '#'), std::string(width - filled, ' '), "]");
+  } else if (elapsed_only_) {
+    right = absl::StrFormat("(%s so far)", Seconds(elapsed));
   } else {
     right = absl::StrFormat("%s %s", Commas(done), Seconds(elapsed));
   }
@@ -153,6 +178,11 @@ void Progress::Update(uint64_t done, bool force) {
   if (static_cast<int>(line.size()) >= columns) line.resize(std::max(columns - 1, 0));
   std::fprintf(stderr, "\r%s\033[K", line.c_str());
   std::fflush(stderr);
+}
+
+void Progress::Elapsed() {
+  elapsed_only_ = true;
+  Update(0);
 }
 
 void Progress::Done() {

@@ -34,9 +34,23 @@ enum class OpenMode {
   kWrite,   // an existing database
   kCreate,  // created when missing
 };
-// `kind`: FileKind::kAny for the commands that work on a cache's file too (stat, check, compact).
+// `kind`: FileKind::kAny for the commands that work on a cache's file too.
 absl::StatusOr<std::unique_ptr<DB>> OpenDatabase(const std::string& path, OpenMode mode,
                                                  FileKind kind = FileKind::kDatabase);
+
+// Opens a database or a cache's file (FileKind::kAny) for the commands that read and write values;
+// *is_cache says which it is (a cache's values carry an envelope: cache_values.h).
+absl::StatusOr<std::unique_ptr<DB>> OpenValues(const std::string& path, OpenMode mode,
+                                               bool* is_cache);
+
+// Reports a failed open of `path` by a command that only reads. A file that needs recovery is
+// left as it is (a command that looks never changes a file): the message says so and what to do,
+// and the exit status is kExitDataProblem. Anything else: kExitError.
+int ReportReadOpenError(std::string_view command, const std::string& path,
+                        const absl::Status& status);
+
+// "1 record", "2 records", "1,024 records".
+std::string Plural(uint64_t n, std::string_view one, std::string_view many);
 
 // A key or value given on the command line: as is, or TSV-escaped (`--escaped`, records.h) for
 // bytes a shell argument cannot hold.
@@ -67,8 +81,10 @@ class Progress {
   bool enabled() const { return enabled_; }
   void set_total(uint64_t total) { total_ = total; }
   void set_label(std::string label);
-  // `done` units of `total` (a total of 0: unknown, a count and a rate only).
+  // `done` units of `total` (a total of 0: unknown, a count and the time so far only).
   void Update(uint64_t done, bool force = false);
+  // For work that reports no progress: the label and the time it has taken so far.
+  void Elapsed();
   void Done();
 
  private:
@@ -79,6 +95,7 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
   std::chrono::steady_clock::time_point last_draw_;
   bool drawn_ = false;
+  bool elapsed_only_ = false;
 };
 
 }  // namespace mapkv::tools

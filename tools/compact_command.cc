@@ -9,6 +9,7 @@
 #include "command.h"
 #include "common.h"
 #include "mapkv/compact.h"
+#include "src/platform/fs.h"
 
 namespace mapkv::tools {
 namespace {
@@ -20,6 +21,11 @@ struct CompactArgs {
 };
 
 int RunCompact(const CompactArgs& args) {
+  // Said plainly here, rather than as the failure of whichever system call meets it first.
+  absl::StatusOr<bool> exists = internal::PathExists(args.db);
+  if (exists.ok() && !*exists) {
+    return ReportError("compact", args.db, absl::NotFoundError("no such file"), kExitError);
+  }
   Progress progress("compacting", 0, args.quiet);
   CompactOptions options;
   CompactProgress::Phase phase = CompactProgress::Phase::kCopy;
@@ -57,18 +63,17 @@ int RunCompact(const CompactArgs& args) {
                                                        static_cast<double>(result->size_after)) /
                                                       static_cast<double>(result->size_before);
   std::printf(
-      "compacted %s%s: %s -> %s (%s bytes -> %s bytes, %.1f%% smaller), %s keys, %s of live "
+      "compacted %s%s: %s -> %s (%s bytes -> %s bytes, %.1f%% smaller), %s, %s of live "
       "records, %s (%.1f MiB/s of live data)\n",
       args.db.c_str(), result->in_place ? " in place" : absl::StrCat(" into ", args.output).c_str(),
       Bytes(result->size_before).c_str(), Bytes(result->size_after).c_str(),
       Commas(result->size_before).c_str(), Commas(result->size_after).c_str(), saved,
-      Commas(result->keys).c_str(), Bytes(result->live_bytes).c_str(), Seconds(seconds).c_str(),
+      Plural(result->keys, "key", "keys").c_str(), Bytes(result->live_bytes).c_str(), Seconds(seconds).c_str(),
       seconds > 0 ? static_cast<double>(result->live_bytes) / (1 << 20) / seconds : 0.0);
   if (result->dropped > 0) {
     std::printf(
-        "dropped %s cache entries: expired values, and leases of computations that never "
-        "finished\n",
-        Commas(result->dropped).c_str());
+        "dropped %s: expired values, and leases of computations that never finished\n",
+        Plural(result->dropped, "cache entry", "cache entries").c_str());
   }
   return kExitOk;
 }

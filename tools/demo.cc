@@ -225,7 +225,10 @@ bool Demo::LoadData(bool quiet) {
     data_description_ = absl::StrCat(kSyntheticRecords, " generated records");
     return true;
   }
-  absl::StatusOr<std::vector<Record>> records = ReadRecordsFile(path, Format::kTsv);
+  // The sample data set starts with comment lines.
+  ParseOptions parse;
+  parse.comments = true;
+  absl::StatusOr<std::vector<Record>> records = ReadRecordsFile(path, Format::kTsv, parse);
   if (!records.ok()) {
     ReportError("demo", path, records.status(), kExitError);
     return false;

@@ -5,6 +5,8 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "cache_values.h"
 #include "command.h"
 #include "common.h"
 #include "records.h"
@@ -20,6 +22,8 @@ struct KeyArgs {
   std::string db;
   std::string key;
   bool escaped = false;
+  bool expired = false;    // get: show a cache's expired value
+  std::string ttl;         // put: a cache entry's time to live
 };
 
 void AddKeyArgs(CLI::App* app, KeyArgs* args) {
@@ -44,20 +48,41 @@ int RunGet(const KeyArgs& args) {
   std::string key;
   int code = kExitOk;
   if (!DecodeKey("get", args, &key, &code)) return code;
-  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kRead);
-  if (!db.ok()) return ReportError("get", args.db, db.status(), kExitError);
-  absl::StatusOr<std::string> value = (*db)->Get(key);
-  if (absl::IsNotFound(value.status())) {
+  bool cache = false;
+  absl::StatusOr<std::unique_ptr<DB>> db = OpenValues(args.db, OpenMode::kRead, &cache);
+  if (!db.ok()) return ReportReadOpenError("get", args.db, db.status());
+  absl::StatusOr<std::string> stored = (*db)->Get(key);
+  auto absent = [&](std::string_view why) {
     return ReportError("get", args.db,
-                       absl::NotFoundError(absl::StrCat("no key \"", EscapeTsv(key, true), "\"")),
+                       absl::NotFoundError(absl::StrCat("no key \"", EscapeTsv(key, true), "\"",
+                                                        absl::string_view(why.data(), why.size()))),
                        kExitNotFound);
+  };
+  if (absl::IsNotFound(stored.status())) return absent("");
+  if (!stored.ok()) return ReportReadOpenError("get", args.db, stored.status());
+  const ShownValue shown = ShowValue(cache, *stored, NowUnixMs());
+  switch (shown.kind) {
+    case ShownValue::kValue:
+      break;
+    case ShownValue::kExpired:
+      if (args.expired) break;
+      return absent(absl::StrCat(": it expired at ", FormatExpiry(shown.expires_unix_ms),
+                                 " (--expired shows it)"));
+    case ShownValue::kLease:
+      return absent(absl::StrCat(": its value is being computed by pid ", shown.lease_pid));
+    case ShownValue::kMalformed:
+      return ReportError("get", args.db,
+                         absl::DataLossError(absl::StrCat("key \"", EscapeTsv(key, true),
+                                                          "\": not a cache entry (",
+                                                          stored->size(), " bytes)")),
+                         kExitDataProblem);
   }
-  if (!value.ok()) return ReportError("get", args.db, value.status(), kExitError);
+  const std::string_view value = shown.value;
   if (args.escaped) {
-    std::string line = EscapeTsv(*value, false) + "\n";
+    std::string line = EscapeTsv(value, false) + "\n";
     std::fwrite(line.data(), 1, line.size(), stdout);
   } else {
-    std::fwrite(value->data(), 1, value->size(), stdout);
+    std::fwrite(value.data(), 1, value.size(), stdout);
     if (internal::IsTerminal(internal::StdStream::kOut)) std::fputc('\n', stdout);
   }
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
@@ -84,8 +109,24 @@ int RunPut(const KeyArgs& args, const std::string& value_arg) {
     return ReportUsageError("put", absl::StrCat("a value of ", value.size(),
                                                 " bytes: values are at most ", kMaxValueSize));
   }
-  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kCreate);
+  absl::Duration ttl = absl::ZeroDuration();
+  if (!args.ttl.empty() &&
+      (!absl::ParseDuration(args.ttl, &ttl) || ttl <= absl::ZeroDuration())) {
+    return ReportUsageError("put", absl::StrCat("--ttl \"", args.ttl,
+                                                "\": a positive duration (90s, 15m, 2h, 1h30m)"));
+  }
+  bool cache = false;
+  // With --ttl the file must be a cache already: a new file would be a database.
+  absl::StatusOr<std::unique_ptr<DB>> db =
+      OpenValues(args.db, args.ttl.empty() ? OpenMode::kCreate : OpenMode::kWrite, &cache);
   if (!db.ok()) return ReportError("put", args.db, db.status(), kExitError);
+  if (!args.ttl.empty() && !cache) {
+    return ReportUsageError("put", absl::StrCat(args.db, " is a database, whose values never "
+                                                         "expire: --ttl is for a cache's file"));
+  }
+  if (cache) {
+    value = EncodeCacheValue(value, args.ttl.empty() ? 0 : NowUnixMs() + absl::ToInt64Milliseconds(ttl));
+  }
   absl::Status status = (*db)->Put(key, value);
   if (status.ok()) status = (*db)->Checkpoint();
   if (!status.ok()) return ReportError("put", args.db, status, kExitError);
@@ -96,7 +137,8 @@ int RunDel(const KeyArgs& args, bool force) {
   std::string key;
   int code = kExitOk;
   if (!DecodeKey("del", args, &key, &code)) return code;
-  absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kWrite);
+  bool cache = false;
+  absl::StatusOr<std::unique_ptr<DB>> db = OpenValues(args.db, OpenMode::kWrite, &cache);
   if (!db.ok()) return ReportError("del", args.db, db.status(), kExitError);
   // Look and delete in one transaction, so "absent" is the truth at the moment of the delete.
   absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
@@ -132,8 +174,15 @@ Runner SetupGet(CLI::App* app) {
       "unchanged (a line feed follows only when stdout is a terminal). With --escaped the value "
       "is printed escaped, with a line feed. Opens the database read-only.");
   AddKeyArgs(app, args.get());
+  app->add_flag("--expired", args->expired,
+                "a cache's file: print the value even when it has expired");
   app->footer(absl::StrCat(R"(
-Exit status: 0 found, 1 no such key, 2 bad usage, 4 error (no such file, not a mapkv file, ...).
+A cache's file (mapkv::Cache) is read as the cache reads it: an expired value, or one being
+computed, is absent (exit 1, saying which); --expired prints an expired value anyway. Reading does
+not count as a hit or a miss in the cache's statistics.
+
+Exit status: 0 found, 1 no such key (or expired), 2 bad usage, 3 the file needs recovery (left
+as it is) or the entry is damaged, 4 error (no such file, not a mapkv file, ...).
 )",
                            kKeyFooter, R"(
 
@@ -156,13 +205,21 @@ Runner SetupPut(CLI::App* app) {
   app->add_option("VALUE", *value, "the value, or - to read it from stdin")
       ->type_name("")
       ->required();
+  app->add_option("--ttl", args->ttl,
+                  "a cache's file: the value expires after DURATION (90s, 15m, 2h); without it, "
+                  "never. The file must exist and be a cache")
+      ->type_name("DURATION");
   app->footer(absl::StrCat(R"(
-Exit status: 0 stored, 2 bad usage, 4 error (cannot create or open the file, database full, ...).
+On a cache's file (mapkv::Cache) the value is stored as Cache::Put stores it, with --ttl's expiry.
+
+Exit status: 0 stored, 2 bad usage (--ttl on a database), 4 error (cannot create or open the
+file, database full, ...).
 )",
                            kKeyFooter, R"( To store the literal value "-", pass --escaped '\x2d'.
 
 Examples:
   mapkv put cache.mapkv user/42 Ada
+  mapkv put --ttl 15m cache.mapkv session/7 token
   mapkv put cache.mapkv avatar/42 - < avatar.png
   printf 'line one\nline two' | mapkv put cache.mapkv note/1 -
   mapkv put --escaped cache.mapkv 'tab\tkey' 'value\x00with NUL')"));
@@ -174,7 +231,8 @@ Runner SetupDel(CLI::App* app) {
   auto force = std::make_shared<bool>(false);
   app->description(
       "Deletes KEY in one transaction, then checkpoints. Exits 1, deleting nothing, when KEY is "
-      "absent, unless -f is given.");
+      "absent, unless -f is given. Works on a cache's file too (an expired entry is deleted "
+      "as any other).");
   AddKeyArgs(app, args.get());
   app->add_flag("-f,--force", *force, "exit 0 when KEY is absent (as rm -f)");
   app->footer(absl::StrCat(R"(

@@ -38,6 +38,7 @@ constexpr Command kCommands[] = {
     {"load", "read records from a file or stdin into the database", SetupLoad},
     {"check", "verify the whole file; exit 3 when damaged", SetupCheck},
     {"compact", "rewrite the database without garbage (offline, atomic)", SetupCompact},
+    {"salvage", "copy every intact record of a damaged file into a new one", SetupSalvage},
     {"demo", "worker processes share one cache file with a capacity, every value checked",
      SetupDemo},
     {"bench", "a quick benchmark of the basic operations and a compaction", SetupBench},
@@ -54,7 +55,8 @@ Exit status (every command):
   0  success
   1  not found: get (or del) of a key that is not there
   2  usage error: bad arguments; nothing was done
-  3  a data problem found (check), or refused (compact while others have the database open)
+  3  a data problem found (check; salvage past damage), a file that needs recovery left as it is
+     by a command that only reads, or refused (compact while others have the database open)
   4  I/O or any other error (no such file, not a mapkv file, permission, disk full, ...)
 Errors go to stderr as "mapkv COMMAND: FILE: reason". Output meant for programs goes to stdout:
 values, dumps, `stat --json`. Progress bars appear on stderr only when it is a terminal.
@@ -64,7 +66,8 @@ Examples:
   mapkv put cache.mapkv user/42 Ada && mapkv get cache.mapkv user/42
   mapkv dump cache.mapkv | grep '^user/' | wc -l
   mapkv dump old.mapkv | mapkv load new.mapkv
-  mapkv check cache.mapkv && mapkv compact cache.mapkv)";
+  mapkv check cache.mapkv && mapkv compact cache.mapkv
+  mapkv check app.mapkv || mapkv salvage app.mapkv app.salvaged.mapkv)";
 
 constexpr size_t kWidth = 100;
 constexpr size_t kColumn = 24;
@@ -138,6 +141,7 @@ int Main(int argc, char** argv) {
   internal::SetBinaryMode(internal::StdStream::kIn);
   internal::SetBinaryMode(internal::StdStream::kOut);
   app.require_subcommand(1);
+  app.set_version_flag("-V,--version", "mapkv " MAPKV_VERSION, "print the version and exit");
   app.footer(kFooter);
   auto formatter = std::make_shared<Formatter>();
   app.formatter(formatter);
@@ -160,6 +164,9 @@ int Main(int argc, char** argv) {
   } catch (const CLI::CallForHelp&) {
     std::printf("%s", app.help().c_str());
     return kExitOk;
+  } catch (const CLI::CallForVersion& version) {
+    std::printf("%s\n", version.what());
+    return kExitOk;
   } catch (const CLI::CallForAllHelp&) {
     std::printf("%s", app.help("", CLI::AppFormatMode::All).c_str());
     return kExitOk;
@@ -178,7 +185,8 @@ int Main(int argc, char** argv) {
   }
   if (help->parsed()) {
     if (topic.empty()) {
-      std::printf("%s", app.help().c_str());
+      // app.help() would show the help of the subcommand parsed, `help` itself.
+      std::printf("%s", formatter->make_help(&app, "mapkv", CLI::AppFormatMode::Normal).c_str());
       return kExitOk;
     }
     for (const auto& [sub, run] : commands) {

@@ -1,5 +1,6 @@
 #include "records.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -7,7 +8,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "cache_values.h"
+#include "json_read.h"
 #include "mapkv/db.h"
+#include "rapidjson/stringbuffer.h"
+#include "rapidjson/writer.h"
 
 namespace mapkv::tools {
 namespace {
@@ -23,212 +28,33 @@ int HexDigit(char c) {
   return -1;
 }
 
-void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 15]);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
+// JSON strings through RapidJSON's writer: escapes quotes, backslashes and control bytes, and
+// passes other bytes (UTF-8, checked by the caller) through.
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void WriteJsonString(JsonWriter* writer, std::string_view s) {
+  writer->String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
-void AppendUtf8(std::string* out, uint32_t cp) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+// The whole line is one JSON object (json_read.h), or white space.
+absl::StatusOr<LineKind> ParseJsonLine(std::string_view line, const ParseOptions& options,
+                                       Record* record) {
+  size_t first = 0;
+  while (first < line.size() &&
+         (line[first] == ' ' || line[first] == '\t' || line[first] == '\r')) {
+    ++first;
   }
+  if (first == line.size()) return LineKind::kBlank;
+  return ParseJsonObject(line, options, record);
 }
-
-// A minimal parser for one flat JSON object whose values are all strings.
-class JsonLine {
- public:
-  explicit JsonLine(std::string_view text) : s_(text) {}
-
-  absl::StatusOr<bool> Parse(Record* record) {
-    SkipSpace();
-    if (pos_ == s_.size()) return false;  // a blank line
-    if (!Consume('{')) return Error("expected '{'");
-    bool have_key = false, have_value = false;
-    SkipSpace();
-    if (!Consume('}')) {
-      for (;;) {
-        SkipSpace();
-        std::string name;
-        if (absl::Status s = String(&name); !s.ok()) return s;
-        SkipSpace();
-        if (!Consume(':')) return Error("expected ':' after a field name");
-        SkipSpace();
-        std::string text;
-        if (pos_ < s_.size() && s_[pos_] != '"') {
-          return Error(absl::StrCat("field \"", name, "\" must be a string"));
-        }
-        if (absl::Status s = String(&text); !s.ok()) return s;
-        bool* have = nullptr;
-        std::string* target = nullptr;
-        bool base64 = false;
-        if (name == "key" || name == "key_base64") {
-          have = &have_key;
-          target = &record->key;
-          base64 = name == "key_base64";
-        } else if (name == "value" || name == "value_base64") {
-          have = &have_value;
-          target = &record->value;
-          base64 = name == "value_base64";
-        } else {
-          return Error(absl::StrCat("unknown field \"", name,
-                                    "\" (expected key or key_base64, value or value_base64)"));
-        }
-        if (*have) return Error(absl::StrCat("a second ", name.substr(0, name.find('_'))));
-        *have = true;
-        if (base64) {
-          if (!absl::Base64Unescape(text, target)) {
-            return Error(absl::StrCat("field \"", name, "\" is not valid base64"));
-          }
-        } else {
-          *target = std::move(text);
-        }
-        SkipSpace();
-        if (Consume('}')) break;
-        if (!Consume(',')) return Error("expected ',' or '}'");
-      }
-    }
-    SkipSpace();
-    if (pos_ != s_.size()) return Error("text after the closing '}'");
-    if (!have_key) return Error("no key (or key_base64) field");
-    if (!have_value) return Error("no value (or value_base64) field");
-    return true;
-  }
-
- private:
-  absl::Status Error(std::string_view what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat(ToAbsl(what), " at column ", std::min(pos_, s_.size()) + 1));
-  }
-  void SkipSpace() {
-    while (pos_ < s_.size() &&
-           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\r' || s_[pos_] == '\n')) {
-      ++pos_;
-    }
-  }
-  bool Consume(char c) {
-    if (pos_ < s_.size() && s_[pos_] == c) {
-      ++pos_;
-      return true;
-    }
-    return false;
-  }
-  absl::StatusOr<uint32_t> Hex4() {
-    if (s_.size() - pos_ < 4) return Error("short \\u escape");
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      int d = HexDigit(s_[pos_ + i]);
-      if (d < 0) return Error("bad \\u escape");
-      v = v * 16 + static_cast<uint32_t>(d);
-    }
-    pos_ += 4;
-    return v;
-  }
-  absl::Status String(std::string* out) {
-    if (!Consume('"')) return Error("expected a string");
-    out->clear();
-    for (;;) {
-      if (pos_ >= s_.size()) return Error("unterminated string");
-      char c = s_[pos_++];
-      if (c == '"') break;
-      if (static_cast<unsigned char>(c) < 0x20) return Error("raw control byte in a string");
-      if (c != '\\') {
-        out->push_back(c);
-        continue;
-      }
-      if (pos_ >= s_.size()) return Error("unterminated string");
-      char e = s_[pos_++];
-      switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-          out->push_back(e);
-          break;
-        case 'b':
-          out->push_back('\b');
-          break;
-        case 'f':
-          out->push_back('\f');
-          break;
-        case 'n':
-          out->push_back('\n');
-          break;
-        case 'r':
-          out->push_back('\r');
-          break;
-        case 't':
-          out->push_back('\t');
-          break;
-        case 'u': {
-          absl::StatusOr<uint32_t> cp = Hex4();
-          if (!cp.ok()) return cp.status();
-          if (*cp >= 0xDC00 && *cp < 0xE000) return Error("lone low surrogate");
-          if (*cp >= 0xD800 && *cp < 0xDC00) {
-            if (!Consume('\\') || !Consume('u')) return Error("high surrogate without its pair");
-            absl::StatusOr<uint32_t> low = Hex4();
-            if (!low.ok()) return low.status();
-            if (*low < 0xDC00 || *low >= 0xE000) return Error("bad low surrogate");
-            *cp = 0x10000 + ((*cp - 0xD800) << 10) + (*low - 0xDC00);
-          }
-          AppendUtf8(out, *cp);
-          break;
-        }
-        default:
-          return Error(absl::StrCat("bad escape \\", std::string(1, e)));
-      }
-    }
-    if (!IsValidUtf8(*out)) return Error("a string that is not valid UTF-8 (use *_base64)");
-    return absl::OkStatus();
-  }
-
-  std::string_view s_;
-  size_t pos_ = 0;
-};
 
 }  // namespace
 
 std::string JsonString(std::string_view s) {
-  std::string out;
-  AppendJsonString(&out, s);
-  return out;
+  rapidjson::StringBuffer buffer;
+  JsonWriter writer(buffer);
+  WriteJsonString(&writer, s);
+  return std::string(buffer.GetString(), buffer.GetSize());
 }
 
 absl::StatusOr<Format> ParseFormat(std::string_view name) {
@@ -356,57 +182,99 @@ absl::StatusOr<std::string> UnescapeTsv(std::string_view field) {
   return out;
 }
 
-std::string FormatRecord(Format format, std::string_view key, std::string_view value) {
+std::string FormatRecord(Format format, std::string_view key, std::string_view value,
+                         int64_t expires_unix_ms) {
   std::string out;
   if (format == Format::kTsv) {
     out = EscapeTsv(key, true);
     out.push_back('\t');
     out.append(EscapeTsv(value, false));
+    if (expires_unix_ms >= 0) {
+      out.push_back('\t');
+      out.append(FormatExpiry(expires_unix_ms));
+    }
     out.push_back('\n');
     return out;
   }
-  out.reserve(key.size() + value.size() + 32);
-  auto field = [&out](std::string_view name, std::string_view data) {
+  thread_local rapidjson::StringBuffer buffer;
+  buffer.Clear();
+  JsonWriter writer(buffer);
+  auto field = [&writer](std::string_view name, std::string_view data) {
     if (IsValidUtf8(data)) {
-      AppendJsonString(&out, name);
-      out.push_back(':');
-      AppendJsonString(&out, data);
+      WriteJsonString(&writer, name);
+      WriteJsonString(&writer, data);
     } else {
-      AppendJsonString(&out, absl::StrCat(ToAbsl(name), "_base64"));
-      out.push_back(':');
-      out.push_back('"');
-      out.append(absl::Base64Escape(ToAbsl(data)));
-      out.push_back('"');
+      WriteJsonString(&writer, absl::StrCat(ToAbsl(name), "_base64"));
+      WriteJsonString(&writer, absl::Base64Escape(ToAbsl(data)));
     }
   };
-  out.push_back('{');
+  writer.StartObject();
   field("key", key);
-  out.push_back(',');
   field("value", value);
-  out.append("}\n");
+  if (expires_unix_ms >= 0) {
+    WriteJsonString(&writer, "expires");
+    WriteJsonString(&writer, FormatExpiry(expires_unix_ms));
+  }
+  writer.EndObject();
+  out.reserve(buffer.GetSize() + 1);
+  out.assign(buffer.GetString(), buffer.GetSize());
+  out.push_back('\n');
   return out;
 }
 
-absl::StatusOr<bool> ParseRecord(Format format, std::string_view line, Record* record) {
-  if (format == Format::kJsonl) return JsonLine(line).Parse(record);
+absl::StatusOr<LineKind> ParseRecord(Format format, std::string_view line,
+                                     const ParseOptions& options, Record* record) {
+  if (format == Format::kJsonl) return ParseJsonLine(line, options, record);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (line.empty() || line[0] == '#') return false;
-  const size_t tab = line.find('\t');
-  if (tab == std::string_view::npos) {
-    return absl::InvalidArgumentError("expected KEY<TAB>VALUE, found no tab");
+  if (line.empty()) return LineKind::kBlank;
+  if (line[0] == '#' && options.comments) return LineKind::kComment;
+  std::vector<std::string_view> fields;
+  for (size_t start = 0;;) {
+    const size_t tab = line.find('\t', start);
+    fields.push_back(line.substr(start, tab == std::string_view::npos ? tab : tab - start));
+    if (tab == std::string_view::npos) break;
+    start = tab + 1;
   }
-  if (tab == 0) return absl::InvalidArgumentError("empty key (keys are 1 to 65535 bytes)");
-  absl::StatusOr<std::string> key = UnescapeTsv(line.substr(0, tab));
-  if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("key: ", key.status().message()));
-  absl::StatusOr<std::string> value = UnescapeTsv(line.substr(tab + 1));
-  if (!value.ok()) {
+  const int needed =
+      std::max({options.key_column, options.value_column, options.columns ? options.expiry_column : 0});
+  const bool fits = options.columns
+                        ? static_cast<int>(fields.size()) >= needed
+                        : fields.size() == 2 || (fields.size() == 3 && options.expiry_column == 3);
+  if (!fits) {
+    if (fields.size() == 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "expected KEY<TAB>VALUE, found no tab",
+          line[0] == '#' ? " (a comment? --comments skips lines that start with '#')" : ""));
+    }
+    if (options.columns) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          fields.size(), " tab-separated fields, fewer than the ", needed, " --columns names"));
+    }
     return absl::InvalidArgumentError(absl::StrCat(
-        "value: ", value.status().message(),
-        value.status().message().find("raw tab") == 0 ? " (escape tabs in values as \\t)" : ""));
+        fields.size(), " tab-separated fields, expected ",
+        options.expiry_column == 3 ? "2 or 3 (KEY, VALUE, EXPIRES)" : "2 (KEY<TAB>VALUE)",
+        ": escape a tab inside a field as \\t, or choose the columns to load with --columns "
+        "(--columns 1,2 loads the first two and ignores the rest)"));
+  }
+  const std::string_view key_field = fields[options.key_column - 1];
+  if (key_field.empty()) {
+    return absl::InvalidArgumentError("empty key (keys are 1 to 65535 bytes)");
+  }
+  absl::StatusOr<std::string> key = UnescapeTsv(key_field);
+  if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("key: ", key.status().message()));
+  absl::StatusOr<std::string> value = UnescapeTsv(fields[options.value_column - 1]);
+  if (!value.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("value: ", value.status().message()));
+  }
+  record->expires_unix_ms = -1;
+  if (options.expiry_column > 0 && static_cast<int>(fields.size()) >= options.expiry_column) {
+    absl::StatusOr<int64_t> expires = ParseExpiry(fields[options.expiry_column - 1]);
+    if (!expires.ok()) return expires.status();
+    record->expires_unix_ms = *expires;
   }
   record->key = *std::move(key);
   record->value = *std::move(value);
-  return true;
+  return LineKind::kRecord;
 }
 
 // The longest line of `format` that holds a key of kMaxKeySize bytes and a value of `max_value`:
@@ -417,12 +285,14 @@ uint64_t MaxLineBytes(Format format, uint64_t max_value) {
   return per_byte * (kMaxKeySize + max_value) + 4096;
 }
 
-RecordReader::RecordReader(std::FILE* in, Format format, std::string name, uint64_t max_value)
+RecordReader::RecordReader(std::FILE* in, Format format, std::string name, uint64_t max_value,
+                           ParseOptions options)
     : in_(in),
       format_(format),
       name_(std::move(name)),
       max_value_(max_value),
-      max_line_(MaxLineBytes(format, max_value)) {}
+      max_line_(MaxLineBytes(format, max_value)),
+      options_(options) {}
 
 absl::StatusOr<bool> RecordReader::ReadLine(std::string* line) {
   line->clear();
@@ -462,26 +332,35 @@ absl::StatusOr<bool> RecordReader::Next(Record* record) {
     absl::StatusOr<bool> more = ReadLine(&line);
     if (!more.ok() || !*more) return more;
     ++line_;
-    absl::StatusOr<bool> parsed = ParseRecord(format_, line, record);
+    absl::StatusOr<LineKind> parsed = ParseRecord(format_, line, options_, record);
     if (!parsed.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(name_, ":", line_, ": ", parsed.status().message()));
     }
-    if (*parsed && record->value.size() > max_value_) {
+    if (*parsed == LineKind::kBlank) {
+      ++blank_lines_;
+      continue;
+    }
+    if (*parsed == LineKind::kComment) {
+      ++comment_lines_;
+      continue;
+    }
+    if (record->value.size() > max_value_) {
       return absl::InvalidArgumentError(absl::StrCat(name_, ":", line_, ": a value of ",
                                                      record->value.size(),
                                                      " bytes, over the limit of ", max_value_));
     }
-    if (*parsed) return true;
+    return true;
   }
 }
 
-absl::StatusOr<std::vector<Record>> ReadRecordsFile(const std::string& path, Format format) {
+absl::StatusOr<std::vector<Record>> ReadRecordsFile(const std::string& path, Format format,
+                                                    const ParseOptions& options) {
   std::FILE* in = std::fopen(path.c_str(), "rb");
   if (in == nullptr) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   }
-  RecordReader reader(in, format, path, kMaxValueSize);
+  RecordReader reader(in, format, path, kMaxValueSize, options);
   std::vector<Record> records;
   Record record;
   for (;;) {

@@ -3,6 +3,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,9 @@
 #include "common.h"
 #include "mapkv/cache.h"
 #include "records.h"
+#include "src/db_impl.h"
+#include "src/format.h"
+#include "src/platform/process.h"
 
 namespace mapkv::tools {
 namespace {
@@ -22,14 +26,38 @@ struct StatArgs {
   bool json = false;
 };
 
+// A handle that has the file open, from its process slot (src/format.h: ProcessSlot).
+struct Holder {
+  uint32_t pid;
+  int64_t opened_unix_ms;
+  uint32_t read_locks;
+};
+
+// The live handles of other processes, as mdb_stat -r lists LMDB's readers: slots whose owner
+// holds its slot lock (a dead process's slot is not listed). Only reads the slots and asks the
+// kernel about the locks; changes nothing.
+std::vector<Holder> ListHolders(DB& db) {
+  std::vector<Holder> holders;
+  internal::RwLock& lock = internal::ImplOf(db).rwlock();
+  const uint32_t self = internal::CurrentPid();
+  for (uint32_t i = 0; i < internal::kMaxSlots; ++i) {
+    const internal::ProcessSlot& slot = lock.slot_at(i);
+    const uint32_t pid = slot.pid.load();
+    if (pid == 0 || pid == self || !lock.SlotAlive(i)) continue;
+    holders.push_back({pid, slot.opened_unix_ms.load(), slot.readers.load()});
+  }
+  return holders;
+}
+
 std::string Percent(uint64_t part, uint64_t whole) {
   return whole == 0 ? "0.0%" : absl::StrFormat("%.1f%%", 100.0 * part / whole);
 }
 
 int RunStat(const StatArgs& args) {
   absl::StatusOr<std::unique_ptr<DB>> db = OpenDatabase(args.db, OpenMode::kRead, FileKind::kAny);
-  if (!db.ok()) return ReportError("stat", args.db, db.status(), kExitError);
+  if (!db.ok()) return ReportReadOpenError("stat", args.db, db.status());
   Stats s = (*db)->GetStats();
+  const std::vector<Holder> holders = ListHolders(**db);
   std::optional<CacheStats> cache;
   if (s.is_cache) {
     // A cache's statistics come through a Cache handle.
@@ -38,7 +66,7 @@ int RunStat(const StatArgs& args) {
     options.db.create_if_missing = false;
     options.db.read_only = true;
     absl::StatusOr<std::unique_ptr<Cache>> opened = Cache::Open(args.db, options);
-    if (!opened.ok()) return ReportError("stat", args.db, opened.status(), kExitError);
+    if (!opened.ok()) return ReportReadOpenError("stat", args.db, opened.status());
     cache = (*opened)->GetStats();
     s = cache->db;
   }
@@ -69,7 +97,13 @@ int RunStat(const StatArgs& args) {
     } else {
       absl::StrAppend(&out, ",\"checkpoint_age_s\":null");
     }
-    absl::StrAppend(&out, ",\"open_handles\":", others, ",\"commits\":", s.commits,
+    absl::StrAppend(&out, ",\"open_handles\":", others, ",\"handles\":[");
+    for (size_t i = 0; i < holders.size(); ++i) {
+      absl::StrAppend(&out, i == 0 ? "" : ",", "{\"pid\":", holders[i].pid,
+                      ",\"opened_unix_ms\":", holders[i].opened_unix_ms,
+                      ",\"read_locks\":", holders[i].read_locks, "}");
+    }
+    absl::StrAppend(&out, "],\"commits\":", s.commits,
                     ",\"rebuilt_index\":", s.rebuilt_index ? "true" : "false",
                     ",\"rebuild_records\":", s.rebuild_records,
                     ",\"rebuild_micros\":", s.rebuild_micros,
@@ -89,7 +123,8 @@ int RunStat(const StatArgs& args) {
     row("format version", absl::StrCat(s.format_version, s.is_cache ? " (a cache)" : ""));
     if (cache) {
       row("cache",
-          absl::StrCat(Commas(cache->hits), " hits, ", Commas(cache->misses), " misses (",
+          absl::StrCat(Plural(cache->hits, "hit", "hits"), ", ",
+                       Plural(cache->misses, "miss", "misses"), " (",
                        Percent(cache->hits, cache->hits + cache->misses), " hit rate), ",
                        Commas(cache->expirations), " expired, ", Commas(cache->computes),
                        " computed, ", Commas(cache->waits), " waited, ", Commas(cache->takeovers),
@@ -122,8 +157,17 @@ int RunStat(const StatArgs& args) {
                                         absl::UTCTimeZone()),
                        ", ", absl::StrFormat("%.0f", age_s), " s ago"));
     }
-    row("open by", absl::StrCat(others, " other handle", others == 1 ? "" : "s",
+    row("open by", absl::StrCat(Plural(others, "other handle", "other handles"),
                                 " (processes that have it open, besides this one)"));
+    for (const Holder& h : holders) {
+      row("", absl::StrCat("pid ", h.pid, ", opened ",
+                           absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                                            absl::FromUnixMillis(h.opened_unix_ms),
+                                            absl::UTCTimeZone()),
+                           h.read_locks > 0 ? absl::StrCat(", ", Plural(h.read_locks, "read lock",
+                                                                       "read locks"), " held")
+                                            : ""));
+    }
     row("commits", Commas(s.commits));
     if (s.rebuilt_index || s.recovered_commits > 0) {
       row("last first open",
@@ -165,10 +209,13 @@ Fields (JSON names in brackets):
   checkpoint [checkpoint_seq, last_checkpoint_unix_ms, checkpoint_age_s]
                               the last checkpoint: everything before it survives a power cut
   open by [open_handles]      other handles that have the file open now (not this command's)
+  [handles]                   each of them: [pid], when it opened the file [opened_unix_ms],
+                              and the read locks it holds now [read_locks]
   [commits, rebuilt_index, rebuild_records, rebuild_micros, recovered_commits]
                               commits over the file's life; what the first opener had to repair
 
-Exit status: 0 shown, 2 bad usage, 4 error (no such file, not a mapkv file, ...).
+Exit status: 0 shown, 2 bad usage, 3 the file needs recovery (left as it is), 4 error (no such
+file, not a mapkv file, ...).
 
 Examples:
   mapkv stat /var/lib/app/cache.mapkv
