@@ -21,7 +21,7 @@
 #include "mapkv/db.h"
 #include "src/platform/fs.h"
 #include "src/platform/process.h"
-#include "src/platform/subprocess.h"
+#include "testing/subprocess.h"
 #include "test_util.h"
 
 #ifndef MAPKV_TOOL_PATH

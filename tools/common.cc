@@ -12,13 +12,10 @@
 #include "command.h"
 #include "records.h"
 #include "testing/terminal.h"
+#include "src/strings.h"
 
 namespace mapkv::tools {
-namespace {
-
-absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-}  // namespace
+using internal::ToAbsl;
 
 int ReportError(std::string_view command, std::string_view path, const absl::Status& status,
                 int exit_code) {
@@ -71,14 +68,6 @@ int ReportReadOpenError(std::string_view command, const std::string& path,
 
 std::string Plural(uint64_t n, std::string_view one, std::string_view many) {
   return absl::StrCat(Commas(n), " ", ToAbsl(n == 1 ? one : many));
-}
-
-absl::Status CheckKeySize(std::string_view key) {
-  if (key.empty() || key.size() > kMaxKeySize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a key of ", key.size(), " bytes: keys are 1 to ", kMaxKeySize, " bytes"));
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> DecodeArgument(std::string_view text, bool escaped,

@@ -56,8 +56,6 @@ std::string Plural(uint64_t n, std::string_view one, std::string_view many);
 // bytes a shell argument cannot hold.
 absl::StatusOr<std::string> DecodeArgument(std::string_view text, bool escaped,
                                            std::string_view what);
-// A key must be 1 to kMaxKeySize bytes: InvalidArgument otherwise.
-absl::Status CheckKeySize(std::string_view key);
 
 std::string Commas(uint64_t n);
 std::string Bytes(uint64_t n);  // "1.5 MiB"

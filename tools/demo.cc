@@ -32,6 +32,7 @@
 #include "mapkv/db.h"
 #include "records.h"
 #include "testing/subprocess.h"
+#include "src/strings.h"
 
 // Set by tools/CMakeLists.txt: the source tree (for data/) and the installed data directory.
 #ifndef MAPKV_SOURCE_DIR
@@ -48,7 +49,7 @@ constexpr char kSampleFile[] = "iso_codes.tsv";
 constexpr int kSyntheticRecords = 1000;
 constexpr uint64_t kMinValueSize = 256;
 
-absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+using internal::ToAbsl;
 
 struct DemoConfig {
   DemoSettings settings;

@@ -20,13 +20,14 @@
 #include "absl/strings/string_view.h"
 #include "mapkv/cache.h"
 #include "testing/subprocess.h"
+#include "src/strings.h"
 
 namespace mapkv::tools {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+using internal::ToAbsl;
 
 int64_t NowNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())

@@ -16,6 +16,7 @@
 #include "records.h"
 #include "scan.h"
 #include "src/platform/fs.h"
+#include "src/errors.h"
 
 namespace mapkv::tools {
 namespace {
@@ -285,7 +286,7 @@ int RunLoad(const LoadArgs& args) {
     absl::StatusOr<bool> more = reader.Next(&record);
     if (!more.ok()) return fail(input_name, more.status());
     if (!*more) break;
-    absl::Status status = CheckKeySize(record.key);
+    absl::Status status = internal::CheckKeySize("", record.key);
     std::string_view value = record.value;
     if (!status.ok()) {
       status = absl::InvalidArgumentError(

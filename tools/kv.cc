@@ -11,6 +11,7 @@
 #include "common.h"
 #include "records.h"
 #include "testing/terminal.h"
+#include "src/errors.h"
 
 namespace mapkv::tools {
 namespace {
@@ -35,7 +36,7 @@ void AddKeyArgs(CLI::App* app, KeyArgs* args) {
 // The key argument decoded and checked; prints the error and sets *exit_code otherwise.
 bool DecodeKey(std::string_view command, const KeyArgs& args, std::string* key, int* exit_code) {
   absl::StatusOr<std::string> decoded = DecodeArgument(args.key, args.escaped, "KEY");
-  absl::Status status = decoded.ok() ? CheckKeySize(*decoded) : decoded.status();
+  absl::Status status = decoded.ok() ? internal::CheckKeySize("", *decoded) : decoded.status();
   if (!status.ok()) {
     *exit_code = ReportUsageError(command, status.message());
     return false;

@@ -13,11 +13,12 @@
 #include "mapkv/db.h"
 #include "rapidjson/stringbuffer.h"
 #include "rapidjson/writer.h"
+#include "src/strings.h"
 
 namespace mapkv::tools {
 namespace {
 
-absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+using internal::ToAbsl;
 
 constexpr char kHex[] = "0123456789abcdef";
 

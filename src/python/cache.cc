@@ -7,6 +7,7 @@
 #include "mapkv/cache.h"
 #include "src/python/common.h"
 #include "src/python/handles.h"
+#include "src/stats_fields.h"
 
 namespace mapkv {
 namespace python {
@@ -151,13 +152,9 @@ py::dict CacheStatsDict(PyCache& self) {
     s = cache->GetStats();
   }
   py::dict d;
-  d["hits"] = s.hits;
-  d["misses"] = s.misses;
-  d["expirations"] = s.expirations;
-  d["computes"] = s.computes;
-  d["waits"] = s.waits;
-  d["takeovers"] = s.takeovers;
-  d["evictions"] = s.evictions;
+#define MAPKV_PY_FIELD(field) d[#field] = s.field;
+  MAPKV_CACHE_STATS_FIELDS(MAPKV_PY_FIELD)
+#undef MAPKV_PY_FIELD
   d["db"] = StatsDict(s.db);
   return d;
 }

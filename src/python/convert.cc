@@ -3,6 +3,7 @@
 #include <string>
 
 #include "src/python/common.h"
+#include "src/stats_fields.h"
 
 namespace mapkv {
 namespace python {
@@ -183,27 +184,9 @@ Options ParseOptions(const char* function, const py::kwargs& kwargs) {
 
 py::dict StatsDict(const Stats& s) {
   py::dict d;
-  d["keys"] = s.keys;
-  d["file_size"] = s.file_size;
-  d["max_file_size"] = s.max_file_size;
-  d["log_bytes"] = s.log_bytes;
-  d["live_bytes"] = s.live_bytes;
-  d["garbage_bytes"] = s.garbage_bytes;
-  d["index_capacity"] = s.index_capacity;
-  d["index_used"] = s.index_used;
-  d["index_load"] = s.index_load;
-  d["commits"] = s.commits;
-  d["checkpoints"] = s.checkpoints;
-  d["last_checkpoint_unix_ms"] = s.last_checkpoint_unix_ms;
-  d["open_handles"] = s.open_handles;
-  d["format_version"] = s.format_version;
-  d["is_cache"] = s.is_cache;
-  d["rebuilt_index"] = s.rebuilt_index;
-  d["rebuild_records"] = s.rebuild_records;
-  d["rebuild_micros"] = s.rebuild_micros;
-  d["recovered_commits"] = s.recovered_commits;
-  d["cache_capacity"] = s.cache_capacity;
-  d["evictions"] = s.evictions;
+#define MAPKV_PY_FIELD(field) d[#field] = s.field;
+  MAPKV_STATS_FIELDS(MAPKV_PY_FIELD)
+#undef MAPKV_PY_FIELD
   return d;
 }
 
