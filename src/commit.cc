@@ -1,11 +1,10 @@
 // The commit path, shared by transactions, single writes and recovery: space, records, the
 // index, sealing, publishing, and checkpoints. DBImpl (db_impl.h) declares these.
-#include "src/db_impl.h"
-
 #include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "src/db_impl.h"
 #include "src/errors.h"
 #include "src/hash.h"
 #include "src/platform/process.h"
@@ -60,9 +59,9 @@ absl::Status DBImpl::EnsureSpace(uint64_t end, uint64_t keep) {
   if (absl::IsResourceExhausted(s) && grown > need) s = file_->Grow(grown = need);
   if (!s.ok()) {
     if (keep == 0) return s;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        s.message(), " (a put needs room for itself and ", keep,
-        " bytes more, kept for deletes: those still go through)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(s.message(), " (a put needs room for itself and ", keep,
+                     " bytes more, kept for deletes: those still go through)"));
   }
   RunTestHook(HookPoint::kFileGrown);
   state_->file_size.store(grown);

@@ -1,13 +1,12 @@
 // Opening a file: the first opener creates, validates and recovers it; others validate and join;
 // a handle without write permission opens detached. DBImpl (db_impl.h) declares these.
-#include "src/db_impl.h"
-
 #include <algorithm>
 #include <cstring>
 #include <thread>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "src/db_impl.h"
 #include "src/hash.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
@@ -400,9 +399,9 @@ absl::Status DBImpl::FirstOpen() {
   }
   if (size >= kHeaderPageSize &&
       std::all_of(base_, base_ + kHeaderPageSize, [](char c) { return c == 0; })) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path(), ": not a mapkv database (its first ", kHeaderPageSize,
-        " bytes are zero, and it carries no creation marker); it is left as it is"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path(), ": not a mapkv database (its first ", kHeaderPageSize,
+                     " bytes are zero, and it carries no creation marker); it is left as it is"));
   }
   MAPKV_RETURN_IF_ERROR(ValidateHeader(size));
   if (options_.max_file_size > header_->max_file_size && !options_.read_only &&
@@ -420,9 +419,9 @@ absl::Status DBImpl::FirstOpen() {
     if (same_boot) MAPKV_RETURN_IF_ERROR(state);
     if (same_boot ? NeedsRecovery() : !(state_->clean.load() == 1 && state.ok())) {
       return NeedsRecoveryError(
-          same_boot ? "a writer died half-way through a commit"
-                    : state.ok() ? "it was not closed cleanly before the machine stopped"
-                                 : absl::StrCat("its shared state is damaged (", state.message(), ")"));
+          same_boot    ? "a writer died half-way through a commit"
+          : state.ok() ? "it was not closed cleanly before the machine stopped"
+                       : absl::StrCat("its shared state is damaged (", state.message(), ")"));
     }
   }
   // Nobody else has the file open: every lock word and slot is left over from the dead.

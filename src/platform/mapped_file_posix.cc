@@ -145,8 +145,9 @@ class PosixMappedFile final : public MappedFile {
     // tmpfs and others: release the blocks, then take them again.
     if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, len) == 0) {
       if (int err = posix_fallocate(fd_, at, len); err != 0 && err != EOPNOTSUPP && err != EINVAL) {
-        return ErrnoStatus(err, path_, absl::StrCat("allocating bytes ", offset, "..",
-                                                    offset + length, " again after zeroing them"));
+        return ErrnoStatus(err, path_,
+                           absl::StrCat("allocating bytes ", offset, "..", offset + length,
+                                        " again after zeroing them"));
       }
       return absl::OkStatus();
     }
@@ -288,9 +289,10 @@ absl::StatusOr<int> OpenDescriptor(const std::string& path, const FileOpenOption
        named.st_ino != st.st_ino || named.st_dev != st.st_dev)) {
     close(fd);
     return absl::FailedPreconditionError(absl::StrCat(
-        path, ": an empty file reached through a symbolic link or with other hard links; a "
-              "database is created only in a new file or an empty one of its own: remove it, "
-              "or open the file it names"));
+        path,
+        ": an empty file reached through a symbolic link or with other hard links; a "
+        "database is created only in a new file or an empty one of its own: remove it, "
+        "or open the file it names"));
   }
   return fd;
 }

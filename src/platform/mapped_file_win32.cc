@@ -379,7 +379,7 @@ class Win32MappedFile final : public MappedFile {
   std::mutex mu_;                                  // views_, reserved_ and growing covered_
   std::vector<View> views_ ABSL_GUARDED_BY(mu_);   // in file order, back to back from 0
   char* reserved_ ABSL_GUARDED_BY(mu_) = nullptr;  // the reservation of [covered(), reserve_)
-  std::atomic<uint64_t> covered_{0};  // end of the last view
+  std::atomic<uint64_t> covered_{0};               // end of the last view
   std::mutex locks_mu_;
   // byte -> exclusive, for the byte locks this handle holds
   std::map<uint64_t, bool> held_ ABSL_GUARDED_BY(locks_mu_);

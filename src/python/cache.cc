@@ -1,10 +1,11 @@
 // mapkv.Cache: mapkv::Cache, shared by worker processes: expiry, compute-once, counters.
+#include "mapkv/cache.h"
+
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 
-#include "mapkv/cache.h"
 #include "src/python/common.h"
 #include "src/python/handles.h"
 #include "src/stats_fields.h"
@@ -24,7 +25,8 @@ std::unique_ptr<PyCache> OpenCache(py::handle path_obj, py::kwargs kwargs) {
     PyDict_DelItemString(kwargs.ptr(), "capacity");
   }
   if (kwargs.contains("compute_timeout")) {
-    options.compute_timeout = Seconds("option compute_timeout", kwargs["compute_timeout"], 1, false);
+    options.compute_timeout =
+        Seconds("option compute_timeout", kwargs["compute_timeout"], 1, false);
     PyDict_DelItemString(kwargs.ptr(), "compute_timeout");
   }
   options.db = ParseOptions("open_cache", kwargs);

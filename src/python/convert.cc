@@ -93,7 +93,8 @@ std::chrono::milliseconds Seconds(const std::string& name, py::handle v, int64_t
   if (IsTimedelta(v)) {
     s = py::float_(v.attr("total_seconds")());
   } else if (PyBool_Check(v.ptr()) || !(PyLong_Check(v.ptr()) || PyFloat_Check(v.ptr()))) {
-    throw py::type_error("mapkv: " + name + " is a number of seconds or a datetime.timedelta, not " +
+    throw py::type_error("mapkv: " + name +
+                         " is a number of seconds or a datetime.timedelta, not " +
                          std::string(Py_TYPE(v.ptr())->tp_name));
   } else {
     s = PyFloat_AsDouble(v.ptr());

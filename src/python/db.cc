@@ -487,12 +487,10 @@ void DefineDB(py::module_& m) {
           "Iterates over the keys lazily, through a read transaction held until the iterator is "
           "exhausted or dropped; writes through this handle from this thread fail meanwhile.")
       .def(
-          "_iter_values",
-          [](PyDB& self) { return Iterate(SelfOf(self), PyIter::What::kValues); },
+          "_iter_values", [](PyDB& self) { return Iterate(SelfOf(self), PyIter::What::kValues); },
           "The lazy iterator of values(), as __iter__.")
       .def(
-          "_iter_items",
-          [](PyDB& self) { return Iterate(SelfOf(self), PyIter::What::kItems); },
+          "_iter_items", [](PyDB& self) { return Iterate(SelfOf(self), PyIter::What::kItems); },
           "The lazy iterator of items(), as __iter__.")
       .def(
           "begin",
@@ -514,7 +512,7 @@ itself, valid until the transaction ends. write=True: a write transaction, as tr
 begun by `with`.)doc")
       .def(
           "transaction", [](PyDB& self) { return NewWriteTxn(SelfOf(self)); },
-           R"doc(A write transaction, begun by `with`: committed when the block ends normally,
+          R"doc(A write transaction, begun by `with`: committed when the block ends normally,
 aborted when it raises. The one writer across all processes: other writers wait for it (up to
 lock_timeout), readers do not. Inside, t[k], t[k] = v, del t[k], k in t, t.get() see its own
 writes.)doc")
@@ -535,8 +533,7 @@ DataLossError otherwise, whose `problems` lists dicts of offset, kind and detail
       .def_property_readonly("path", [](const PyDB& self) { return self.path; })
       .def_property_readonly("closed", [](const PyDB& self) { return self.db == nullptr; })
       .def(
-          "__enter__", [](PyDB& self) -> PyDB& { return self; },
-          py::return_value_policy::reference)
+          "__enter__", [](PyDB& self) -> PyDB& { return self; }, py::return_value_policy::reference)
       .def("__exit__", [](PyDB& self, py::args) { Close(self); })
       .def("__repr__", [](const PyDB& self) {
         return "<mapkv.DB '" + self.path + (self.db == nullptr ? "' (closed)>" : "'>");

@@ -137,8 +137,8 @@ py::object Next(PyIter& it) {
     if (it.done) throw py::stop_iteration();
     if (it.scanner == nullptr) {  // its transaction ended
       it.Finish();
-      ThrowStatus(absl::FailedPreconditionError(it.txn->path +
-                                                ": the read transaction is finished"));
+      ThrowStatus(
+          absl::FailedPreconditionError(it.txn->path + ": the read transaction is finished"));
     }
     it.batch.clear();
     it.next = 0;
@@ -222,8 +222,7 @@ void DefineReadTxn(py::module_& m) {
           py::arg("key"), py::arg("default") = py::none(),
           "get(key, default=None) -> bytes | memoryview: the value of key, or default.")
       .def(
-          "__getitem__",
-          [](PyReadTxn& t, py::handle k) { return TxnGet(t, k, py::none(), true); },
+          "__getitem__", [](PyReadTxn& t, py::handle k) { return TxnGet(t, k, py::none(), true); },
           py::arg("key"))
       .def(
           "__contains__",

@@ -48,7 +48,7 @@ class Scanner {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  Batch ready_;          // guarded by mu_
+  Batch ready_;  // guarded by mu_
   bool has_ready_ = false;
   bool done_ = false;    // the scan ended: ready_ is its last batch, status_ its result
   bool cancel_ = false;  // the consumer went away

@@ -122,16 +122,17 @@ void TxnDelete(PyTxn& t, py::handle key, bool must_exist) {
 
 void DefineWriteTxn(py::module_& m) {
   auto txn = py::reinterpret_borrow<py::class_<PyTxn>>(m.attr("Transaction"));
-  txn.def("__enter__",
-          [](PyTxn& t) -> PyTxn& {
-            if (t.state == PyTxn::State::kActive) {
-              t.Active();  // begun by DB.begin(write=True): only by this thread
-            } else {
-              BeginTxn(t);
-            }
-            return t;
-          },
-          py::return_value_policy::reference)
+  txn.def(
+         "__enter__",
+         [](PyTxn& t) -> PyTxn& {
+           if (t.state == PyTxn::State::kActive) {
+             t.Active();  // begun by DB.begin(write=True): only by this thread
+           } else {
+             BeginTxn(t);
+           }
+           return t;
+         },
+         py::return_value_policy::reference)
       .def("__exit__",
            [](PyTxn& t, py::handle type, py::handle, py::handle) {
              if (type.is_none() && t.state == PyTxn::State::kActive) {
