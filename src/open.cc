@@ -192,12 +192,19 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenDetached(std::unique_ptr<Map
 }
 
 bool DBImpl::CreationInterrupted(uint64_t file_size) const {
-  // Initialize() marks the header page first and writes the magic last; an empty file holds
-  // nothing to lose. Anything else without the magic, zeros included, is not ours and is never
-  // overwritten.
+  // Initialize() grows the file, marks the header page and writes the magic last. A creator
+  // killed before the mark left a file of zeros; an empty file or one of zeros alone holds
+  // nothing to lose. Anything else without the magic, a first page of zeros with data after it
+  // included, is not ours and is never overwritten. Zeros are looked for up to a bound: a larger
+  // file of zeros is refused (and can be removed by hand).
+  constexpr uint64_t kZerosChecked = 64 << 20;
   if (file_size == 0) return true;
-  return file_size >= sizeof(FileHeader) &&
-         std::memcmp(header_->magic, kCreatingMagic, sizeof(kCreatingMagic)) == 0;
+  if (file_size >= sizeof(FileHeader) &&
+      std::memcmp(header_->magic, kCreatingMagic, sizeof(kCreatingMagic)) == 0) {
+    return true;
+  }
+  return file_size <= std::min(kZerosChecked, file_->mapped_size()) &&
+         std::all_of(base_, base_ + file_size, [](char c) { return c == 0; });
 }
 
 void DBImpl::LoadHeaderFields() {
@@ -351,9 +358,11 @@ absl::Status DBImpl::Initialize() {
         absl::StrCat(path(), ": initial_index_slots do not fit in initial_file_size"));
   }
   MAPKV_RETURN_IF_ERROR(file_->Grow(size));
-  std::memset(base_, 0, kHeaderSize);
+  // The mark before anything else is cleared: a creation that starts again over the remains of
+  // one killed after its mark finds the file marked at every moment.
   FileHeader& h = *header_;
   std::memcpy(h.magic, kCreatingMagic, sizeof(kCreatingMagic));
+  std::memset(base_ + sizeof(h.magic), 0, kHeaderSize - sizeof(h.magic));
   h.format_version = ring ? kRingFormatVersion : cache ? kCacheFormatVersion : kFormatVersion;
   h.layout = kLayoutSignature;
   h.hash_seed = RandomU64();
@@ -401,7 +410,8 @@ absl::Status DBImpl::FirstOpen() {
       std::all_of(base_, base_ + kHeaderPageSize, [](char c) { return c == 0; })) {
     return absl::InvalidArgumentError(
         absl::StrCat(path(), ": not a mapkv database (its first ", kHeaderPageSize,
-                     " bytes are zero, and it carries no creation marker); it is left as it is"));
+                     " bytes are zero, but not the rest, and it carries no creation marker); it is "
+                     "left as it is"));
   }
   MAPKV_RETURN_IF_ERROR(ValidateHeader(size));
   if (options_.max_file_size > header_->max_file_size && !options_.read_only &&

@@ -212,7 +212,7 @@ std::vector<DamageCase> DamageCases() {
   std::vector<DamageCase> cases;
   cases.push_back({"an empty file", "\x01", StatusCode::kInvalidArgument, "empty file"});
   cases.push_back({"64 KiB of zeros", std::string(1 + fuzz::kCompactHeaderBytes, '\0'),
-                   StatusCode::kInvalidArgument, "creation marker"});
+                   StatusCode::kInvalidArgument, "interrupted"});
   cases.push_back({"a text file", "\x01not a database, just some text\n",
                    StatusCode::kInvalidArgument, "no magic"});
   {

@@ -459,11 +459,19 @@ TEST_F(CreateTest, ALinkToADatabaseOpensIt) {
   EXPECT_OK_AND_EQ(db->Get("k"), "v");
 }
 
-// Zeros are not mapkv's: only a file that carries the creation marker was a creation cut short.
-TEST_F(CreateTest, OnlyACreationMarkerMakesAFileAnInterruptedCreation) {
-  ASSERT_TRUE(test::WriteFile(path_, std::string(8192, '\0')));
+// A first page of zeros with data after it is not mapkv's: only a file that carries the creation
+// marker, or holds nothing but zeros (a creator killed before it marked the file), was a creation
+// cut short.
+TEST_F(CreateTest, OnlyACreationMarkerOrZerosAloneMakeAFileAnInterruptedCreation) {
+  const std::string data = std::string(8192, '\0') + "data";
+  ASSERT_TRUE(test::WriteFile(path_, data));
   EXPECT_STATUS(DB::Open(path_, Quick()), StatusCode::kInvalidArgument);
-  EXPECT_EQ(test::ReadFile(path_), std::string(8192, '\0'));
+  EXPECT_EQ(test::ReadFile(path_), data);
+  ASSERT_TRUE(test::WriteFile(path_, std::string(1 << 20, '\0')));
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path_, Quick()));
+    EXPECT_OK(db->Put("k", "v"));
+  }
   std::string marked(1 << 20, '\0');
   std::memcpy(marked.data(), internal::kCreatingMagic, sizeof(internal::kCreatingMagic));
   ASSERT_TRUE(test::WriteFile(path_, marked));
