@@ -1,10 +1,9 @@
 // Reads: lookups (one key, a batch with their cache misses overlapped), iteration, and the
 // optimistic read that needs no lock. DBImpl (db_impl.h) declares these.
-#include "src/db_impl.h"
-
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "src/db_impl.h"
 #include "src/errors.h"
 #include "src/hash.h"
 #include "src/status_macros.h"

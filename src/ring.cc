@@ -1,11 +1,10 @@
 // A ring's (a cache with a capacity) own part of the commit path: flushing a range of the ring,
 // evicting the oldest batches, rehashing into its other table. DBImpl (db_impl.h) declares these.
-#include "src/db_impl.h"
-
 #include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "src/db_impl.h"
 #include "src/hash.h"
 #include "src/status_macros.h"
 #include "src/test_hooks.h"

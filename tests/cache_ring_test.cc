@@ -418,8 +418,7 @@ TEST(CacheRingTest, RecoveryLeavesTheOldestRecordOfAFullRingAlone) {
   const std::string key = "fill";
   {
     ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
-    const uint64_t ring_start =
-        test::ReadFileU64(path, offsetof(internal::FileHeader, ring_start));
+    const uint64_t ring_start = test::ReadFileU64(path, offsetof(internal::FileHeader, ring_start));
     const uint64_t ring_len = kMiB - ring_start;
     auto slack = [&] { return ring_len - (cache->GetStats().db.log_bytes - ring_start); };
     bool full = false;

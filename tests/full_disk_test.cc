@@ -24,7 +24,8 @@ constexpr int kNoMount = 77;  // a child's exit status: no tmpfs could be mounte
 // Mounts a tmpfs of `mib` MiB on `dir` in a mount namespace of this process's own, so that it
 // goes when the process does. kNoMount, with a message, when it cannot.
 int MountSmallDisk(const std::string& dir, int mib) {
-  if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+  if (unshare(CLONE_NEWNS) != 0 ||
+      mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
       mount("tmpfs", dir.c_str(), "tmpfs", 0, absl::StrCat("size=", mib, "m").c_str()) != 0) {
     std::fprintf(stderr, "cannot mount a tmpfs on %s: %s\n", dir.c_str(), std::strerror(errno));
     return kNoMount;

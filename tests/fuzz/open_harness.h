@@ -62,9 +62,9 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
-#include <system_error>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -291,8 +291,7 @@ inline std::string PlaceFile(const std::string& path, const std::string& bytes, 
     if (!out.good()) return absl::StrCat("cannot write ", path);
   }
   if (!detached) return "";
-  fs::permissions(path, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read,
-                  ec);
+  fs::permissions(path, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
   if (ec) return absl::StrCat("cannot make ", path, " read-only: ", ec.message());
   fs::path dir = fs::path(path).parent_path();
   if (dir.empty()) dir = ".";
@@ -427,7 +426,8 @@ inline bool ReadOnlyMayWrite(uint64_t offset) {
   namespace in = ::mapkv::internal;
   constexpr uint64_t kBootAt = in::kSharedStateOffset + offsetof(in::SharedState, boot_id);
   return (offset >= in::kLockStateOffset && offset < in::kHeaderSize) ||
-         (offset >= in::kCacheStateOffset && offset < in::kCacheStateOffset + sizeof(in::CacheState)) ||
+         (offset >= in::kCacheStateOffset &&
+          offset < in::kCacheStateOffset + sizeof(in::CacheState)) ||
          (offset >= kBootAt && offset < kBootAt + sizeof(uint64_t));
 }
 
@@ -446,9 +446,9 @@ inline std::string ReadOnlyChanges(const std::string& before, const std::string&
   }
   if (bytes > 0) {
     auto hex = [](char c) { return absl::Hex(static_cast<uint8_t>(c), absl::kZeroPad2); };
-    absl::StrAppend(&changes, changes.empty() ? "" : ", and ", bytes, " bytes from offset ",
-                    first, " (", FieldAt(first), ": 0x", hex(before[first]), " -> 0x",
-                    hex(after[first]), ") to offset ", last, " (", FieldAt(last), ")");
+    absl::StrAppend(&changes, changes.empty() ? "" : ", and ", bytes, " bytes from offset ", first,
+                    " (", FieldAt(first), ": 0x", hex(before[first]), " -> 0x", hex(after[first]),
+                    ") to offset ", last, " (", FieldAt(last), ")");
   }
   return changes;
 }
@@ -496,13 +496,12 @@ inline HarnessResult RunOpenHarness(const uint8_t* data, size_t size, const std:
     return opened;
   };
   if (result.detached) {
-    const auto [may_read, may_write] = as_reader([&] {
-      return std::make_pair(detail::MayOpen(path, false), detail::MayOpen(path, true));
-    });
+    const auto [may_read, may_write] = as_reader(
+        [&] { return std::make_pair(detail::MayOpen(path, false), detail::MayOpen(path, true)); });
     if (!identity_restored || !may_read || may_write) {
-      violation("detached mode cannot be set up: the reader ",
-                may_read ? "may" : "may not", " read and ", may_write ? "may" : "may not",
-                " write ", path, identity_restored ? "" : ", and this thread is not root again",
+      violation("detached mode cannot be set up: the reader ", may_read ? "may" : "may not",
+                " read and ", may_write ? "may" : "may not", " write ", path,
+                identity_restored ? "" : ", and this thread is not root again",
                 " (every directory above the file must be searchable by uid 65534)");
       return result;
     }
@@ -616,8 +615,7 @@ inline HarnessResult RunOpenHarness(const uint8_t* data, size_t size, const std:
       txn->MultiGet(multi, absl::MakeSpan(values));
       for (size_t i = 0; i < multi.size(); ++i) {
         absl::StatusOr<std::string_view> one = txn->Get(multi[i]);
-        if (values[i].status().code() != one.status().code() ||
-            (one.ok() && *values[i] != *one)) {
+        if (values[i].status().code() != one.status().code() || (one.ok() && *values[i] != *one)) {
           violation("ReadTxn::MultiGet(", detail::Show(multi[i]), ") gives ",
                     detail::ShowResult(values[i]), ", ReadTxn::Get gives ",
                     detail::ShowResult(one));
