@@ -153,8 +153,8 @@ TEST(FuzzRegressionTest, StagedReproducers) {
   for (const Seed& staged : *made) {
     SCOPED_TRACE(staged.name);
     // Each has its committed copy (the bytes differ: every file has its own seeds and salt).
-    EXPECT_TRUE(std::filesystem::is_regular_file(kSourceDir + "/tests/fuzz/regressions/" +
-                                                 staged.name));
+    EXPECT_TRUE(
+        std::filesystem::is_regular_file(kSourceDir + "/tests/fuzz/regressions/" + staged.name));
     const HarnessResult r = RunInput(staged.input, path);
     EXPECT_TRUE(r.violations.empty()) << Violations(r);
     if (staged.name.rfind("ring-", 0) == 0) {

@@ -383,7 +383,8 @@ TEST(StressTest, KilledWorkersNeverBreakTheInvariants) {
   EXPECT_LE(stats.log_bytes, (32ull << 20) + stats.commits * kBytesPerCommit)
       << "the commits appended more than kBytesPerCommit each: raise it";
   std::printf(
-      "%lld kills in %.1f s; %llu commits, %llu recovered after a dead writer, %llu keys, file %llu "
+      "%lld kills in %.1f s; %llu commits, %llu recovered after a dead writer, %llu keys, file "
+      "%llu "
       "bytes of max_file_size %llu, index %llu slots, accounts %lld units away from the start\n",
       static_cast<long long>(kills),
       std::chrono::duration_cast<std::chrono::duration<double>>(took).count(),

@@ -930,7 +930,8 @@ TEST_F(ToolTest, MessagesNameThePathOnceAndCountInWords) {
   const std::string missing = Path("nothere.mapkv");
   ToolResult compact = Run({"compact", missing});
   EXPECT_EQ(compact.status, 4);
-  EXPECT_TRUE(absl::StartsWith(compact.err, absl::StrCat("mapkv compact: ", missing, ": no such file")))
+  EXPECT_TRUE(
+      absl::StartsWith(compact.err, absl::StrCat("mapkv compact: ", missing, ": no such file")))
       << compact.err;
   EXPECT_FALSE(Contains(compact.err, "realpath")) << compact.err;
 
@@ -953,7 +954,8 @@ TEST_F(ToolTest, StatListsTheProcessesThatHoldTheFile) {
   EXPECT_TRUE(Contains(text.out, "1 other handle (")) << text.out;
   EXPECT_TRUE(Contains(text.out, absl::StrCat("pid ", pid, ", opened 20"))) << text.out;
   ToolResult json = Run({"stat", "--json", db});
-  EXPECT_TRUE(Contains(json.out, absl::StrCat("\"handles\":[{\"pid\":", pid, ",\"opened_unix_ms\":")))
+  EXPECT_TRUE(
+      Contains(json.out, absl::StrCat("\"handles\":[{\"pid\":", pid, ",\"opened_unix_ms\":")))
       << json.out;
 }
 
@@ -967,9 +969,8 @@ TEST_F(ToolTest, ReadCommandsLeaveAFileThatNeedsRecovery) {
   std::memcpy(bytes.data() + 1104, &other_boot, sizeof(other_boot));
   std::memset(bytes.data() + 1112, 0, 4);
   ASSERT_TRUE(WriteFile(db, bytes));
-  for (const std::vector<std::string>& args :
-       std::vector<std::vector<std::string>>{{"get", db, "k"}, {"dump", db}, {"stat", db},
-                                             {"check", db}}) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"get", db, "k"}, {"dump", db}, {"stat", db}, {"check", db}}) {
     ToolResult r = Run(args);
     EXPECT_EQ(r.status, 3) << args[0] << ": " << r.err;
     EXPECT_TRUE(Contains(r.err, "needs recovery") && Contains(r.err, "is unchanged"))

@@ -54,9 +54,9 @@ absl::StatusOr<int64_t> ParseExpiry(std::string_view text) {
   std::string error;
   if (!absl::ParseTime(absl::RFC3339_full, absl::string_view(text.data(), text.size()), &t,
                        &error)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expiry \"", absl::string_view(text.data(), text.size()),
-        "\" is not an RFC 3339 time (2026-12-07T03:04:05Z) or \"never\": ", error));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expiry \"", absl::string_view(text.data(), text.size()),
+                     "\" is not an RFC 3339 time (2026-12-07T03:04:05Z) or \"never\": ", error));
   }
   const int64_t ms = absl::ToUnixMillis(t);
   return ms <= 0 ? 1 : ms;

@@ -68,12 +68,12 @@ int RunCompact(const CompactArgs& args) {
       args.db.c_str(), result->in_place ? " in place" : absl::StrCat(" into ", args.output).c_str(),
       Bytes(result->size_before).c_str(), Bytes(result->size_after).c_str(),
       Commas(result->size_before).c_str(), Commas(result->size_after).c_str(), saved,
-      Plural(result->keys, "key", "keys").c_str(), Bytes(result->live_bytes).c_str(), Seconds(seconds).c_str(),
+      Plural(result->keys, "key", "keys").c_str(), Bytes(result->live_bytes).c_str(),
+      Seconds(seconds).c_str(),
       seconds > 0 ? static_cast<double>(result->live_bytes) / (1 << 20) / seconds : 0.0);
   if (result->dropped > 0) {
-    std::printf(
-        "dropped %s: expired values, and leases of computations that never finished\n",
-        Plural(result->dropped, "cache entry", "cache entries").c_str());
+    std::printf("dropped %s: expired values, and leases of computations that never finished\n",
+                Plural(result->dropped, "cache entry", "cache entries").c_str());
   }
   return kExitOk;
 }

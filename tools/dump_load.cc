@@ -118,11 +118,11 @@ class DumpWriter {
 };
 
 int ReportWriteError(uint64_t records) {
-  return ReportError("dump", "stdout",
-                     absl::DataLossError(absl::StrCat("write error after ",
-                                                      Plural(records, "record", "records"), ": ",
-                                                      std::strerror(errno))),
-                     kExitError);
+  return ReportError(
+      "dump", "stdout",
+      absl::DataLossError(absl::StrCat("write error after ", Plural(records, "record", "records"),
+                                       ": ", std::strerror(errno))),
+      kExitError);
 }
 
 // dump --skip-damaged: the latest intact version of every key, from a scan of the log (scan.h).
@@ -138,15 +138,14 @@ int DumpScanned(const DumpArgs& args, Format format) {
   if (write_failed || !writer.Flush()) return ReportWriteError(writer.records());
   writer.ReportSkipped(args.db);
   if (scan->damaged().empty() && writer.malformed() == 0) return kExitOk;
-  std::fprintf(stderr,
-               "mapkv dump: %s: %s skipped (%s); listed the latest intact version of each key%s\n",
-               args.db.c_str(), Plural(scan->damaged().size(), "damaged region", "damaged regions").c_str(),
-               Plural(scan->damaged_bytes(), "byte", "bytes").c_str(),
-               scan->lost_latest()
-                   ? absl::StrCat("; lost: ", Plural(*scan->lost_latest(), "key", "keys"),
-                                  " whose latest version is damaged")
-                         .c_str()
-                   : "");
+  std::fprintf(
+      stderr, "mapkv dump: %s: %s skipped (%s); listed the latest intact version of each key%s\n",
+      args.db.c_str(), Plural(scan->damaged().size(), "damaged region", "damaged regions").c_str(),
+      Plural(scan->damaged_bytes(), "byte", "bytes").c_str(),
+      scan->lost_latest() ? absl::StrCat("; lost: ", Plural(*scan->lost_latest(), "key", "keys"),
+                                         " whose latest version is damaged")
+                                .c_str()
+                          : "");
   return kExitDataProblem;
 }
 
@@ -203,10 +202,9 @@ int RunLoad(const LoadArgs& args) {
     parse.expiry_column = args.columns.size() == 3 ? args.columns[2] : 0;
   }
   absl::Duration ttl = absl::ZeroDuration();
-  if (!args.ttl.empty() &&
-      (!absl::ParseDuration(args.ttl, &ttl) || ttl <= absl::ZeroDuration())) {
-    return ReportUsageError("load", absl::StrCat("--ttl \"", args.ttl,
-                                                 "\": a positive duration (90s, 15m, 2h)"));
+  if (!args.ttl.empty() && (!absl::ParseDuration(args.ttl, &ttl) || ttl <= absl::ZeroDuration())) {
+    return ReportUsageError(
+        "load", absl::StrCat("--ttl \"", args.ttl, "\": a positive duration (90s, 15m, 2h)"));
   }
   const bool from_stdin = args.file == "-";
   const std::string input_name = from_stdin ? "stdin" : args.file;
@@ -242,19 +240,20 @@ int RunLoad(const LoadArgs& args) {
     return ReportUsageError("load", absl::string_view(message.data(), message.size()));
   };
   if (!cache && !args.ttl.empty()) {
-    return refuse(absl::StrCat(args.db, " is a database, whose values never expire: --ttl is "
-                                        "for a cache's file"));
+    return refuse(absl::StrCat(args.db,
+                               " is a database, whose values never expire: --ttl is "
+                               "for a cache's file"));
   }
   if (!cache && parse.expiry_column > 0) {
-    return refuse(absl::StrCat(args.db, " is a database, whose values never expire: --columns' "
-                                        "third column, the expiry, is for a cache's file"));
+    return refuse(absl::StrCat(args.db,
+                               " is a database, whose values never expire: --columns' "
+                               "third column, the expiry, is for a cache's file"));
   }
   if (cache && !parse.columns) parse.expiry_column = 3;  // as a cache's dump writes it
 
   const Clock::time_point start = Clock::now();
   const int64_t now = NowUnixMs();
-  const int64_t default_expiry =
-      args.ttl.empty() ? 0 : now + absl::ToInt64Milliseconds(ttl);
+  const int64_t default_expiry = args.ttl.empty() ? 0 : now + absl::ToInt64Milliseconds(ttl);
   RecordReader reader(in, *format, input_name, args.max_value, parse);
   Progress progress("loading", input_size, args.quiet);
   absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
@@ -274,8 +273,10 @@ int RunLoad(const LoadArgs& args) {
       const absl::Status removed = internal::RemovePath(args.db);
       kept = removed.ok() ? absl::StrCat(committed == 0 ? "nothing was loaded" : "nothing is kept",
                                          ": removed ", args.db, ", which this load created")
-                          : absl::StrCat(kept, "; ", args.db, " was created by this load, and "
-                                                 "removing it failed: ", removed.message());
+                          : absl::StrCat(kept, "; ", args.db,
+                                         " was created by this load, and "
+                                         "removing it failed: ",
+                                         removed.message());
     }
     std::fprintf(stderr, "mapkv load: %s\n", kept.c_str());
     return kExitError;
@@ -292,8 +293,7 @@ int RunLoad(const LoadArgs& args) {
       status = absl::InvalidArgumentError(
           absl::StrCat(input_name, ":", reader.line(), ": ", status.message()));
     } else if (cache) {
-      const int64_t expires =
-          record.expires_unix_ms >= 0 ? record.expires_unix_ms : default_expiry;
+      const int64_t expires = record.expires_unix_ms >= 0 ? record.expires_unix_ms : default_expiry;
       if (expires != 0 && expires <= now) {
         ++expired;
         continue;
@@ -366,7 +366,9 @@ Runner SetupDump(CLI::App* app) {
       "Writes every record of the database to stdout, one a line, in index order (no particular "
       "order: pipe through `sort` for a stable listing). One read transaction: a consistent "
       "snapshot. Opens the database read-only.");
-  app->add_option("DB", args->db, "the database file (or a cache's file)")->type_name("")->required();
+  app->add_option("DB", args->db, "the database file (or a cache's file)")
+      ->type_name("")
+      ->required();
   app->add_option("-f,--format", args->format, "tsv or jsonl")
       ->type_name("FORMAT")
       ->check(CLI::IsMember({"tsv", "jsonl"}))

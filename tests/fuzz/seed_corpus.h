@@ -140,11 +140,11 @@ inline absl::StatusOr<std::vector<Seed>> MakeSeeds(const std::string& tsv_path,
     // The input's file ends at the next 64 KiB past `end` (BuildFile): its shared state says so,
     // as the engine's would, so that a reader that trusts the state (this boot, or detached)
     // reads the file as it is.
-    const uint64_t size = (end + internal::kSizeGranule - 1) / internal::kSizeGranule *
-                          internal::kSizeGranule;
-    std::memcpy(file.data() + internal::kSharedStateOffset +
-                    offsetof(internal::SharedState, file_size),
-                &size, sizeof(size));
+    const uint64_t size =
+        (end + internal::kSizeGranule - 1) / internal::kSizeGranule * internal::kSizeGranule;
+    std::memcpy(
+        file.data() + internal::kSharedStateOffset + offsetof(internal::SharedState, file_size),
+        &size, sizeof(size));
     const std::pair<const char*, uint8_t> modes[] = {
         {"same_boot", kModeFixAll | kModeSameBoot},
         {"other_boot", kModeFixAll},
@@ -321,9 +321,9 @@ inline absl::StatusOr<std::vector<Seed>> MakeSeeds(const std::string& tsv_path,
                                 {offsetof(in::SharedState, file_size), capacity}}) {
       seed_detail::SetStateWord(file, field, value);
     }
-    for (size_t field : {offsetof(in::SharedState, count), offsetof(in::SharedState, used),
-                         offsetof(in::SharedState, live_bytes),
-                         offsetof(in::SharedState, evictions)}) {
+    for (size_t field :
+         {offsetof(in::SharedState, count), offsetof(in::SharedState, used),
+          offsetof(in::SharedState, live_bytes), offsetof(in::SharedState, evictions)}) {
       seed_detail::SetStateWord(file, field, 0);
     }
     seed_detail::SetStateClean(file, 0);
