@@ -133,7 +133,7 @@ absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_vie
                                                    value.size(), " bytes: values are at most ",
                                                    kMaxValueSize));
   }
-  const uint64_t size = RecordSize(key.size(), value.size());
+  const uint64_t size = RecordSizeOf(key.size(), value.size(), chained_);
   // Puts stop short of the limit, so that deletes (and the commit records and index tables that
   // go with them) can still free keys in a full database.
   const uint64_t reserve = std::min<uint64_t>(kDeleteReserve, max_file_size_ / 16);
@@ -146,7 +146,8 @@ absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_vie
   // The same reserve on a full disk: a put grows the file past itself by as much first.
   if (!ring()) MAPKV_RETURN_IF_ERROR(EnsureSpace(w.tail + size, reserve));
   MAPKV_ASSIGN_OR_RETURN(char* p, Place(w, size));
-  WriteRecordAt(p, w.tail, salt_, kPut, 0, w.seq, key, value);
+  WriteRecordAt(p, w.tail, salt_, kPut, chained_ ? kChained : 0, w.seq, key, value,
+                chained_ ? PreviousVersion(w, key) : 0);
   w.checksums.push_back(reinterpret_cast<RecordHeader*>(p)->checksum);
   RememberWrite(w, key);
   w.last_record = w.tail;
@@ -158,14 +159,32 @@ absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_vie
 absl::Status DBImpl::TxnDelete(WriteState& w, std::string_view key) {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
   MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
-  const uint64_t size = RecordSize(key.size(), 0);
+  const uint64_t size = RecordSizeOf(key.size(), 0, chained_);
   MAPKV_ASSIGN_OR_RETURN(char* p, Place(w, size));
-  WriteRecordAt(p, w.tail, salt_, kDelete, 0, w.seq, key, {});
+  WriteRecordAt(p, w.tail, salt_, kDelete, chained_ ? kChained : 0, w.seq, key, {},
+                chained_ ? PreviousVersion(w, key) : 0);
   w.checksums.push_back(reinterpret_cast<RecordHeader*>(p)->checksum);
   RememberWrite(w, key);
   w.last_record = w.tail;
   w.tail += size;
   return absl::OkStatus();
+}
+
+uint64_t DBImpl::PreviousVersion(const WriteState& w, std::string_view key) const {
+  if (w.track_writes) {
+    auto it = w.writes.find(key);
+    if (it != w.writes.end()) return it->second;
+  }
+  // The writer lock keeps the committed index still; a deleted key's slot counts (its kDelete).
+  const Snapshot snap = CommittedSnapshot();
+  const IndexTable table(base_, snap.index_record, snap.index_bits);
+  uint64_t found = 0;
+  table.Probe(HashKey(key, hash_seed_), [&](uint64_t offset) {
+    if (KeyAt(offset, snap.tail) != key) return false;
+    found = SlotRecord(offset);
+    return true;
+  });
+  return found;
 }
 
 absl::StatusOr<std::string_view> DBImpl::TxnGet(const WriteState& w, std::string_view key) const {
@@ -220,7 +239,10 @@ absl::StatusOr<uint64_t> DBImpl::MaybeGrowLinearIndex(WriteState& w, uint64_t ne
     if (i == from.capacity() / 2) RunTestHook(HookPoint::kIndexGrowing);
     const Slot& s = from.slot(i);
     uint64_t offset = s.offset.load(std::memory_order_relaxed);
-    if (offset != kEmpty && offset != kTombstone) to.InsertFresh(s.hash.load(), offset);
+    // A deleted key's slot stays behind: snapshots older than this table read the old one.
+    if (offset != kEmpty && offset != kTombstone && !SlotDead(offset)) {
+      to.InsertFresh(s.hash.load(), offset);
+    }
   }
   w.checksums.push_back(reinterpret_cast<RecordHeader*>(base_ + at)->checksum);
   w.last_record = at;
@@ -252,13 +274,16 @@ void DBImpl::ApplyWrite(IndexTable& table, const BatchWrite& write) {
       write.hash, [&](uint64_t offset) { return KeyAt(offset, limit) == write.key; }, &free_slot);
   if (slot != nullptr) {
     const uint64_t old = slot->offset.load(std::memory_order_relaxed);
-    state_->live_bytes.fetch_sub(SizeAt(old), std::memory_order_relaxed);
+    const bool was_live = !SlotDead(old);  // version 4: a deleted key keeps its slot
+    if (was_live) state_->live_bytes.fetch_sub(SizeAt(old), std::memory_order_relaxed);
     if (write.is_put) {
       slot->offset.store(write.offset, std::memory_order_release);
       state_->live_bytes.fetch_add(SizeAt(write.offset), std::memory_order_relaxed);
+      if (!was_live) state_->count.fetch_add(1, std::memory_order_relaxed);
     } else {
-      slot->offset.store(kTombstone, std::memory_order_release);
-      state_->count.fetch_sub(1, std::memory_order_relaxed);
+      slot->offset.store(chained_ ? write.offset | kDeadSlot : kTombstone,
+                         std::memory_order_release);
+      if (was_live) state_->count.fetch_sub(1, std::memory_order_relaxed);
     }
     return;
   }

@@ -19,7 +19,8 @@ ReadTxn::ReadTxn(ReadTxn&& other) noexcept
       tail_(other.tail_),
       index_record_(other.index_record_),
       index_bits_(other.index_bits_),
-      count_(other.count_) {}
+      count_(other.count_),
+      snapshot_(other.snapshot_) {}
 
 ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
   if (this != &other) {
@@ -29,6 +30,7 @@ ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
     index_record_ = other.index_record_;
     index_bits_ = other.index_bits_;
     count_ = other.count_;
+    snapshot_ = other.snapshot_;
   }
   return *this;
 }
@@ -36,17 +38,24 @@ ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
 ReadTxn::~ReadTxn() { Release(); }
 
 void ReadTxn::Release() {
-  if (db_ != nullptr) std::exchange(db_, nullptr)->UnlockShared();
+  if (db_ == nullptr) return;
+  DBImpl* db = std::exchange(db_, nullptr);
+  if (snapshot_) {
+    db->Unpin(tail_);
+  } else {
+    db->UnlockShared();
+  }
 }
 
 namespace {
 internal::Snapshot ToSnapshot(uint64_t tail, uint64_t index_record, uint64_t index_bits,
-                              uint64_t count) {
+                              uint64_t count, bool as_of) {
   internal::Snapshot s;
   s.tail = tail;
   s.index_record = index_record;
   s.index_bits = static_cast<uint32_t>(index_bits);
   s.count = count;
+  s.as_of = as_of;
   return s;
 }
 
@@ -58,7 +67,7 @@ absl::Status Finished() {
 absl::StatusOr<std::string_view> ReadTxn::Get(std::string_view key) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
-  return db_->Lookup(ToSnapshot(tail_, index_record_, index_bits_, count_), key);
+  return db_->Lookup(ToSnapshot(tail_, index_record_, index_bits_, count_, snapshot_), key);
 }
 
 void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
@@ -69,7 +78,7 @@ void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
     for (size_t i = 0; i < n; ++i) values[i] = usable;
     return;
   }
-  const internal::Snapshot snap = ToSnapshot(tail_, index_record_, index_bits_, count_);
+  const internal::Snapshot snap = ToSnapshot(tail_, index_record_, index_bits_, count_, snapshot_);
   for (size_t start = 0; start < n; start += internal::kLookupBatch) {
     db_->LookupBatch(snap, keys.data() + start, std::min(internal::kLookupBatch, n - start),
                      values.data() + start);
@@ -80,7 +89,7 @@ absl::Status ReadTxn::ForEach(
     absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
-  return db_->ForEach(ToSnapshot(tail_, index_record_, index_bits_, count_), fn);
+  return db_->ForEach(ToSnapshot(tail_, index_record_, index_bits_, count_, snapshot_), fn);
 }
 
 uint64_t ReadTxn::Count() const { return db_ == nullptr ? 0 : count_; }
@@ -155,8 +164,10 @@ absl::Status DB::Put(std::string_view key, std::string_view value) {
 absl::Status DB::Delete(std::string_view key) { return impl_->PutOrDelete(key, nullptr); }
 
 absl::StatusOr<ReadTxn> DB::BeginRead() {
-  MAPKV_ASSIGN_OR_RETURN(internal::Snapshot snap, impl_->LockShared());
-  return ReadTxn(impl_.get(), snap.tail, snap.index_record, snap.index_bits, snap.count);
+  MAPKV_ASSIGN_OR_RETURN(internal::Snapshot snap,
+                         impl_->snapshots() ? impl_->BeginSnapshot() : impl_->LockShared());
+  return ReadTxn(impl_.get(), snap.tail, snap.index_record, snap.index_bits, snap.count,
+                 snap.as_of);
 }
 
 absl::StatusOr<WriteTxn> DB::BeginWrite() {
@@ -167,6 +178,8 @@ absl::StatusOr<WriteTxn> DB::BeginWrite() {
 absl::Status DB::Checkpoint() { return impl_->Checkpoint(); }
 
 Stats DB::GetStats() { return impl_->GetStats(); }
+
+std::vector<SnapshotInfo> DB::Snapshots() { return impl_->Snapshots(); }
 
 absl::Status DB::Verify(std::vector<VerifyProblem>* problems) { return impl_->Verify(problems); }
 

@@ -174,9 +174,10 @@ absl::StatusOr<Record> DBImpl::ReadAt(uint64_t offset, uint64_t tail, bool verif
   return DecodeRecordAt(base_ + phys, offset, std::min(lap_room, tail - offset), salt_, verify);
 }
 
-std::string_view DBImpl::KeyAt(uint64_t offset, uint64_t limit) const {
-  absl::StatusOr<Record> r = ReadAt(offset, limit, false);
-  if (!r.ok() || r->type != kPut) return {};
+std::string_view DBImpl::KeyAt(uint64_t slot_offset, uint64_t limit) const {
+  if (SlotDead(slot_offset) && !chained_) return {};
+  absl::StatusOr<Record> r = ReadAt(SlotRecord(slot_offset), limit, false);
+  if (!r.ok() || r->type != (SlotDead(slot_offset) ? kDelete : kPut)) return {};
   return r->key;
 }
 
@@ -193,7 +194,7 @@ uint64_t DBImpl::SizeAt(uint64_t offset) const {
     return 0;
   }
   const auto* h = reinterpret_cast<const RecordHeader*>(base_ + offset);
-  return RecordSize(h->key_len, h->value_len);
+  return RecordSizeOf(h->key_len, h->value_len, (h->flags & kChained) != 0);
 }
 
 Stats DBImpl::GetStats() {
@@ -223,6 +224,10 @@ Stats DBImpl::GetStats() {
   s.rebuild_micros = state_->rebuild_micros;
   s.recovered_commits = state_->recovered_commits.load();
   lock_.UnlockShared();
+  for (const SnapshotInfo& info : Snapshots()) {
+    s.snapshots += info.snapshots;
+    s.snapshot_pinned_bytes = std::max(s.snapshot_pinned_bytes, info.pinned_bytes);
+  }
   s.index_load = static_cast<double>(s.index_used) / static_cast<double>(s.index_capacity);
   if (const CheckpointRecord* c = LatestCheckpoint()) {
     s.checkpoints = c->seq;

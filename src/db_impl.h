@@ -5,7 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,12 +30,15 @@
 
 namespace mapkv::internal {
 
-// What a reader sees: fixed while it holds the shared lock.
+// What a reader sees: the committed state at one commit. Fixed while the reader holds the shared
+// lock; with `as_of` (a version 4 snapshot, which holds no lock) commits go on, and the reader
+// follows each key's chain back from what the index says now to its newest record before `tail`.
 struct Snapshot {
   uint64_t tail = 0;          // committed end of the log
   uint64_t index_record = 0;  // the current kIndex record
   uint32_t index_bits = 0;
   uint64_t count = 0;
+  bool as_of = false;
 };
 
 // One key's final write in a batch: the offset of its kPut or kDelete record.
@@ -98,6 +103,13 @@ class DBImpl {
   const std::string& path() const { return file_->path(); }
 
   // Reads.
+  // Whether a ReadTxn is a snapshot that holds no lock (format version 4) or holds the shared
+  // side until it ends (older files, whose records carry no chain).
+  bool snapshots() const { return chained_; }
+  // A snapshot of the committed state, pinned in this handle's slot until Unpin(snap.tail).
+  absl::StatusOr<Snapshot> BeginSnapshot();
+  void Unpin(uint64_t tail);
+  std::vector<SnapshotInfo> Snapshots();
   absl::StatusOr<Snapshot> LockShared();
   void UnlockShared() {
     // A ReadTxn carried across fork() must not release the parent's read lock from the child.
@@ -258,8 +270,20 @@ class DBImpl {
   }
   // The committed state; stable while the caller holds the shared side or the writer lock.
   Snapshot CommittedSnapshot() const;
-  std::string_view KeyAt(uint64_t offset, uint64_t limit) const;
+  // The key of the record a slot points at (a put; in version 4, a kDelete too), or empty.
+  std::string_view KeyAt(uint64_t slot_offset, uint64_t limit) const;
   uint64_t SizeAt(uint64_t offset) const;
+  // Version 4: the key's newest record (put or delete) in the committed log or in the batch so
+  // far, for the chain of the record that replaces it; 0 when it has none.
+  uint64_t PreviousVersion(const WriteState& w, std::string_view key) const;
+  // Follows the chain from `r` (a put or delete) back to the key's newest record before `tail`:
+  // a Record of type 0 when it has none there. DataLoss for a damaged link.
+  absl::StatusOr<Record> VersionAsOf(Record r, uint64_t tail, uint64_t limit) const;
+  // The bound of record offsets for a read as of a snapshot: the file's size now, mapped. 0, with
+  // `error` set, where the mapping cannot cover it.
+  uint64_t AsOfLimit(absl::Status& error) const;
+  // Publishes this handle's oldest pin in its slot (pins_mu_ held).
+  void PublishPinLocked();
 
   // Log offsets: a ring's are logical (format.h), a linear log's are file offsets.
   bool ring() const { return ring_len_ != 0; }
@@ -291,12 +315,16 @@ class DBImpl {
   uint64_t ring_tables_[2] = {0, 0};
   mutable std::atomic<uint64_t> covered_;  // file_->covered(), cached: see Cover()
   uint64_t prefaulted_ = 0;  // the log is populated in this handle's mapping up to here (a hint)
+  bool chained_ = false;     // format version 4: chained records, lock-free snapshots
   bool opened_ = false;      // fully open: the slot is claimed and the state valid
   bool detached_ = false;    // opened without write permission (OpenDetached)
   // Serialises this handle's writers among its threads. Not a std::mutex: a WriteTxn may end on
   // another thread than the one that began it; not std::binary_semaphore: libstdc++ 12's release
   // makes a futex syscall every time, waiters or not.
   Gate write_gate_;
+  // This handle's open snapshots: their tails, with when each began.
+  std::mutex pins_mu_;
+  std::multimap<uint64_t, int64_t> pins_;  // guarded by pins_mu_
 };
 
 inline DBImpl& ImplOf(DB& db) { return *db.impl_; }

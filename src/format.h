@@ -24,6 +24,10 @@
 //   kCommit  CommitPayload                    ends a batch of more than one record
 //   kIndex   (padding to 64) Slot[1 << key_len]  an index table; its payload changes in place
 //   kPad     -                                the rest of a ring's lap is unused (version 3)
+// In a database of version 4 every kPut and kDelete carries kChained: its payload starts with the
+// log offset of the same key's previous record (0: none), before the key. The chain is how a
+// snapshot (a ReadTxn) finds the version of a key it began with after later commits replaced it:
+// records are immutable once committed and the log is never reused, so every chain stays valid.
 // A batch is the records of one transaction. A batch of one record is that record with kLast set;
 // a longer batch ends with a kCommit record (kLast set) whose digest covers the checksums of every
 // record before it, so a batch put together from the remains of two different transactions (a torn
@@ -48,7 +52,10 @@ inline constexpr char kCreatingMagic[8] = {'M', 'A', 'P', 'K', 'V', '\0', 'N', '
 inline constexpr uint32_t kFormatVersion = 1;       // a database (FileKind::kDatabase)
 inline constexpr uint32_t kCacheFormatVersion = 2;  // a cache: values behind an envelope (cache.h)
 inline constexpr uint32_t kRingFormatVersion = 3;   // a cache with a capacity: its log is a ring
-inline constexpr uint32_t kNewestFormatVersion = kRingFormatVersion;
+// A database whose records chain each key's versions (kChained) and whose index keeps a deleted
+// key's slot, pointing at its kDelete record (kDeadSlot), so that snapshots read without a lock.
+inline constexpr uint32_t kChainFormatVersion = 4;
+inline constexpr uint32_t kNewestFormatVersion = kChainFormatVersion;
 constexpr bool KnownVersion(uint32_t v) { return v >= kFormatVersion && v <= kNewestFormatVersion; }
 constexpr bool IsCacheVersion(uint32_t v) {
   return v == kCacheFormatVersion || v == kRingFormatVersion;
@@ -174,9 +181,18 @@ struct alignas(64) ProcessSlot {
   std::atomic<uint32_t> readers;  // read locks this handle holds now (bumped by its threads only)
   std::atomic<uint32_t> pid;      // for messages and `stat`; 0 when free
   std::atomic<int64_t> opened_unix_ms;
-  std::atomic<uint64_t> cache_counts[kCacheCounters];  // a cache's statistics (zero otherwise)
+  // A cache's statistics. A database (which counts nothing) keeps its handle's snapshot pin in
+  // the same words instead (kPin*).
+  std::atomic<uint64_t> cache_counts[kCacheCounters];
 };
 static_assert(sizeof(ProcessSlot) == 64);
+// A database's snapshot pin, in ProcessSlot::cache_counts: the committed tail that the handle's
+// oldest open snapshot reads at (0: no snapshot), when that snapshot began, and how many the
+// handle holds. Written by the handle alone; read by `stat` (and by whatever reclaims log space:
+// nothing at or after the oldest live pin may be reused).
+inline constexpr uint32_t kPinTail = 0;
+inline constexpr uint32_t kPinSinceMs = 1;
+inline constexpr uint32_t kPinCount = 2;
 inline constexpr uint64_t kSlotsOffset = 8192;
 static_assert(kSlotsOffset + kMaxSlots * sizeof(ProcessSlot) == kHeaderSize);
 
@@ -202,7 +218,9 @@ struct RecordHeader {
 static_assert(sizeof(RecordHeader) == 24);
 
 enum RecordType : uint8_t { kPut = 1, kDelete = 2, kCommit = 3, kIndex = 4, kPad = 5 };
-inline constexpr uint8_t kLast = 1;  // the record ends its batch
+inline constexpr uint8_t kLast = 1;     // the record ends its batch
+inline constexpr uint8_t kChained = 2;  // kPut/kDelete: the payload starts with a kPrevSize offset
+inline constexpr uint64_t kPrevSize = 8;
 
 struct CommitPayload {
   uint64_t digest;   // XXH3 over the checksums of the batch's other records, seeded with
@@ -220,6 +238,13 @@ struct Slot {
 static_assert(sizeof(Slot) == 16);
 inline constexpr uint64_t kEmpty = 0;
 inline constexpr uint64_t kTombstone = 1;
+// Version 4: a deleted key keeps its slot, which points at its kDelete record with this bit set
+// (records are 8-aligned), so that snapshots older than the delete still find the key's chain, a
+// lookup of the newest state skips the slot without reading the record, and a rehash drops it.
+// Version 4 tables hold no tombstones.
+inline constexpr uint64_t kDeadSlot = 4;
+constexpr uint64_t SlotRecord(uint64_t offset) { return offset & ~uint64_t{7}; }
+constexpr bool SlotDead(uint64_t offset) { return (offset & kDeadSlot) != 0; }
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
@@ -260,9 +285,12 @@ constexpr uint64_t RingPhys(uint64_t offset, uint64_t ring_start, uint64_t ring_
   return offset < ring_start ? offset : ring_start + (offset - ring_start) % ring_len;
 }
 
-// Size of a kPut/kDelete/kCommit record.
+// Size of a kPut/kDelete/kCommit record (a chained one: RecordSize(kPrevSize + key_len, ...)).
 constexpr uint64_t RecordSize(uint64_t key_len, uint64_t value_len) {
   return Align8(sizeof(RecordHeader) + key_len + value_len);
+}
+constexpr uint64_t RecordSizeOf(uint64_t key_len, uint64_t value_len, bool chained) {
+  return RecordSize(key_len + (chained ? kPrevSize : 0), value_len);
 }
 
 }  // namespace mapkv::internal

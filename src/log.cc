@@ -13,7 +13,9 @@ RecordHeader* HeaderAt(char* p) { return reinterpret_cast<RecordHeader*>(p); }
 // Bytes covered by the checksum, counted from offset + 8.
 uint64_t CoveredBytes(const RecordHeader& h) {
   uint64_t n = sizeof(RecordHeader) - 8;
-  if (h.type != kIndex && h.type != kPad) n += uint64_t{h.key_len} + h.value_len;
+  if (h.type != kIndex && h.type != kPad) {
+    n += uint64_t{h.key_len} + h.value_len + ((h.flags & kChained) != 0 ? kPrevSize : 0);
+  }
   return n;
 }
 
@@ -29,12 +31,13 @@ uint64_t RecordChecksumAt(const char* p, uint64_t offset, uint64_t salt) {
 }
 
 uint64_t RecordChecksumOf(const char* p, const Record& r, uint64_t salt) {
-  const uint64_t covered = sizeof(RecordHeader) - 8 + r.key.size() + r.value.size();
+  const uint64_t covered = sizeof(RecordHeader) - 8 + r.key.size() + r.value.size() +
+                           ((r.flags & kChained) != 0 ? kPrevSize : 0);
   return Hash64(p + 8, covered, salt ^ r.offset);
 }
 
 uint64_t WriteRecordAt(char* p, uint64_t offset, uint64_t salt, RecordType type, uint8_t flags,
-                       uint64_t seq, std::string_view key, std::string_view value) {
+                       uint64_t seq, std::string_view key, std::string_view value, uint64_t prev) {
   RecordHeader* h = HeaderAt(p);
   h->value_len = static_cast<uint32_t>(value.size());
   h->key_len = static_cast<uint16_t>(key.size());
@@ -42,10 +45,15 @@ uint64_t WriteRecordAt(char* p, uint64_t offset, uint64_t salt, RecordType type,
   h->flags = flags;
   h->seq = seq;
   char* data = p + sizeof(RecordHeader);
+  const bool chained = (flags & kChained) != 0;
+  if (chained) {
+    std::memcpy(data, &prev, kPrevSize);
+    data += kPrevSize;
+  }
   if (!key.empty()) std::memcpy(data, key.data(), key.size());
   if (!value.empty()) std::memcpy(data + key.size(), value.data(), value.size());
-  uint64_t size = RecordSize(key.size(), value.size());
-  uint64_t used = sizeof(RecordHeader) + key.size() + value.size();
+  uint64_t size = RecordSizeOf(key.size(), value.size(), chained);
+  uint64_t used = (data - p) + key.size() + value.size();
   std::memset(p + used, 0, size - used);  // no stale bytes in the padding
   h->checksum = RecordChecksumAt(p, offset, salt);
   return size;
@@ -63,7 +71,7 @@ void WritePadAt(char* p, uint64_t offset, uint64_t salt, uint64_t seq) {
 
 void SetRecordFlagsAt(char* p, uint64_t offset, uint64_t salt, uint8_t flags) {
   RecordHeader* h = HeaderAt(p);
-  h->flags = flags;
+  h->flags = static_cast<uint8_t>(flags | (h->flags & kChained));
   h->checksum = RecordChecksumAt(p, offset, salt);
 }
 
@@ -91,11 +99,15 @@ absl::StatusOr<Record> DecodeRecordAt(const char* p, uint64_t offset, uint64_t r
   r.flags = h.flags;
   r.seq = h.seq;
   r.checksum = h.checksum;
+  const bool chained = (h.flags & kChained) != 0;
+  if (chained && h.type != kPut && h.type != kDelete) {
+    return Damaged(offset, "a chained record of a type that has no chain");
+  }
   switch (h.type) {
     case kPut:
     case kDelete:
     case kCommit:
-      r.size = RecordSize(h.key_len, h.value_len);
+      r.size = RecordSizeOf(h.key_len, h.value_len, chained);
       break;
     case kIndex:
       if (h.key_len < 6 || h.key_len > kMaxIndexBits || h.value_len != 0) {
@@ -119,6 +131,14 @@ absl::StatusOr<Record> DecodeRecordAt(const char* p, uint64_t offset, uint64_t r
   }
   if (h.type != kIndex && h.type != kPad) {
     const char* data = p + sizeof(RecordHeader);
+    if (chained) {
+      std::memcpy(&r.prev, data, kPrevSize);
+      // A chain leads strictly back: a crafted one can neither loop nor lead forward.
+      if (r.prev != 0 && (r.prev >= offset || r.prev % 8 != 0)) {
+        return Damaged(offset, absl::StrCat("previous version at offset ", r.prev));
+      }
+      data += kPrevSize;
+    }
     r.key = std::string_view(data, h.key_len);
     r.value = std::string_view(data + h.key_len, h.value_len);
   }

@@ -18,6 +18,7 @@ struct Record {
   uint64_t seq = 0;
   uint64_t checksum = 0;
   uint32_t index_bits = 0;  // kIndex only
+  uint64_t prev = 0;        // kChained: the key's previous record (0: none)
   std::string_view key;
   std::string_view value;
 };
@@ -37,19 +38,20 @@ inline uint64_t RecordChecksum(const char* base, uint64_t offset, uint64_t salt)
 uint64_t RecordChecksumOf(const char* p, const Record& r, uint64_t salt);
 
 // Writes a kPut, kDelete or kCommit record (space checked by the caller) and returns its size.
-// Its checksum is in the header.
+// Its checksum is in the header. With kChained in `flags`, `prev` goes before the key.
 uint64_t WriteRecordAt(char* p, uint64_t offset, uint64_t salt, RecordType type, uint8_t flags,
-                       uint64_t seq, std::string_view key, std::string_view value);
+                       uint64_t seq, std::string_view key, std::string_view value,
+                       uint64_t prev = 0);
 inline uint64_t WriteRecord(char* base, uint64_t offset, uint64_t salt, RecordType type,
                             uint8_t flags, uint64_t seq, std::string_view key,
-                            std::string_view value) {
-  return WriteRecordAt(base + offset, offset, salt, type, flags, seq, key, value);
+                            std::string_view value, uint64_t prev = 0) {
+  return WriteRecordAt(base + offset, offset, salt, type, flags, seq, key, value, prev);
 }
 
 // Writes a kPad record header: the rest of a ring's lap from `offset` is unused.
 void WritePadAt(char* p, uint64_t offset, uint64_t salt, uint64_t seq);
 
-// Rewrites the flags of a written record and its checksum.
+// Rewrites the flags of a written record and its checksum (kChained stays as it was).
 void SetRecordFlagsAt(char* p, uint64_t offset, uint64_t salt, uint8_t flags);
 inline void SetRecordFlags(char* base, uint64_t offset, uint64_t salt, uint8_t flags) {
   SetRecordFlagsAt(base + offset, offset, salt, flags);

@@ -212,6 +212,8 @@ void DBImpl::LoadHeaderFields() {
   salt_ = header_->salt;
   max_file_size_ =
       std::min(header_->max_file_size, file_->mapped_size()) / kSizeGranule * kSizeGranule;
+  chained_ = header_->format_version == kChainFormatVersion;
+  if (chained_) lock_.UsePinWords();
   if (header_->format_version == kRingFormatVersion && RingBits(header_->ring_start) != 0 &&
       max_file_size_ == header_->max_file_size && max_file_size_ > header_->ring_start) {
     ring_start_ = header_->ring_start;
@@ -244,7 +246,7 @@ absl::Status DBImpl::ValidateHeader(uint64_t file_size) const {
   if (!KnownVersion(header_->format_version) || header_->layout != kLayoutSignature) {
     return absl::FailedPreconditionError(absl::StrCat(
         p, ": format version ", header_->format_version, " layout ", header_->layout,
-        " does not match this build's ", kFormatVersion, " layout ", kLayoutSignature));
+        " does not match this build's ", kNewestFormatVersion, " layout ", kLayoutSignature));
   }
   if (header_->checksum != HeaderChecksum(*header_)) {
     return absl::DataLossError(absl::StrCat(p, ": file header checksum mismatch at offset 0"));
@@ -363,7 +365,7 @@ absl::Status DBImpl::Initialize() {
   FileHeader& h = *header_;
   std::memcpy(h.magic, kCreatingMagic, sizeof(kCreatingMagic));
   std::memset(base_ + sizeof(h.magic), 0, kHeaderSize - sizeof(h.magic));
-  h.format_version = ring ? kRingFormatVersion : cache ? kCacheFormatVersion : kFormatVersion;
+  h.format_version = ring ? kRingFormatVersion : cache ? kCacheFormatVersion : kChainFormatVersion;
   h.layout = kLayoutSignature;
   h.hash_seed = RandomU64();
   h.salt = RandomU64();

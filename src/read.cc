@@ -1,11 +1,13 @@
 // Reads: lookups (one key, a batch with their cache misses overlapped), iteration, and the
 // optimistic read that needs no lock. DBImpl (db_impl.h) declares these.
 #include <algorithm>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "src/db_impl.h"
 #include "src/errors.h"
 #include "src/hash.h"
+#include "src/platform/process.h"
 #include "src/status_macros.h"
 
 namespace mapkv::internal {
@@ -28,9 +30,16 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
   IndexTable table(base_, snap.index_record, snap.index_bits);
   absl::Status damage;
   Record found;
+  uint64_t limit = snap.tail;
   Slot* slot = table.Probe(hash, [&](uint64_t offset) {
-    PrefetchRecord(offset, snap.tail);
-    absl::StatusOr<Record> r = ReadAt(offset, snap.tail, false);
+    // The newest state skips a deleted key's slot without reading its record.
+    if (SlotDead(offset) && !snap.as_of) return false;
+    // As of a snapshot, the index holds records committed after it too (read after the slot,
+    // the file's size bounds them).
+    if (snap.as_of && !(limit = AsOfLimit(damage))) return false;
+    offset = SlotRecord(offset);
+    PrefetchRecord(offset, limit);
+    absl::StatusOr<Record> r = ReadAt(offset, limit, false);
     if (!r.ok()) {
       damage = r.status();
       return false;
@@ -42,6 +51,10 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
   if (slot == nullptr) {
     if (!damage.ok()) return damage;
     return KeyNotFoundError(path(), key);
+  }
+  if (snap.as_of) {
+    MAPKV_ASSIGN_OR_RETURN(found, VersionAsOf(found, snap.tail, limit));
+    if (found.type == 0 || found.type == kDelete) return KeyNotFoundError(path(), key);
   }
   if (found.type != kPut) {
     return absl::DataLossError(
@@ -55,26 +68,137 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
   return found.value;
 }
 
+uint64_t DBImpl::AsOfLimit(absl::Status& error) const {
+  const uint64_t limit = state_->file_size.load(std::memory_order_acquire);
+  if (absl::Status s = Cover(limit); !s.ok()) {
+    error = s;
+    return 0;
+  }
+  return limit;
+}
+
+absl::StatusOr<Record> DBImpl::VersionAsOf(Record r, uint64_t tail, uint64_t limit) const {
+  // Decoding checked that each link leads strictly back: the walk ends.
+  while (r.offset >= tail) {
+    if (r.prev == 0) return Record{};
+    const std::string_view key = r.key;
+    const uint64_t from = r.offset;
+    MAPKV_ASSIGN_OR_RETURN(r, ReadAt(r.prev, limit, false));
+    if ((r.type != kPut && r.type != kDelete) || r.key != key) {
+      return absl::DataLossError(absl::StrCat(path(), ": the previous version of key ",
+                                              QuoteKey(key), " at offset ", from,
+                                              " is not a record of that key (offset ", r.offset,
+                                              ")"));
+    }
+  }
+  return r;
+}
+
 absl::Status DBImpl::ForEach(const Snapshot& snap,
                              absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const {
   IndexTable table(base_, snap.index_record, snap.index_bits);
   // Slots are read in order, records in the order of their keys' hashes: random. Fetching the
   // record 16 slots ahead keeps several of those misses in flight instead of one.
   constexpr uint64_t kAhead = 16;
+  uint64_t limit = snap.tail;
   for (uint64_t i = 0; i < table.capacity(); ++i) {
     if (i + kAhead < table.capacity()) {
-      PrefetchRecord(table.slot(i + kAhead).offset.load(std::memory_order_relaxed), snap.tail);
+      PrefetchRecord(SlotRecord(table.slot(i + kAhead).offset.load(std::memory_order_relaxed)),
+                     limit);
     }
-    uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
+    uint64_t offset = table.slot(i).offset.load(std::memory_order_acquire);
     if (offset == kEmpty || offset == kTombstone) continue;
-    MAPKV_ASSIGN_OR_RETURN(Record r, ReadAt(offset, snap.tail, options_.verify_checksums));
+    Record r;
+    if (!snap.as_of) {
+      if (SlotDead(offset)) continue;
+      MAPKV_ASSIGN_OR_RETURN(r, ReadAt(offset, snap.tail, options_.verify_checksums));
+    } else {
+      absl::Status error;
+      if (!(limit = AsOfLimit(error))) return error;
+      MAPKV_ASSIGN_OR_RETURN(r, ReadAt(SlotRecord(offset), limit, false));
+      if (r.type == kPut || r.type == kDelete) {
+        MAPKV_ASSIGN_OR_RETURN(r, VersionAsOf(r, snap.tail, limit));
+      }
+      if (r.type == 0 || r.type == kDelete) continue;  // born or deleted after the snapshot
+      if (options_.verify_checksums && RecordChecksumOf(At(r.offset), r, salt_) != r.checksum) {
+        return absl::DataLossError(
+            absl::StrCat("damaged record at offset ", r.offset, ": checksum mismatch"));
+      }
+    }
     if (r.type != kPut) {
       return absl::DataLossError(
-          absl::StrCat(path(), ": index points at a non-put record at offset ", offset));
+          absl::StrCat(path(), ": index points at a non-put record at offset ", r.offset));
     }
     if (!fn(r.key, r.value)) break;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<Snapshot> DBImpl::BeginSnapshot() {
+  MAPKV_RETURN_IF_ERROR(CheckUsable());
+  // The committed state's words, read consistently as an optimistic Get reads them. Where a
+  // publish keeps overlapping (or its writer died in it), the shared side for a moment.
+  Snapshot snap;
+  bool consistent = false;
+  for (int attempt = 0; attempt < 64 && !consistent; ++attempt) {
+    const uint32_t seq = lock_.ReadBeginSpinning();
+    if (seq & 1) break;
+    MAPKV_RETURN_IF_ERROR(Cover(state_->file_size.load(std::memory_order_acquire)));
+    snap = CommittedSnapshot();
+    consistent = lock_.ReadValid(seq);
+  }
+  if (!consistent) {
+    MAPKV_ASSIGN_OR_RETURN(snap, LockShared());
+    UnlockShared();
+  }
+  snap.as_of = true;
+  std::lock_guard<std::mutex> lock(pins_mu_);
+  pins_.emplace(snap.tail, NowUnixMs());
+  PublishPinLocked();
+  return snap;
+}
+
+void DBImpl::Unpin(uint64_t tail) {
+  // In a child of fork() the slot is the parent's, and the mutex may be held by a thread that
+  // is not there.
+  if (ForkGeneration() != fork_generation_) return;
+  std::lock_guard<std::mutex> lock(pins_mu_);
+  auto it = pins_.find(tail);
+  if (it != pins_.end()) pins_.erase(it);
+  PublishPinLocked();
+}
+
+void DBImpl::PublishPinLocked() {
+  if (detached_) return;  // no slot
+  std::atomic<uint64_t>* words = lock_.slot_at(lock_.slot()).cache_counts;
+  if (pins_.empty()) {
+    words[kPinTail].store(0, std::memory_order_release);
+    words[kPinCount].store(0, std::memory_order_relaxed);
+    return;
+  }
+  words[kPinSinceMs].store(static_cast<uint64_t>(pins_.begin()->second),
+                           std::memory_order_relaxed);
+  words[kPinCount].store(pins_.size(), std::memory_order_relaxed);
+  words[kPinTail].store(pins_.begin()->first, std::memory_order_release);
+}
+
+std::vector<SnapshotInfo> DBImpl::Snapshots() {
+  std::vector<SnapshotInfo> out;
+  if (!chained_ || !CheckUsable().ok()) return out;
+  const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < lock_.slot_hwm(); ++i) {
+    const std::atomic<uint64_t>* words = lock_.slot_at(i).cache_counts;
+    const uint64_t pin = words[kPinTail].load(std::memory_order_acquire);
+    if (pin == 0 || !lock_.SlotAlive(i)) continue;  // a dead holder's pins went with it
+    SnapshotInfo info;
+    info.pid = lock_.slot_at(i).pid.load(std::memory_order_relaxed);
+    info.snapshots = words[kPinCount].load(std::memory_order_relaxed);
+    info.since_unix_ms = static_cast<int64_t>(words[kPinSinceMs].load(std::memory_order_relaxed));
+    info.tail = pin;
+    info.pinned_bytes = tail > pin ? tail - pin : 0;
+    out.push_back(info);
+  }
+  return out;
 }
 
 // Every ReadConsistent caller is in this file.

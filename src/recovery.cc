@@ -105,7 +105,7 @@ void DBImpl::RecountStats() {
     const uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
     if (offset == kEmpty) continue;
     ++used;
-    if (offset == kTombstone) continue;
+    if (offset == kTombstone || SlotDead(offset)) continue;
     ++count;
     live_bytes += SizeAt(offset);
   }
@@ -264,7 +264,9 @@ void DBImpl::ResetRing(std::string_view reason) {
 }
 
 absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
-  MAPKV_ASSIGN_OR_RETURN(Snapshot snap, LockShared());
+  // A version 4 file is checked as of a snapshot, beside live commits: the log up to its tail is
+  // immutable, and the index is read as of it. Older files: under the shared lock.
+  MAPKV_ASSIGN_OR_RETURN(Snapshot snap, chained_ ? BeginSnapshot() : LockShared());
   std::vector<VerifyProblem> problems;
   auto problem = [&](uint64_t offset, std::string kind, std::string detail) {
     problems.push_back({offset, std::move(kind), std::move(detail)});
@@ -275,19 +277,35 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
   for (uint64_t offset : kCheckpointOffset) {
     const auto* c = reinterpret_cast<const CheckpointRecord*>(base_ + offset);
     if (c->seq == 0) continue;
+    const uint64_t committed = std::max(snap.tail, state_->committed_tail.load());
     if (c->checksum != Hash64(c, offsetof(CheckpointRecord, checksum), salt_)) {
       problem(offset, "checkpoint", "checkpoint record checksum mismatch");
-    } else if (c->tail > snap.tail) {
+    } else if (c->tail > committed) {
       problem(offset, "checkpoint",
               absl::StrCat("checkpoint covers ", c->tail, " bytes, past the committed end ",
-                           snap.tail));
+                           committed));
     }
   }
-  // The log, batch by batch, replayed into a model of what the index must hold.
+  // The log, batch by batch, replayed into a model of what the index must hold; in version 4,
+  // each record's chain checked against the key's records before it.
   absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> model;
+  absl::flat_hash_map<std::string_view, Record, KeyHash, KeyEq> newest;
   // A ring's live log starts at head, at a batch boundary.
   auto read = [&](uint64_t off) { return ReadAt(off, snap.tail, true); };
   ScanResult scan = ScanBatches(read, LogStart(), snap.tail, salt_, 0, [&](const Record& r) {
+    if (chained_) {
+      auto it = newest.find(r.key);
+      const bool starts = it == newest.end() || it->second.type == kDelete;
+      if ((r.flags & kChained) == 0) {
+        problem(r.offset, "log", "a record without the chain to its key's previous version");
+      } else if (r.prev != (it == newest.end() ? 0 : it->second.offset) &&
+                 !(r.prev == 0 && starts)) {
+        problem(r.offset, "log",
+                absl::StrCat("names ", r.prev, " as its key's previous version; that is ",
+                             it == newest.end() ? 0 : it->second.offset));
+      }
+      newest[r.key] = r;
+    }
     if (r.type == kPut) {
       model[r.key] = r.offset;
     } else {
@@ -307,53 +325,86 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
             absl::StrCat("commits is ", state_->commits.load(), ", below the sequence number ",
                          scan.last_seq, " of the last batch in the log"));
   }
-  // The index: every live slot a valid put of its own hash, found by its own probe, and the
-  // latest put of its key; nothing the log says is live missing.
+  // The index: every slot a valid record of its own hash (a put; a deleted key's kDelete in
+  // version 4), found by its own probe, and (as of the snapshot) the latest record of its key;
+  // nothing the log says is live missing.
   IndexTable table(base_, snap.index_record, snap.index_bits);
   uint64_t live = 0, used = 0, live_bytes = 0;
   for (uint64_t i = 0; i < table.capacity(); ++i) {
-    const uint64_t offset = table.slot(i).offset.load(std::memory_order_relaxed);
+    const uint64_t offset = table.slot(i).offset.load(std::memory_order_acquire);
     const uint64_t slot_at = IndexSlotsOffset(snap.index_record) + i * sizeof(Slot);
     if (offset == kEmpty) continue;
     ++used;
     if (offset == kTombstone) continue;
-    ++live;
-    absl::StatusOr<Record> r = read(offset);
-    if (!r.ok() || r->type != kPut) {
+    absl::Status cover;
+    const uint64_t limit = snap.as_of ? AsOfLimit(cover) : snap.tail;
+    if (limit == 0) {
+      problem(slot_at, "index", std::string(cover.message()));
+      break;
+    }
+    const bool dead = SlotDead(offset);
+    absl::StatusOr<Record> r = ReadAt(SlotRecord(offset), limit, !snap.as_of);
+    if (!r.ok() || r->type != (dead ? kDelete : kPut) || (dead && !chained_)) {
       problem(slot_at, "index",
-              absl::StrCat("slot points at ", offset, ", not a valid put: ",
+              absl::StrCat("slot points at ", offset, ", not a valid ",
+                           dead && chained_ ? "delete" : "put", ": ",
                            r.ok() ? "another record type" : r.status().message()));
       continue;
     }
-    live_bytes += r->size;
     const uint64_t hash = HashKey(r->key, hash_seed_);
     if (table.slot(i).hash.load(std::memory_order_relaxed) != hash) {
       problem(slot_at, "index", absl::StrCat("slot hash does not match the key at ", offset));
-    } else if (table.Probe(hash, [&](uint64_t o) { return KeyAt(o, snap.tail) == r->key; }) !=
+    } else if (table.Probe(hash, [&](uint64_t o) { return KeyAt(o, limit) == r->key; }) !=
                &table.slot(i)) {
       problem(slot_at, "index", "a lookup of this slot's key finds another slot or none");
     }
+    if (snap.as_of) {
+      r = VersionAsOf(*r, snap.tail, limit);
+      if (!r.ok()) {
+        problem(slot_at, "index", std::string(r.status().message()));
+        continue;
+      }
+      if (r->type == 0) continue;  // a key first written after the snapshot
+    }
     auto it = model.find(r->key);
+    if (r->type == kDelete) {
+      if (it != model.end()) {
+        problem(slot_at, "index",
+                absl::StrCat("key of the record at ", r->offset,
+                             " is deleted in the index; its latest put is at ", it->second));
+      }
+      continue;
+    }
+    ++live;
+    live_bytes += r->size;
     if (it == model.end()) {
       problem(slot_at, "index",
-              absl::StrCat("key of the record at ", offset, " is deleted in the log or never put"));
-    } else if (it->second != offset) {
+              absl::StrCat("key of the record at ", r->offset,
+                           " is deleted in the log or never put"));
+    } else if (it->second != r->offset) {
       problem(slot_at, "index",
-              absl::StrCat("points at ", offset, "; the key's latest put is at ", it->second));
+              absl::StrCat("points at ", r->offset, "; the key's latest put is at ", it->second));
     }
   }
   if (live != model.size()) {
     problem(snap.index_record, "index",
             absl::StrCat(live, " live slots, but the log has ", model.size(), " live keys"));
   }
-  if (live != state_->count.load() || used != state_->used.load() ||
-      live_bytes != state_->live_bytes.load()) {
+  // The counters, where no commit changed them since the snapshot (they are of now).
+  const bool still = !snap.as_of || (state_->committed_tail.load() == snap.tail &&
+                                     state_->index_record.load() == snap.index_record);
+  if (live != snap.count ||
+      (still && (used != state_->used.load() || live_bytes != state_->live_bytes.load()))) {
     problem(kSharedStateOffset, "counters",
-            absl::StrCat("keys/used/live bytes are ", state_->count.load(), "/",
-                         state_->used.load(), "/", state_->live_bytes.load(), ", the index says ",
-                         live, "/", used, "/", live_bytes));
+            absl::StrCat("keys/used/live bytes are ", snap.count, "/", state_->used.load(), "/",
+                         state_->live_bytes.load(), ", the index says ", live, "/", used, "/",
+                         live_bytes));
   }
-  lock_.UnlockShared();
+  if (snap.as_of) {
+    Unpin(snap.tail);
+  } else {
+    lock_.UnlockShared();
+  }
   if (problems.empty()) return absl::OkStatus();
   std::string summary =
       absl::StrCat(path(), ": ", problems.size(), " problem(s); first: ", problems[0].kind,

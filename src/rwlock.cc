@@ -44,6 +44,10 @@ void RwLock::Reset() {
 }
 
 void RwLock::RetireCounters(uint32_t i) {
+  if (pin_words_) {
+    for (std::atomic<uint64_t>& word : slots_[i].cache_counts) word.store(0);
+    return;
+  }
   for (uint32_t c = 0; c < kCacheCounters; ++c) {
     // Only where there is something to add: a database never writes its CacheState.
     if (slots_[i].cache_counts[c].load(std::memory_order_relaxed) == 0) continue;

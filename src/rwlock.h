@@ -14,6 +14,7 @@
 #ifndef MAPKV_RWLOCK_H_
 #define MAPKV_RWLOCK_H_
 
+#include <algorithm>
 #include <cstdint>
 
 #include "absl/status/status.h"
@@ -103,6 +104,11 @@ class RwLock {
   // Whether slot `slot` is owned by a live handle (the kernel's word; this handle's own: true).
   bool SlotAlive(uint32_t slot);
   ProcessSlot& slot_at(uint32_t i) const { return slots_[i]; }
+  // Slots [0, slot_hwm()) are all that were claimed since the first opener reset the state.
+  uint32_t slot_hwm() const { return std::min(lock_->slot_hwm.load(), kMaxSlots); }
+  // A database keeps snapshot pins in the words a cache counts in (format.h: kPin*): a gone
+  // handle's are cleared, not added to the cache's totals.
+  void UsePinWords() { pin_words_ = true; }
   // A cache's statistics: this handle's counter, and the sum over every handle, gone or alive.
   std::atomic<uint64_t>& counter(CacheCounter c) const { return slots_[slot_].cache_counts[c]; }
   uint64_t CounterTotal(CacheCounter c) const;
@@ -122,6 +128,7 @@ class RwLock {
   const uint64_t timeout_us_;
   uint32_t slot_ = kMaxSlots;
   bool detached_ = false;
+  bool pin_words_ = false;
 };
 
 }  // namespace mapkv::internal

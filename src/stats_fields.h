@@ -28,7 +28,9 @@
   X(rebuilt_index)            \
   X(rebuild_records)          \
   X(rebuild_micros)           \
-  X(recovered_commits)
+  X(recovered_commits)        \
+  X(snapshots)                \
+  X(snapshot_pinned_bytes)
 
 // CacheStats less its `db` (a Stats: MAPKV_STATS_FIELDS).
 #define MAPKV_CACHE_STATS_FIELDS(X) \

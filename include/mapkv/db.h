@@ -2,12 +2,15 @@
 //
 // One file holds the database: a header with the shared lock state, then an append-only log of
 // checksummed records, with open-addressing hash tables (the index) stored as extents of the log.
-// Every process maps the whole file. A reader takes the shared side of a cross-process
-// reader-writer lock that lives in the mapping, looks the key up in the index and reads the record
-// in place. One writer at a time appends records past the committed end, where no reader looks;
-// Commit() takes the exclusive side only for the moment it updates the index and publishes the
-// new end, so a long write transaction never stalls readers. A commit is visible to every process
-// as soon as Commit() returns.
+// Every process maps the whole file. A reader looks the key up in the index and reads the record
+// in place, without a lock: it checks a sequence number that every commit bumps and reads again
+// when one overlapped. One writer at a time appends records past the committed end, where no
+// reader looks; Commit() takes the exclusive side of a cross-process reader-writer lock that lives
+// in the mapping only for the moment it updates the index and publishes the new end, so a long
+// write transaction never stalls readers. A commit is visible to every process as soon as
+// Commit() returns. A ReadTxn is a snapshot: records are immutable once committed, and each
+// record names the previous version of its key, so a snapshot reads the database as of its
+// start while commits go on.
 //
 // Durability: a committed transaction survives the crash of any process at once (the page cache
 // holds it). Checkpoint() flushes the mapping and the file to disk; Durability::kSync does so on
@@ -33,9 +36,11 @@
 //   keep coherent between machines. Use a local filesystem.
 // - Size: the file grows up to Options::max_file_size and never shrinks while open; deleted and
 //   overwritten records are garbage until offline compaction (`mapkv compact`).
-// - A ReadTxn holds the shared lock: commits wait until it ends. Keep read transactions short,
-//   and never commit (DB::Put, WriteTxn::Commit) from a thread that holds a ReadTxn of the same
-//   handle: the commit would wait for that thread until lock_timeout (DeadlineExceeded).
+// - A file of format version 1 (made before snapshots) has records without the chain: there a
+//   ReadTxn holds the shared side of the lock, commits wait until it ends, and a commit from a
+//   thread that holds a ReadTxn of the same handle waits for itself until lock_timeout
+//   (DeadlineExceeded). `mapkv compact` rewrites such a file in the current version. A cache
+//   (mapkv::Cache) reads through a ReadTxn the same way.
 // - Two handles on one file in one process behave as two processes (each has its own slot).
 #ifndef MAPKV_DB_H_
 #define MAPKV_DB_H_
@@ -82,8 +87,11 @@ struct VerifyProblem {
 };
 inline constexpr uint64_t kMaxValueSize = 0xFFFFFFFFull;
 
-// A consistent view of the database. Holds the shared lock until destroyed: string_views it
-// returns stay valid until then. Movable, not copyable.
+// A snapshot: the database as of BeginRead(). Get, MultiGet, ForEach and Count all see that one
+// committed state, whatever commits (of any process, this thread's included) follow, and
+// string_views it returns stay valid until it is destroyed. It holds no lock: commits never wait
+// for it. Each handle publishes its oldest open snapshot in its process slot (DB::Snapshots(),
+// `mapkv stat`). Movable, not copyable. (A format version 1 file, or a cache: see the caveats.)
 class ReadTxn {
  public:
   ReadTxn(ReadTxn&& other) noexcept;
@@ -100,8 +108,9 @@ class ReadTxn {
   void MultiGet(absl::Span<const std::string_view> keys,
                 absl::Span<absl::StatusOr<std::string_view>> values) const;
 
-  // Calls fn for every live key in index order until it returns false. Stops with DataLoss at a
-  // damaged record.
+  // Calls fn for every key live in the snapshot, in index order, until it returns false: every
+  // such key once, whatever commits meanwhile (fn may write through the same handle). Stops with
+  // DataLoss at a damaged record.
   absl::Status ForEach(
       absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const;
 
@@ -111,15 +120,21 @@ class ReadTxn {
  private:
   friend class DB;
   ReadTxn(internal::DBImpl* db, uint64_t tail, uint64_t index_record, uint64_t index_bits,
-          uint64_t count)
-      : db_(db), tail_(tail), index_record_(index_record), index_bits_(index_bits), count_(count) {}
+          uint64_t count, bool snapshot)
+      : db_(db),
+        tail_(tail),
+        index_record_(index_record),
+        index_bits_(index_bits),
+        count_(count),
+        snapshot_(snapshot) {}
   void Release();
 
   internal::DBImpl* db_;
   uint64_t tail_;          // committed end of the log at begin
-  uint64_t index_record_;  // log offset of the current index table's record (kIndex)
+  uint64_t index_record_;  // log offset of the index table current then (a kIndex record)
   uint64_t index_bits_;    // that table holds 2^index_bits_ slots
   uint64_t count_;         // live keys
+  bool snapshot_;          // true: pinned, holds no lock; false: holds the shared side
 };
 
 // The one write transaction (across all processes) on a database. Its writes are invisible to
@@ -184,11 +199,13 @@ class DB {
   // Checks the whole file: header, checkpoint records, every record and batch of the log, and
   // the index against the log (every live key found by its own probe, pointing at its latest
   // put; the counters right). OK when all is well; otherwise DataLoss summing up the problems,
-  // each of which is also appended to `problems` (when given) with its offset. Holds the shared
-  // lock throughout: commits wait for it.
+  // each of which is also appended to `problems` (when given) with its offset. Reads a snapshot
+  // (format version 1: holds the shared lock throughout, and commits wait for it).
   absl::Status Verify(std::vector<VerifyProblem>* problems = nullptr);
 
   Stats GetStats();
+  // The open snapshots, one entry per handle (of any process alive) that holds some.
+  std::vector<SnapshotInfo> Snapshots();
 
   const std::string& path() const;
 

@@ -31,6 +31,21 @@ struct Stats {
   uint64_t rebuild_records = 0;    // records scanned by that rebuild
   uint64_t rebuild_micros = 0;     // and its wall-clock cost
   uint64_t recovered_commits = 0;  // commits finished by recovery after a writer died
+
+  // Open snapshots (ReadTxn of a version 4 database), over every handle alive, and the log bytes
+  // committed since the oldest of them began: what it keeps readable.
+  uint64_t snapshots = 0;
+  uint64_t snapshot_pinned_bytes = 0;
+};
+
+// The open snapshots of one handle, as DB::Snapshots() lists them (`mdb_stat -r` lists LMDB's
+// readers so).
+struct SnapshotInfo {
+  uint32_t pid = 0;           // the process that holds them
+  uint64_t snapshots = 0;     // how many that handle holds
+  int64_t since_unix_ms = 0;  // when the oldest began
+  uint64_t tail = 0;          // the committed end of the log the oldest reads at
+  uint64_t pinned_bytes = 0;  // log bytes committed since then
 };
 
 }  // namespace mapkv
