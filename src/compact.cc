@@ -157,7 +157,7 @@ Stats BoundedByFile(Stats s) {
 // Bytes for the new file: the source's header and index record header, the new index table of
 // 2^index_bits slots (its record may start anywhere in a cache line), the live records, a commit
 // record per batch (with slack to a cache line), one size granule for the rounding of growth, and
-// a little more. The file doubles when a write passes its end, so too little would cost twice the
+// a little more. A source older than version 4 gets its records' chains in the copy. The file doubles when a write passes its end, so too little would cost twice the
 // space; what is left over stays unused. `s` is BoundedByFile.
 uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches) {
   const uint64_t old_index = sizeof(internal::Slot) * s.index_capacity;
@@ -165,8 +165,10 @@ uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches)
   fixed = fixed > old_index ? fixed - old_index : 0;  // the header, the index record's header
   const uint64_t commit =
       internal::Align64(internal::RecordSize(0, sizeof(internal::CommitPayload)));
-  return fixed + internal::IndexRecordSize(0, index_bits) + 64 + s.live_bytes + batches * commit +
-         internal::kSizeGranule + s.live_bytes / 1024;
+  const uint64_t chains =
+      s.format_version == internal::kChainFormatVersion ? 0 : s.keys * internal::kPrevSize;
+  return fixed + internal::IndexRecordSize(0, index_bits) + 64 + s.live_bytes + chains +
+         batches * commit + internal::kSizeGranule + s.live_bytes / 1024;
 }
 
 class Compaction {

@@ -14,7 +14,8 @@
 namespace mapkv::internal {
 
 enum class HookPoint {
-  kReadLocked,      // a ReadTxn or DB::Get holds the shared side (ReadTxn: right after BeginRead)
+  kReadLocked,      // a read holds the shared side: DB::Get's fallback, GetStats, a ReadTxn of a
+                    // format version 1 file (right after BeginRead)
   kWriteLocked,     // BeginWrite holds the writer lock
   kCommitApplying,  // Commit() is past its commit point, half-way through its index changes,
                     // holding the exclusive side
@@ -22,6 +23,7 @@ enum class HookPoint {
   kFileGrown,       // the file was extended but the new size is not yet recorded
   kEvicting,        // a ring's eviction moved head, holding the exclusive side, and has not yet
                     // removed the index entries of what it passed
+  kSnapshotPinned,  // a ReadTxn's snapshot is pinned in its handle's slot (end of BeginRead)
 };
 
 using HookFn = void (*)(HookPoint);

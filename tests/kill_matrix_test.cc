@@ -1,6 +1,7 @@
 // Kill matrix: a process is killed (SIGKILL; TerminateProcess on Windows) at each point where it
 // holds a lock, stopped there deterministically by a test hook (src/test_hooks.h):
-//   reading         a ReadTxn holds the shared side (kReadLocked);
+//   reading         a read holds the shared side (GetStats, kReadLocked), or a ReadTxn holds a
+//                   snapshot pinned in its slot (kSnapshotPinned), in turn;
 //   writing         the writer lock is held: just taken by BeginWrite or DB::Put (kWriteLocked), or
 //                   after a transaction's uncommitted puts and deletes;
 //   committing      Commit() is past its commit point with half of the index changes applied and
@@ -11,7 +12,8 @@
 // they ask for within a second: Put (writer lock and exclusive side), BeginRead, DB::Get; which of
 // them comes first (and so finds the dead holder and runs any recovery) rotates. The database must
 // then hold exactly what the parent's model says: a batch past its commit point complete, every
-// unfinished write invisible, GetStats().keys equal to the keys ForEach visits.
+// unfinished write invisible, GetStats().keys equal to the keys ForEach visits, and no snapshot
+// of the dead process listed.
 //
 // A live holder, by contrast, is waited for until Options::lock_timeout, and the DeadlineExceeded
 // names its pid (not the pid of a dead holder before it).
@@ -23,6 +25,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -104,7 +107,7 @@ void ArmHook(HookPoint point, const ChildPipe& stop) {
 HookPoint HookPointArg(const test::ChildArgs& args, size_t i) {
   const int point = args.Int<int>(i);
   if (point < static_cast<int>(HookPoint::kReadLocked) ||
-      point > static_cast<int>(HookPoint::kFileGrown)) {
+      point > static_cast<int>(HookPoint::kSnapshotPinned)) {
     throw test::ChildArgError(
         absl::StrCat(args.name(), ": argument ", i, " \"", args.at(i), "\" is no HookPoint"));
   }
@@ -156,9 +159,14 @@ MAPKV_CHILD(KilledChild) {
   std::unique_ptr<DB> db = std::move(*opened);
   switch (kill) {
     case Kill::kReading: {
-      ArmHook(HookPoint::kReadLocked, stop);
-      auto txn = db->BeginRead();
-      CHILD_CHECK_OK(txn);
+      if (rep % 2 == 0) {
+        ArmHook(HookPoint::kReadLocked, stop);
+        (void)db->GetStats();
+      } else {
+        ArmHook(HookPoint::kSnapshotPinned, stop);
+        auto txn = db->BeginRead();
+        CHILD_CHECK_OK(txn);
+      }
       break;
     }
     case Kill::kWriting: {
@@ -338,6 +346,8 @@ TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
     const int status = test::KillChild(pid);
     ASSERT_EQ(status, kKilledStatus) << test::ExitStatusToString(status);
     if (kill == Kill::kCommitting) ApplyBatch(rep, &model);  // it was past its commit point
+    // A dead holder's pin goes with its slot: the kernel says it is dead.
+    EXPECT_TRUE(db->Snapshots().empty()) << "the dead process's snapshot is still listed";
 
     // The key DB::Get reads: one the dead process had written (committed or not).
     std::string get_key = BaseKey(rep % kBaseKeys);
@@ -530,8 +540,8 @@ int StartLiveHolder(const std::string& path, bool write, Pipe& ready, Pipe& rele
   return StartChild("LiveHolderChild", {path, write, ready.WriteEndArg(), release.ReadEndArg()});
 }
 
-// A child that opens the database and stops at `point` (kReadLocked: in BeginRead; otherwise in
-// BeginWrite), to be killed there. Arguments: path, the HookPoint (its number), the write end of
+// A child that opens the database and stops at `point` (kReadLocked, kSnapshotPinned: in
+// BeginRead; otherwise in BeginWrite), to be killed there. Arguments: path, the HookPoint (its number), the write end of
 // `stop`.
 MAPKV_CHILD(HookedChild) {
   const std::string& path = args.at(0);
@@ -541,7 +551,7 @@ MAPKV_CHILD(HookedChild) {
   CHILD_CHECK_OK(opened);
   std::unique_ptr<DB> db = std::move(*opened);
   ArmHook(point, stop);
-  if (point == HookPoint::kReadLocked) {
+  if (point == HookPoint::kReadLocked || point == HookPoint::kSnapshotPinned) {
     (void)db->BeginRead();
   } else {
     (void)db->BeginWrite();
@@ -609,11 +619,16 @@ TEST(KillMatrixLiveHolderTest, LiveWriterIsWaitedForAndNamedByPid) {
   EXPECT_EQ(db->GetStats().open_handles, 1u);
 }
 
+// A reader that holds the shared side: a ReadTxn of a format version 1 file (a copy of the golden
+// one), whose records carry no chain for a snapshot.
 TEST(KillMatrixLiveHolderTest, LiveReaderIsWaitedForAndNamedByPid) {
   TempDir dir;
   const std::string path = dir.File("live_reader.mapkv");
+  std::filesystem::copy_file(std::string(MAPKV_SOURCE_DIR) + "/data/golden/v1/sample.mapkv", path);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, ShortTimeout()));
+  ASSERT_EQ(db->GetStats().format_version, 1u);
   ASSERT_OK(db->Put("a", "1"));
+  const uint64_t keys = db->GetStats().keys;
   const int dead = KillAtHook(path, HookPoint::kReadLocked);
   if (HasFailure()) return;
 
@@ -639,15 +654,48 @@ TEST(KillMatrixLiveHolderTest, LiveReaderIsWaitedForAndNamedByPid) {
     ASSERT_OK_AND_ASSIGN(ReadTxn read, db->BeginRead());
     EXPECT_OK_AND_EQ(read.Get("a"), "1");
   }
-  EXPECT_EQ(db->GetStats().keys, 1u);
+  EXPECT_EQ(db->GetStats().keys, keys);
 
   release.CloseWrite();
   const int status = WaitChild(live);
   EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
   ASSERT_OK(db->Put("a", "2"));
   EXPECT_OK_AND_EQ(db->Get("a"), "2");
-  EXPECT_EQ(db->GetStats().keys, 1u);
+  EXPECT_EQ(db->GetStats().keys, keys);
   EXPECT_EQ(db->GetStats().open_handles, 1u);
+}
+
+// A snapshot (format version 4) holds no lock: a live one never stops a writer, and a dead one's
+// pin goes with its slot.
+TEST(KillMatrixLiveHolderTest, LiveSnapshotNeverStopsAWriter) {
+  TempDir dir;
+  const std::string path = dir.File("live_snapshot.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, ShortTimeout()));
+  ASSERT_OK(db->Put("a", "1"));
+  const int dead = KillAtHook(path, HookPoint::kSnapshotPinned);
+  if (HasFailure()) return;
+  EXPECT_TRUE(db->Snapshots().empty());
+
+  Pipe ready, release;
+  const int live = StartLiveHolder(path, /*write=*/false, ready, release);
+  ASSERT_GT(live, 0);
+  ready.CloseWrite();
+  release.CloseRead();
+  ASSERT_TRUE(ready.WaitByte()) << "the live reader never started";
+  for (int i = 0; i < 100; ++i) ASSERT_OK(db->Put("a", absl::StrCat(i)));
+  const std::vector<SnapshotInfo> snapshots = db->Snapshots();
+  ASSERT_EQ(snapshots.size(), 1u);
+  EXPECT_EQ(static_cast<int>(snapshots[0].pid), live);
+  EXPECT_NE(static_cast<int>(snapshots[0].pid), dead);
+  EXPECT_EQ(snapshots[0].snapshots, 1u);
+  EXPECT_GT(snapshots[0].pinned_bytes, 0u);
+  EXPECT_EQ(db->GetStats().snapshots, 1u);
+
+  release.CloseWrite();
+  const int status = WaitChild(live);
+  EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
+  EXPECT_TRUE(db->Snapshots().empty());
+  EXPECT_OK_AND_EQ(db->Get("a"), "99");
 }
 
 }  // namespace

@@ -479,13 +479,22 @@ TEST(LifecycleTest, ChildDestroyingTheInheritedHandleDisturbsNobody) {
   EXPECT_EQ(db->GetStats().keys, 3u);
 }
 
-// A third process of TransactionCarriedAcrossFork: its commit times out naming the parent, and it
-// reads "a" = "1". Arguments: path, the parent's pid.
+// A third process of TransactionCarriedAcrossFork. Beside the parent's WriteTxn its commit times
+// out naming the parent, and it reads "a" = "1". Beside the parent's ReadTxn (a snapshot, which
+// holds no lock) it finds that snapshot listed under the parent's pid, and its commit goes
+// through. Arguments: path, the parent's pid, whether the parent holds a WriteTxn.
 MAPKV_CHILD(ThirdProcessChild) {
   const int parent = args.Int<int>(1);
   auto opened = DB::Open(args.at(0), ShortTimeout());
   CHILD_CHECK_OK(opened);
   std::unique_ptr<DB> own = std::move(*opened);
+  if (!args.Bool(2)) {
+    const std::vector<SnapshotInfo> snapshots = own->Snapshots();
+    CHILD_CHECK(snapshots.size() == 1 && static_cast<int>(snapshots[0].pid) == parent,
+                snapshots.size(), " handles with snapshots; the parent's is gone");
+    CHILD_CHECK_OK(own->Put("a", "third"));
+    return 0;
+  }
   const absl::Status put = own->Put("a", "third");
   CHILD_CHECK(put.code() == StatusCode::kDeadlineExceeded,
               "a commit while the parent holds its transaction: ", put.ToString());
@@ -497,8 +506,10 @@ MAPKV_CHILD(ThirdProcessChild) {
 }
 
 // The parent holds a ReadTxn (or a WriteTxn) when it forks; the child destroys its copies of the
-// transaction and of the handle. The parent must still hold its lock: a third process's commit
-// (BeginWrite) waits for it and names the parent; then the parent finishes normally.
+// transaction and of the handle. The parent must still hold what it held: its snapshot, which a
+// third process sees listed and which still reads "a" = "1" after that process's commit, or its
+// writer lock, for which the third process's commit waits, naming the parent. Then the parent
+// finishes normally.
 void TransactionCarriedAcrossFork(bool write) {
   if (!test::HasFork()) GTEST_SKIP() << kNoFork;
   TempDir dir;
@@ -528,14 +539,16 @@ void TransactionCarriedAcrossFork(bool write) {
   done.CloseWrite();
   release.CloseRead();
   ASSERT_TRUE(done.WaitByte()) << "the child never destroyed its copies";
-  int status = RunChild("ThirdProcessChild", {path, tools::CurrentPid()});
+  int status = RunChild("ThirdProcessChild", {path, tools::CurrentPid(), write});
   EXPECT_EQ(status, 0) << "third process: " << test::ExitStatusToString(status);
   if (write) {
     ASSERT_OK(txn->Commit());
     EXPECT_OK_AND_EQ(db->Get("a"), "parent");
   } else {
     EXPECT_OK_AND_EQ(read->Get("a"), "1");
+    EXPECT_OK_AND_EQ(db->Get("a"), "third");
     read.reset();
+    EXPECT_TRUE(db->Snapshots().empty());
   }
   status = FreshProcessFindsTheLocksFree(path, 2);
   EXPECT_EQ(status, 0) << test::ExitStatusToString(status);

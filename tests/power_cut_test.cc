@@ -233,7 +233,7 @@ TEST(PowerCutRegressionTest, StaleBatchesPastALostPageNeverComeBack) {
   auto key = [&](int i) { return absl::StrFormat("%s%02d", key_prefix, i); };
   // A value whose one-record batch ends exactly at `end`, starting at `tail`.
   auto value_to = [&](uint64_t tail, uint64_t end) {
-    const uint64_t header = internal::RecordSize(key(0).size(), 0);
+    const uint64_t header = internal::RecordSizeOf(key(0).size(), 0, /*chained=*/true);
     EXPECT_GE(end - tail, header);
     return std::string(end - tail - header, 'v');
   };

@@ -64,7 +64,8 @@ TEST_F(VerifyTest, ADamagedRecordIsReportedAtItsOffset) {
   const std::string bytes = test::ReadFile(path_);
   const size_t value_at = bytes.find("the damaged value");
   ASSERT_NE(value_at, std::string::npos);
-  const uint64_t record = value_at - sizeof(internal::RecordHeader) - 2;  // key "k1"
+  // Key "k1", after the chain to its previous version.
+  const uint64_t record = value_at - sizeof(internal::RecordHeader) - internal::kPrevSize - 2;
   {
     std::fstream f(path_, std::ios::binary | std::ios::in | std::ios::out);
     f.seekp(static_cast<std::streamoff>(value_at));
