@@ -1,5 +1,5 @@
-// The on-disk format of each released version stays readable: data/golden/v1/sample.mapkv (a
-// database), data/golden/v2/cache.mapkv (a cache: values behind their envelope) and
+// The on-disk format of each released version stays readable: data/golden/v1/sample.mapkv and
+// v4/sample.mapkv (a database, before and with chained records), data/golden/v2/cache.mapkv (a cache: values behind their envelope) and
 // data/golden/v3/ring.mapkv (a cache with a 1 MiB capacity whose ring went round three times, so
 // it holds kPad records and logical offsets past its size) were written by that version's engine
 // (regenerate with MAPKV_WRITE_GOLDEN=1 only when the format version changes, as a new file beside
@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "mapkv/cache.h"
+#include "mapkv/compact.h"
 #include "mapkv/db.h"
 #include "src/format.h"
 #include "test_util.h"
@@ -17,6 +18,7 @@ namespace mapkv {
 namespace {
 
 const std::string kGolden = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v1/sample.mapkv";
+const std::string kGoldenChained = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v4/sample.mapkv";
 
 std::string GoldenKey(int i) { return absl::StrCat("golden/", i); }
 // Every byte value appears in the values.
@@ -26,12 +28,15 @@ std::string GoldenValue(int i) {
   return v;
 }
 
-void WriteGolden() {
-  std::filesystem::create_directories(std::filesystem::path(kGolden).parent_path());
-  std::filesystem::remove(kGolden);
+// The sample database, in the newest database format (the v1 and v4 files hold the same).
+void WriteGolden(const std::string& path) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::filesystem::remove(path);
   Options o;
   o.initial_index_slots = 64;
-  auto db = DB::Open(kGolden, o);
+  o.initial_file_size = 1 << 20;
+  o.file_mode = 0644;
+  auto db = DB::Open(path, o);
   ASSERT_OK(db);
   for (int i = 0; i < 500; ++i) ASSERT_OK((*db)->Put(GoldenKey(i), GoldenValue(i)));
   for (int i = 0; i < 500; i += 5) ASSERT_OK((*db)->Delete(GoldenKey(i)));
@@ -44,19 +49,8 @@ void WriteGolden() {
   ASSERT_OK((*db)->Checkpoint());
 }
 
-TEST(GoldenTest, VersionOneFileReadsBack) {
-  if (test::EnvInt("MAPKV_WRITE_GOLDEN", 0) != 0) WriteGolden();
-  ASSERT_TRUE(std::filesystem::exists(kGolden)) << kGolden;
-  test::TempDir dir;
-  const std::string copy = dir.File("golden.mapkv");
-  std::filesystem::copy_file(kGolden, copy);
-  const std::string bytes = test::ReadFile(copy);
-  ASSERT_GE(bytes.size(), internal::kHeaderSize);
-  EXPECT_EQ(bytes.substr(0, 8), std::string("MAPKV\0\0\0", 8));
-  EXPECT_EQ(static_cast<uint8_t>(bytes[8]), internal::kFormatVersion);
-
-  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(copy));
-  ASSERT_OK_AND_ASSIGN(ReadTxn r, db->BeginRead());
+// What the sample holds, read through `r`.
+void ExpectSample(const ReadTxn& r) {
   EXPECT_EQ(r.Count(), 500u - 100u - 1u + 2u);
   for (int i = 0; i < 500; ++i) {
     if (i % 5 == 0 || i == 1) {
@@ -67,6 +61,60 @@ TEST(GoldenTest, VersionOneFileReadsBack) {
   }
   EXPECT_OK_AND_EQ(r.Get("batch/a"), "1");
   EXPECT_OK_AND_EQ(r.Get("batch/b"), "2");
+}
+
+// A copy of the golden file `golden` in `dir`, checked to be of `version`.
+std::string CopyGolden(const test::TempDir& dir, const std::string& golden, uint32_t version) {
+  EXPECT_TRUE(std::filesystem::exists(golden)) << golden;
+  const std::string copy = dir.File("golden.mapkv");
+  std::filesystem::copy_file(golden, copy);
+  const std::string bytes = test::ReadFile(copy);
+  EXPECT_GE(bytes.size(), internal::kHeaderSize);
+  EXPECT_EQ(bytes.substr(0, 8), std::string("MAPKV\0\0\0", 8));
+  EXPECT_EQ(static_cast<uint8_t>(bytes[8]), version);
+  return copy;
+}
+
+// Written by version 1's engine: never regenerated.
+TEST(GoldenTest, VersionOneFileReadsBack) {
+  test::TempDir dir;
+  const std::string copy = CopyGolden(dir, kGolden, internal::kFormatVersion);
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(copy));
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn r, db->BeginRead());
+    ExpectSample(r);
+  }
+  // It stays a version 1 file when written (its records carry no chain), and verifies.
+  ASSERT_OK(db->Put("new", "1"));
+  ASSERT_OK(db->Delete(GoldenKey(2)));
+  EXPECT_OK(db->Verify());
+  EXPECT_EQ(db->GetStats().format_version, internal::kFormatVersion);
+}
+
+// Compaction upgrades a version 1 file to the newest version, whose reads are snapshots.
+TEST(GoldenTest, VersionOneFileIsUpgradedByCompaction) {
+  test::TempDir dir;
+  const std::string copy = CopyGolden(dir, kGolden, internal::kFormatVersion);
+  ASSERT_OK(Compact(copy, copy).status());
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(copy));
+  EXPECT_EQ(db->GetStats().format_version, internal::kChainFormatVersion);
+  ASSERT_OK_AND_ASSIGN(ReadTxn r, db->BeginRead());
+  ASSERT_OK(db->Put("batch/a", "changed"));  // beside the snapshot, from this thread
+  ExpectSample(r);
+  EXPECT_OK(db->Verify());
+}
+
+TEST(GoldenTest, VersionFourFileReadsBack) {
+  if (test::EnvInt("MAPKV_WRITE_GOLDEN", 0) != 0) WriteGolden(kGoldenChained);
+  test::TempDir dir;
+  const std::string copy = CopyGolden(dir, kGoldenChained, internal::kChainFormatVersion);
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(copy));
+  EXPECT_OK(db->Verify());
+  ASSERT_OK_AND_ASSIGN(ReadTxn r, db->BeginRead());
+  // Deleted keys come back, and every key changes, beside the snapshot.
+  for (int i = 0; i < 500; ++i) ASSERT_OK(db->Put(GoldenKey(i), "after"));
+  ExpectSample(r);
+  EXPECT_OK_AND_EQ(db->Get(GoldenKey(0)), "after");
 }
 
 const std::string kGoldenCache = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v2/cache.mapkv";
