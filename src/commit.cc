@@ -9,7 +9,7 @@
 #include "src/hash.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 
 namespace mapkv::internal {
 namespace {
@@ -63,7 +63,7 @@ absl::Status DBImpl::EnsureSpace(uint64_t end, uint64_t keep) {
         absl::StrCat(s.message(), " (a put needs room for itself and ", keep,
                      " bytes more, kept for deletes: those still go through)"));
   }
-  RunTestHook(HookPoint::kFileGrown);
+  env_.AtPoint(HookPoint::kFileGrown);
   state_->file_size.store(grown);
   PrefaultAhead(end, grown);
   return absl::OkStatus();
@@ -236,7 +236,7 @@ absl::StatusOr<uint64_t> DBImpl::MaybeGrowLinearIndex(WriteState& w, uint64_t ne
   IndexTable from(base_, old_record, old_bits);
   IndexTable to(base_, at, bits);
   for (uint64_t i = 0; i < from.capacity(); ++i) {
-    if (i == from.capacity() / 2) RunTestHook(HookPoint::kIndexGrowing);
+    if (i == from.capacity() / 2) env_.AtPoint(HookPoint::kIndexGrowing);
     const Slot& s = from.slot(i);
     uint64_t offset = s.offset.load(std::memory_order_relaxed);
     // A deleted key's slot stays behind: snapshots older than this table read the old one.
@@ -332,7 +332,7 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
   }
   IndexTable table(base_, state_->index_record.load(), IndexBits(state_->index_record.load()));
   for (size_t i = 0; i < n; ++i) {
-    if (i == n / 2) RunTestHook(HookPoint::kCommitApplying);
+    if (i == n / 2) env_.AtPoint(HookPoint::kCommitApplying);
     ApplyWrite(table, writes[i]);
   }
   state_->commits.store(w.seq, std::memory_order_relaxed);

@@ -9,7 +9,7 @@
 #include "src/platform/process.h"
 #include "src/platform/wait_word.h"
 #include "src/status_macros.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 
 namespace mapkv::internal {
 
@@ -32,6 +32,7 @@ void Gate::Release() {
 DBImpl::DBImpl(std::unique_ptr<MappedFile> file, const Options& options)
     : file_(std::move(file)),
       options_(options),
+      env_(options.env != nullptr ? *options.env : Env::Default()),
       base_(file_->base()),
       header_(reinterpret_cast<FileHeader*>(base_)),
       state_(reinterpret_cast<SharedState*>(base_ + kSharedStateOffset)),
@@ -104,7 +105,7 @@ absl::Status DBImpl::AcquireWriter() {
     ReleaseWriter();
     return s;
   }
-  RunTestHook(HookPoint::kWriteLocked);
+  env_.AtPoint(HookPoint::kWriteLocked);
   return absl::OkStatus();
 }
 
@@ -141,7 +142,7 @@ absl::StatusOr<Snapshot> DBImpl::LockShared() {
     lock_.UnlockShared();
     return s;
   }
-  RunTestHook(HookPoint::kReadLocked);
+  env_.AtPoint(HookPoint::kReadLocked);
   return CommittedSnapshot();
 }
 

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "mapkv/db.h"
+#include "src/env.h"
 #include "src/format.h"
 #include "src/hash.h"
 #include "src/hash_index.h"
@@ -300,6 +301,7 @@ class DBImpl {
 
   std::unique_ptr<MappedFile> file_;
   const Options options_;
+  Env& env_;  // options_.env, or the platform's
   char* const base_;
   FileHeader* const header_;
   SharedState* const state_;

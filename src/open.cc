@@ -11,7 +11,7 @@
 #include "src/platform/process.h"
 #include "src/status_macros.h"
 #include "src/strings.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 
 namespace mapkv::internal {
 namespace {
@@ -20,9 +20,12 @@ uint64_t HeaderChecksum(const FileHeader& h) {
   return Hash64(&h, offsetof(FileHeader, checksum), 0);
 }
 
-uint64_t CurrentBootHash() {
-  BootIdFn hook = boot_id_hook.load(std::memory_order_acquire);
-  std::string id = hook != nullptr ? hook() : BootId();
+Env& EnvOf(const Options& options) {
+  return options.env != nullptr ? *options.env : Env::Default();
+}
+
+uint64_t CurrentBootHash(Env& env) {
+  std::string id = env.BootId();
   return id.empty() ? 0 : HashKey(id, 0) | 1;  // 0 means "unknown"
 }
 
@@ -63,10 +66,10 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
   fo.reserve = options.max_file_size;
   fo.mode = options.file_mode & 0777;  // never setuid, setgid or sticky
   fo.huge_pages = options.huge_pages && options.durability != Durability::kSync;
-  absl::StatusOr<std::unique_ptr<MappedFile>> file = OpenMappedFile(path, fo);
+  absl::StatusOr<std::unique_ptr<MappedFile>> file = EnvOf(options).OpenFile(path, fo);
   if (!file.ok() && options.read_only && absl::IsPermissionDenied(file.status())) {
     fo.read_only = true;  // read permission alone: a detached reader
-    file = OpenMappedFile(path, fo);
+    file = EnvOf(options).OpenFile(path, fo);
     if (file.ok()) return OpenDetached(std::move(*file), options);
   }
   if (!file.ok()) return file.status();
@@ -89,7 +92,7 @@ bool DBImpl::NeedsLargerMapping(MappedFile& file, uint64_t size, bool may_raise,
   // about 1.5 s per TiB). From another boot, damaged tails make it rebuild the index, which needs
   // the whole reservation.
   const auto* state = reinterpret_cast<const SharedState*>(file.base() + kSharedStateOffset);
-  const uint64_t boot = CurrentBootHash();
+  const uint64_t boot = CurrentBootHash(EnvOf(options));
   if (may_raise && boot != 0 && state->boot_id.load() == boot && !TailsSane(*h, *state, size)) {
     return false;
   }
@@ -178,7 +181,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenDetached(std::unique_ptr<Map
   MAPKV_RETURN_IF_ERROR(db->ValidateState(size));
   // Nobody can write, so the state must be usable as it is: left by a clean close, or exact in
   // this boot's page cache with no commit half applied.
-  const uint64_t boot = CurrentBootHash();
+  const uint64_t boot = CurrentBootHash(db->env_);
   const bool exact = boot != 0 && db->state_->boot_id.load() == boot && !db->NeedsRecovery();
   if (!exact && db->state_->clean.load() != 1) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -385,7 +388,7 @@ absl::Status DBImpl::Initialize() {
   state_->applied_tail.store(end);
   state_->commits.store(1);
   state_->file_size.store(size);
-  state_->boot_id.store(CurrentBootHash());
+  state_->boot_id.store(CurrentBootHash(env_));
   state_->synced_tail.store(end);
   MAPKV_RETURN_IF_ERROR(file_->Flush(0, end));
   // The magic last: a file without it was never a database.
@@ -422,7 +425,7 @@ absl::Status DBImpl::FirstOpen() {
     header_->checksum = HeaderChecksum(*header_);
   }
   LoadHeaderFields();
-  const uint64_t boot = CurrentBootHash();
+  const uint64_t boot = CurrentBootHash(env_);
   absl::Status state = ValidateState(size);
   const bool same_boot = boot != 0 && state_->boot_id.load() == boot;
   if (options_.read_only) {

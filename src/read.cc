@@ -9,7 +9,7 @@
 #include "src/hash.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 
 namespace mapkv::internal {
 
@@ -156,7 +156,7 @@ absl::StatusOr<Snapshot> DBImpl::BeginSnapshot() {
   std::lock_guard<std::mutex> lock(pins_mu_);
   pins_.emplace(snap.tail, NowUnixMs());
   PublishPinLocked();
-  RunTestHook(HookPoint::kSnapshotPinned);
+  env_.AtPoint(HookPoint::kSnapshotPinned);
   return snap;
 }
 

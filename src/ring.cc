@@ -7,7 +7,7 @@
 #include "src/db_impl.h"
 #include "src/hash.h"
 #include "src/status_macros.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 
 namespace mapkv::internal {
 
@@ -74,7 +74,7 @@ void DBImpl::ApplyEvictionLocked(const Eviction& e) {
   // removes (DropEvicted), so the index always holds every key of the live log. The other order
   // would leave keys of the live log that the index lost, which no recovery can tell from damage.
   state_->head.store(e.head, std::memory_order_release);
-  RunTestHook(HookPoint::kEvicting);
+  env_.AtPoint(HookPoint::kEvicting);
   for (Slot* slot : e.doomed) slot->offset.store(kTombstone, std::memory_order_release);
   state_->count.fetch_sub(e.doomed.size(), std::memory_order_relaxed);
   state_->live_bytes.fetch_sub(std::min(e.freed, state_->live_bytes.load()),

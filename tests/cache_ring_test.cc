@@ -39,7 +39,7 @@
 #include "mapkv/db.h"
 #include "src/format.h"
 #include "src/hash.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 #include "test_util.h"
 
 namespace mapkv {
@@ -362,11 +362,17 @@ TEST(CacheRingTest, WritersKilledAtRandomMomentsLeaveARingThatVerifies) {
 // A writer that dies half-way through an eviction: head moved, the index entries of what it
 // passed not yet removed (the test hook stops it there, every time). Arguments: path.
 constexpr int kDiedEvicting = 42;
-MAPKV_CHILD(DiesEvictingChild) {
-  internal::SetTestHook(+[](internal::HookPoint point) {
+class DieEvictingEnv : public internal::Env {
+ public:
+  void AtPoint(internal::HookPoint point) override {
     if (point == internal::HookPoint::kEvicting) std::_Exit(kDiedEvicting);
-  });
-  auto cache = Cache::Open(args.at(0), RingOptions());
+  }
+};
+MAPKV_CHILD(DiesEvictingChild) {
+  DieEvictingEnv env;
+  CacheOptions options = RingOptions();
+  options.db.env = &env;
+  auto cache = Cache::Open(args.at(0), options);
   CHILD_CHECK_OK(cache.status());
   for (int k = 0; k < 100000; ++k) {
     CHILD_CHECK_OK((*cache)->Put(Key(k % 400), MakeValue(Key(k % 400), k, 3000)));

@@ -11,8 +11,8 @@
 // memory. Reboot() starts the next boot: the mapping holds what the disk held, and the boot id
 // changes.
 //
-// Single-threaded, one simulated file system per process (the engine's hook is a plain function
-// pointer). Byte-range locks are kept in memory per file, between the handles of this process.
+// An Env (src/env.h): handles opened with Options::env pointing at it use the simulation. Single-
+// threaded. Byte-range locks are kept in memory per file, between the handles of this process.
 #ifndef MAPKV_TESTS_FAULT_FILE_H_
 #define MAPKV_TESTS_FAULT_FILE_H_
 
@@ -31,26 +31,16 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "src/platform/mapped_file.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 
 namespace mapkv::test {
 
-class FaultFileSystem {
+class FaultFileSystem : public internal::Env {
  public:
   static constexpr uint64_t kPage = 4096;
   static constexpr uint64_t kSector = 512;
 
-  // Installs the simulation for the whole process until the object is destroyed.
-  FaultFileSystem() {
-    instance_ = this;
-    internal::open_file_hook.store(&OpenHook);
-    internal::boot_id_hook.store(&BootIdHook);
-  }
-  ~FaultFileSystem() {
-    internal::open_file_hook.store(nullptr);
-    internal::boot_id_hook.store(nullptr);
-    instance_ = nullptr;
-  }
+  FaultFileSystem() = default;
   FaultFileSystem(const FaultFileSystem&) = delete;
   FaultFileSystem& operator=(const FaultFileSystem&) = delete;
 
@@ -235,9 +225,9 @@ class FaultFileSystem {
     return cut_;
   }
 
-  static absl::StatusOr<std::unique_ptr<internal::MappedFile>> OpenHook(
-      const std::string& path, const internal::FileOpenOptions& options) {
-    FaultFileSystem& fs = *instance_;
+  absl::StatusOr<std::unique_ptr<internal::MappedFile>> OpenFile(
+      const std::string& path, const internal::FileOpenOptions& options) override {
+    FaultFileSystem& fs = *this;
     auto it = fs.files_.find(path);
     if (it == fs.files_.end()) {
       if (!options.create || options.read_only) {
@@ -256,9 +246,8 @@ class FaultFileSystem {
     return std::unique_ptr<internal::MappedFile>(new Handle(&fs, it->second.get()));
   }
 
-  static std::string BootIdHook() { return absl::StrCat("simulated-boot-", instance_->boot_); }
+  std::string BootId() override { return absl::StrCat("simulated-boot-", boot_); }
 
-  static inline FaultFileSystem* instance_ = nullptr;
   std::map<std::string, std::unique_ptr<File>> files_;
   std::mt19937_64 rng_;
   uint64_t boot_ = 1;

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "mapkv/db.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 #include "test_util.h"
 
 namespace mapkv {
@@ -48,7 +48,11 @@ uint64_t FillDisk(const std::string& path, uint64_t max_mib) {
   return written;
 }
 
-std::string OtherBoot() { return "another boot"; }
+// The machine after a reboot: another boot id.
+class RebootedEnv : public internal::Env {
+ public:
+  std::string BootId() override { return "another boot"; }
+};
 
 void RunOnSmallDisk(const char* child) {
   test::TempDir dir;
@@ -73,7 +77,8 @@ MAPKV_CHILD(RebuildThenFullDiskChild) {
     CHILD_CHECK_OK(db.status());
     for (int i = 0; i < 200; ++i) CHILD_CHECK_OK((*db)->Put(absl::StrCat("k", i), "v"));
   }
-  internal::boot_id_hook.store(&OtherBoot);
+  RebootedEnv rebooted;
+  options.env = &rebooted;
   auto db = DB::Open(path, options);
   CHILD_CHECK_OK(db.status());
   CHILD_CHECK((*db)->GetStats().rebuilt_index, "the reopen must rebuild the index");

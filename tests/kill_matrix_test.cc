@@ -1,5 +1,5 @@
 // Kill matrix: a process is killed (SIGKILL; TerminateProcess on Windows) at each point where it
-// holds a lock, stopped there deterministically by a test hook (src/test_hooks.h):
+// holds a lock, stopped there deterministically by its Env (src/env.h):
 //   reading         a read holds the shared side (GetStats, kReadLocked), or a ReadTxn holds a
 //                   snapshot pinned in its slot (kSnapshotPinned), in turn;
 //   writing         the writer lock is held: just taken by BeginWrite or DB::Put (kWriteLocked), or
@@ -36,7 +36,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "mapkv/db.h"
-#include "src/test_hooks.h"
+#include "src/env.h"
 #include "test_util.h"
 #include "testing/subprocess.h"
 
@@ -68,19 +68,11 @@ constexpr int kBatchDeletes = 10;     // and deletes of keys the previous batch 
 constexpr int kGrowthKeys = 50;       // new keys of the commit killed while it rehashes
 constexpr uint64_t kIndexSlots = 64;  // so that kGrowthKeys force a rehash
 
-Options KillOptions() {
-  Options options;
-  options.initial_file_size = 1 << 20;
-  options.initial_index_slots = kIndexSlots;
-  options.max_file_size = 64ull << 20;  // small: every process reserves this much address space
-  options.lock_timeout = std::chrono::seconds(5);  // a dead holder must be seen far sooner
-  return options;
-}
-
-// ---- The hook. A hook is a plain function pointer, so its state is global (set in the child).
+// ---- The hook: an Env (src/env.h) that every handle of these tests is opened with, which stops
+// at the point a child armed (in the parent, and before a child arms it, nowhere).
 
 const ChildPipe* hook_pipe = nullptr;
-HookPoint hook_point = HookPoint::kReadLocked;
+std::optional<HookPoint> hook_point;
 
 // One byte to the parent on `stop`, then wait to be killed.
 [[noreturn]] void WaitForKill(const ChildPipe& stop) {
@@ -88,16 +80,28 @@ HookPoint hook_point = HookPoint::kReadLocked;
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
-// At `hook_point`: WaitForKill.
-void StopForKill(HookPoint point) {
-  if (point == hook_point) WaitForKill(*hook_pipe);
+class KillEnv : public internal::Env {
+ public:
+  void AtPoint(HookPoint point) override {
+    if (point == hook_point) WaitForKill(*hook_pipe);
+  }
+};
+KillEnv kill_env;
+
+Options KillOptions() {
+  Options options;
+  options.initial_file_size = 1 << 20;
+  options.initial_index_slots = kIndexSlots;
+  options.max_file_size = 64ull << 20;  // small: every process reserves this much address space
+  options.lock_timeout = std::chrono::seconds(5);  // a dead holder must be seen far sooner
+  options.env = &kill_env;
+  return options;
 }
 
 // `stop` must outlive every operation that may reach the hook.
 void ArmHook(HookPoint point, const ChildPipe& stop) {
   hook_pipe = &stop;
   hook_point = point;
-  internal::SetTestHook(&StopForKill);
 }
 
 // The same stop at a point the test reaches by itself.

@@ -90,6 +90,7 @@ class PowerCutTest : public ::testing::TestWithParam<Mode> {
     const std::string path = absl::StrCat("/simulated/", GetParam().name, "-", seed, ".mapkv");
     std::vector<std::string> logged;
     Options options;
+    options.env = &fs;
     options.durability = GetParam().durability;
     options.max_file_size = 16 << 20;
     options.initial_file_size = 1 << 20;
@@ -226,6 +227,7 @@ TEST(PowerCutRegressionTest, StaleBatchesPastALostPageNeverComeBack) {
   test::FaultFileSystem fs;
   const std::string path = "/simulated/stale-batches.mapkv";
   Options options;
+  options.env = &fs;
   options.max_file_size = 16 << 20;
   options.initial_index_slots = 64;
   options.info_log = [](std::string_view) {};

@@ -21,7 +21,6 @@
 #include "src/log.h"
 #include "src/platform/fs.h"
 #include "src/platform/process.h"
-#include "src/test_hooks.h"
 #include "test_util.h"
 
 namespace mapkv {

@@ -9,6 +9,10 @@
 
 namespace mapkv {
 
+namespace internal {
+class Env;  // src/env.h
+}  // namespace internal
+
 // When committed data reaches the disk.
 enum class Durability {
   // Commits survive the crash of any process (the page cache holds them); the OS writes them back
@@ -104,6 +108,11 @@ struct Options {
   // from the log after an unclean stop: one line each, without a newline. Unset: written to
   // stderr as "mapkv: <line>".
   std::function<void(std::string_view)> info_log;
+
+  // The file system, boot id and stopping points the engine uses (src/env.h), for tests that
+  // simulate power cuts or stop a process at a chosen point. nullptr: the platform's. It must
+  // outlive every handle opened with it.
+  internal::Env* env = nullptr;
 };
 
 }  // namespace mapkv
