@@ -472,18 +472,23 @@ std::vector<uint64_t> RewriteInsideForEach(DB* db, const ReadTxn& snap, const Mo
     ++visits[k];
     EXPECT_TRUE(initial.count(k) && initial.at(k) == value) << Show(key) << " = " << Show(value);
     capacities.push_back(db->GetStats().index_capacity);
-    (*now)[k] = absl::StrCat("overwritten ", visit);
-    EXPECT_OK(db->Put(k, (*now)[k]));
+    // Each write must go through; the first that fails ends the iteration.
+    auto put = [&](const std::string& key, std::string value) {
+      (*now)[key] = value;
+      const absl::Status s = db->Put(key, value);
+      EXPECT_OK(s) << "visit " << visit;
+      return s.ok();
+    };
+    if (!put(k, absl::StrCat("overwritten ", visit))) return false;
     // The next key in key order: in index order, visited already or still to come.
     const std::string& other = keys[(std::find(keys.begin(), keys.end(), k) - keys.begin() + 1) %
                                     static_cast<std::ptrdiff_t>(keys.size())];
-    EXPECT_OK(db->Delete(other));
-    (*now)[other] = absl::StrCat("reinserted ", visit);
-    EXPECT_OK(db->Put(other, (*now)[other]));
+    const absl::Status deleted = db->Delete(other);
+    EXPECT_OK(deleted) << "visit " << visit;
+    if (!deleted.ok() || !put(other, absl::StrCat("reinserted ", visit))) return false;
     for (int j = 0; j < inserts_per_visit; ++j) {
       const std::string fresh = absl::StrCat("fresh/", visit, "/", j);
-      (*now)[fresh] = fresh;
-      EXPECT_OK(db->Put(fresh, fresh));
+      if (!put(fresh, fresh)) return false;
     }
     ++visit;
     return !::testing::Test::HasFailure();
