@@ -377,13 +377,31 @@ TEST(SnapshotTest, CommitsOfTheSameThreadGoThroughBesideItsReadTxn) {
     ASSERT_OK(txn.Put("b", "two again"));
     ASSERT_OK(txn.Commit());
   }
-  const Model new_state = {{"a", "one"}, {"b", "two again"}, {"c", "three"}, {"e", "5"}};
+  Model new_state = {{"a", "one"}, {"b", "two again"}, {"c", "three"}, {"e", "5"}};
   EXPECT_EQ(SnapshotMismatch(old, old_state, {"d", "e"}), "");
   {
     ASSERT_OK_AND_ASSIGN(ReadTxn fresh, db->BeginRead());
     EXPECT_EQ(SnapshotMismatch(fresh, new_state, {"d"}), "");
   }
   EXPECT_OK_AND_EQ(db->Get("a"), "one");
+
+  // A snapshot begun while this thread holds a WriteTxn: it sees neither the writes in progress
+  // nor, once committed, their commit.
+  {
+    ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+    ASSERT_OK(txn.Put("f", "6"));
+    ASSERT_OK_AND_ASSIGN(ReadTxn during, db->BeginRead());
+    ASSERT_OK(txn.Delete("e"));
+    EXPECT_EQ(SnapshotMismatch(during, new_state, {"d", "f"}), "");
+    ASSERT_OK(txn.Commit());
+    EXPECT_EQ(SnapshotMismatch(during, new_state, {"d", "f"}), "");
+  }
+  new_state.erase("e");
+  new_state["f"] = "6";
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn fresh, db->BeginRead());
+    EXPECT_EQ(SnapshotMismatch(fresh, new_state, {"d", "e"}), "");
+  }
 
   // Enough more to grow the file and the index several times over, overwriting and deleting the
   // keys whose views the old ReadTxn handed out.
@@ -673,6 +691,31 @@ TEST(SnapshotTest, SnapshotsListsEachHolderUntilItEndsOrDies) {
   const int status = WaitChild(pid2);
   EXPECT_EQ(status, 0) << test::ExitStatusToString(status);
   EXPECT_TRUE(db->Snapshots().empty());
+}
+
+// A handle opened read-only (by a process that may write the file) pins and lists its snapshots
+// as any handle does, and they stay as they were while another handle commits.
+TEST(SnapshotTest, ReadOnlyHandleSnapshotsArePinnedToo) {
+  TempDir dir;
+  const std::string path = dir.File("ro.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SnapOptions()));
+  const Model initial = InitialModel(50);
+  ASSERT_OK(Fill(db.get(), initial));
+  Options read_only = SnapOptions();
+  read_only.read_only = true;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> ro, DB::Open(path, read_only));
+  ASSERT_OK_AND_ASSIGN(ReadTxn snap, ro->BeginRead());
+  const std::vector<SnapshotInfo> infos = db->Snapshots();
+  ASSERT_EQ(infos.size(), 1u);
+  EXPECT_EQ(infos[0].pid, tools::CurrentPid());
+  for (int i = 0; i < 50; i += 2) {
+    ASSERT_OK(db->Delete(Key(i)));
+    ASSERT_OK(db->Put(Key(i + 1), "changed"));
+    ASSERT_OK(db->Put(Key(100 + i), "new"));
+  }
+  EXPECT_EQ(SnapshotMismatch(snap, initial, {Key(100)}), "");
+  EXPECT_STATUS(ro->Put("x", "1"), StatusCode::kPermissionDenied);
+  EXPECT_GT(ro->GetStats().snapshot_pinned_bytes, 0u);
 }
 
 // 6. A snapshot's pinned bytes are the log bytes committed since it began: they grow with every
