@@ -10,7 +10,8 @@
 // made, when the committer stops for it). Every handle has a 2 s lock_timeout, so that a commit
 // that waited for a snapshot fails instead of hanging.
 //
-// Knob: MAPKV_SNAPSHOT_COMMITS commits of the committer process (default 2000).
+// Knob: MAPKV_SNAPSHOT_COMMITS commits of the committer process and of the writer thread (default
+// 2000).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -102,8 +103,8 @@ std::string SnapshotMismatch(const ReadTxn& txn, const Model& expected,
   for (const std::string& key : absent) {
     absl::StatusOr<std::string_view> got = txn.Get(key);
     if (!absl::IsNotFound(got.status())) {
-      return absl::StrCat("Get(", key, ") of an absent key: ",
-                          got.ok() ? Show(*got) : got.status().ToString());
+      return absl::StrCat("Get(", key,
+                          ") of an absent key: ", got.ok() ? Show(*got) : got.status().ToString());
     }
   }
   std::vector<std::string_view> keys;
@@ -114,7 +115,8 @@ std::string SnapshotMismatch(const ReadTxn& txn, const Model& expected,
   for (size_t i = 0; i < keys.size(); ++i) {
     const std::string key(keys[i]);
     if (i < expected.size()) {
-      if (!values[i].ok()) return absl::StrCat("MultiGet ", key, ": ", values[i].status().ToString());
+      if (!values[i].ok())
+        return absl::StrCat("MultiGet ", key, ": ", values[i].status().ToString());
       if (*values[i] != expected.at(key)) {
         return absl::StrCat("MultiGet ", key, " = ", Show(*values[i]), ", not ",
                             Show(expected.at(key)));
@@ -311,7 +313,7 @@ int CheckBesideCommitter(const std::string& path, int initial, uint64_t commits,
 
 constexpr int kInitialKeys = 200;
 
-// 1. A snapshot of this process stays exactly what it was at begin (values, count, keys deleted
+// A snapshot of this process stays exactly what it was at begin (values, count, keys deleted
 // since still there, keys inserted since absent) while another process makes thousands of
 // commits, none of which waits for it; afterwards a new snapshot sees all of them.
 TEST(SnapshotTest, SnapshotIsStableWhileAnotherProcessCommits) {
@@ -354,7 +356,7 @@ TEST(SnapshotTest, SnapshotIsStableWhileAnotherProcessCommits) {
               static_cast<unsigned long long>(commits), checks);
 }
 
-// 2. This thread's commits beside its own ReadTxn (DB::Put, DB::Delete, a WriteTxn) go through;
+// This thread's commits beside its own ReadTxn (DB::Put, DB::Delete, a WriteTxn) go through;
 // the ReadTxn keeps seeing the old state, and views it returned stay valid while the file and
 // the index grow; a ReadTxn begun after sees the new state.
 TEST(SnapshotTest, CommitsOfTheSameThreadGoThroughBesideItsReadTxn) {
@@ -431,7 +433,7 @@ TEST(SnapshotTest, CommitsOfTheSameThreadGoThroughBesideItsReadTxn) {
   EXPECT_EQ(SnapshotMismatch(fresh, later, {"d"}), "");
 }
 
-// 3. Deleting every key from inside the snapshot's ForEach (DB::Delete and WriteTxns, through the
+// Deleting every key from inside the snapshot's ForEach (DB::Delete and WriteTxns, through the
 // same handle) still visits each key exactly once; the database is empty afterwards, and the
 // snapshot still holds them all.
 TEST(SnapshotTest, DeletingEveryKeyInsideForEachVisitsEachOnce) {
@@ -517,7 +519,7 @@ std::vector<uint64_t> RewriteInsideForEach(DB* db, const ReadTxn& snap, const Mo
   return capacities;
 }
 
-// 4a. Overwrites, deletes and reinserts, and a few inserts, inside the snapshot's ForEach: no key
+// Overwrites, deletes and reinserts, and a few inserts, inside the snapshot's ForEach: no key
 // visited twice, none skipped, each with its value at begin.
 TEST(SnapshotTest, OverwritingAndReinsertingInsideForEachVisitsEachOnce) {
   TempDir dir;
@@ -530,14 +532,16 @@ TEST(SnapshotTest, OverwritingAndReinsertingInsideForEachVisitsEachOnce) {
   Model now;
   const std::vector<uint64_t> capacities = RewriteInsideForEach(db.get(), snap, initial, 1, &now);
   ASSERT_FALSE(capacities.empty());
-  EXPECT_EQ(capacities.front(), capacities.back()) << "the index grew: that is case 4b";
+  EXPECT_EQ(capacities.front(), capacities.back())
+      << "the index grew: IndexGrowthInsideForEachVisitsEachOnce is that case";
   ASSERT_OK_AND_ASSIGN(ReadTxn fresh, db->BeginRead());
   EXPECT_EQ(SnapshotMismatch(fresh, now, {}), "");
   EXPECT_OK(db->Verify());
 }
 
-// 4b. As 4a, with enough inserts inside the ForEach that the index grows (rehashes into a new
-// table) after the first visit, with every other visit still to come.
+// As OverwritingAndReinsertingInsideForEachVisitsEachOnce, with enough inserts inside the ForEach
+// that the index grows (rehashes into a new table) after the first visit, with every other visit
+// still to come.
 TEST(SnapshotTest, IndexGrowthInsideForEachVisitsEachOnce) {
   TempDir dir;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(dir.File("grow.mapkv"), SnapOptions()));
@@ -593,7 +597,7 @@ int64_t NowMs() {
       .count();
 }
 
-// 5. DB::Snapshots() lists each handle that holds snapshots (this process's two handles apart,
+// DB::Snapshots() lists each handle that holds snapshots (this process's two handles apart,
 // and another process's) with its pid, count and oldest snapshot, nothing once they end, and
 // nothing of a holder that was killed. Stats::snapshots sums them.
 TEST(SnapshotTest, SnapshotsListsEachHolderUntilItEndsOrDies) {
@@ -649,17 +653,15 @@ TEST(SnapshotTest, SnapshotsListsEachHolderUntilItEndsOrDies) {
   ASSERT_EQ(infos.size(), 1u);
   EXPECT_EQ(infos[0].snapshots, 1u);
   EXPECT_EQ(infos[0].tail, tail2);
-  {
-    ReadTxn ended = std::move(second);
-  }
+  { ReadTxn ended = std::move(second); }
   EXPECT_TRUE(db->Snapshots().empty());
   EXPECT_EQ(db->GetStats().snapshots, 0u);
   EXPECT_EQ(db->GetStats().snapshot_pinned_bytes, 0u);
 
   // Another process's snapshots, listed under its pid until it is killed.
   Pipe ready, release;
-  const int pid = StartChild("SnapshotHolderChild", {path, 3, ready.WriteEndArg(),
-                                                     release.ReadEndArg()});
+  const int pid =
+      StartChild("SnapshotHolderChild", {path, 3, ready.WriteEndArg(), release.ReadEndArg()});
   ASSERT_GT(pid, 0);
   ready.CloseWrite();
   release.CloseRead();
@@ -681,8 +683,8 @@ TEST(SnapshotTest, SnapshotsListsEachHolderUntilItEndsOrDies) {
   EXPECT_EQ(db->GetStats().snapshot_pinned_bytes, 0u);
   // Its slot stays reusable: the next holder is listed, and ends cleanly.
   Pipe ready2, release2;
-  const int pid2 = StartChild("SnapshotHolderChild", {path, 1, ready2.WriteEndArg(),
-                                                      release2.ReadEndArg()});
+  const int pid2 =
+      StartChild("SnapshotHolderChild", {path, 1, ready2.WriteEndArg(), release2.ReadEndArg()});
   ready2.CloseWrite();
   release2.CloseRead();
   ASSERT_TRUE(ready2.WaitByte()) << "the second holder failed";
@@ -718,7 +720,7 @@ TEST(SnapshotTest, ReadOnlyHandleSnapshotsArePinnedToo) {
   EXPECT_GT(ro->GetStats().snapshot_pinned_bytes, 0u);
 }
 
-// 6. A snapshot's pinned bytes are the log bytes committed since it began: they grow with every
+// A snapshot's pinned bytes are the log bytes committed since it began: they grow with every
 // commit after it, in SnapshotInfo and in Stats alike.
 TEST(SnapshotTest, PinnedBytesGrowWithTheCommitsAfterTheSnapshot) {
   TempDir dir;
@@ -759,9 +761,7 @@ struct Reading {
   uint64_t counter = 0;
   std::vector<std::string> balances;
   std::string problem;
-  bool operator==(const Reading& o) const {
-    return counter == o.counter && balances == o.balances;
-  }
+  bool operator==(const Reading& o) const { return counter == o.counter && balances == o.balances; }
 };
 
 // Reads through Get, or (`multi`) MultiGet.
@@ -798,7 +798,7 @@ Reading ReadAccounts(const ReadTxn& txn, bool multi) {
   return r;
 }
 
-// 7. Threads of one handle, each with its own snapshots, beside a writer thread that commits as
+// Threads of one handle, each with its own snapshots, beside a writer thread that commits as
 // fast as it can: each snapshot sees one commit's state (the counter and its check value, written
 // by one WriteTxn, agree; the balances keep their sum), and the same state however long it lives
 // and however it reads (Get, MultiGet, ForEach).
@@ -880,10 +880,9 @@ TEST(SnapshotTest, ThreadsEachSeeTheirOwnConsistentSnapshot) {
         for (const bool multi : {false, true}) {
           const Reading again = ReadAccounts(*txn, multi);
           if (!again.problem.empty() || !(again == first)) {
-            problems[t] = absl::StrCat("snapshot at counter ", first.counter, " changed: ",
-                                       again.problem.empty() ? absl::StrCat("counter ",
-                                                                            again.counter)
-                                                             : again.problem);
+            problems[t] = absl::StrCat(
+                "snapshot at counter ", first.counter, " changed: ",
+                again.problem.empty() ? absl::StrCat("counter ", again.counter) : again.problem);
             return;
           }
         }
@@ -926,12 +925,12 @@ MAPKV_CHILD(VersionOnePutChild) {
   CHILD_CHECK_OK(opened);
   std::unique_ptr<DB> db = std::move(*opened);
   const absl::Status put = db->Put("from/child", "1");
-  CHILD_CHECK(absl::IsDeadlineExceeded(put), "a commit beside a version 1 ReadTxn: ",
-              put.ToString());
+  CHILD_CHECK(absl::IsDeadlineExceeded(put),
+              "a commit beside a version 1 ReadTxn: ", put.ToString());
   return 0;
 }
 
-// 8. A version 1 file (written before snapshots; data/golden/v1) still reads through a ReadTxn,
+// A version 1 file (written before snapshots; data/golden/v1) still reads through a ReadTxn,
 // and there a ReadTxn holds the shared lock: commits from this thread, another thread and another
 // process wait for it and time out; once it ends they go through, and the file stays version 1.
 TEST(SnapshotTest, VersionOneReadTxnStillHoldsTheLock) {
@@ -970,7 +969,7 @@ TEST(SnapshotTest, VersionOneReadTxnStillHoldsTheLock) {
   EXPECT_OK(db->Verify());
 }
 
-// 9. Verify() reads as of a snapshot while another process commits: every run is clean.
+// Verify() reads as of a snapshot while another process commits: every run is clean.
 TEST(SnapshotTest, VerifyIsCleanWhileAnotherProcessCommits) {
   TempDir dir;
   const std::string path = dir.File("verify.mapkv");
@@ -988,8 +987,8 @@ TEST(SnapshotTest, VerifyIsCleanWhileAnotherProcessCommits) {
   std::printf("Verify ran %d times beside the commits\n", checks);
 }
 
-// 9b. As 9, with a checkpoint after every 4 commits: Verify reads the checkpoint records that the
-// committer rewrites meanwhile.
+// As VerifyIsCleanWhileAnotherProcessCommits, with a checkpoint after every 4 commits: Verify reads
+// the checkpoint records that the committer rewrites meanwhile.
 TEST(SnapshotTest, VerifyIsCleanWhileAnotherProcessCommitsAndCheckpoints) {
   TempDir dir;
   const std::string path = dir.File("verify.mapkv");
@@ -1006,7 +1005,7 @@ TEST(SnapshotTest, VerifyIsCleanWhileAnotherProcessCommitsAndCheckpoints) {
   std::printf("Verify ran %d times beside the commits and checkpoints\n", checks);
 }
 
-// 10. A snapshot moved (constructed or assigned from) keeps reading as of its begin and stays
+// A snapshot moved (constructed or assigned from) keeps reading as of its begin and stays
 // pinned; ending the moved-from one unpins nothing; assigning over a snapshot ends that one.
 TEST(SnapshotTest, MovedSnapshotStaysPinned) {
   TempDir dir;
@@ -1080,9 +1079,7 @@ TEST(SnapshotTest, MovedSnapshotStaysPinned) {
   }
   EXPECT_EQ(count(), 1u);
   EXPECT_EQ(db->Snapshots()[0].tail, tail1);
-  {
-    ReadTxn ended = std::move(c);
-  }
+  { ReadTxn ended = std::move(c); }
   EXPECT_TRUE(db->Snapshots().empty());
 }
 
