@@ -405,6 +405,13 @@ void Close(PyDB& self) {
   db.reset();  // closes the file unless a transaction or another thread's call still holds it
 }
 
+py::list Snapshots(PyDB& self) {
+  const std::vector<SnapshotInfo> infos = Released(self, [](DB& d) { return d.Snapshots(); });
+  py::list out;
+  for (const SnapshotInfo& i : infos) out.append(SnapshotDict(i));
+  return out;
+}
+
 void Verify(PyDB& self) {
   std::vector<VerifyProblem> problems;
   const absl::Status s = Released(self, [&](DB& db) { return db.Verify(&problems); });
@@ -518,8 +525,8 @@ void DefineDB(py::module_& m) {
 
 A transaction, begun now (as py-lmdb's Environment.begin). Read (the default): a snapshot, the
 database as of now until it ends (`with db.begin() as txn:`, or txn.abort()), while commits of
-every process, this thread's included, go on. In a format version 1 file it holds the shared
-lock instead: commits of every process wait for it, and writes through this
+every process, this thread's included, go on; snapshots() lists it. In a format version 1 file it
+holds the shared lock instead: commits of every process wait for it, and writes through this
 handle from this thread fail meanwhile. With buffers=True its values are read-only memoryviews
 of the file itself, valid until the transaction ends. write=True: a write transaction, as
 transaction() begun by `with`.)doc")
@@ -540,6 +547,11 @@ writes.)doc")
           "stats",
           [](PyDB& self) { return StatsDict(Released(self, [](DB& d) { return d.GetStats(); })); },
           "The database's shape as a dict (mapkv::Stats).")
+      .def("snapshots", &Snapshots, R"doc(The open read transactions (snapshots) of the file, as a
+list of dicts (mapkv::SnapshotInfo), one per handle of any live process that holds some: pid,
+snapshots (how many that handle holds), since_unix_ms (when its oldest began), tail (the log's
+committed end that one reads at) and pinned_bytes (log bytes committed since then, kept readable
+for it). A format version 1 file's read transactions are not snapshots and are not listed.)doc")
       .def("verify", &Verify, R"doc(Checks the whole file. Returns None when all is well; raises
 DataLossError otherwise, whose `problems` lists dicts of offset, kind and detail.)doc")
       .def("close", &Close, "Closes the handle; later calls raise FailedPreconditionError.")

@@ -61,8 +61,9 @@ A MutableMapping of bytes to bytes: db[k], db[k] = v, del db[k], k in db, len(db
 setdefault, update, clear, and keys(), values(), items() views whose iteration is lazy, through
 a read transaction held while it runs: a snapshot, so the database may change while it is
 iterated and every key of the snapshot comes once. Every write commits at once (or use
-transaction() or begin(write=True)); begin() is a read transaction, as py-lmdb's. Usable from
-many threads; calls that may wait for another process's lock release the GIL.)doc");
+transaction() or begin(write=True)); begin() is a read transaction, as py-lmdb's; snapshots()
+lists the open ones. Usable from many threads; calls that may wait for another process's lock
+release the GIL.)doc");
   py::class_<PyReadTxn>(m, "ReadTransaction", R"doc(A read transaction: see DB.begin().
 
 A snapshot: the database as of its begin, until it ends (`with`, abort() or commit()): txn[k],

@@ -986,6 +986,46 @@ class ReadTransactionTest(TempDirTest):
         with self.assertRaises(mapkv.FailedPreconditionError):
             list(it)
 
+    def test_snapshots_lists_open_transactions(self):
+        self.assertEqual(self.db.snapshots(), [])
+        before = int(time.time() * 1000)
+        txn = self.db.begin()
+        after = int(time.time() * 1000)
+        infos = self.db.snapshots()
+        self.assertEqual(len(infos), 1)
+        info = infos[0]
+        self.assertEqual(set(info), {"pid", "snapshots", "since_unix_ms", "tail", "pinned_bytes"})
+        self.assertEqual(info["pid"], os.getpid())
+        self.assertEqual(info["snapshots"], 1)
+        self.assertIsInstance(info["since_unix_ms"], int)
+        self.assertGreaterEqual(info["since_unix_ms"], before - 1000)
+        self.assertLessEqual(info["since_unix_ms"], after + 1000)
+        self.assertGreater(info["tail"], 0)
+        self.assertEqual(info["pinned_bytes"], 0)
+        s = self.db.stats()
+        self.assertEqual(s["snapshots"], 1)
+        self.assertEqual(s["snapshot_pinned_bytes"], 0)
+        self.db[b"later"] = b"x" * 1000  # kept readable for the snapshot: pinned
+        with mapkv.open(self.path()) as other:  # another handle sees this one's snapshot
+            (info,) = other.snapshots()
+            self.assertEqual(info["pid"], os.getpid())
+            self.assertGreater(info["pinned_bytes"], 1000)
+            self.assertEqual(other.stats()["snapshot_pinned_bytes"], info["pinned_bytes"])
+        it = iter(self.db)  # an iterator's own transaction is one more
+        next(it)
+        (info,) = self.db.snapshots()
+        self.assertEqual(info["snapshots"], 2)
+        self.assertEqual(self.db.stats()["snapshots"], 2)
+        it.close()
+        txn.abort()
+        self.assertEqual(self.db.snapshots(), [])
+        s = self.db.stats()
+        self.assertEqual(s["snapshots"], 0)
+        self.assertEqual(s["snapshot_pinned_bytes"], 0)
+        self.db.close()
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            self.db.snapshots()
+
     def test_begin_write(self):
         with self.db.begin(write=True) as t:
             self.assertIsInstance(t, mapkv.Transaction)
@@ -1030,7 +1070,8 @@ class FormatVersion1Test(TempDirTest):
         # Another handle's commit waits for the read transaction, which sees none of it.
         with mapkv.open(self.path(), lock_timeout=5) as other:
             txn = self.db.begin()
-            self.assertEqual(self.db.stats()["snapshots"], 0)  # not a snapshot
+            self.assertEqual(self.db.snapshots(), [])  # not a snapshot
+            self.assertEqual(self.db.stats()["snapshots"], 0)
             th = threading.Thread(target=lambda: other.update({b"batch/a": b"new", b"n": b"new"}))
             th.start()
             time.sleep(0.1)
@@ -1228,7 +1269,8 @@ class PackagingTest(unittest.TestCase):
         self.assertEqual(public - names, set())
         stubbed_db = {n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DB"
                       for n in n.body if isinstance(n, ast.FunctionDef)}
-        for method in ("begin", "setdefault", "pop", "popitem", "update", "clear", "keys"):
+        for method in ("begin", "setdefault", "pop", "popitem", "update", "clear", "keys",
+                       "snapshots"):
             self.assertIn(method, stubbed_db)
             self.assertTrue(hasattr(mapkv.DB, method), method)
 
