@@ -97,6 +97,9 @@ Ttl ParseTtl(py::handle ttl);
 // a TypeError about an unknown keyword. Cache-only keywords are taken out first by the caller.
 Options ParseOptions(const char* function, const py::kwargs& kwargs);
 py::dict StatsDict(const Stats& s);
+// One handle's open snapshots (DB.snapshots()), keyed by the field names, as StatsDict: times as
+// the Stats' last_checkpoint_unix_ms, integer milliseconds since the epoch.
+py::dict SnapshotDict(const SnapshotInfo& s);
 
 // ---- the types (db.cc, read_txn.cc, write_txn.cc, cache.cc) ----
 

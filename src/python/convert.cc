@@ -191,5 +191,15 @@ py::dict StatsDict(const Stats& s) {
   return d;
 }
 
+py::dict SnapshotDict(const SnapshotInfo& s) {
+  py::dict d;
+  d["pid"] = s.pid;
+  d["snapshots"] = s.snapshots;
+  d["since_unix_ms"] = s.since_unix_ms;
+  d["tail"] = s.tail;
+  d["pinned_bytes"] = s.pinned_bytes;
+  return d;
+}
+
 }  // namespace python
 }  // namespace mapkv

@@ -6,9 +6,11 @@
 //
 // Iteration (iter(db), and the views keys(), values(), items() that mapkv/__init__.py makes) is
 // lazy, through a read transaction of its own that lives as long as the iterator: nothing is
-// copied up front, and the shared lock is held until the iterator is exhausted or dropped.
-// Writes through the same handle from the iterating thread fail at once (FailedPreconditionError,
-// as a dict raises RuntimeError when changed while iterated) rather than wait for that thread.
+// copied up front. That transaction is a snapshot, so the database may change while it is
+// iterated, from any thread: the iterator yields every key of its snapshot once, where a dict
+// would raise RuntimeError. In a format version 1 file the transaction holds the shared lock until
+// the iterator is exhausted or dropped; there writes through the same handle from the iterating
+// thread fail at once (FailedPreconditionError) rather than wait for that thread.
 #include <algorithm>
 #include <memory>
 #include <new>
@@ -30,13 +32,15 @@ std::shared_ptr<DB> PyDB::Handle() const {
 }
 
 void PyDB::CheckWritable() const {
+  if (!read_txn_holds_lock) return;
   const unsigned long me = PyThread_get_thread_ident();
   if (std::find(reading_threads.begin(), reading_threads.end(), me) != reading_threads.end()) {
     ThrowStatus(absl::FailedPreconditionError(
         path +
         ": this thread holds a read transaction of this handle (an open ReadTransaction or a live "
-        "iterator), which a commit would wait for: end it first (to change what you iterate, "
-        "iterate over list(db))"));
+        "iterator), which in this format version 1 file holds the shared lock that a commit would "
+        "wait for: end it first (to change what you iterate, iterate over list(db); `mapkv "
+        "compact` rewrites the file in the current version, whose reads are snapshots)"));
   }
 }
 
@@ -60,8 +64,13 @@ std::unique_ptr<PyDB> OpenDB(py::handle path_obj, const py::kwargs& kwargs) {
   auto out = std::make_unique<PyDB>();
   out->db = std::shared_ptr<DB>(std::move(*db));
   out->path = path;
+  Stats s;
+  {
+    py::gil_scoped_release nogil;
+    s = out->db->GetStats();
+  }
+  out->read_txn_holds_lock = s.format_version < 4;
   if (kwargs.contains("max_file_size")) {
-    const Stats s = out->db->GetStats();
     if (s.max_file_size != options.max_file_size) {
       WarnOptionIgnored(path + ": max_file_size " + std::to_string(options.max_file_size) +
                         " is not this file's: it keeps " + std::to_string(s.max_file_size));
@@ -282,7 +291,8 @@ py::tuple PopItem(PyDB& self) {
   const absl::Status s = InWriteTxn(self, [&](DB& db, WriteTxn& txn) -> absl::Status {
     {
       // The writer's own lock keeps every other commit out: what this read finds is what the
-      // transaction sees. It ends before the commit, which would wait for it.
+      // transaction sees. It ends before the commit, which in a format version 1 file would
+      // wait for it.
       absl::StatusOr<ReadTxn> read = db.BeginRead();
       if (!read.ok()) return read.status();
       absl::Status r = read->ForEach([&](std::string_view k, std::string_view v) {
@@ -395,6 +405,13 @@ void Close(PyDB& self) {
   db.reset();  // closes the file unless a transaction or another thread's call still holds it
 }
 
+py::list Snapshots(PyDB& self) {
+  const std::vector<SnapshotInfo> infos = Released(self, [](DB& d) { return d.Snapshots(); });
+  py::list out;
+  for (const SnapshotInfo& i : infos) out.append(SnapshotDict(i));
+  return out;
+}
+
 void Verify(PyDB& self) {
   std::vector<VerifyProblem> problems;
   const absl::Status s = Released(self, [&](DB& db) { return db.Verify(&problems); });
@@ -485,7 +502,9 @@ void DefineDB(py::module_& m) {
       .def(
           "__iter__", [](PyDB& self) { return Iterate(SelfOf(self), PyIter::What::kKeys); },
           "Iterates over the keys lazily, through a read transaction held until the iterator is "
-          "exhausted or dropped; writes through this handle from this thread fail meanwhile.")
+          "exhausted or dropped: a snapshot, so the database may change meanwhile and every key "
+          "of the snapshot comes once (in a format version 1 file it holds the shared lock, and "
+          "writes through this handle from this thread fail meanwhile).")
       .def(
           "_iter_values", [](PyDB& self) { return Iterate(SelfOf(self), PyIter::What::kValues); },
           "The lazy iterator of values(), as __iter__.")
@@ -504,12 +523,13 @@ void DefineDB(py::module_& m) {
           py::arg("write") = false, py::arg("buffers") = false,
           R"doc(begin(write=False, buffers=False) -> ReadTransaction | Transaction
 
-A transaction, begun now (as py-lmdb's Environment.begin). Read (the default): one consistent
-view of the database, holding the shared lock until it ends (`with db.begin() as txn:`, or
-txn.abort()): commits of every process wait for it, and writes through this handle from this
-thread fail meanwhile. With buffers=True its values are read-only memoryviews of the file
-itself, valid until the transaction ends. write=True: a write transaction, as transaction()
-begun by `with`.)doc")
+A transaction, begun now (as py-lmdb's Environment.begin). Read (the default): a snapshot, the
+database as of now until it ends (`with db.begin() as txn:`, or txn.abort()), while commits of
+every process, this thread's included, go on; snapshots() lists it. In a format version 1 file it
+holds the shared lock instead: commits of every process wait for it, and writes through this
+handle from this thread fail meanwhile. With buffers=True its values are read-only memoryviews
+of the file itself, valid until the transaction ends. write=True: a write transaction, as
+transaction() begun by `with`.)doc")
       .def(
           "transaction", [](PyDB& self) { return NewWriteTxn(SelfOf(self)); },
           R"doc(A write transaction, begun by `with`: committed when the block ends normally,
@@ -527,6 +547,11 @@ writes.)doc")
           "stats",
           [](PyDB& self) { return StatsDict(Released(self, [](DB& d) { return d.GetStats(); })); },
           "The database's shape as a dict (mapkv::Stats).")
+      .def("snapshots", &Snapshots, R"doc(The open read transactions (snapshots) of the file, as a
+list of dicts (mapkv::SnapshotInfo), one per handle of any live process that holds some: pid,
+snapshots (how many that handle holds), since_unix_ms (when its oldest began), tail (the log's
+committed end that one reads at) and pinned_bytes (log bytes committed since then, kept readable
+for it). A format version 1 file's read transactions are not snapshots and are not listed.)doc")
       .def("verify", &Verify, R"doc(Checks the whole file. Returns None when all is well; raises
 DataLossError otherwise, whose `problems` lists dicts of offset, kind and detail.)doc")
       .def("close", &Close, "Closes the handle; later calls raise FailedPreconditionError.")

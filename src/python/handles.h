@@ -24,15 +24,19 @@ struct PyDB {
   std::shared_ptr<DB> db;  // null once closed
   std::string path;
   std::string buf;  // the hot Gets' buffer (the GIL guards it)
-  // The threads that hold a read transaction of this handle (an open ReadTransaction or a live
-  // iterator), one entry per transaction; the GIL guards it. A commit from one of them would wait
-  // for itself until lock_timeout: writes there fail at once instead (CheckWritable).
+  // Whether a ReadTxn of this file holds the shared lock (format version 1; read at open). From
+  // version 4 a ReadTxn is a snapshot that holds no lock, and commits go through while it lives.
+  bool read_txn_holds_lock = false;
+  // With read_txn_holds_lock alone: the threads that hold a read transaction of this handle (an
+  // open ReadTransaction or a live iterator), one entry per transaction; the GIL guards it. A
+  // commit from one of them would wait for itself until lock_timeout: writes there fail at once
+  // instead (CheckWritable).
   std::vector<unsigned long> reading_threads;
 
   // The handle for a call that releases the GIL (a copy keeps it alive through close()).
   std::shared_ptr<DB> Handle() const;
   // Handle(), for a call that commits: FailedPreconditionError when this thread holds a read
-  // transaction of this handle.
+  // transaction of this handle and that transaction holds the lock (read_txn_holds_lock).
   std::shared_ptr<DB> WritableHandle() const;
   void CheckWritable() const;
 };
@@ -51,10 +55,11 @@ struct PyTxn {
 
 struct PyIter;
 
-// A read transaction (mapkv.ReadTransaction): one consistent view, holding the shared lock from
-// begin to end (commits of every process wait for it). Values come back as bytes, or with
-// `buffers` as read-only memoryviews of the mapping itself, each released when the transaction
-// ends (a use after that raises ValueError rather than reading freed memory).
+// A read transaction (mapkv.ReadTransaction): a snapshot, the database as of its begin, while
+// commits of every process go on (in a format version 1 file it holds the shared lock from begin
+// to end instead, and commits wait for it). Values come back as bytes, or with `buffers` as
+// read-only memoryviews of the mapping itself, each released when the transaction ends (a use
+// after that raises ValueError rather than reading freed memory).
 struct PyReadTxn {
   py::object owner;  // the mapkv.DB it was made by
   PyDB* pydb = nullptr;

@@ -59,16 +59,20 @@ again there, for example in a multiprocessing pool's initializer.)doc";
 
 A MutableMapping of bytes to bytes: db[k], db[k] = v, del db[k], k in db, len(db), get, pop,
 setdefault, update, clear, and keys(), values(), items() views whose iteration is lazy, through
-a read transaction held while it runs. Every write commits at once (or use transaction() or
-begin(write=True)); begin() is a read transaction, as py-lmdb's. Usable from many threads; calls
-that may wait for another process's lock release the GIL.)doc");
+a read transaction held while it runs: a snapshot, so the database may change while it is
+iterated and every key of the snapshot comes once. Every write commits at once (or use
+transaction() or begin(write=True)); begin() is a read transaction, as py-lmdb's; snapshots()
+lists the open ones. Usable from many threads; calls that may wait for another process's lock
+release the GIL.)doc");
   py::class_<PyReadTxn>(m, "ReadTransaction", R"doc(A read transaction: see DB.begin().
 
-One consistent view of the database while it lives: txn[k], txn.get(k), k in txn, len(txn), and
-lazy iteration (iter(txn), keys(), values(), items()). It holds the shared lock: commits of every
-process wait until it ends (`with`, abort() or commit()), and writes through the same handle from
-this thread fail meanwhile. With buffers=True values are read-only memoryviews of the file,
-released when it ends (a use after that raises ValueError); keys are always bytes.)doc");
+A snapshot: the database as of its begin, until it ends (`with`, abort() or commit()): txn[k],
+txn.get(k), k in txn, len(txn), and lazy iteration (iter(txn), keys(), values(), items()).
+It holds no lock: commits of every process, this thread's included, go on, and it keeps seeing
+its one state. In a format version 1 file it holds the shared lock instead: commits of every
+process wait until it ends, and writes through the same handle from this thread fail meanwhile.
+With buffers=True values are read-only memoryviews of the file, released when it ends (a use
+after that raises ValueError); keys are always bytes.)doc");
   py::class_<PyIter>(m, "Iterator",
                      "A lazy iterator over a read transaction: keys, values or (key, value).");
   py::class_<PyTxn>(m, "Transaction", "A write transaction: see DB.transaction().");

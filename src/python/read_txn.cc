@@ -1,5 +1,6 @@
 // mapkv.ReadTransaction (DB.begin()) and mapkv.Iterator: reads as in py-lmdb, one consistent
-// view, iterated lazily, with values as bytes or as memoryviews of the mapping.
+// view (a snapshot, or in a format version 1 file a view under the shared lock), iterated
+// lazily, with values as bytes or as memoryviews of the mapping.
 #include <algorithm>
 #include <exception>
 #include <memory>
@@ -32,11 +33,12 @@ void PyReadTxn::Begin() {
   db = std::move(h);
   state = State::kActive;
   thread = PyThread_get_thread_ident();
-  pydb->reading_threads.push_back(thread);
+  if (pydb->read_txn_holds_lock) pydb->reading_threads.push_back(thread);
 }
 
 // Ends the transaction: releases every memoryview handed out (one still exported elsewhere, by
-// a buffer made from it, cannot be), then the shared lock. Iterators over it stop first.
+// a buffer made from it, cannot be), then the snapshot (or the shared lock). Iterators over it
+// stop first.
 void PyReadTxn::End() {
   if (state != State::kActive) return;
   state = State::kDone;
@@ -214,7 +216,9 @@ void DefineReadTxn(py::module_& m) {
              EndTxn(t);
              return false;
            })
-      .def("abort", &EndTxn, "Ends the transaction (releases the shared lock).")
+      .def("abort", &EndTxn,
+           "Ends the transaction (releases its snapshot, or in a format version 1 file the "
+           "shared lock).")
       .def("commit", &EndTxn, "Ends the transaction, as abort(): a read has nothing to commit.")
       .def(
           "get",

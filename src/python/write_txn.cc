@@ -57,8 +57,9 @@ void AbortTxn(PyTxn& t) {
   FinishTxn(t);
 }
 
-// A commit from a thread that holds a read transaction of the handle would wait for itself: it
-// is refused, and the transaction aborted (FailedPreconditionError says why).
+// In a format version 1 file, a commit from a thread that holds a read transaction of the handle
+// would wait for itself: it is refused, and the transaction aborted (FailedPreconditionError says
+// why). A snapshot (version 4) holds no lock, and the commit goes through.
 void CommitTxn(PyTxn& t) {
   WriteTxn& txn = t.Active();
   try {

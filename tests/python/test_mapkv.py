@@ -25,6 +25,11 @@ import warnings
 
 import mapkv
 
+# A database of format version 1, whose read transactions hold the shared lock (the engine's
+# golden file, in the source tree beside this test).
+GOLDEN_V1 = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                         "data", "golden", "v1", "sample.mapkv")
+
 
 class TempDirTest(unittest.TestCase):
     def setUp(self):
@@ -108,7 +113,8 @@ class MappingTest(TempDirTest):
         self.assertIn(b"k0001", db.keys())
         self.assertIn((b"k0001", b"v1"), db.items())
         self.assertNotIn((b"k0001", b"v2"), db.items())
-        # To write while iterating, iterate over a copy, as with a dict.
+        # Iterating over a copy, as with a dict, works too (iterating db itself while changing it:
+        # test_changing_db_while_iterating).
         for k in list(db):
             db[k + b"-new"] = b"x"
         self.assertEqual(len(db), 6000)
@@ -120,29 +126,54 @@ class MappingTest(TempDirTest):
         self.assertIsInstance(it, mapkv.Iterator)
         first = next(it)
         self.assertIn(first, db)  # reads go on meanwhile
-        # A commit from this thread would wait for the iterator's read transaction: refused.
-        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
-            db[b"new"] = b"x"
-        self.assertIn("read transaction", str(cm.exception))
-        for write in (lambda: db.delete(b"k1"), lambda: db.pop(b"k1"), db.clear,
-                      lambda: db.update({b"a": b"b"}), lambda: db.setdefault(b"z", b"z")):
-            with self.assertRaises(mapkv.FailedPreconditionError):
-                write()
-        with self.assertRaises(mapkv.FailedPreconditionError):
-            with db.transaction() as t:
-                t[b"new"] = b"x"
-        self.assertNotIn(b"new", db)  # the refused commit aborted it
-        self.assertEqual(len(list(it)), 99)  # exhausted: its transaction ended
+        self.assertEqual(db.stats()["snapshots"], 1)
+        # The iterator's read transaction is a snapshot: writes of this thread go through, and
+        # the iterator goes on over the keys of its snapshot alone.
         db[b"new"] = b"x"
+        db.delete(b"k1")
+        self.assertEqual(db.pop(b"k2"), b"v")
+        db.update({b"a": b"b"})
+        db.setdefault(b"z", b"z")
+        with db.transaction() as t:
+            t[b"new2"] = b"x"
+        rest = list(it)  # exhausted: its transaction ended
+        self.assertEqual(sorted([first] + rest), sorted(b"k%d" % i for i in range(100)))
+        self.assertEqual(db.stats()["snapshots"], 0)
         it = iter(db)
         next(it)
         del it  # dropped: its transaction ended
-        db[b"new2"] = b"x"
+        self.assertEqual(db.stats()["snapshots"], 0)
         it = db.items().__iter__()
         next(it)
         it.close()
-        db[b"new3"] = b"x"
-        self.assertEqual(len(db), 103)
+        self.assertEqual(db.stats()["snapshots"], 0)
+        db.clear()
+        self.assertEqual(len(db), 0)
+
+    def test_changing_db_while_iterating(self):
+        # Unlike a dict (RuntimeError), db may change while it is iterated: the iterator walks
+        # its snapshot and yields each of its keys exactly once.
+        db = self.db
+        keys = [b"k%04d" % i for i in range(3000)]  # several batches
+        db.update((k, b"v") for k in keys)
+        seen = []
+        for k in db:
+            del db[k]
+            seen.append(k)
+        self.assertEqual(sorted(seen), keys)
+        self.assertEqual(len(db), 0)
+        # Adding many keys meanwhile (the index grows) and overwriting the ones still to come.
+        db.update((k, b"old") for k in keys)
+        capacity = db.stats()["index_capacity"]
+        seen = []
+        for i, (k, v) in enumerate(db.items()):
+            seen.append((k, v))
+            db.update((b"n%d-%d" % (i, j), b"x") for j in range(4))
+            db.update((key, b"new") for key in keys[i::500])
+        self.assertEqual(sorted(seen), [(k, b"old") for k in keys])
+        self.assertGreater(db.stats()["index_capacity"], capacity)
+        self.assertEqual(len(db), 3000 * 5)
+        self.assertEqual(set(db.values()), {b"x", b"new"})
 
     def test_another_thread_iterates_while_this_one_writes(self):
         db = self.db
@@ -150,9 +181,9 @@ class MappingTest(TempDirTest):
         seen = []
         th = threading.Thread(target=lambda: seen.extend(db))
         th.start()
-        db[b"late"] = b"x"  # waits (at most) for the other thread's iteration
+        db[b"late"] = b"x"  # goes through: the other thread's iteration is a snapshot
         th.join()
-        self.assertIn(len(seen), (2000, 2001))
+        self.assertIn(len(seen), (2000, 2001))  # as of before the write or after it
 
     def test_mutable_mapping(self):
         db = self.db
@@ -204,6 +235,9 @@ class MappingTest(TempDirTest):
         self.assertGreaterEqual(s["checkpoints"], 1)
         self.assertEqual(s["open_handles"], 1)
         self.assertFalse(s["is_cache"])
+        self.assertEqual(s["format_version"], 4)
+        self.assertEqual(s["snapshots"], 0)
+        self.assertEqual(s["snapshot_pinned_bytes"], 0)
         self.assertIsNone(self.db.verify())
 
     def test_close_and_context_manager(self):
@@ -880,29 +914,43 @@ class ReadTransactionTest(TempDirTest):
         self.db[b"d"] = b"4"  # the lock is free again
 
     def test_one_consistent_view(self):
-        # Another handle's commit waits for the read transaction, which sees none of it.
+        # Another handle's commit goes through while the read transaction lives, and the
+        # transaction sees none of it: a snapshot.
         with mapkv.open(self.path(), lock_timeout=5) as other:
             txn = self.db.begin()
             th = threading.Thread(target=lambda: other.update({b"a": b"new", b"n": b"new"}))
             th.start()
-            time.sleep(0.1)
+            th.join(5)
+            self.assertFalse(th.is_alive())  # committed without waiting for the transaction
+            other.delete(b"b")
+            self.assertEqual(self.db[b"a"], b"new")
             self.assertEqual(txn[b"a"], b"1")
+            self.assertEqual(txn[b"b"], b"22")
             self.assertNotIn(b"n", txn)
             self.assertEqual(len(txn), 3)
-            self.assertTrue(th.is_alive())  # waiting for this transaction
+            self.assertEqual(dict(txn.items()), {b"a": b"1", b"b": b"22", b"c": b"333"})
             txn.commit()  # ends it, as abort()
-            th.join(5)
-            self.assertFalse(th.is_alive())
-            self.assertEqual(self.db[b"a"], b"new")
+            with self.db.begin() as now:
+                self.assertEqual(dict(now.items()), {b"a": b"new", b"c": b"333", b"n": b"new"})
 
-    def test_writes_from_this_thread_are_refused_while_it_lives(self):
+    def test_writes_from_this_thread_go_through_while_it_lives(self):
         with self.db.begin() as txn:
-            with self.assertRaises(mapkv.FailedPreconditionError):
-                self.db[b"x"] = b"1"
+            self.db[b"x"] = b"1"
+            self.db[b"a"] = b"changed"
+            with self.db.transaction() as t:
+                del t[b"c"]
+            self.assertEqual(self.db[b"x"], b"1")
+            self.assertNotIn(b"c", self.db)
+            self.assertNotIn(b"x", txn)  # the transaction sees its snapshot
             self.assertEqual(txn[b"a"], b"1")
-        self.db[b"x"] = b"1"
+            self.assertEqual(txn[b"c"], b"333")
+            self.assertEqual(sorted(txn), [b"a", b"b", b"c"])
         txn = self.db.begin(buffers=True)
         v = txn[b"a"]
+        self.db[b"a"] = b"changed again"  # a new record: the snapshot's stays where v points
+        self.db.update((b"g%d" % i, b"x" * 1000) for i in range(3000))  # the file grows
+        self.assertEqual(bytes(v), b"changed")
+        self.assertEqual(bytes(txn[b"a"]), b"changed")
         del txn  # dropped without an end: ends as abort() would
         self.db[b"y"] = b"1"
         with self.assertRaises(ValueError):
@@ -938,6 +986,46 @@ class ReadTransactionTest(TempDirTest):
         with self.assertRaises(mapkv.FailedPreconditionError):
             list(it)
 
+    def test_snapshots_lists_open_transactions(self):
+        self.assertEqual(self.db.snapshots(), [])
+        before = int(time.time() * 1000)
+        txn = self.db.begin()
+        after = int(time.time() * 1000)
+        infos = self.db.snapshots()
+        self.assertEqual(len(infos), 1)
+        info = infos[0]
+        self.assertEqual(set(info), {"pid", "snapshots", "since_unix_ms", "tail", "pinned_bytes"})
+        self.assertEqual(info["pid"], os.getpid())
+        self.assertEqual(info["snapshots"], 1)
+        self.assertIsInstance(info["since_unix_ms"], int)
+        self.assertGreaterEqual(info["since_unix_ms"], before - 1000)
+        self.assertLessEqual(info["since_unix_ms"], after + 1000)
+        self.assertGreater(info["tail"], 0)
+        self.assertEqual(info["pinned_bytes"], 0)
+        s = self.db.stats()
+        self.assertEqual(s["snapshots"], 1)
+        self.assertEqual(s["snapshot_pinned_bytes"], 0)
+        self.db[b"later"] = b"x" * 1000  # kept readable for the snapshot: pinned
+        with mapkv.open(self.path()) as other:  # another handle sees this one's snapshot
+            (info,) = other.snapshots()
+            self.assertEqual(info["pid"], os.getpid())
+            self.assertGreater(info["pinned_bytes"], 1000)
+            self.assertEqual(other.stats()["snapshot_pinned_bytes"], info["pinned_bytes"])
+        it = iter(self.db)  # an iterator's own transaction is one more
+        next(it)
+        (info,) = self.db.snapshots()
+        self.assertEqual(info["snapshots"], 2)
+        self.assertEqual(self.db.stats()["snapshots"], 2)
+        it.close()
+        txn.abort()
+        self.assertEqual(self.db.snapshots(), [])
+        s = self.db.stats()
+        self.assertEqual(s["snapshots"], 0)
+        self.assertEqual(s["snapshot_pinned_bytes"], 0)
+        self.db.close()
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            self.db.snapshots()
+
     def test_begin_write(self):
         with self.db.begin(write=True) as t:
             self.assertIsInstance(t, mapkv.Transaction)
@@ -961,6 +1049,92 @@ class ReadTransactionTest(TempDirTest):
             db.begin()
         with self.assertRaises(mapkv.FailedPreconditionError):
             iter(db)
+
+
+class FormatVersion1Test(TempDirTest):
+    """A file of format version 1 (the golden one): a read transaction holds the shared lock."""
+
+    def setUp(self):
+        super().setUp()
+        shutil.copyfile(GOLDEN_V1, self.path())
+        self.db = mapkv.open(self.path(), lock_timeout=5)
+        self.assertEqual(self.db.stats()["format_version"], 1)
+        self.keys = len(self.db)
+        self.assertGreater(self.keys, 100)
+
+    def tearDown(self):
+        self.db.close()
+        super().tearDown()
+
+    def test_commits_wait_for_a_read_transaction(self):
+        # Another handle's commit waits for the read transaction, which sees none of it.
+        with mapkv.open(self.path(), lock_timeout=5) as other:
+            txn = self.db.begin()
+            self.assertEqual(self.db.snapshots(), [])  # not a snapshot
+            self.assertEqual(self.db.stats()["snapshots"], 0)
+            th = threading.Thread(target=lambda: other.update({b"batch/a": b"new", b"n": b"new"}))
+            th.start()
+            time.sleep(0.1)
+            self.assertEqual(txn[b"batch/a"], b"1")
+            self.assertNotIn(b"n", txn)
+            self.assertEqual(len(txn), self.keys)
+            self.assertTrue(th.is_alive())  # waiting for this transaction
+            txn.commit()  # ends it, as abort()
+            th.join(5)
+            self.assertFalse(th.is_alive())
+            self.assertEqual(self.db[b"batch/a"], b"new")
+
+    def test_writes_from_this_thread_are_refused_while_it_lives(self):
+        with self.db.begin() as txn:
+            with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+                self.db[b"x"] = b"1"
+            self.assertIn("read transaction", str(cm.exception))
+            self.assertEqual(txn[b"batch/a"], b"1")
+        self.db[b"x"] = b"1"
+        txn = self.db.begin()
+        del txn  # dropped without an end: ends as abort() would
+        self.db[b"y"] = b"1"
+
+    def test_writes_from_the_iterating_thread_are_refused(self):
+        db = self.db
+        it = iter(db)
+        first = next(it)
+        self.assertIn(first, db)  # reads go on meanwhile
+        # A commit from this thread would wait for the iterator's read transaction: refused.
+        with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+            db[b"new"] = b"x"
+        self.assertIn("read transaction", str(cm.exception))
+        for write in (lambda: db.delete(first), lambda: db.pop(first), db.clear,
+                      lambda: db.update({b"a": b"b"}), lambda: db.setdefault(b"z", b"z")):
+            with self.assertRaises(mapkv.FailedPreconditionError):
+                write()
+        with self.assertRaises(mapkv.FailedPreconditionError):
+            with db.transaction() as t:
+                t[b"new"] = b"x"
+        self.assertNotIn(b"new", db)  # the refused commit aborted it
+        self.assertEqual(len(list(it)), self.keys - 1)  # exhausted: its transaction ended
+        db[b"new"] = b"x"
+        it = iter(db)
+        next(it)
+        del it  # dropped: its transaction ended
+        db[b"new2"] = b"x"
+        it = db.items().__iter__()
+        next(it)
+        it.close()
+        db[b"new3"] = b"x"
+        self.assertEqual(len(db), self.keys + 3)
+        for k in list(db):  # to change what you iterate there, iterate over a copy
+            del db[k]
+        self.assertEqual(len(db), 0)
+
+    def test_another_thread_iterates_while_this_one_writes(self):
+        db = self.db
+        seen = []
+        th = threading.Thread(target=lambda: seen.extend(db))
+        th.start()
+        db[b"late"] = b"x"  # waits (at most) for the other thread's iteration
+        th.join()
+        self.assertIn(len(seen), (self.keys, self.keys + 1))
 
 
 class OpenErrorsTest(TempDirTest):
@@ -1095,7 +1269,8 @@ class PackagingTest(unittest.TestCase):
         self.assertEqual(public - names, set())
         stubbed_db = {n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DB"
                       for n in n.body if isinstance(n, ast.FunctionDef)}
-        for method in ("begin", "setdefault", "pop", "popitem", "update", "clear", "keys"):
+        for method in ("begin", "setdefault", "pop", "popitem", "update", "clear", "keys",
+                       "snapshots"):
             self.assertIn(method, stubbed_db)
             self.assertTrue(hasattr(mapkv.DB, method), method)
 
