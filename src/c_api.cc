@@ -617,7 +617,7 @@ mapkv_status mapkv_read_count(mapkv_read_txn* txn, uint64_t* count, char** errms
 void mapkv_read_end(mapkv_read_txn* txn) {
   if (txn == nullptr) return;
   mapkv_db* db = txn->db;
-  delete txn;  // releases the shared lock
+  delete txn;  // ends its snapshot (a version 1 file: releases the shared lock)
   db->live_txns.fetch_sub(1);
 }
 

@@ -234,8 +234,9 @@ MAPKV_C_API mapkv_status mapkv_get_stats(mapkv_db* db, mapkv_stats* stats, char*
 // Checks the whole file (DB::Verify). MAPKV_OK when all is well; otherwise MAPKV_DATA_LOSS summing
 // up the problems, and `problem` (when not NULL) is called once for each, before the call returns,
 // with its offset in the file, its kind ("header", "checkpoint", "log", "index" or "counters") and
-// what is wrong (both NUL-terminated, valid during the callback only). Holds the shared lock
-// throughout: commits wait. Any thread.
+// what is wrong (both NUL-terminated, valid during the callback only). Reads a snapshot beside
+// live commits (a format version 1 file: holds the shared lock throughout, and commits wait).
+// Any thread.
 MAPKV_C_API mapkv_status mapkv_verify(mapkv_db* db,
                                       void (*problem)(void* user, uint64_t offset, const char* kind,
                                                       const char* detail),
@@ -243,10 +244,12 @@ MAPKV_C_API mapkv_status mapkv_verify(mapkv_db* db,
 
 // ---- Read transactions (DB::BeginRead, ReadTxn) ----
 
-// Begins a consistent view of the database: the shared lock is held until mapkv_read_end, and
-// commits (of every process) wait for it, so keep it short; never commit from the thread that
-// holds it. On success *txn is the transaction; on failure NULL (MAPKV_DEADLINE_EXCEEDED when
-// the lock is not had within lock_timeout). The transaction belongs to one thread at a time.
+// Begins a snapshot: the database as of now, until mapkv_read_end, whatever commits (of any
+// process, this thread's included) follow; it holds no lock. In a format version 1 file it holds
+// the shared lock instead, commits wait for it, and a commit from the thread that holds it waits
+// until lock_timeout. On success *txn is the transaction; on failure NULL
+// (MAPKV_DEADLINE_EXCEEDED when a lock is not had within lock_timeout). The transaction belongs
+// to one thread at a time.
 MAPKV_C_API mapkv_status mapkv_read_begin(mapkv_db* db, mapkv_read_txn** txn, char** errmsg);
 
 // The value of `key` without a copy: *value points into the mapping and stays valid until
@@ -274,8 +277,8 @@ MAPKV_C_API mapkv_status mapkv_read_foreach(mapkv_read_txn* txn,
 // The number of live keys in the view.
 MAPKV_C_API mapkv_status mapkv_read_count(mapkv_read_txn* txn, uint64_t* count, char** errmsg);
 
-// Ends the transaction, releases the shared lock and frees txn: every pointer it gave is invalid
-// from now on. NULL: nothing.
+// Ends the transaction (its snapshot, or the shared lock) and frees txn: every pointer it gave is
+// invalid from now on. NULL: nothing.
 MAPKV_C_API void mapkv_read_end(mapkv_read_txn* txn);
 
 // ---- Write transactions (DB::BeginWrite, WriteTxn) ----

@@ -1,6 +1,6 @@
 // mapkv: a persistent, memory-mapped key-value store shared by any number of processes.
 //
-// One file holds the database: a header with the shared lock state, then an append-only log of
+// One file holds the database: a header with the lock state, then an append-only log of
 // checksummed records, with open-addressing hash tables (the index) stored as extents of the log.
 // Every process maps the whole file. A reader looks the key up in the index and reads the record
 // in place, without a lock: it checks a sequence number that every commit bumps and reads again
