@@ -375,6 +375,9 @@ void mapkv_options_set_checkpoint_bytes(mapkv_options* opts, uint64_t bytes) {
 void mapkv_options_set_lock_timeout_ms(mapkv_options* opts, uint64_t ms) {
   if (opts != nullptr) opts->lock_timeout_ms = ms;
 }
+void mapkv_options_set_max_snapshot_bytes(mapkv_options* opts, uint64_t bytes) {
+  if (opts != nullptr) opts->options.max_snapshot_bytes = bytes;
+}
 void mapkv_options_set_info_log(mapkv_options* opts,
                                 void (*fn)(void* user, const char* line, size_t len), void* user) {
   if (opts == nullptr) return;

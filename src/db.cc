@@ -67,12 +67,14 @@ absl::Status Finished() {
 absl::StatusOr<std::string_view> ReadTxn::Get(std::string_view key) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
+  if (snapshot_) MAPKV_RETURN_IF_ERROR(db_->CheckSnapshotAge(tail_));
   return db_->Lookup(ToSnapshot(tail_, index_record_, index_bits_, count_, snapshot_), key);
 }
 
 void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
                        absl::Span<absl::StatusOr<std::string_view>> values) const {
   absl::Status usable = db_ == nullptr ? Finished() : db_->CheckUsable();
+  if (usable.ok() && snapshot_) usable = db_->CheckSnapshotAge(tail_);
   const size_t n = std::min(keys.size(), values.size());
   if (!usable.ok()) {
     for (size_t i = 0; i < n; ++i) values[i] = usable;

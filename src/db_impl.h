@@ -109,6 +109,14 @@ class DBImpl {
   bool snapshots() const { return chained_; }
   // A snapshot of the committed state, pinned in this handle's slot until Unpin(snap.tail).
   absl::StatusOr<Snapshot> BeginSnapshot();
+  // FailedPrecondition once more than Options::max_snapshot_bytes were committed after the
+  // snapshot at `tail` began.
+  absl::Status CheckSnapshotAge(uint64_t tail) const {
+    if (options_.max_snapshot_bytes == 0) return absl::OkStatus();
+    const uint64_t since = state_->committed_tail.load(std::memory_order_relaxed) - tail;
+    if (since <= options_.max_snapshot_bytes) return absl::OkStatus();
+    return SnapshotTooOld(since);
+  }
   void Unpin(uint64_t tail);
   std::vector<SnapshotInfo> Snapshots();
   absl::StatusOr<Snapshot> LockShared();
@@ -283,6 +291,7 @@ class DBImpl {
   // The bound of record offsets for a read as of a snapshot: the file's size now, mapped. 0, with
   // `error` set, where the mapping cannot cover it.
   uint64_t AsOfLimit(absl::Status& error) const;
+  absl::Status SnapshotTooOld(uint64_t since) const;
   // Publishes this handle's oldest pin in its slot (pins_mu_ held).
   void PublishPinLocked();
 

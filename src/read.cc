@@ -103,6 +103,7 @@ absl::Status DBImpl::ForEach(const Snapshot& snap,
   constexpr uint64_t kAhead = 16;
   uint64_t limit = snap.tail;
   for (uint64_t i = 0; i < table.capacity(); ++i) {
+    if (snap.as_of && i % 4096 == 0) MAPKV_RETURN_IF_ERROR(CheckSnapshotAge(snap.tail));
     if (i + kAhead < table.capacity()) {
       PrefetchRecord(SlotRecord(table.slot(i + kAhead).offset.load(std::memory_order_relaxed)),
                      limit);
@@ -158,6 +159,13 @@ absl::StatusOr<Snapshot> DBImpl::BeginSnapshot() {
   PublishPinLocked();
   env_.AtPoint(HookPoint::kSnapshotPinned);
   return snap;
+}
+
+absl::Status DBImpl::SnapshotTooOld(uint64_t since) const {
+  return absl::FailedPreconditionError(
+      absl::StrCat(path(), ": snapshot too old: ", since, " bytes were committed after it began, ",
+                   "past Options::max_snapshot_bytes (", options_.max_snapshot_bytes,
+                   "); begin a new read transaction"));
 }
 
 void DBImpl::Unpin(uint64_t tail) {

@@ -301,12 +301,41 @@ static int TestReadTxn(void) {
   EXPECT(MAPKV_INVALID_ARGUMENT,
          mapkv_read_multi_get(txn, 1, keys, key_lens, values, value_lens, NULL, &msg));
 
+  // A snapshot: a commit of this thread goes through, and the transaction keeps its view.
+  OK(mapkv_put(db, "k2", 2, "changed", 7, &msg));
+  OK(mapkv_read_get(txn, "k2", 2, &v, &len, &msg));
+  CHECK(Same(v, len, "value2"));
+  mapkv_stats stats;
+  memset(&stats, 0, sizeof(stats));
+  stats.size = sizeof(stats);
+  OK(mapkv_get_stats(db, &stats, &msg));
+  CHECK(stats.snapshots == 1 && stats.snapshot_pinned_bytes > 0);
+
   // A transaction keeps its handle open.
   EXPECT(MAPKV_FAILED_PRECONDITION, mapkv_close(db, &msg));
   CHECK_MSG(path);
   CHECK_MSG("1 transaction is still open");
   mapkv_read_end(txn);
   EXPECT(MAPKV_INVALID_ARGUMENT, mapkv_read_begin(db, NULL, &msg));
+  OK(mapkv_close(db, &msg));
+
+  // Past max_snapshot_bytes, its reads fail: "snapshot too old".
+  opts = SmallOptions();
+  CHECK(opts != NULL);
+  mapkv_options_set_max_snapshot_bytes(opts, 1024);
+  OK(mapkv_open(path, opts, &db, &msg));
+  mapkv_options_destroy(opts);
+  OK(mapkv_read_begin(db, &txn, &msg));
+  char big[2048];
+  memset(big, 'b', sizeof(big));
+  OK(mapkv_put(db, "k1", 2, big, sizeof(big), &msg));
+  EXPECT(MAPKV_FAILED_PRECONDITION, mapkv_read_get(txn, "k1", 2, &v, &len, &msg));
+  CHECK_MSG("snapshot too old");
+  mapkv_read_end(txn);
+  OK(mapkv_read_begin(db, &txn, &msg));
+  OK(mapkv_read_get(txn, "k1", 2, &v, &len, &msg));
+  CHECK(len == sizeof(big));
+  mapkv_read_end(txn);
   OK(mapkv_close(db, &msg));
   return 0;
 }

@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
@@ -753,6 +754,36 @@ TEST(SnapshotTest, PinnedBytesGrowWithTheCommitsAfterTheSnapshot) {
   }
   EXPECT_GT(last, value_bytes) << "less than the values committed since the snapshot";
   EXPECT_EQ(SnapshotMismatch(snap, InitialModel(10), {Key(10)}), "");
+}
+
+// Options::max_snapshot_bytes: a snapshot reads until more than that many bytes were committed
+// after it began; past it, every read fails naming the cap, and a new snapshot reads again.
+TEST(SnapshotTest, SnapshotPastItsCapIsTooOld) {
+  TempDir dir;
+  Options options = SnapOptions();
+  options.max_snapshot_bytes = 4096;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(dir.File("cap.mapkv"), options));
+  ASSERT_OK(Fill(db.get(), InitialModel(10)));
+  ASSERT_OK_AND_ASSIGN(ReadTxn snap, db->BeginRead());
+  const std::string value(1000, 'c');
+  ASSERT_OK(db->Put(Key(0), value));
+  ASSERT_OK(db->Put(Key(1), value));  // about 2 KiB since the snapshot: within the cap
+  EXPECT_EQ(SnapshotMismatch(snap, InitialModel(10), {Key(10)}), "");
+  for (int i = 0; i < 4; ++i) ASSERT_OK(db->Put(Key(2 + i), value));  // past it
+  ASSERT_LT(uint64_t{4096}, db->Snapshots().at(0).pinned_bytes);
+  const absl::StatusOr<std::string_view> got = snap.Get(Key(3));
+  EXPECT_STATUS(got, StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(got.status().message(), "snapshot too old")) << got.status();
+  EXPECT_TRUE(absl::StrContains(got.status().message(), "max_snapshot_bytes (4096)"))
+      << got.status();
+  EXPECT_STATUS(snap.ForEach([](std::string_view, std::string_view) { return true; }),
+                StatusCode::kFailedPrecondition);
+  std::vector<absl::StatusOr<std::string_view>> values(2);
+  const std::vector<std::string_view> keys = {Key(0), Key(1)};
+  snap.MultiGet(keys, absl::MakeSpan(values));
+  for (const auto& v : values) EXPECT_STATUS(v, StatusCode::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(ReadTxn fresh, db->BeginRead());
+  EXPECT_OK_AND_EQ(fresh.Get(Key(3)), value);
 }
 
 constexpr int kAccounts = 16;

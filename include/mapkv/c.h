@@ -151,6 +151,7 @@ MAPKV_C_API void mapkv_options_set_verify_checksums(mapkv_options* opts, int val
 MAPKV_C_API void mapkv_options_set_checkpoint_interval_ms(mapkv_options* opts, uint64_t ms);
 MAPKV_C_API void mapkv_options_set_checkpoint_bytes(mapkv_options* opts, uint64_t bytes);
 MAPKV_C_API void mapkv_options_set_lock_timeout_ms(mapkv_options* opts, uint64_t ms);
+MAPKV_C_API void mapkv_options_set_max_snapshot_bytes(mapkv_options* opts, uint64_t bytes);
 // Options::info_log: fn receives each line (NUL-terminated, also given its length, no newline),
 // on whichever thread of the handle's calls meets the event. NULL fn: the default (stderr).
 MAPKV_C_API void mapkv_options_set_info_log(mapkv_options* opts,

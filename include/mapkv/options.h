@@ -104,6 +104,13 @@ struct Options {
   // the file first while it recovers or rebuilds the index: raise this for a large rebuild.
   std::chrono::milliseconds lock_timeout{10000};
 
+  // The most log bytes that may be committed after a snapshot (a ReadTxn) began and it still
+  // reads: past it, every read of that snapshot fails with FailedPrecondition ("snapshot too
+  // old"), so that a forgotten snapshot cannot keep the versions it sees reachable for ever. A
+  // key that changed N times since a snapshot began costs that snapshot's reads of it N records
+  // more. 0: no limit. Per handle (each handle checks its own snapshots).
+  uint64_t max_snapshot_bytes = 0;
+
   // Where the engine reports the rare events an operator should know of, such as an index rebuilt
   // from the log after an unclean stop: one line each, without a newline. Unset: written to
   // stderr as "mapkv: <line>".

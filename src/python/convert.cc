@@ -159,6 +159,8 @@ Options ParseOptions(const char* function, const py::kwargs& kwargs) {
       o.initial_index_slots = OptionUint(name, v);
     } else if (name == "checkpoint_bytes") {
       o.checkpoint_bytes = OptionUint(name, v);
+    } else if (name == "max_snapshot_bytes") {
+      o.max_snapshot_bytes = OptionUint(name, v);
     } else if (name == "checkpoint_interval") {
       o.checkpoint_interval = Seconds("option " + name, v, 0, true);
     } else if (name == "lock_timeout") {

@@ -986,6 +986,18 @@ class ReadTransactionTest(TempDirTest):
         with self.assertRaises(mapkv.FailedPreconditionError):
             list(it)
 
+    def test_snapshot_past_max_snapshot_bytes_is_too_old(self):
+        with mapkv.open(self.path("cap.mapkv"), max_snapshot_bytes=1024) as db:
+            db[b"k"] = b"v"
+            txn = db.begin()
+            db[b"k"] = b"x" * 2048
+            with self.assertRaises(mapkv.FailedPreconditionError) as cm:
+                txn[b"k"]
+            self.assertIn("snapshot too old", str(cm.exception))
+            txn.abort()
+            with db.begin() as fresh:
+                self.assertEqual(fresh[b"k"], b"x" * 2048)
+
     def test_snapshots_lists_open_transactions(self):
         self.assertEqual(self.db.snapshots(), [])
         before = int(time.time() * 1000)
