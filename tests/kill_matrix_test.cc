@@ -539,9 +539,14 @@ MAPKV_CHILD(LiveHolderChild) {
   return 0;
 }
 
-// Starts a LiveHolderChild.
+// Starts a LiveHolderChild and waits until it holds its transaction: its pid, or -1.
 int StartLiveHolder(const std::string& path, bool write, Pipe& ready, Pipe& release) {
-  return StartChild("LiveHolderChild", {path, write, ready.WriteEndArg(), release.ReadEndArg()});
+  const int pid =
+      StartChild("LiveHolderChild", {path, write, ready.WriteEndArg(), release.ReadEndArg()});
+  if (pid <= 0) return -1;
+  ready.CloseWrite();
+  release.CloseRead();
+  return ready.WaitByte() ? pid : -1;
 }
 
 // A child that opens the database and stops at `point` (kReadLocked, kSnapshotPinned: in
@@ -585,10 +590,7 @@ TEST(KillMatrixLiveHolderTest, LiveWriterIsWaitedForAndNamedByPid) {
 
   Pipe ready, release;
   const int live = StartLiveHolder(path, /*write=*/true, ready, release);
-  ASSERT_GT(live, 0);
-  ready.CloseWrite();
-  release.CloseRead();
-  ASSERT_TRUE(ready.WaitByte()) << "the live writer never started";
+  ASSERT_GT(live, 0) << "the live writer never started";
 
   auto start = Clock::now();
   absl::StatusOr<WriteTxn> txn = db->BeginWrite();
@@ -638,10 +640,7 @@ TEST(KillMatrixLiveHolderTest, LiveReaderIsWaitedForAndNamedByPid) {
 
   Pipe ready, release;
   const int live = StartLiveHolder(path, /*write=*/false, ready, release);
-  ASSERT_GT(live, 0);
-  ready.CloseWrite();
-  release.CloseRead();
-  ASSERT_TRUE(ready.WaitByte()) << "the live reader never started";
+  ASSERT_GT(live, 0) << "the live reader never started";
 
   const auto start = Clock::now();
   const absl::Status put = db->Put("a", "2");
@@ -682,10 +681,7 @@ TEST(KillMatrixLiveHolderTest, LiveSnapshotNeverStopsAWriter) {
 
   Pipe ready, release;
   const int live = StartLiveHolder(path, /*write=*/false, ready, release);
-  ASSERT_GT(live, 0);
-  ready.CloseWrite();
-  release.CloseRead();
-  ASSERT_TRUE(ready.WaitByte()) << "the live reader never started";
+  ASSERT_GT(live, 0) << "the live reader never started";
   for (int i = 0; i < 100; ++i) ASSERT_OK(db->Put("a", absl::StrCat(i)));
   const std::vector<SnapshotInfo> snapshots = db->Snapshots();
   ASSERT_EQ(snapshots.size(), 1u);
