@@ -384,7 +384,7 @@ TEST_F(ToolTest, StatTextAndJson) {
   EXPECT_TRUE(absl::StartsWith(json.out, "{") && absl::EndsWith(json.out, "}\n")) << json.out;
   EXPECT_TRUE(Contains(json.out, absl::StrCat("\"keys\":", keys, ","))) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"open_handles\":0,")) << json.out;
-  EXPECT_TRUE(Contains(json.out, "\"format_version\":1,")) << json.out;
+  EXPECT_TRUE(Contains(json.out, "\"format_version\":4,")) << json.out;
   EXPECT_FALSE(Contains(json.out, "\"garbage_bytes\":0,")) << "overwrites leave garbage";
   EXPECT_FALSE(Contains(json.out, "\"checkpoint_age_s\":null")) << json.out;
 

@@ -33,6 +33,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "src/format.h"
 
 namespace mapkv::tools {
 
@@ -49,7 +50,7 @@ class LogScan {
   static absl::StatusOr<LogScan> Read(const std::string& path);
 
   uint32_t format_version() const { return format_version_; }
-  bool is_cache() const { return format_version_ != 1; }
+  bool is_cache() const { return internal::IsCacheVersion(format_version_); }
 
   // Calls fn for the latest intact version of every key that is not deleted, in log order of
   // those versions, until it returns false. Views into the file's copy, valid while *this lives.
