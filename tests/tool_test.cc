@@ -634,7 +634,9 @@ MAPKV_CHILD(HoldOpenChild) {
   return 0;
 }
 
-TEST_F(ToolTest, CompactRefusedWhileOpenElsewhere) {
+// In place, compaction needs the database alone; into another file it reads a snapshot, beside
+// whatever has it open.
+TEST_F(ToolTest, CompactInPlaceRefusedWhileOpenElsewhere) {
   const std::string db = Path("busy.mapkv");
   const Content model = MakeChurnedDatabase(db, 500, 4);
   ASSERT_OK_AND_ASSIGN(const internal::FileInfo st_before, internal::StatFile(db));
@@ -648,9 +650,9 @@ TEST_F(ToolTest, CompactRefusedWhileOpenElsewhere) {
   EXPECT_EQ(refused.status, 3) << refused.err;
   EXPECT_TRUE(Contains(refused.err, "open by 1 other handle")) << refused.err;
   EXPECT_TRUE(Contains(refused.err, db)) << refused.err;
-  ToolResult refused_output = Run({"compact", "--output", Path("o.mapkv"), db});
-  EXPECT_EQ(refused_output.status, 3) << refused_output.err;
-  EXPECT_FALSE(test::FileExists(Path("o.mapkv")));
+  ToolResult output = Run({"compact", "--output", Path("o.mapkv"), db});
+  EXPECT_EQ(output.status, 0) << output.err;
+  EXPECT_EQ(ReadContent(Path("o.mapkv")), model);
   ASSERT_OK_AND_ASSIGN(const internal::FileInfo st_after, internal::StatFile(db));
   EXPECT_EQ(st_after.inode, st_before.inode) << "the file was replaced";
   EXPECT_EQ(st_after.size, st_before.size);
