@@ -129,7 +129,10 @@ absl::StatusOr<std::unique_ptr<DB>> OpenShared(const std::string& src,
   absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(src, shared);
   if (db.ok() || !IsNeedsRecovery(db.status())) return db;
   shared.read_only = false;
-  return DB::Open(src, shared);
+  absl::StatusOr<std::unique_ptr<DB>> recovered = DB::Open(src, shared);
+  // A user who may only read it cannot recover it: why it needs recovery says more.
+  if (absl::IsPermissionDenied(recovered.status())) return db;
+  return recovered;
 }
 
 // Removes the temporary files that killed compactions and backups to `dst` left behind, judging

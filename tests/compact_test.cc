@@ -401,7 +401,7 @@ std::map<std::string, std::string> ReadAll(const std::string& path) {
 // through its walk, each time a round of commits that rewrite, delete and add keys and grow the
 // index. Those commits neither wait nor fail, and the copy holds the database exactly as it was
 // when the copy began: it opens, verifies, and holds the content of that one commit.
-TEST(BackupTest, CopyIsOneCommitWhileAnotherProcessCommits) {
+TEST(CompactTest, CopyIntoAnotherFileIsOneCommitWhileAnotherProcessCommits) {
   for (const bool backup : {true, false}) {
     SCOPED_TRACE(backup ? "Backup" : "Compact into another file");
     TempDir dir;
@@ -467,7 +467,7 @@ TEST(BackupTest, CopyIsOneCommitWhileAnotherProcessCommits) {
 
 // Every refusal leaves the database, and whatever is under the copy's name, as they were, and no
 // temporary file.
-TEST(BackupTest, Refusals) {
+TEST(CompactTest, BackupRefusals) {
   TempDir dir;
   const std::string db = dir.File("db.mapkv");
   MakeDatabase(db);
@@ -541,7 +541,7 @@ TEST(BackupTest, Refusals) {
 
 // An older copy that no process has open is replaced in one step; leftovers of killed backups and
 // compactions to the same name are removed first.
-TEST(BackupTest, ReplacesAnOlderCopyAndRemovesLeftovers) {
+TEST(CompactTest, BackupReplacesAnOlderCopyAndRemovesLeftovers) {
   TempDir dir;
   const std::string db = dir.File("db.mapkv");
   MakeDatabase(db);
@@ -570,7 +570,7 @@ TEST(BackupTest, ReplacesAnOlderCopyAndRemovesLeftovers) {
 }
 
 // Run as root, the copy is the database owner's, with its mode, as compaction's is.
-TEST(BackupTest, RootGivesTheCopyTheDatabasesOwnerAndMode) {
+TEST(CompactTest, BackupAsRootGivesTheCopyTheDatabasesOwnerAndMode) {
   if (internal::CurrentUid() != 0) GTEST_SKIP() << "needs root (it gives files to nobody)";
   TempDir dir;
   const std::string db = dir.File("db.mapkv");
