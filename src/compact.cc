@@ -1,24 +1,31 @@
-// Offline compaction (docs/tool.md, "Compaction"), through the public DB API, src/platform/fs.h and
-// the files behind the handles (ImplOf(db).file(): their owner, mode and identity).
+// Compaction and backup (docs/tool.md, "Compaction" and "Backup"), through the public DB API,
+// src/platform/fs.h and the files behind the handles (ImplOf(db).file(): their owner, mode and
+// identity). Both are one Rewrite: the live records of one ReadTxn of the source, copied into a
+// new file that one rename puts under the destination's name. What differs is the destination
+// (Placement): the source itself, held alone throughout (compaction in place); a name nothing has
+// (backup, compaction to another file), where the source is read from a snapshot while it stays
+// in use; or an existing database, held alone until the rename (a backup that replaces one).
 //
 // The invariant: until the one rename that puts the new file in place, nothing this code does
-// changes what the source's name leads to. The new file is complete and on disk (Checkpoint:
-// msync + fsync, then closed cleanly) before that rename, and the directory is flushed after it,
-// so a kill or a power cut at any instant leaves either the old database or the new one under the
-// name, whole. A kill leaves a temporary file behind; the next compaction to the same destination
-// removes it.
+// changes what the destination's name leads to, nor the source. The new file is complete and on
+// disk (Checkpoint: msync + fsync, then closed cleanly) before that rename, and the directory is
+// flushed after it, so a kill or a power cut at any instant leaves either the old file or the new
+// one under the name, whole. A kill leaves a temporary file behind; the next compaction or backup
+// to the same destination removes it.
 //
 // The directory may be writable by others than the database's owner, and this may run as root:
 // whatever is done to the new file (its owner, its permission bits, its flush) is done through
 // the descriptor that wrote it, never through its temporary name, which anyone who may write the
 // directory can rename away or point elsewhere; the rename that puts it in place is made only
 // once the temporary name is seen to still name that file (not a link to it), and is checked
-// after. Names left by killed compactions are judged by what they are (StatLink), never opened.
+// after. Names left by killed runs are judged by what they are (StatLink), never opened.
 #include "mapkv/compact.h"
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -40,7 +47,11 @@ using internal::ToAbsl;
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::string_view kTempTag = "compact";
+// The temporary files' tags: "<dst>.compact-<pid>-<random>.tmp", "<dst>.backup-...". Either is a
+// partial copy of a database destined for <dst>, and either run removes both kinds of leftovers.
+constexpr std::string_view kCompactTag = "compact";
+constexpr std::string_view kBackupTag = "backup";
+constexpr std::string_view kTempTags[] = {kCompactTag, kBackupTag};
 // Progress reports while copying: every this many keys.
 constexpr uint64_t kReportEvery = 4096;
 
@@ -58,10 +69,12 @@ void Report(const CompactOptions& options, const CompactProgress& progress) {
   if (options.progress) options.progress(progress);
 }
 
-// Opens `src` alone (Options::exclusive). When another handle has it open, says how many: an
-// ordinary handle, opened for a moment, counts them (itself included).
-absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
-                                              const CompactOptions& options) {
+// Opens `path` alone (Options::exclusive). When another handle has it open, says how many: an
+// ordinary handle, opened for a moment, counts them (itself included). `needs` ends the refusal's
+// message: why it must be alone.
+absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& path,
+                                              const CompactOptions& options,
+                                              std::string_view needs) {
   Options alone;
   alone.create_if_missing = false;
   alone.exclusive = true;
@@ -71,7 +84,7 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
   // change the source (the mapping follows the file's own limit).
   alone.max_file_size = internal::kMinFileSize;
   for (int attempt = 0;; ++attempt) {
-    absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(src, alone);
+    absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(path, alone);
     if (db.ok() || !absl::IsFailedPrecondition(db.status())) return db;
 
     Options counting;
@@ -79,13 +92,12 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
     counting.read_only = true;
     counting.kind = FileKind::kAny;
     counting.lock_timeout = std::chrono::milliseconds(500);
-    absl::StatusOr<std::unique_ptr<DB>> probe = DB::Open(src, counting);
+    absl::StatusOr<std::unique_ptr<DB>> probe = DB::Open(path, counting);
     if (!probe.ok()) {
       if (absl::IsDeadlineExceeded(probe.status())) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            src,
-            ": held exclusively by another process (another compaction?); compaction needs it "
-            "alone: run it again once that process is done"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(path, ": held exclusively by another process (another compaction?); ",
+                         ToAbsl(needs), ": run it again once that process is done"));
       }
       return db.status();  // not about other handles (a newer format, ...)
     }
@@ -97,27 +109,51 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& src,
       return db.status();
     }
     return absl::FailedPreconditionError(absl::StrCat(
-        src, ": open by ", Plural(others, "other handle", "other handles"),
-        " (processes using the database); compaction needs it alone: stop ",
-        others == 1 ? "it" : "them", " and run it again (`mapkv stat` shows the count)"));
+        path, ": open by ", Plural(others, "other handle", "other handles"),
+        " (processes using the database); ", ToAbsl(needs), ": stop ", others == 1 ? "it" : "them",
+        " and run it again (`mapkv stat` shows the count)"));
   }
 }
 
-// Removes the temporary files that killed compactions to `dst` left behind, judging each name by
-// what it is itself (StatLink: a symbolic link there is never followed, and nothing is opened).
-// Only a regular file owned by this process's user, or, when that is root, by the database's
-// owner `owner` (a compaction killed after giving its copy that owner), is removed; unlinking
+// Opens `src` as a reader opens it, beside whatever other handles it has: read-only, unless it
+// needs recovery (a writer died in a commit, an unclean machine stop), which only a handle that
+// may write performs; that open recovers it, as the next writer's open would.
+absl::StatusOr<std::unique_ptr<DB>> OpenShared(const std::string& src,
+                                               const CompactOptions& options) {
+  Options shared;
+  shared.create_if_missing = false;
+  shared.read_only = true;
+  shared.kind = FileKind::kAny;
+  shared.lock_timeout = options.lock_timeout;
+  shared.max_file_size = internal::kMinFileSize;  // as OpenAlone: never raises the file's limit
+  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(src, shared);
+  if (db.ok() || !IsNeedsRecovery(db.status())) return db;
+  shared.read_only = false;
+  absl::StatusOr<std::unique_ptr<DB>> recovered = DB::Open(src, shared);
+  // A user who may only read it cannot recover it: why it needs recovery says more.
+  if (absl::IsPermissionDenied(recovered.status())) return db;
+  return recovered;
+}
+
+// Removes the temporary files that killed compactions and backups to `dst` left behind, judging
+// each name by what it is itself (StatLink: a symbolic link there is never followed, and nothing
+// is opened). Only a regular file owned by this process's user, or, when that is root, by the
+// database's owner `owner` (a run killed after giving its copy that owner), is removed; unlinking
 // removes the name, never what a link points to. Anything else under such a name is left as it
-// is and listed in `kept`, with the reason. A compaction running meanwhile to the same
-// destination (only a distinct `-o` one can be: a compaction in place holds its database alone)
-// then fails at its rename, as it would once this one had taken the name.
+// is and listed in `kept`, with the reason. A run meanwhile to the same destination (a backup or
+// a compaction to another file: one in place holds its database alone) then fails at its rename,
+// as it would once this one had taken the name.
 absl::Status RemoveLeftovers(const std::string& dst, uint32_t owner,
                              std::vector<std::string>* removed, std::vector<std::string>* kept) {
   const std::string dir = internal::DirName(dst);
   MAPKV_ASSIGN_OR_RETURN(std::vector<std::string> names, internal::ListDirectory(dir));
   const uint32_t me = internal::CurrentUid();
   for (const std::string& name : names) {
-    if (!internal::IsTempNameOf(name, dst, kTempTag)) continue;
+    if (std::none_of(std::begin(kTempTags), std::end(kTempTags), [&](std::string_view tag) {
+          return internal::IsTempNameOf(name, dst, tag);
+        })) {
+      continue;
+    }
     const std::string path = absl::StrCat(dir, "/", name);
     absl::StatusOr<internal::FileInfo> info = internal::StatLink(path);
     if (!info.ok()) {
@@ -126,7 +162,7 @@ absl::Status RemoveLeftovers(const std::string& dst, uint32_t owner,
     }
     if (!info->regular) {
       kept->push_back(absl::StrCat(path, ": ", info->symlink ? "a symbolic link" : "not a file",
-                                   ", not a compaction's leftover: left alone"));
+                                   ", not a leftover of a compaction or backup: left alone"));
       continue;
     }
     if (info->uid != me && !(me == 0 && info->uid == owner)) {
@@ -171,19 +207,44 @@ uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches)
          batches * commit + internal::kSizeGranule + s.live_bytes / 1024;
 }
 
-class Compaction {
+// Where the new file goes, and so how the source is read.
+enum class Placement {
+  // Compaction in place: the source is held alone (OpenAlone) from the start until the rename,
+  // which exchanges the new file with it.
+  kInPlace,
+  // A name that nothing has: the source is read from one ReadTxn beside its other handles
+  // (OpenShared) and closed once copied; a rename that never replaces takes the name.
+  kNewName,
+  // An existing database other than the source (CompactOptions::replace_existing): the source is
+  // read as for kNewName; the destination is held alone, as the source is in place, from the
+  // start until the rename, which exchanges the new file with it.
+  kReplaceExisting,
+};
+
+// One compaction or backup: Run() copies the live records of one ReadTxn of src into a temporary
+// file beside dst, seals it, and renames it to dst as `placement` says.
+class Rewrite {
  public:
-  Compaction(std::string src, std::string dst, bool in_place, const CompactOptions& options)
-      : src_(std::move(src)), dst_(std::move(dst)), in_place_(in_place), options_(options) {}
+  Rewrite(std::string src, std::string dst, Placement placement, std::string_view tag,
+          const CompactOptions& options)
+      : src_(std::move(src)),
+        dst_(std::move(dst)),
+        placement_(placement),
+        tag_(tag),
+        options_(options) {}
 
   absl::StatusOr<CompactResult> Run();
 
  private:
+  // Opens the source, and the destination to replace (held_), as placement_ says.
+  absl::Status OpenFiles();
   absl::Status CreateTemp(const Stats& stats, const internal::FileInfo& info);
-  absl::Status Copy();
+  // Copies what `read` sees, and ends it.
+  absl::Status Copy(ReadTxn read);
   absl::Status Finish(const internal::FileInfo& info);
-  // Gives the new file `info`'s owner and permission bits, flushes it and records in written_
-  // what it is, all through its descriptor; then closes it.
+  // Gives the new file the owner and permission bits of the source (`info`), as far as
+  // SealTarget says, flushes it and records in written_ what it is, all through its descriptor;
+  // then closes it.
   absl::Status SealTarget(const internal::FileInfo& info);
   // Puts the new file in place under dst_, once temp_ is seen to name it.
   absl::Status Replace();
@@ -201,9 +262,11 @@ class Compaction {
 
   const std::string src_;
   const std::string dst_;
-  const bool in_place_;
+  const Placement placement_;
+  const std::string_view tag_;
   const CompactOptions& options_;
   std::unique_ptr<DB> source_;
+  std::unique_ptr<DB> held_;  // kReplaceExisting: the database under dst_, held alone
   std::unique_ptr<DB> target_;
   std::string temp_;
   internal::FileInfo written_;  // the new file, as its descriptor saw it last (SealTarget)
@@ -212,7 +275,7 @@ class Compaction {
   CompactResult result_;
 };
 
-absl::Status Compaction::Fail(absl::Status status) {
+absl::Status Rewrite::Fail(absl::Status status) {
   target_.reset();
   if (!temp_.empty()) {
     absl::Status removed = internal::RemovePath(temp_);
@@ -223,11 +286,33 @@ absl::Status Compaction::Fail(absl::Status status) {
   return status;
 }
 
-absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo& info) {
-  temp_ = internal::UniqueTempPath(dst_, kTempTag);
+absl::Status Rewrite::OpenFiles() {
+  if (placement_ == Placement::kInPlace) {
+    MAPKV_ASSIGN_OR_RETURN(source_, OpenAlone(src_, options_, "compaction needs it alone"));
+    return absl::OkStatus();
+  }
+  MAPKV_ASSIGN_OR_RETURN(source_, OpenShared(src_, options_));
+  if (placement_ != Placement::kReplaceExisting) return absl::OkStatus();
+  // Held until the rename: no process may write to a file that is about to lose its name.
+  absl::StatusOr<std::unique_ptr<DB>> held =
+      OpenAlone(dst_, options_, "it is replaced only while no other handle has it open");
+  if (!held.ok()) {
+    if (absl::IsInvalidArgument(held.status())) {  // not a mapkv file: never replaced
+      return absl::AlreadyExistsError(absl::StrCat(held.status().message(),
+                                                   "; it exists and is replaced only when it is a "
+                                                   "mapkv file: remove it first"));
+    }
+    return held.status();
+  }
+  held_ = *std::move(held);
+  return absl::OkStatus();
+}
+
+absl::Status Rewrite::CreateTemp(const Stats& stats, const internal::FileInfo& info) {
+  temp_ = internal::UniqueTempPath(dst_, tag_);
   Options options;
   options.error_if_exists = true;
-  options.exclusive = true;  // RemoveLeftovers() of a concurrent compaction leaves it alone
+  options.exclusive = true;  // nobody else opens it by name while it is written
   options.max_file_size = stats.max_file_size;
   options.kind = stats.is_cache ? FileKind::kCache : FileKind::kDatabase;
   options.cache_capacity = stats.cache_capacity;
@@ -246,14 +331,13 @@ absl::Status Compaction::CreateTemp(const Stats& stats, const internal::FileInfo
   absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(temp_, options);
   if (!db.ok()) {
     if (absl::IsAlreadyExists(db.status())) temp_.clear();  // not ours: leave it
-    return db.status();
+    return Annotate(db.status(), absl::StrCat("cannot create the new file beside ", dst_));
   }
   target_ = *std::move(db);
   return absl::OkStatus();
 }
 
-absl::Status Compaction::Copy() {
-  MAPKV_ASSIGN_OR_RETURN(ReadTxn read, source_->BeginRead());
+absl::Status Rewrite::Copy(ReadTxn read) {
   CompactProgress progress;
   progress.keys_total = read.Count();
   Report(options_, progress);
@@ -266,7 +350,9 @@ absl::Status Compaction::Copy() {
   const int64_t now = internal::NowUnixMs();
   absl::Status walk = read.ForEach([&](std::string_view key, std::string_view value) {
     if (is_cache_ && !internal::KeepWhenCompacting(value, now)) {
-      ++dropped;  // an expired value or a lease: nobody computes while the file is held alone
+      // An expired value, or a lease: the copy's computation would have no process to finish it
+      // (in place, none runs while the file is held alone).
+      ++dropped;
       ++progress.keys_done;
       return true;
     }
@@ -310,7 +396,7 @@ absl::Status Compaction::Copy() {
   return absl::OkStatus();
 }
 
-absl::Status Compaction::SealTarget(const internal::FileInfo& info) {
+absl::Status Rewrite::SealTarget(const internal::FileInfo& info) {
   // Every byte on disk, then a clean close: the next open of the new file trusts its index even
   // after a power cut.
   MAPKV_RETURN_IF_ERROR(target_->Checkpoint());
@@ -320,12 +406,21 @@ absl::Status Compaction::SealTarget(const internal::FileInfo& info) {
   // service that owns it.
   absl::StatusOr<internal::FileInfo> made = file.Stat();
   if (!made.ok()) return made.status();
+  uint32_t mode = info.mode;
   if (made->uid != info.uid || made->gid != info.gid) {
-    if (absl::Status s = file.SetOwner(info.uid, info.gid); !s.ok()) {
-      return Annotate(s, absl::StrCat("cannot give the compacted file the owner of ", src_));
+    if (placement_ == Placement::kInPlace || internal::CurrentUid() == 0) {
+      // In place it becomes the source; into another file, root gives it the same owner.
+      if (absl::Status s = file.SetOwner(info.uid, info.gid); !s.ok()) {
+        return Annotate(s, absl::StrCat("cannot give the new file the owner of ", src_));
+      }
+    } else if (made->gid != info.gid && !file.SetOwner(made->uid, info.gid).ok()) {
+      // A copy by another user who may read the source (a backup operator): it stays theirs,
+      // who may not give files away, in the source's group where they belong to it. Where they
+      // do not, no group gets the access the source gives its own.
+      mode &= ~uint32_t{070};
     }
   }
-  MAPKV_RETURN_IF_ERROR(file.SetMode(info.mode));
+  MAPKV_RETURN_IF_ERROR(file.SetMode(mode));
   MAPKV_RETURN_IF_ERROR(file.Sync());
   made = file.Stat();
   if (!made.ok()) return made.status();
@@ -334,8 +429,8 @@ absl::Status Compaction::SealTarget(const internal::FileInfo& info) {
   return absl::OkStatus();
 }
 
-absl::Status Compaction::CheckNamesWritten(const std::string& path,
-                                           const std::string& written_as) const {
+absl::Status Rewrite::CheckNamesWritten(const std::string& path,
+                                        const std::string& written_as) const {
   absl::StatusOr<internal::FileInfo> named = internal::StatLink(path);
   if (!named.ok() && !absl::IsNotFound(named.status())) return named.status();
   // The owner too: were the file removed, its inode number could name a new one.
@@ -347,26 +442,31 @@ absl::Status Compaction::CheckNamesWritten(const std::string& path,
                             : named->symlink  ? "a symbolic link"
                             : !named->regular ? "something else than a file"
                                               : "another file";
-  return absl::AbortedError(
-      absl::StrCat(path, ": names ", found, ", not the compacted file written ",
-                   path == written_as ? "there" : absl::StrCat("as ", written_as),
-                   ": someone who may write the directory ", internal::DirName(path),
-                   " renamed or replaced it during the compaction"));
+  return absl::AbortedError(absl::StrCat(
+      path, ": names ", found, ", not the new file written ",
+      path == written_as ? "there" : absl::StrCat("as ", written_as),
+      ": someone who may write the directory ", internal::DirName(path),
+      " renamed or replaced it meanwhile (a compaction or backup to the same destination that "
+      "starts meanwhile removes it)"));
 }
 
-absl::Status Compaction::Replace() {
-  // Windows cannot replace a file that any process has mapped, this one included, so the source
-  // is closed first there. That is safe for the reason the rename needs it: a process that opens
-  // the old file in between maps it before it can commit, and then the rename fails (the
-  // compaction with it, leaving the source as it was); one that maps it after the rename finds
-  // the name taken by the new file and opens that (DBImpl::OpenShared).
-  if (in_place_ && internal::ReplaceFailsWhileMapped()) source_.reset();
+absl::Status Rewrite::Replace() {
+  // Windows cannot replace a file that any process has mapped, this one included, so the file to
+  // be replaced (the source in place, the held destination otherwise) is closed first there. That
+  // is safe for the reason the rename needs it: a process that opens the old file in between maps
+  // it before it can commit, and then the rename fails (the run with it, leaving the old file as
+  // it was); one that maps it after the rename finds the name taken by the new file and opens
+  // that (DBImpl::OpenShared).
+  if (internal::ReplaceFailsWhileMapped()) {
+    if (placement_ == Placement::kInPlace) source_.reset();
+    held_.reset();
+  }
   const std::string temp = temp_;
   if (absl::Status s = CheckNamesWritten(temp, temp); !s.ok()) {
     temp_.clear();  // not ours under that name: left as it is
     return s;
   }
-  if (!in_place_) {
+  if (placement_ == Placement::kNewName) {
     MAPKV_RETURN_IF_ERROR(internal::RenameNoReplace(temp, dst_));
     temp_.clear();
     absl::Status named = CheckNamesWritten(dst_, temp);
@@ -379,7 +479,7 @@ absl::Status Compaction::Replace() {
     }
     return absl::OkStatus();
   }
-  // In place: exchanging the names (where the file system can) keeps the old database under
+  // Replacing a file: exchanging the names (where the file system can) keeps the old file under
   // temp_ until the new one is seen under dst_, so a lost race is undone by exchanging back.
   absl::Status exchanged = internal::ExchangeFiles(temp, dst_);
   if (absl::IsUnimplemented(exchanged)) {
@@ -394,22 +494,22 @@ absl::Status Compaction::Replace() {
     return absl::OkStatus();
   }
   if (!exchanged.ok()) return exchanged;
-  temp_.clear();  // from here it names the old database
+  temp_.clear();  // from here it names the old file
   if (absl::Status named = CheckNamesWritten(dst_, temp); !named.ok()) {
     absl::Status back = internal::ExchangeFiles(temp, dst_);
     if (!back.ok()) {
-      return Annotate(named, absl::StrCat("the original database is now ", temp,
+      return Annotate(named, absl::StrCat("the original of ", dst_, " is now ", temp,
                                           ": putting it back failed: ", back.message()));
     }
     return named;
   }
-  // The old database, under the temporary name since the exchange. A failure leaves it there, a
-  // leftover that the next compaction removes.
+  // The old file, under the temporary name since the exchange. A failure leaves it there, a
+  // leftover that the next run to this destination removes.
   (void)internal::RemovePath(temp);
   return absl::OkStatus();
 }
 
-absl::Status Compaction::Finish(const internal::FileInfo& info) {
+absl::Status Rewrite::Finish(const internal::FileInfo& info) {
   CompactProgress progress;
   progress.phase = CompactProgress::Phase::kFlush;
   progress.keys_done = progress.keys_total = result_.keys;
@@ -420,34 +520,78 @@ absl::Status Compaction::Finish(const internal::FileInfo& info) {
   Report(options_, progress);
   MAPKV_RETURN_IF_ERROR(Replace());
   // The rename is done for every process; make it durable. A failure here leaves a complete
-  // database under the name either way: report it, but the compaction happened.
+  // database under the name either way: report it, but the rename happened.
   return internal::SyncDirectoryOf(dst_);
 }
 
-absl::StatusOr<CompactResult> Compaction::Run() {
+absl::StatusOr<CompactResult> Rewrite::Run() {
   const Clock::time_point start = Clock::now();
-  result_.in_place = in_place_;
-  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<DB> source, OpenAlone(src_, options_));
-  source_ = std::move(source);
+  result_.in_place = placement_ == Placement::kInPlace;
+  result_.replaced = placement_ == Placement::kReplaceExisting;
+  MAPKV_RETURN_IF_ERROR(OpenFiles());
   // The file opened, not whatever its name leads to meanwhile.
   absl::StatusOr<internal::FileInfo> info = internal::ImplOf(*source_).file().Stat();
   if (!info.ok()) return info.status();
-  const Stats stats = source_->GetStats();
   result_.size_before = info->size;
+  if (absl::Status s =
+          RemoveLeftovers(dst_, info->uid, &result_.removed_leftovers, &result_.kept_leftovers);
+      !s.ok()) {
+    return Annotate(s, dst_);  // its directory: missing, unreadable
+  }
+
+  // The copy holds exactly what this sees: the database as of one commit.
+  MAPKV_ASSIGN_OR_RETURN(ReadTxn read, source_->BeginRead());
+  result_.read_under_lock =
+      placement_ != Placement::kInPlace && !internal::ImplOf(*source_).snapshots();
+  Stats stats = source_->GetStats();
+  // Commits since the snapshot began may have deleted keys: an index sized for the snapshot's.
+  stats.keys = std::max(stats.keys, read.Count());
   result_.garbage_before = stats.garbage_bytes;
-  MAPKV_RETURN_IF_ERROR(
-      RemoveLeftovers(dst_, info->uid, &result_.removed_leftovers, &result_.kept_leftovers));
 
   if (absl::Status s = CreateTemp(BoundedByFile(stats), *info); !s.ok()) return Fail(s);
-  if (absl::Status s = Copy(); !s.ok()) return Fail(s);
+  if (absl::Status s = Copy(std::move(read)); !s.ok()) return Fail(s);
+  // Read whole: the source's other handles need nothing more of this one.
+  if (placement_ != Placement::kInPlace) source_.reset();
   absl::Status finished = Finish(*info);
   if (!finished.ok() && !temp_.empty()) return Fail(finished);
   result_.micros = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
   source_.reset();  // others may open the (new) file from here
+  held_.reset();
   if (!finished.ok()) return finished;
   result_.size_after = written_.size;
   return result_;
+}
+
+// What an existing `dst` is to the source at `real_src`: the same file (a name of it, whatever
+// the path), or another one; nullopt when nothing is there.
+enum class Existing { kSource, kOther };
+absl::StatusOr<std::optional<Existing>> Examine(const std::string& real_src,
+                                                const std::string& dst) {
+  absl::StatusOr<bool> exists = internal::PathExists(dst);
+  if (!exists.ok()) return exists.status();
+  if (!*exists) return std::nullopt;
+  absl::StatusOr<internal::FileInfo> a = internal::StatFile(real_src);
+  absl::StatusOr<internal::FileInfo> b = internal::StatFile(dst);
+  if (!a.ok()) return a.status();
+  if (!b.ok()) return b.status();
+  return internal::SameFile(*a, *b) ? Existing::kSource : Existing::kOther;
+}
+
+// Runs the rewrite of `real_src` into `dst`, a file other than the source (`existing`, as
+// Examine found it): a new name, or an existing file replaced where options allow. `refusal` ends
+// the message when dst exists.
+absl::StatusOr<CompactResult> RewriteInto(const std::string& real_src, const std::string& dst,
+                                          std::optional<Existing> existing, std::string_view tag,
+                                          const CompactOptions& options, std::string_view refusal) {
+  if (!existing) return Rewrite(real_src, dst, Placement::kNewName, tag, options).Run();
+  if (!options.replace_existing) {
+    return absl::AlreadyExistsError(absl::StrCat(dst, ": already exists; ", ToAbsl(refusal)));
+  }
+  // The real file is replaced, as compaction in place replaces the file a link leads to: renaming
+  // over a symbolic link would replace the link.
+  MAPKV_ASSIGN_OR_RETURN(std::string real_dst, internal::ResolvePath(dst));
+  return Rewrite(real_src, real_dst, Placement::kReplaceExisting, tag, options).Run();
 }
 
 }  // namespace
@@ -456,26 +600,32 @@ absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string&
                                       const CompactOptions& options) {
   // Work on the real file: renaming over a symbolic link would replace the link.
   MAPKV_ASSIGN_OR_RETURN(std::string real_src, internal::ResolvePath(src));
-  bool in_place = dst.empty();
-  std::string target = in_place ? real_src : dst;
-  if (!in_place) {
-    absl::StatusOr<bool> exists = internal::PathExists(dst);
-    if (!exists.ok()) return exists.status();
-    if (*exists) {
-      absl::StatusOr<internal::FileInfo> a = internal::StatFile(real_src);
-      absl::StatusOr<internal::FileInfo> b = internal::StatFile(dst);
-      if (a.ok() && b.ok() && a->device == b->device && a->inode == b->inode) {
-        in_place = true;
-        target = real_src;
-      } else {
-        return absl::AlreadyExistsError(
-            absl::StrCat(dst,
-                         ": already exists; compaction to another file never replaces one "
-                         "(remove it first, or compact in place)"));
-      }
+  if (!dst.empty()) {
+    MAPKV_ASSIGN_OR_RETURN(std::optional<Existing> existing, Examine(real_src, dst));
+    if (existing != Existing::kSource) {
+      return RewriteInto(real_src, dst, existing, kCompactTag, options,
+                         "compaction to another file does not replace one (remove it first, or "
+                         "compact in place)");
     }
   }
-  return Compaction(real_src, target, in_place, options).Run();
+  return Rewrite(real_src, real_src, Placement::kInPlace, kCompactTag, options).Run();
+}
+
+absl::StatusOr<CompactResult> Backup(const std::string& db, const std::string& copy,
+                                     const CompactOptions& options) {
+  MAPKV_ASSIGN_OR_RETURN(std::string real_src, internal::ResolvePath(db));
+  if (copy.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(db, ": a backup needs a file to write"));
+  }
+  MAPKV_ASSIGN_OR_RETURN(std::optional<Existing> existing, Examine(real_src, copy));
+  if (existing == Existing::kSource) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(copy, ": names the database itself (", db,
+                     "); a backup goes to another file (`mapkv compact` rewrites one in place)"));
+  }
+  return RewriteInto(real_src, copy, existing, kBackupTag, options,
+                     "a backup replaces one only when told to (`mapkv backup --force`, "
+                     "CompactOptions::replace_existing)");
 }
 
 }  // namespace mapkv

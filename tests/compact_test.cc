@@ -1,13 +1,15 @@
-// mapkv::Compact (src/compact.cc) against a directory that others may write and a file whose
-// counters were forged: the temporary file swapped for a symbolic link while it is written, a
-// leftover's name given to a link or to another user's file, and counters that claim more than
-// the file holds. Each test stages the attack in the same process, at a point that the progress
-// callback marks, so none depends on timing.
+// mapkv::Compact and mapkv::Backup (src/compact.cc) against a directory that others may write, a
+// file whose counters were forged, and a source that another process writes meanwhile: the
+// temporary file swapped for a symbolic link while it is written, a leftover's name given to a
+// link or to another user's file, counters that claim more than the file holds, and commits of
+// another process while the copy is read, which the copy must not see. Each test stages what
+// happens meanwhile at a point that the progress callback marks, so none depends on timing.
 #include "mapkv/compact.h"
 
 #include <algorithm>
 #include <cstddef>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -20,6 +22,7 @@
 #include "src/platform/fs.h"
 #include "src/platform/mapped_file.h"
 #include "src/platform/process.h"
+#include "src/status_macros.h"
 #include "test_util.h"
 
 namespace mapkv {
@@ -56,14 +59,14 @@ void ExpectDatabase(const std::string& path) {
   for (int i = 0; i < kKeys; i += 7) EXPECT_OK_AND_EQ(db->Get(Key(i)), Value(i));
 }
 
-// The temporary files of compactions to `dst`, beside it.
-std::vector<std::string> TempFiles(const std::string& dst) {
+// The temporary files of compactions (or, with tag "backup", backups) to `dst`, beside it.
+std::vector<std::string> TempFiles(const std::string& dst, std::string_view tag = "compact") {
   std::vector<std::string> temps;
   absl::StatusOr<std::vector<std::string>> names = internal::ListDirectory(internal::DirName(dst));
   EXPECT_OK(names);
   if (!names.ok()) return temps;
   for (const std::string& name : *names) {
-    if (internal::IsTempNameOf(name, dst, "compact")) {
+    if (internal::IsTempNameOf(name, dst, tag)) {
       temps.push_back(absl::StrCat(internal::DirName(dst), "/", name));
     }
   }
@@ -93,6 +96,8 @@ struct SwapCase {
   bool in_place;                 // Compact(db, "") rather than Compact(db, new)
   CompactProgress::Phase phase;  // when the swap happens: the copy is complete (kFlush: before
                                  // its owner and mode are set), or about to be renamed (kReplace)
+  bool backup = false;           // Backup(db, new) rather than Compact(db, new)
+  bool replace = false;          // new exists, a database, replaced (replace_existing)
 };
 
 class CompactSwapTest : public ::testing::TestWithParam<SwapCase> {};
@@ -117,12 +122,21 @@ TEST_P(CompactSwapTest, TempFileSwappedForALinkIsNeitherFollowedNorRenamed) {
   ASSERT_OK_AND_ASSIGN(const FileInfo db_before, internal::StatFile(db));
 
   const std::string dst = c.in_place ? "" : dir.File("new.mapkv");
+  FileInfo dst_before;
+  if (c.replace) {  // an older copy, closed
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> old, DB::Open(dst));
+    ASSERT_OK(old->Put("old", "copy"));
+    old.reset();
+    ASSERT_OK_AND_ASSIGN(dst_before, internal::StatLink(dst));
+  }
   bool swapped = false;
   std::string cannot_link;
   CompactOptions options;
+  options.replace_existing = c.replace;
   options.progress = [&](const CompactProgress& p) {
     if (swapped || !cannot_link.empty() || p.phase != c.phase) return;
-    const std::vector<std::string> temps = TempFiles(c.in_place ? db : dst);
+    const std::vector<std::string> temps =
+        TempFiles(c.in_place ? db : dst, c.backup ? "backup" : "compact");
     ASSERT_EQ(temps.size(), 1u);
     std::error_code ec;
     fs::rename(temps[0], dir.File("moved-away"), ec);
@@ -133,7 +147,8 @@ TEST_P(CompactSwapTest, TempFileSwappedForALinkIsNeitherFollowedNorRenamed) {
       swapped = true;
     }
   };
-  const absl::StatusOr<CompactResult> result = Compact(db, dst, options);
+  const absl::StatusOr<CompactResult> result =
+      c.backup ? Backup(db, dst, options) : Compact(db, dst, options);
   if (!cannot_link.empty()) GTEST_SKIP() << "no symbolic links here: " << cannot_link;
   ASSERT_TRUE(swapped) << "the progress callback never reached the phase";
 
@@ -153,7 +168,13 @@ TEST_P(CompactSwapTest, TempFileSwappedForALinkIsNeitherFollowedNorRenamed) {
   EXPECT_EQ(db_after.uid, db_before.uid);
   EXPECT_EQ(db_after.mode, db_before.mode);
   ExpectDatabase(db);
-  if (!c.in_place) {
+  if (c.replace) {
+    ASSERT_OK_AND_ASSIGN(const FileInfo dst_after, internal::StatLink(dst));
+    EXPECT_TRUE(internal::SameFile(dst_after, dst_before)) << "the older copy was replaced";
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> old, DB::Open(dst));
+    EXPECT_EQ(old->GetStats().keys, 1u);
+    EXPECT_OK_AND_EQ(old->Get("old"), "copy");
+  } else if (!c.in_place) {
     EXPECT_STATUS(internal::StatLink(dst), absl::StatusCode::kNotFound) << "NEW was made";
   }
 }
@@ -163,7 +184,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(SwapCase{"InPlaceBeforeSealing", true, CompactProgress::Phase::kFlush},
                       SwapCase{"InPlaceBeforeRename", true, CompactProgress::Phase::kReplace},
                       SwapCase{"ToNewBeforeSealing", false, CompactProgress::Phase::kFlush},
-                      SwapCase{"ToNewBeforeRename", false, CompactProgress::Phase::kReplace}),
+                      SwapCase{"ToNewBeforeRename", false, CompactProgress::Phase::kReplace},
+                      SwapCase{"BackupBeforeSealing", false, CompactProgress::Phase::kFlush, true},
+                      SwapCase{"BackupBeforeRename", false, CompactProgress::Phase::kReplace, true},
+                      SwapCase{"BackupReplacingBeforeRename", false,
+                               CompactProgress::Phase::kReplace, true, true}),
     [](const ::testing::TestParamInfo<SwapCase>& info) { return std::string(info.param.name); });
 
 // ---- Leftovers of killed compactions.
@@ -303,6 +328,262 @@ TEST(CompactTest, TheGrowthLimitStaysTheSources) {
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, least));
   EXPECT_EQ(db->GetStats().max_file_size, uint64_t{8} << 20);
   EXPECT_OK_AND_EQ(db->Get(Key(7)), Value(7));
+}
+
+// ---- Backup, and compaction to another file, of a database in use.
+
+constexpr int kLiveKeys = 6000;  // over 4096: the copy reports progress once in the middle
+constexpr int kRoundCommits = 5;
+constexpr int kNewKeysPerCommit = 50;  // a round outgrows the index of kLiveKeys (8192 slots)
+
+std::string LiveKey(int i) { return absl::StrCat("base/", i); }
+
+// Commit `n` of CommitOnRequestChild, applied to `content` (to `txn` as well, when given): every
+// tenth key rewritten, one deleted, new keys added.
+absl::Status ApplyCommit(int n, std::map<std::string, std::string>* content, WriteTxn* txn) {
+  for (int i = n % 10; i < kLiveKeys; i += 10) {
+    const std::string value = absl::StrCat("changed by commit ", n);
+    (*content)[LiveKey(i)] = value;
+    if (txn != nullptr) MAPKV_RETURN_IF_ERROR(txn->Put(LiveKey(i), value));
+  }
+  content->erase(LiveKey(kLiveKeys - 1 - n));
+  if (txn != nullptr) MAPKV_RETURN_IF_ERROR(txn->Delete(LiveKey(kLiveKeys - 1 - n)));
+  for (int m = 0; m < kNewKeysPerCommit; ++m) {
+    const std::string key = absl::StrCat("new/", n, "/", m);
+    (*content)[key] = "new";
+    if (txn != nullptr) MAPKV_RETURN_IF_ERROR(txn->Put(key, "new"));
+  }
+  return absl::OkStatus();
+}
+
+// Commits to the database at args[0] when asked, with a lock timeout of 100 ms, which a copy that
+// held the lock would make expire: kRoundCommits commits for each byte on `go` (args[1]), then a
+// byte on `done` (args[2]); it exits at the end of `go`. Every commit must succeed.
+MAPKV_CHILD(CommitOnRequestChild) {
+  test::ChildPipe go = args.PipeEnd(1);
+  test::ChildPipe done = args.PipeEnd(2);
+  Options options;
+  options.create_if_missing = false;
+  options.lock_timeout = std::chrono::milliseconds(100);
+  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(args.at(0), options);
+  CHILD_CHECK_OK(db);
+  std::map<std::string, std::string> ignored;
+  for (int n = 0; go.WaitByte(std::chrono::seconds(60));) {
+    for (int c = 0; c < kRoundCommits; ++c, ++n) {
+      absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
+      CHILD_CHECK_OK(txn, "commit ", n);
+      CHILD_CHECK_OK(ApplyCommit(n, &ignored, &*txn), "commit ", n);
+      CHILD_CHECK_OK(txn->Commit(), "commit ", n);
+    }
+    CHILD_CHECK(done.Write("d"));
+  }
+  return 0;
+}
+
+std::map<std::string, std::string> ReadAll(const std::string& path) {
+  std::map<std::string, std::string> content;
+  Options options;
+  options.create_if_missing = false;
+  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(path, options);
+  EXPECT_OK(db);
+  if (!db.ok()) return content;
+  absl::StatusOr<ReadTxn> read = (*db)->BeginRead();
+  EXPECT_OK(read);
+  if (!read.ok()) return content;
+  EXPECT_OK(read->ForEach([&](std::string_view k, std::string_view v) {
+    content.emplace(k, v);
+    return true;
+  }));
+  return content;
+}
+
+// While the copy is read, another process commits: once as the copy starts, and once half-way
+// through its walk, each time a round of commits that rewrite, delete and add keys and grow the
+// index. Those commits neither wait nor fail, and the copy holds the database exactly as it was
+// when the copy began: it opens, verifies, and holds the content of that one commit.
+TEST(CompactTest, CopyIntoAnotherFileIsOneCommitWhileAnotherProcessCommits) {
+  for (const bool backup : {true, false}) {
+    SCOPED_TRACE(backup ? "Backup" : "Compact into another file");
+    TempDir dir;
+    const std::string db = dir.File("live.mapkv");
+    const std::string copy = dir.File("copy.mapkv");
+    std::map<std::string, std::string> model;
+    {
+      // In commits of 500 keys, so that the index grows as it fills (at 3/4) to 8192 slots,
+      // rather than to the half-full table that one large commit gets.
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> source, DB::Open(db));
+      for (int i = 0; i < kLiveKeys; i += 500) {
+        ASSERT_OK_AND_ASSIGN(WriteTxn txn, source->BeginWrite());
+        for (int j = i; j < i + 500; ++j) {
+          model[LiveKey(j)] = Value(j);
+          ASSERT_OK(txn.Put(LiveKey(j), Value(j)));
+        }
+        ASSERT_OK(txn.Commit());
+      }
+      ASSERT_EQ(source->GetStats().index_capacity, 8192u) << "the rounds must grow the index";
+    }
+    test::Pipe go, done;
+    const int writer =
+        test::StartChild("CommitOnRequestChild", {db, go.ReadEndArg(), done.WriteEndArg()});
+    go.CloseRead();
+    done.CloseWrite();
+    int rounds = 0;
+    bool round_failed = false;
+    CompactOptions options;
+    options.batch_bytes = 1 << 20;
+    options.progress = [&](const CompactProgress& p) {
+      const bool start = rounds == 0 && p.keys_done == 0;
+      const bool middle = rounds == 1 && p.keys_done > 0 && p.keys_done < p.keys_total;
+      if (p.phase != CompactProgress::Phase::kCopy || round_failed || !(start || middle)) return;
+      round_failed = !go.Write("g") || !done.WaitByte(std::chrono::seconds(60));
+      ++rounds;
+    };
+    const absl::StatusOr<CompactResult> result =
+        backup ? Backup(db, copy, options) : Compact(db, copy, options);
+    go.CloseWrite();
+    EXPECT_EQ(test::WaitChild(writer), 0) << "a commit beside the copy failed";
+    ASSERT_FALSE(round_failed) << "the writer did not answer";
+    ASSERT_OK(result);
+    EXPECT_EQ(rounds, 2);
+    EXPECT_FALSE(result->in_place);
+    EXPECT_FALSE(result->read_under_lock);
+    EXPECT_EQ(result->keys, static_cast<uint64_t>(kLiveKeys));
+
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> copied, DB::Open(copy));
+    EXPECT_OK(copied->Verify());
+    EXPECT_EQ(copied->GetStats().format_version, internal::kChainFormatVersion);
+    copied.reset();
+    EXPECT_TRUE(ReadAll(copy) == model) << "the copy is not the database as the copy began";
+    // And the source has every commit.
+    for (int n = 0; n < 2 * kRoundCommits; ++n) ASSERT_OK(ApplyCommit(n, &model, nullptr));
+    EXPECT_TRUE(ReadAll(db) == model) << "the source lost a commit";
+    {
+      ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> source, DB::Open(db));
+      EXPECT_GT(source->GetStats().index_capacity, 8192u) << "the index never grew meanwhile";
+    }
+    EXPECT_TRUE(TempFiles(copy, "backup").empty() && TempFiles(copy).empty());
+  }
+}
+
+// Every refusal leaves the database, and whatever is under the copy's name, as they were, and no
+// temporary file.
+TEST(CompactTest, BackupRefusals) {
+  TempDir dir;
+  const std::string db = dir.File("db.mapkv");
+  MakeDatabase(db);
+  const std::string copy = dir.File("copy.mapkv");
+  auto no_temp_files = [&](const std::string& dst) {
+    EXPECT_TRUE(TempFiles(dst, "backup").empty()) << dst;
+  };
+
+  EXPECT_STATUS(Backup(dir.File("absent.mapkv"), copy).status(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(test::FileExists(copy));
+  EXPECT_STATUS(Backup(db, dir.File("no-such-dir/copy.mapkv")).status(),
+                absl::StatusCode::kNotFound);
+
+  // The database itself, by its own path, a symbolic link or a hard link.
+  std::vector<std::string> names_of_db = {db};
+  std::error_code ec;
+  fs::create_symlink(db, dir.File("link.mapkv"), ec);
+  if (!ec) names_of_db.push_back(dir.File("link.mapkv"));
+  fs::create_hard_link(db, dir.File("hard.mapkv"), ec);
+  if (!ec) names_of_db.push_back(dir.File("hard.mapkv"));
+  for (const std::string& name : names_of_db) {
+    for (const bool replace : {false, true}) {
+      CompactOptions options;
+      options.replace_existing = replace;
+      const absl::StatusOr<CompactResult> same = Backup(db, name, options);
+      EXPECT_STATUS(same, absl::StatusCode::kInvalidArgument) << name;
+      EXPECT_TRUE(absl::StrContains(same.status().message(), "the database itself"))
+          << same.status();
+    }
+  }
+  ExpectDatabase(db);
+
+  // A file that exists: refused, and with replace_existing too when it is no mapkv file.
+  ASSERT_TRUE(test::WriteFile(copy, "not a database"));
+  EXPECT_STATUS(Backup(db, copy).status(), absl::StatusCode::kAlreadyExists);
+  CompactOptions replace;
+  replace.replace_existing = true;
+  const absl::StatusOr<CompactResult> foreign = Backup(db, copy, replace);
+  EXPECT_STATUS(foreign, absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(absl::StrContains(foreign.status().message(), "not a mapkv")) << foreign.status();
+  EXPECT_EQ(ReadFile(copy), "not a database");
+  no_temp_files(copy);
+
+  // A database open elsewhere (a second handle in this process counts as another process).
+  const std::string held = dir.File("held.mapkv");
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> holder, DB::Open(held));
+    ASSERT_OK(holder->Put("old", "copy"));
+    const absl::StatusOr<CompactResult> open = Backup(db, held, replace);
+    EXPECT_STATUS(open, absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(absl::StrContains(open.status().message(), "open by 1 other handle"))
+        << open.status();
+    EXPECT_OK_AND_EQ(holder->Get("old"), "copy");
+    EXPECT_EQ(holder->GetStats().keys, 1u);
+  }
+  no_temp_files(held);
+
+  // A directory this user may not write (root may write any).
+  if (internal::CurrentUid() != 0) {
+    const std::string locked = dir.File("locked");
+    fs::create_directory(locked);
+    SetPermissions(locked, 0555);
+    const absl::StatusOr<CompactResult> denied = Backup(db, locked + "/copy.mapkv");
+    SetPermissions(locked, 0755);
+    EXPECT_STATUS(denied, absl::StatusCode::kPermissionDenied);
+    EXPECT_FALSE(test::FileExists(locked + "/copy.mapkv"));
+    no_temp_files(locked + "/copy.mapkv");
+  }
+  ExpectDatabase(db);
+}
+
+// An older copy that no process has open is replaced in one step; leftovers of killed backups and
+// compactions to the same name are removed first.
+TEST(CompactTest, BackupReplacesAnOlderCopyAndRemovesLeftovers) {
+  TempDir dir;
+  const std::string db = dir.File("db.mapkv");
+  MakeDatabase(db);
+  const std::string copy = dir.File("copy.mapkv");
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> old, DB::Open(copy));
+    ASSERT_OK(old->Put("only in the old copy", "x"));
+  }
+  const std::string backup_leftover = absl::StrCat(copy, ".backup-4242-0badf00d.tmp");
+  const std::string compact_leftover = absl::StrCat(copy, ".compact-4243-00c0ffee.tmp");
+  ASSERT_TRUE(test::WriteFile(backup_leftover, "the start of a backup"));
+  ASSERT_TRUE(test::WriteFile(compact_leftover, "the start of a compaction"));
+
+  CompactOptions options;
+  options.replace_existing = true;
+  ASSERT_OK_AND_ASSIGN(const CompactResult result, Backup(db, copy, options));
+  EXPECT_TRUE(result.replaced);
+  EXPECT_EQ(result.removed_leftovers.size(), 2u);
+  EXPECT_FALSE(test::FileExists(backup_leftover) || test::FileExists(compact_leftover));
+  ExpectDatabase(copy);
+  Options existing;
+  existing.create_if_missing = false;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> replaced, DB::Open(copy, existing));
+  EXPECT_STATUS(replaced->Get("only in the old copy"), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(TempFiles(copy, "backup").empty());
+}
+
+// Run as root, the copy is the database owner's, with its mode, as compaction's is.
+TEST(CompactTest, BackupAsRootGivesTheCopyTheDatabasesOwnerAndMode) {
+  if (internal::CurrentUid() != 0) GTEST_SKIP() << "needs root (it gives files to nobody)";
+  TempDir dir;
+  const std::string db = dir.File("db.mapkv");
+  MakeDatabase(db);
+  SetPermissions(db, 0640);
+  if (!GiveAway(db, kNobody, kNobody)) GTEST_SKIP() << "files cannot be given away here";
+  const std::string copy = dir.File("copy.mapkv");
+  ASSERT_OK(Backup(db, copy).status());
+  ASSERT_OK_AND_ASSIGN(const FileInfo info, internal::StatFile(copy));
+  EXPECT_EQ(info.uid, kNobody);
+  EXPECT_EQ(info.gid, kNobody);
+  EXPECT_EQ(info.mode & 07777, 0640u);
+  ExpectDatabase(copy);
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
 // The `mapkv` tool, run as the real binary (MAPKV_TOOL_PATH, set by tests/CMakeLists.txt): every
 // subcommand's happy path and its errors with their exit statuses, binary-safe dump and load in
 // both formats, and compaction: it shrinks, keeps the content, refuses while the database is
-// open elsewhere, survives being killed at random moments, and cleans up after a failure.
+// open elsewhere, survives being killed at random moments, and cleans up after a failure. Backup,
+// compaction into another file, dump and check beside another process's commits: those commits
+// never wait, and what the tool read is the state of one commit.
 //
 //   MAPKV_TOOL_KILLS   SIGKILLs of a running compaction (50)
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -21,8 +24,8 @@
 #include "mapkv/db.h"
 #include "src/platform/fs.h"
 #include "src/platform/process.h"
-#include "testing/subprocess.h"
 #include "test_util.h"
+#include "testing/subprocess.h"
 
 #ifndef MAPKV_TOOL_PATH
 #error "MAPKV_TOOL_PATH must name the mapkv binary"
@@ -139,12 +142,15 @@ class ToolTest : public ::testing::Test {
     return model;
   }
 
-  // Names in the directory that look like compaction temporary files.
+  // Names in the directory that look like compaction or backup temporary files.
   std::vector<std::string> TempFiles() const {
     std::vector<std::string> out;
     for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
       const std::string name = entry.path().filename().string();
-      if (name.find(".compact-") != std::string::npos) out.push_back(name);
+      if (name.find(".compact-") != std::string::npos ||
+          name.find(".backup-") != std::string::npos) {
+        out.push_back(name);
+      }
     }
     return out;
   }
@@ -162,8 +168,8 @@ bool Contains(std::string_view haystack, std::string_view needle) {
 TEST_F(ToolTest, HelpEverywhere) {
   ToolResult top = Run({"--help"});
   EXPECT_EQ(top.status, 0) << top.err;
-  for (const char* name :
-       {"stat", "get", "put", "del", "dump", "load", "check", "compact", "demo", "bench"}) {
+  for (const char* name : {"stat", "get", "put", "del", "dump", "load", "check", "compact",
+                           "backup", "demo", "bench"}) {
     EXPECT_TRUE(Contains(top.out, absl::StrCat("  ", name, " "))) << name << " missing:\n"
                                                                   << top.out;
     ToolResult sub = Run({name, "--help"});
@@ -171,7 +177,7 @@ TEST_F(ToolTest, HelpEverywhere) {
     EXPECT_TRUE(Contains(sub.out, absl::StrCat("Usage: mapkv ", name))) << sub.out;
     EXPECT_TRUE(Contains(sub.out, "Exit status")) << name << ":\n" << sub.out;
   }
-  for (const char* name : {"compact", "load"}) {
+  for (const char* name : {"compact", "load", "backup"}) {
     ToolResult via_help = Run({"help", name});
     EXPECT_EQ(via_help.status, 0);
     EXPECT_EQ(via_help.out, Run({name, "--help"}).out)
@@ -179,6 +185,11 @@ TEST_F(ToolTest, HelpEverywhere) {
   }
   EXPECT_TRUE(Contains(top.out, "Exit status")) << top.out;
   EXPECT_TRUE(Contains(Run({"help", "compact"}).out, "atomic")) << "compaction's safety story";
+  const std::string backup = Run({"help", "backup"}).out;
+  for (const char* told : {"one commit", "snapshot", "format version 1", "writers wait", "--force",
+                           "Restoring", "COPY.backup-PID-RANDOM.tmp"}) {
+    EXPECT_TRUE(Contains(backup, told)) << told << " missing:\n" << backup;
+  }
 }
 
 TEST_F(ToolTest, UsageErrorsExitTwo) {
@@ -196,6 +207,8 @@ TEST_F(ToolTest, UsageErrorsExitTwo) {
       {"dump", "--format", "xml", db},     // unknown format
       {"stat", "--no-such-flag", db},      // unknown flag
       {"compact"},                         // missing DB
+      {"backup", db},                      // missing COPY
+      {"backup", db, db},                  // COPY is DB
       {"bench", "--keys", "many"},         // not a number
   };
   for (const auto& args : bad) {
@@ -271,6 +284,7 @@ TEST_F(ToolTest, MissingFileExitsFourNamingIt) {
       {"dump", missing},
       {"check", missing},
       {"compact", missing},
+      {"backup", missing, Path("copy.mapkv")},
       {"load", Path("x.mapkv"), Path("no-such-input.tsv")},
   };
   for (const auto& args : commands) {
@@ -281,6 +295,7 @@ TEST_F(ToolTest, MissingFileExitsFourNamingIt) {
     EXPECT_TRUE(absl::StartsWith(r.err, absl::StrCat("mapkv ", args[0], ": "))) << r.err;
   }
   EXPECT_FALSE(test::FileExists(missing));
+  EXPECT_FALSE(test::FileExists(Path("copy.mapkv"))) << "a backup of nothing wrote a copy";
 }
 
 TEST_F(ToolTest, NotADatabase) {
@@ -634,7 +649,9 @@ MAPKV_CHILD(HoldOpenChild) {
   return 0;
 }
 
-TEST_F(ToolTest, CompactRefusedWhileOpenElsewhere) {
+// In place, compaction needs the database alone; into another file it reads a snapshot, beside
+// whatever has it open.
+TEST_F(ToolTest, CompactInPlaceRefusedWhileOpenElsewhere) {
   const std::string db = Path("busy.mapkv");
   const Content model = MakeChurnedDatabase(db, 500, 4);
   ASSERT_OK_AND_ASSIGN(const internal::FileInfo st_before, internal::StatFile(db));
@@ -648,9 +665,9 @@ TEST_F(ToolTest, CompactRefusedWhileOpenElsewhere) {
   EXPECT_EQ(refused.status, 3) << refused.err;
   EXPECT_TRUE(Contains(refused.err, "open by 1 other handle")) << refused.err;
   EXPECT_TRUE(Contains(refused.err, db)) << refused.err;
-  ToolResult refused_output = Run({"compact", "--output", Path("o.mapkv"), db});
-  EXPECT_EQ(refused_output.status, 3) << refused_output.err;
-  EXPECT_FALSE(test::FileExists(Path("o.mapkv")));
+  ToolResult output = Run({"compact", "--output", Path("o.mapkv"), db});
+  EXPECT_EQ(output.status, 0) << output.err;
+  EXPECT_EQ(ReadContent(Path("o.mapkv")), model);
   ASSERT_OK_AND_ASSIGN(const internal::FileInfo st_after, internal::StatFile(db));
   EXPECT_EQ(st_after.inode, st_before.inode) << "the file was replaced";
   EXPECT_EQ(st_after.size, st_before.size);
@@ -791,6 +808,434 @@ TEST_F(ToolTest, CompactLibraryCallReportsProgress) {
   ASSERT_TRUE(WriteFile(Path("taken"), "x"));
   EXPECT_STATUS(Compact(db, Path("taken")).status(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(ReadFile(Path("taken")), "x");
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup, and compact --output, dump and check of a database that another process writes.
+
+TEST_F(ToolTest, BackupWritesACompactCopyAndRefusesWhatItMust) {
+  const std::string db = Path("live.mapkv");
+  const Content model = MakeChurnedDatabase(db, 2000, 8);
+  ASSERT_OK_AND_ASSIGN(const internal::FileInfo before, internal::StatFile(db));
+  const std::string copy = Path("copy.mapkv");
+  ToolResult r = Run({"backup", db, copy});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(absl::StartsWith(r.out, absl::StrCat("backed up ", db, " into ", copy, ": ")))
+      << r.out;
+  std::string keys = absl::StrCat(model.size());
+  if (keys.size() > 3) keys.insert(keys.size() - 3, ",");
+  EXPECT_TRUE(Contains(r.out, absl::StrCat(keys, " keys")) && Contains(r.out, "MiB/s")) << r.out;
+  EXPECT_FALSE(Contains(r.out, "shared lock")) << "a version 4 database is read from a snapshot";
+  EXPECT_EQ(ReadContent(copy), model);
+  {
+    Options existing;
+    existing.create_if_missing = false;
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> source, DB::Open(db, existing));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> copied, DB::Open(copy, existing));
+    EXPECT_GT(source->GetStats().garbage_bytes, 1u << 20) << "8 rounds of overwrites";
+    EXPECT_LT(copied->GetStats().garbage_bytes, 4096u) << "garbage copied";
+    EXPECT_LT(copied->GetStats().log_bytes * 2, source->GetStats().log_bytes);
+  }
+  EXPECT_EQ(Run({"check", copy}).status, 0);
+  ASSERT_OK_AND_ASSIGN(const internal::FileInfo after, internal::StatFile(db));
+  EXPECT_TRUE(internal::SameFile(before, after) && after.size == before.size);
+  EXPECT_EQ(ReadContent(db), model);
+
+  // COPY exists: refused, and left as it was.
+  ASSERT_EQ(Run({"put", db, "added", "later"}).status, 0);
+  ToolResult exists = Run({"backup", db, copy});
+  EXPECT_EQ(exists.status, 4);
+  EXPECT_TRUE(Contains(exists.err, copy) && Contains(exists.err, "exists") &&
+              Contains(exists.err, "--force"))
+      << exists.err;
+  EXPECT_EQ(ReadContent(copy), model);
+  // --force replaces it in one step.
+  ToolResult forced = Run({"backup", "--force", db, copy});
+  ASSERT_EQ(forced.status, 0) << forced.err;
+  EXPECT_TRUE(Contains(forced.out, "(replacing it)")) << forced.out;
+  Content latest = model;
+  latest["added"] = "later";
+  EXPECT_EQ(ReadContent(copy), latest);
+  // But not a file that is no database, nor one that a process has open.
+  const std::string text = Path("notes.txt");
+  ASSERT_TRUE(WriteFile(text, "keep me"));
+  ToolResult foreign = Run({"backup", "--force", db, text});
+  EXPECT_EQ(foreign.status, 4) << foreign.err;
+  EXPECT_TRUE(Contains(foreign.err, "not a mapkv")) << foreign.err;
+  EXPECT_EQ(ReadFile(text), "keep me");
+  test::Pipe ready, release;
+  const int holder =
+      test::StartChild("HoldOpenChild", {copy, ready.WriteEndArg(), release.ReadEndArg()});
+  ready.CloseWrite();
+  ASSERT_TRUE(ready.WaitByte()) << "the holder did not open the copy";
+  ToolResult held = Run({"backup", "--force", db, copy});
+  EXPECT_EQ(held.status, 3) << held.err;
+  EXPECT_TRUE(Contains(held.err, "open by 1 other handle")) << held.err;
+  release.Write("x");
+  EXPECT_EQ(test::WaitChild(holder), 0);
+  EXPECT_EQ(ReadContent(copy), latest);
+
+  // COPY naming DB, by any path: a usage error that writes nothing.
+  std::vector<std::string> names_of_db = {db};
+  std::error_code ec;
+  std::filesystem::create_symlink(db, Path("link.mapkv"), ec);
+  if (!ec) names_of_db.push_back(Path("link.mapkv"));
+  for (const std::string& name : names_of_db) {
+    ToolResult same = Run({"backup", "--force", db, name});
+    EXPECT_EQ(same.status, 2) << name << ": " << same.err;
+    EXPECT_TRUE(Contains(same.err, "itself")) << same.err;
+  }
+  ASSERT_OK_AND_ASSIGN(const internal::FileInfo still, internal::StatFile(db));
+  EXPECT_TRUE(internal::SameFile(before, still));
+  EXPECT_EQ(ReadContent(db), latest);
+
+  // No directory for COPY, and a directory this user may not write (root may write any).
+  const std::string nowhere = Path("no-such-dir/copy.mapkv");
+  ToolResult no_dir = Run({"backup", db, nowhere});
+  EXPECT_EQ(no_dir.status, 4);
+  EXPECT_TRUE(absl::StartsWith(no_dir.err, absl::StrCat("mapkv backup: ", nowhere, ": ")))
+      << no_dir.err;
+  if (internal::CurrentUid() != 0) {
+    const std::string locked = Path("locked");
+    std::filesystem::create_directory(locked);
+    std::filesystem::permissions(locked, std::filesystem::perms(0555),
+                                 std::filesystem::perm_options::replace);
+    ToolResult denied = Run({"backup", db, locked + "/copy.mapkv"});
+    std::filesystem::permissions(locked, std::filesystem::perms(0755),
+                                 std::filesystem::perm_options::replace);
+    EXPECT_EQ(denied.status, 4) << denied.err;
+    EXPECT_TRUE(Contains(denied.err, "ermission denied")) << denied.err;
+    EXPECT_FALSE(test::FileExists(locked + "/copy.mapkv"));
+  }
+  EXPECT_TRUE(TempFiles().empty());
+}
+
+TEST_F(ToolTest, BackupFailingForSpaceOrKilledLeavesNoPartialCopy) {
+  const std::string db = Path("full.mapkv");
+  const Content model = MakeChurnedDatabase(db, 2000, 3);
+  const std::string copy = Path("copy.mapkv");
+  if (tools::HasFileSizeLimit()) {
+    ToolResult r = Run({"backup", db, copy}, {}, 512 << 10);
+    EXPECT_EQ(r.status, 4) << r.out << r.err;
+    EXPECT_TRUE(Contains(r.err, "was not written")) << r.err;
+    EXPECT_FALSE(test::FileExists(copy));
+    EXPECT_TRUE(TempFiles().empty()) << "the temporary file is removed after a failure";
+  }
+  // What a killed backup leaves is removed by the next one, which says so.
+  const std::string leftover = absl::StrCat(copy, ".backup-4242-0badf00d.tmp");
+  ASSERT_TRUE(WriteFile(leftover, "the start of a copy"));
+  ToolResult r = Run({"backup", db, copy});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(
+      Contains(r.err, absl::StrCat("removed ", leftover, ", left by an interrupted backup")))
+      << r.err;
+  EXPECT_TRUE(TempFiles().empty());
+  EXPECT_EQ(ReadContent(copy), model);
+  EXPECT_EQ(ReadContent(db), model);
+}
+
+// A format version 1 file has no snapshots: its ReadTxn holds the shared lock, and the output
+// says that its writers waited. The copy is of the current version, with the same content.
+TEST_F(ToolTest, BackupOfAVersion1File) {
+  const std::string golden = absl::StrCat(MAPKV_SOURCE_DIR, "/data/golden/v1/sample.mapkv");
+  if (!test::FileExists(golden)) GTEST_SKIP() << "no " << golden;
+  const std::string db = Path("v1.mapkv");
+  ASSERT_TRUE(WriteFile(db, ReadFile(golden)));
+  const Content model = ReadContent(db);
+  ASSERT_FALSE(model.empty());
+  const std::string copy = Path("v1-copy.mapkv");
+  ToolResult r = Run({"backup", db, copy});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "was read under its shared lock")) << r.out;
+  EXPECT_EQ(ReadContent(copy), model);
+  EXPECT_TRUE(Contains(Run({"stat", "--json", copy}).out, "\"format_version\":4,"));
+  EXPECT_TRUE(Contains(Run({"stat", "--json", db}).out, "\"format_version\":1,"));
+  EXPECT_TRUE(Contains(Run({"stat", db}).out, "none: in format version 1"));
+}
+
+// A database that needs recovery (here: an unclean machine stop) is recovered by the backup's
+// open, as by any writer's, and then copied.
+TEST_F(ToolTest, BackupRecoversASourceThatNeedsIt) {
+  const std::string db = Path("unclean.mapkv");
+  Write(db, {{"k", "v"}, {"k2", "v2"}});
+  // As after a machine stop: another boot's id, and no clean close (src/format.h SharedState).
+  std::string bytes = ReadFile(db);
+  const uint64_t other_boot = 0x1234567;
+  std::memcpy(bytes.data() + 1104, &other_boot, sizeof(other_boot));
+  std::memset(bytes.data() + 1112, 0, 4);
+  ASSERT_TRUE(WriteFile(db, bytes));
+  ASSERT_EQ(Run({"stat", db}).status, 3) << "the file does not need recovery";
+  const std::string copy = Path("copy.mapkv");
+  ToolResult r = Run({"backup", db, copy});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(ReadContent(copy), (Content{{"k", "v"}, {"k2", "v2"}}));
+  EXPECT_EQ(Run({"stat", db}).status, 0) << "recovered";
+}
+
+// The state that commit `n` of StampingWriterChild leaves (n = 0: the one MakeStampedDatabase
+// writes): kStampedKeys keys all saying n, "seq" = n, "only/<n>" alone of its kind, and the
+// "grow/<i>/<m>" keys of every commit i up to n; and kBaseKeys keys that no commit changes, there
+// so that a copy takes long enough for commits to fall inside it.
+constexpr int kStampedKeys = 16;
+constexpr int kGrowKeys = 2;
+constexpr int kBaseKeys = 20000;
+
+Content StampedState(int n) {
+  Content content;
+  for (int j = 0; j < kStampedKeys; ++j) content[absl::StrCat("k/", j)] = absl::StrCat(n);
+  content["seq"] = absl::StrCat(n);
+  content[absl::StrCat("only/", n)] = absl::StrCat(n);
+  for (int i = 1; i <= n; ++i) {
+    for (int m = 0; m < kGrowKeys; ++m) content[absl::StrCat("grow/", i, "/", m)] = "g";
+  }
+  for (int b = 0; b < kBaseKeys; ++b) {
+    content[absl::StrCat("base/", b)] = absl::StrCat("base value ", b, std::string(250, 'b'));
+  }
+  return content;
+}
+
+absl::Status WriteStampedCommit(int n, WriteTxn& txn) {
+  for (int j = 0; j < kStampedKeys; ++j) {
+    if (absl::Status s = txn.Put(absl::StrCat("k/", j), absl::StrCat(n)); !s.ok()) return s;
+  }
+  if (absl::Status s = txn.Put("seq", absl::StrCat(n)); !s.ok()) return s;
+  if (absl::Status s = txn.Delete(absl::StrCat("only/", n - 1)); !s.ok()) return s;
+  if (absl::Status s = txn.Put(absl::StrCat("only/", n), absl::StrCat(n)); !s.ok()) return s;
+  for (int m = 0; m < kGrowKeys; ++m) {
+    if (absl::Status s = txn.Put(absl::StrCat("grow/", n, "/", m), "g"); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+void MakeStampedDatabase(const std::string& path) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path));
+  ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+  for (const auto& [k, v] : StampedState(0)) ASSERT_OK(txn.Put(k, v));
+  ASSERT_OK(txn.Commit());
+}
+
+// Which commit `content` is the state of: its stamp, or -1 (with a test failure) when it is the
+// state of none.
+int StampOf(const Content& content, std::string_view what) {
+  auto seq = content.find("seq");
+  int n = -1;
+  if (seq == content.end() || !absl::SimpleAtoi(seq->second, &n) || n < 0) {
+    ADD_FAILURE() << what << ": no stamp";
+    return -1;
+  }
+  const Content expected = StampedState(n);
+  if (content == expected) return n;
+  int wrong = 0;
+  for (const auto& [k, v] : expected) {
+    auto it = content.find(k);
+    if (it == content.end() || it->second != v) {
+      if (++wrong <= 5) ADD_FAILURE() << what << " (stamp " << n << "): " << k << " wrong";
+    }
+  }
+  ADD_FAILURE() << what << ": " << content.size() << " keys, the state of commit " << n << " has "
+                << expected.size() << "; " << wrong << " of its keys wrong or missing";
+  return -1;
+}
+
+// Commits to the database at args[0] (made by MakeStampedDatabase) in bursts, commit n = 1, 2,
+// ... as WriteStampedCommit says, with a lock timeout of 100 ms. A byte 'g' on `control`
+// (args[1]) starts a burst, which goes on until another byte arrives or args[3] commits; each
+// burst's end is answered with a byte on `reply` (args[2]). At the end of `control` it writes how
+// many commits it made (a u64) on `reply` and exits. Every commit must succeed: a reader that
+// held the lock meanwhile would make one time out.
+MAPKV_CHILD(StampingWriterChild) {
+  test::ChildPipe control = args.PipeEnd(1);
+  test::ChildPipe reply = args.PipeEnd(2);
+  const int burst_commits = args.Int<int>(3);
+  Options options;
+  options.create_if_missing = false;
+  options.lock_timeout = std::chrono::milliseconds(100);
+  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(args.at(0), options);
+  CHILD_CHECK_OK(db);
+  int n = 0;
+  for (;;) {
+    char c = 0;
+    absl::StatusOr<size_t> got = tools::ReadSome(control.fd(), &c, 1);
+    CHILD_CHECK_OK(got.status());
+    if (*got == 0) break;    // the end
+    if (c != 'g') continue;  // the stop of a burst that had ended at its limit
+    for (int i = 0; i < burst_commits && !control.Readable(); ++i) {
+      ++n;
+      absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
+      CHILD_CHECK_OK(txn, "commit ", n);
+      CHILD_CHECK_OK(WriteStampedCommit(n, *txn), "commit ", n);
+      CHILD_CHECK_OK(txn->Commit(), "commit ", n);
+    }
+    CHILD_CHECK(reply.Write("b"));
+  }
+  CHILD_CHECK(reply.WriteU64(static_cast<uint64_t>(n)));
+  return 0;
+}
+
+// The parent's side of StampingWriterChild.
+class StampingWriter {
+ public:
+  StampingWriter(const std::string& db, int burst_commits) {
+    pid_ = test::StartChild("StampingWriterChild",
+                            {db, control_.ReadEndArg(), reply_.WriteEndArg(), burst_commits});
+    control_.CloseRead();
+    reply_.CloseWrite();
+  }
+  void Start() { EXPECT_TRUE(control_.Write("g")); }
+  // Stops the burst (if it still commits) and waits for its end.
+  void Stop() {
+    EXPECT_TRUE(control_.Write("s"));
+    EXPECT_TRUE(reply_.WaitByte()) << "the writer died";
+  }
+  // Waits for the burst to end at its limit.
+  void Wait() { EXPECT_TRUE(reply_.WaitByte()) << "the writer died"; }
+  // Ends the writer: the number of its commits, -1 when one failed.
+  int Finish() {
+    control_.CloseWrite();
+    const int status = test::WaitChild(pid_);
+    EXPECT_EQ(status, 0) << "a commit of the writer failed (its stderr says which)";
+    const std::vector<uint64_t> counts = test::Pipe::DecodeU64s(reply_.ReadAll());
+    return status == 0 && counts.size() == 1 ? static_cast<int>(counts[0]) : -1;
+  }
+
+ private:
+  test::Pipe control_, reply_;
+  int pid_ = -1;
+};
+
+// Backups and compactions into other files, one after another, each while another process
+// commits as fast as it can (up to 3000 commits): each copy opens, checks clean and holds the
+// state of one commit, each later than or equal to the last; the writer's commits all succeed
+// with a 100 ms lock timeout.
+TEST_F(ToolTest, BackupAndCompactIntoAnotherFileBesideAWriter) {
+  const std::string db = Path("busy.mapkv");
+  MakeStampedDatabase(db);
+  StampingWriter writer(db, 3000);
+  int last = 0;
+  std::vector<int> stamps;
+  for (int i = 0; i < 6; ++i) {
+    const bool backup = i % 2 == 0;
+    const std::string copy = Path(absl::StrCat("copy", i, ".mapkv"));
+    writer.Start();
+    ToolResult r = backup ? Run({"backup", db, copy}) : Run({"compact", "--output", copy, db});
+    writer.Stop();
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(Run({"check", copy}).status, 0) << copy;
+    const int stamp = StampOf(ReadContent(copy), copy);
+    EXPECT_GE(stamp, last) << copy;
+    last = stamp;
+    stamps.push_back(stamp);
+  }
+  const int commits = writer.Finish();
+  ASSERT_GT(commits, 0);
+  EXPECT_GE(commits, last);
+  std::printf("6 copies beside %d commits hold commits %s\n", commits,
+              absl::StrJoin(stamps, ", ").c_str());
+  EXPECT_EQ(StampOf(ReadContent(db), db), commits);
+  EXPECT_TRUE(TempFiles().empty());
+}
+
+// dump's output goes into a pipe that nobody reads until a writer has made all of its commits:
+// dump has begun (its first bytes arrived) and cannot end (its output is many times what the
+// pipe and its own buffer hold), so its snapshot is open throughout. The writer's commits all
+// succeed with a 100 ms lock timeout, and the dump is the database as it was before them.
+TEST_F(ToolTest, DumpIntoASlowConsumerBesideAWriter) {
+  if (!test::FileExists("/dev/fd/0")) GTEST_SKIP() << "no /dev/fd to give the tool a pipe";
+  const std::string db = Path("dumped.mapkv");
+  MakeStampedDatabase(db);
+  const Content before = StampedState(0);
+  test::Pipe out;
+  const int dump =
+      StartTool({"dump", db}, "", absl::StrCat("/dev/fd/", out.write_fd()), Path("dump.stderr"));
+  out.CloseWrite();
+  std::string dumped;
+  ASSERT_TRUE(tools::WaitReadable(out.read_fd(),
+                                  std::chrono::steady_clock::now() + std::chrono::seconds(60)));
+  char first;
+  ASSERT_OK_AND_ASSIGN(const size_t n, tools::ReadSome(out.read_fd(), &first, 1));
+  ASSERT_EQ(n, 1u);
+  dumped.push_back(first);
+
+  StampingWriter writer(db, 200);
+  writer.Start();
+  writer.Wait();
+  EXPECT_EQ(writer.Finish(), 200);
+
+  dumped += out.ReadAll(std::chrono::seconds(120));
+  EXPECT_EQ(test::WaitChild(dump), 0) << ReadFile(Path("dump.stderr"));
+  ASSERT_GT(dumped.size(), (4u << 20)) << "too small to keep dump from ending early";
+  Content content;
+  for (const std::string& line :
+       std::vector<std::string>(absl::StrSplit(dumped, '\n', absl::SkipEmpty()))) {
+    std::vector<std::string> fields = absl::StrSplit(line, '\t');
+    ASSERT_EQ(fields.size(), 2u) << line;
+    EXPECT_TRUE(content.emplace(fields[0], fields[1]).second) << "listed twice: " << fields[0];
+  }
+  EXPECT_EQ(StampOf(content, "the dump"), 0) << "the dump is not the state before the commits";
+  EXPECT_EQ(StampOf(ReadContent(db), db), 200);
+}
+
+// check beside a writer that commits as fast as it can (up to 3000 commits per check): clean
+// every time, and the writer's commits all succeed with a 100 ms lock timeout.
+TEST_F(ToolTest, CheckBesideAWriter) {
+  const std::string db = Path("checked.mapkv");
+  MakeStampedDatabase(db);
+  StampingWriter writer(db, 3000);
+  for (int i = 0; i < 3; ++i) {
+    writer.Start();
+    ToolResult check = Run({"check", db});
+    writer.Stop();
+    EXPECT_EQ(check.status, 0) << check.out << check.err;
+    EXPECT_TRUE(Contains(check.out, ": ok: ")) << check.out;
+  }
+  EXPECT_GT(writer.Finish(), 0);
+  EXPECT_EQ(Run({"check", db}).status, 0);
+}
+
+// stat lists the open snapshots: who holds them, how many, since when, and how far behind.
+TEST_F(ToolTest, StatListsTheOpenSnapshots) {
+  const std::string db = Path("snap.mapkv");
+  ASSERT_EQ(Run({"put", db, "k", "v"}).status, 0);
+  EXPECT_TRUE(Contains(Run({"stat", db}).out, "snapshots        none open\n"));
+  ToolResult none = Run({"stat", "--json", db});
+  EXPECT_TRUE(Contains(none.out,
+                       "\"snapshots\":0,\"snapshot_pinned_bytes\":0,"
+                       "\"snapshot_holders\":[],"))
+      << none.out;
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> reader, DB::Open(db));
+  std::optional<ReadTxn> first, second;
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn read, reader->BeginRead());
+    first.emplace(std::move(read));
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn read, reader->BeginRead());
+    second.emplace(std::move(read));
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> writer, DB::Open(db));
+  ASSERT_OK(writer->Put("k", std::string(1000, 'w')));
+  const std::string pid = absl::StrCat(internal::CurrentPid());
+  ToolResult text = Run({"stat", db});
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_TRUE(Contains(text.out, "snapshots        2 open (")) << text.out;
+  EXPECT_TRUE(Contains(text.out, absl::StrCat("pid ", pid, ": 2 snapshots, the oldest ")))
+      << text.out;
+  EXPECT_TRUE(Contains(text.out, " KiB committed since\n")) << "a 1000-byte value since:\n"
+                                                            << text.out;
+  ToolResult json = Run({"stat", "--json", db});
+  ASSERT_EQ(json.status, 0) << json.err;
+  EXPECT_TRUE(Contains(json.out, "\"snapshots\":2,\"snapshot_pinned_bytes\":")) << json.out;
+  EXPECT_TRUE(Contains(json.out, absl::StrCat("\"snapshot_holders\":[{\"pid\":", pid,
+                                              ",\"snapshots\":2,\"since_unix_ms\":")))
+      << json.out;
+  EXPECT_TRUE(Contains(json.out, ",\"age_s\":") && Contains(json.out, ",\"tail\":")) << json.out;
+  EXPECT_FALSE(Contains(json.out, "\"pinned_bytes\":0}")) << json.out;
+
+  second.reset();
+  EXPECT_TRUE(Contains(Run({"stat", "--json", db}).out, "\"snapshots\":1,"));
+  first.reset();
+  EXPECT_TRUE(Contains(Run({"stat", db}).out, "snapshots        none open\n"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -85,8 +85,9 @@ Runner SetupCheck(CLI::App* app) {
       "Checks the whole file: the header, both checkpoint records, every record and batch of the "
       "log (checksums, sequence), and the index against a replay of the log (every live key found "
       "by its own probe, pointing at its latest put; the counters right). Prints one line per "
-      "problem, with its offset, to stdout. Opens the database read-only; it holds the shared "
-      "lock while it runs, so other processes' commits wait for it.");
+      "problem, with its offset, to stdout. Opens the database read-only and reads it as of one "
+      "commit (a snapshot) while other processes go on committing; a format version 1 file or a "
+      "cache is read under the shared lock instead, so their commits wait for it.");
   app->add_option("DB", args->db, "the database file")->type_name("")->required();
   AddQuietFlag(app, &args->quiet);
   app->footer(R"(

@@ -18,8 +18,8 @@ namespace mapkv::tools {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitNotFound = 1;     // get, del: no such key
 inline constexpr int kExitUsage = 2;        // bad arguments; nothing was done
-inline constexpr int kExitDataProblem = 3;  // check found damage; compact refused (in use); demo
-                                            // saw a wrong value
+inline constexpr int kExitDataProblem = 3;  // check found damage; compact (or backup --force)
+                                            // refused (in use); demo saw a wrong value
 inline constexpr int kExitError = 4;        // I/O and every other error (a missing file, ...)
 
 // Runs a parsed subcommand; returns its exit status.
@@ -41,6 +41,7 @@ Runner SetupDump(CLI::App* app);
 Runner SetupLoad(CLI::App* app);
 Runner SetupCheck(CLI::App* app);
 Runner SetupCompact(CLI::App* app);
+Runner SetupBackup(CLI::App* app);
 Runner SetupSalvage(CLI::App* app);
 Runner SetupDemo(CLI::App* app);
 Runner SetupBench(CLI::App* app);

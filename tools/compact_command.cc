@@ -9,6 +9,7 @@
 #include "command.h"
 #include "common.h"
 #include "mapkv/compact.h"
+#include "rewrite.h"
 #include "src/platform/fs.h"
 
 namespace mapkv::tools {
@@ -28,16 +29,7 @@ int RunCompact(const CompactArgs& args) {
   }
   Progress progress("compacting", 0, args.quiet);
   CompactOptions options;
-  CompactProgress::Phase phase = CompactProgress::Phase::kCopy;
-  options.progress = [&](const CompactProgress& p) {
-    if (p.phase != phase) {
-      phase = p.phase;
-      progress.set_label(phase == CompactProgress::Phase::kFlush ? "flushing to disk"
-                                                                 : "replacing");
-    }
-    progress.set_total(p.keys_total);
-    progress.Update(p.keys_done);
-  };
+  FollowProgress(&progress, &options);
   absl::StatusOr<CompactResult> result = Compact(args.db, args.output, options);
   progress.Done();
   if (!result.ok()) {
@@ -49,13 +41,7 @@ int RunCompact(const CompactArgs& args) {
     std::fprintf(stderr, "mapkv compact: %s is unchanged\n", args.db.c_str());
     return refused ? kExitDataProblem : kExitError;
   }
-  for (const std::string& leftover : result->removed_leftovers) {
-    std::fprintf(stderr, "mapkv compact: removed %s, left by an interrupted compaction\n",
-                 leftover.c_str());
-  }
-  for (const std::string& kept : result->kept_leftovers) {
-    std::fprintf(stderr, "mapkv compact: %s\n", kept.c_str());
-  }
+  ReportLeftovers("compact", result->in_place ? args.db : args.output, *result);
   const double seconds = static_cast<double>(result->micros) / 1e6;
   const double saved = result->size_before == 0 ? 0
                                                 : 100.0 *
@@ -69,8 +55,7 @@ int RunCompact(const CompactArgs& args) {
       Bytes(result->size_before).c_str(), Bytes(result->size_after).c_str(),
       Commas(result->size_before).c_str(), Commas(result->size_after).c_str(), saved,
       Plural(result->keys, "key", "keys").c_str(), Bytes(result->live_bytes).c_str(),
-      Seconds(seconds).c_str(),
-      seconds > 0 ? static_cast<double>(result->live_bytes) / (1 << 20) / seconds : 0.0);
+      Seconds(seconds).c_str(), MiBPerSecond(*result));
   if (result->dropped > 0) {
     std::printf("dropped %s: expired values, and leases of computations that never finished\n",
                 Plural(result->dropped, "cache entry", "cache entries").c_str());
@@ -85,20 +70,26 @@ Runner SetupCompact(CLI::App* app) {
   app->description(
       "Rewrites the database with only its live records (`mapkv stat` shows the garbage it "
       "would reclaim): copies them into a fresh file with an index sized for them, flushes it to "
-      "disk, then atomically replaces DB with it, or writes it to NEW and leaves DB alone. "
-      "Offline: it refuses while any other process has DB open, and other processes' opens wait "
-      "while it runs.");
+      "disk, then atomically replaces DB with it, or writes it to NEW and leaves DB alone. In "
+      "place it is offline: it refuses while any other process has DB open, and other processes' "
+      "opens wait while it runs. With --output it is online: it reads DB as of one commit while "
+      "other processes go on using it, as `mapkv backup` does.");
   app->add_option("DB", args->db, "the database file")->type_name("")->required();
   app->add_option("-o,--output", args->output,
                   "write the compacted database to NEW (which must not exist) instead of "
-                  "replacing DB; NEW must be on the same file system for the final rename")
+                  "replacing DB, from a snapshot of DB, which others may go on using; NEW must be "
+                  "on the same file system as its temporary file, beside it")
       ->type_name("NEW");
   AddQuietFlag(app, &args->quiet);
   app->footer(R"text(
 Safety:
-  - Refused (exit 3, DB unchanged) while other handles have DB open; the message says how many.
-    `mapkv stat DB` shows the count. Stop the processes using it first. While it runs, other
-    processes' opens wait up to their lock_timeout (10 s by default) and then fail.
+  - In place: refused (exit 3, DB unchanged) while other handles have DB open; the message says
+    how many. `mapkv stat DB` shows the count. Stop the processes using it first. While it runs,
+    other processes' opens wait up to their lock_timeout (10 s by default) and then fail.
+  - With --output NEW: DB may be in use. NEW holds DB as of one commit, the last one when the
+    compaction began; other processes' commits go on meanwhile (a format version 1 file or a
+    cache is read under its shared lock: their writers wait until it is read, see `mapkv help
+    backup`).
   - The copy goes to a temporary file next to the destination (DEST.compact-PID-RANDOM.tmp). DB is
     not modified until one atomic rename puts the complete, flushed copy in place, followed by a
     flush of the directory. A failure at any point (disk full, a damaged record, permissions)
@@ -111,17 +102,18 @@ Safety:
     open file, never by name, and the rename happens only while the temporary name still names
     that file. If another process renames or replaces it meanwhile, compact fails (exit 4) and
     DB stays as it was.
-  - The new file keeps DB's permission bits, owner and group, and its growth limit. The rename
-    replaces the name: other hard links to DB keep the old file. A symbolic link is followed and
-    the file it points to is replaced.
+  - The new file keeps DB's permission bits, owner and group, and its growth limit (with --output,
+    one made by a user other than root and DB's owner is theirs: see `mapkv help backup`). The
+    rename replaces the name: other hard links to DB keep the old file. A symbolic link is
+    followed and the file it points to is replaced.
   - Needs free space for the live data (`live` in `mapkv stat`) plus its index beside DB.
 
 Output: "compacted DB in place: BEFORE -> AFTER (... smaller), N keys, ... of live records, TIME
 (MiB/s of live data)". A cache's file (mapkv::Cache) loses its expired values and unfinished
 computations' leases, and a second line says how many.
 
-Exit status: 0 compacted, 2 bad usage, 3 refused: DB is open elsewhere, 4 error (no such file,
-NEW exists, disk full, a damaged record: run `mapkv check DB`).
+Exit status: 0 compacted, 2 bad usage, 3 refused: DB is open elsewhere (in place), 4 error (no
+such file, NEW exists, disk full, a damaged record: run `mapkv check DB`).
 
 Examples:
   mapkv compact /var/lib/app/cache.mapkv

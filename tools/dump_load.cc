@@ -385,8 +385,11 @@ A cache's file (mapkv::Cache): each line carries the entry's expiry; expired ent
 whose value is being computed, are left out (stderr says how many); --expired lists expired
 entries too. Dumping does not count as hits or misses.
 
-A dump holds the shared lock from start to end: other processes' commits wait for it (up to their
-lock_timeout, 10 s by default). On a busy database, dump to a file, not into a slow pipe.
+A dump reads a snapshot: the database as of one commit, the last one when it began, however long
+it takes (into a slow pipe, say), while other processes go on committing; `mapkv stat` lists it
+meanwhile. A format version 1 file (made before snapshots) or a cache is read under the shared
+lock instead, from start to end: other processes' commits wait for it (up to their lock_timeout,
+10 s by default). Dump such a file to a file, not into a slow pipe.
 
 Exit status: 0 dumped, 2 bad usage, 3 a damaged record stopped the dump (with --skip-damaged:
 damage was skipped), or the file needs recovery (it is left as it is), 4 error.

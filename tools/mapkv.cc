@@ -37,7 +37,9 @@ constexpr Command kCommands[] = {
     {"dump", "write every record to stdout (escaped TSV or JSON Lines)", SetupDump},
     {"load", "read records from a file or stdin into the database", SetupLoad},
     {"check", "verify the whole file; exit 3 when damaged", SetupCheck},
-    {"compact", "rewrite the database without garbage (offline, atomic)", SetupCompact},
+    {"compact", "rewrite the database without garbage, in place (offline) or into NEW (atomic)",
+     SetupCompact},
+    {"backup", "write a consistent, compact copy of a database in use (atomic)", SetupBackup},
     {"salvage", "copy every intact record of a damaged file into a new one", SetupSalvage},
     {"demo", "worker processes share one cache file with a capacity, every value checked",
      SetupDemo},
@@ -56,7 +58,8 @@ Exit status (every command):
   1  not found: get (or del) of a key that is not there
   2  usage error: bad arguments; nothing was done
   3  a data problem found (check; salvage past damage), a file that needs recovery left as it is
-     by a command that only reads, or refused (compact while others have the database open)
+     by a command that only reads, or refused (compact in place while others have the database
+     open; backup --force of a COPY open elsewhere)
   4  I/O or any other error (no such file, not a mapkv file, permission, disk full, ...)
 Errors go to stderr as "mapkv COMMAND: FILE: reason". Output meant for programs goes to stdout:
 values, dumps, `stat --json`. Progress bars appear on stderr only when it is a terminal.
@@ -67,6 +70,7 @@ Examples:
   mapkv dump cache.mapkv | grep '^user/' | wc -l
   mapkv dump old.mapkv | mapkv load new.mapkv
   mapkv check cache.mapkv && mapkv compact cache.mapkv
+  mapkv backup /var/lib/app/app.mapkv /backup/app.mapkv
   mapkv check app.mapkv || mapkv salvage app.mapkv app.salvaged.mapkv)";
 
 constexpr size_t kWidth = 100;

@@ -183,9 +183,10 @@ void LogScan::CountLostLatest(uint64_t salt) {
   uint64_t lost = 0;
   for (uint64_t i = 0; i < capacity; ++i) {
     const uint64_t target = Load64(file_, slots + i * sizeof(Slot) + 8);
+    // A dead slot (format version 4) is a deleted key, pointing at its kDelete: not live.
     if (target == kEmpty || target == kTombstone || SlotDead(target)) continue;
-    absl::StatusOr<Record> put =
-        ReadRecord(file_.data(), target, file_.size() & ~uint64_t{7}, salt, /*verify=*/true);
+    absl::StatusOr<Record> put = ReadRecord(file_.data(), SlotRecord(target),
+                                            file_.size() & ~uint64_t{7}, salt, /*verify=*/true);
     if (!put.ok() || put->type != kPut) ++lost;
   }
   lost_latest_ = lost;

@@ -1,4 +1,5 @@
 // `mapkv stat`: the shape of a database, for people (aligned text) or programs (--json).
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -58,6 +59,16 @@ int RunStat(const StatArgs& args) {
   if (!db.ok()) return ReportReadOpenError("stat", args.db, db.status());
   Stats s = (*db)->GetStats();
   const std::vector<Holder> holders = ListHolders(**db);
+  // Format version 4 only: elsewhere a ReadTxn holds the shared lock (the holders' read locks).
+  const bool has_snapshots = internal::ImplOf(**db).snapshots();
+  const std::vector<SnapshotInfo> snapshots = (*db)->Snapshots();
+  // The totals of this list (as Stats sums them), not of another look at the slots.
+  uint64_t snapshot_count = 0;
+  uint64_t snapshot_pinned = 0;
+  for (const SnapshotInfo& h : snapshots) {
+    snapshot_count += h.snapshots;
+    snapshot_pinned = std::max(snapshot_pinned, h.pinned_bytes);
+  }
   std::optional<CacheStats> cache;
   if (s.is_cache) {
     // A cache's statistics come through a Cache handle.
@@ -102,6 +113,16 @@ int RunStat(const StatArgs& args) {
       absl::StrAppend(&out, i == 0 ? "" : ",", "{\"pid\":", holders[i].pid,
                       ",\"opened_unix_ms\":", holders[i].opened_unix_ms,
                       ",\"read_locks\":", holders[i].read_locks, "}");
+    }
+    absl::StrAppend(&out, "],\"snapshots\":", snapshot_count,
+                    ",\"snapshot_pinned_bytes\":", snapshot_pinned, ",\"snapshot_holders\":[");
+    for (size_t i = 0; i < snapshots.size(); ++i) {
+      const SnapshotInfo& h = snapshots[i];
+      absl::StrAppend(&out, i == 0 ? "" : ",", "{\"pid\":", h.pid, ",\"snapshots\":", h.snapshots,
+                      ",\"since_unix_ms\":", h.since_unix_ms);
+      absl::StrAppendFormat(&out, ",\"age_s\":%.3f",
+                            std::max<int64_t>(now_ms - h.since_unix_ms, 0) / 1000.0);
+      absl::StrAppend(&out, ",\"tail\":", h.tail, ",\"pinned_bytes\":", h.pinned_bytes, "}");
     }
     absl::StrAppend(&out, "],\"commits\":", s.commits,
                     ",\"rebuilt_index\":", s.rebuilt_index ? "true" : "false",
@@ -168,6 +189,26 @@ int RunStat(const StatArgs& args) {
                                                                        "read locks"), " held")
                                             : ""));
     }
+    if (!has_snapshots) {
+      row("snapshots", absl::StrCat("none: in format version ", s.format_version,
+                                    " a read holds the shared lock instead (read locks above)"));
+    } else if (snapshots.empty()) {
+      row("snapshots", "none open");
+    } else {
+      row("snapshots", absl::StrCat(Commas(snapshot_count),
+                                    " open (dump, backup, check, ReadTxn: reads as of their "
+                                    "start); the oldest is ",
+                                    Bytes(snapshot_pinned), " of commits behind"));
+      for (const SnapshotInfo& h : snapshots) {
+        row("",
+            absl::StrCat(
+                "pid ", h.pid, ": ", Plural(h.snapshots, "snapshot", "snapshots"), ", the oldest ",
+                Seconds(std::max<int64_t>(now_ms - h.since_unix_ms, 0) / 1000.0), " old (since ",
+                absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(h.since_unix_ms),
+                                 absl::UTCTimeZone()),
+                "), ", Bytes(h.pinned_bytes), " committed since"));
+      }
+    }
     row("commits", Commas(s.commits));
     if (s.rebuilt_index || s.recovered_commits > 0) {
       row("last first open",
@@ -191,8 +232,8 @@ Runner SetupStat(CLI::App* app) {
   auto args = std::make_shared<StatArgs>();
   app->description(
       "Shows the shape of a database: keys, file size, live and garbage bytes, the index, the "
-      "last checkpoint, how many other handles have the file open, the format version. Opens it "
-      "read-only; safe while other processes use it.");
+      "last checkpoint, how many other handles have the file open and the snapshots they read, "
+      "the format version. Opens it read-only; safe while other processes use it.");
   app->add_option("DB", args->db, "the database file")->type_name("")->required();
   app->add_flag("--json", args->json, "one JSON object on one line, for programs");
   app->footer(R"(
@@ -211,6 +252,14 @@ Fields (JSON names in brackets):
   open by [open_handles]      other handles that have the file open now (not this command's)
   [handles]                   each of them: [pid], when it opened the file [opened_unix_ms],
                               and the read locks it holds now [read_locks]
+  snapshots [snapshots, snapshot_pinned_bytes]
+                              open snapshots (ReadTxn of a format version 4 database, `dump`,
+                              `backup`, `check`), in every process, and the log bytes committed
+                              since the oldest began; they hold no lock
+  [snapshot_holders]          per handle that holds some: [pid], how many [snapshots], when the
+                              oldest began [since_unix_ms, age_s], the committed end it reads at
+                              [tail] and the bytes committed since [pinned_bytes], as
+                              `mdb_stat -r` lists LMDB's readers
   [commits, rebuilt_index, rebuild_records, rebuild_micros, recovered_commits]
                               commits over the file's life; what the first opener had to repair
 

@@ -361,11 +361,12 @@ MAPKV_C_API void mapkv_compact_options_set_lock_timeout_ms(mapkv_compact_options
 MAPKV_C_API void mapkv_compact_options_set_batch_bytes(mapkv_compact_options* opts, uint64_t bytes);
 
 // Compacts the database (or cache) at `src` (mapkv::Compact): into `dst` when it is neither NULL
-// nor empty nor `src` itself (dst must not exist; src is left as it was), otherwise in place.
-// `opts` NULL: the defaults; `result` NULL: not reported. Errors, each naming the file:
-// MAPKV_NOT_FOUND (no src), MAPKV_FAILED_PRECONDITION (src open elsewhere, this process
-// included), MAPKV_ALREADY_EXISTS (dst exists), MAPKV_DATA_LOSS, MAPKV_RESOURCE_EXHAUSTED (disk
-// full), and the OS's errors; on any error src is unchanged. Any thread.
+// nor empty nor `src` itself (dst must not exist; src is read from a snapshot while others may go
+// on using it, and left as it was), otherwise in place. `opts` NULL: the defaults; `result` NULL:
+// not reported. Errors, each naming the file: MAPKV_NOT_FOUND (no src), MAPKV_FAILED_PRECONDITION
+// (in place: src open elsewhere, this process included), MAPKV_ALREADY_EXISTS (dst exists),
+// MAPKV_DATA_LOSS, MAPKV_RESOURCE_EXHAUSTED (disk full), and the OS's errors; on any error src is
+// unchanged. Any thread.
 MAPKV_C_API mapkv_status mapkv_compact(const char* src, const char* dst,
                                        const mapkv_compact_options* opts,
                                        mapkv_compact_result* result, char** errmsg);
