@@ -64,9 +64,10 @@ inline void EncodeEntry(EntryKind kind, int64_t expires_unix_ms, std::string_vie
   if (!payload.empty()) std::memcpy(out->data() + kEnvelopeSize, payload.data(), payload.size());
 }
 
-// Whether a compaction at `now_unix_ms` keeps the stored value: a live value, not an expired one
-// nor a lease (nobody computes while the file is held alone). A value that is no entry is kept,
-// for Verify and the reader to report.
+// Whether a compaction or a backup at `now_unix_ms` keeps the stored value: a live value, not an
+// expired one nor a lease (a lease belongs to a process computing in the original file, which
+// never fills it in the copy: a copy's lease would only make its readers wait for nothing). A
+// value that is no entry is kept, for Verify and the reader to report.
 inline bool KeepWhenCompacting(std::string_view stored, int64_t now_unix_ms) {
   const std::optional<Entry> e = ParseEntry(stored);
   return !e || (e->kind == EntryKind::kValue && !e->ExpiredAt(now_unix_ms));
