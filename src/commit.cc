@@ -192,7 +192,7 @@ absl::StatusOr<std::string_view> DBImpl::TxnGet(const WriteState& w, std::string
   MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
   auto it = w.writes.find(key);
   if (it != w.writes.end()) {
-    MAPKV_ASSIGN_OR_RETURN(Record r, ReadAt(it->second, w.tail, false));
+    MAPKV_ASSIGN_OR_RETURN(Record r, ReadNamed(it->second, w.tail, false));
     if (r.type == kDelete) return KeyNotFoundError(path(), key);
     return r.value;
   }

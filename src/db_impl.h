@@ -305,6 +305,8 @@ class DBImpl {
   // outside it or is malformed). In a ring, the rest of a lap too short for a record header reads
   // as a kPad.
   absl::StatusOr<Record> ReadAt(uint64_t offset, uint64_t tail, bool verify) const;
+  // ReadAt, its error naming the file: for what a read returns to its caller.
+  absl::StatusOr<Record> ReadNamed(uint64_t offset, uint64_t tail, bool verify) const;
   // Where the live log starts: the oldest record a reader may reach.
   uint64_t LogStart() const { return ring_len_ == 0 ? kHeaderSize : state_->head.load(); }
 

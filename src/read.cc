@@ -40,7 +40,7 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
     if (snap.as_of && !(limit = AsOfLimit(damage))) return false;
     offset = SlotRecord(offset);
     PrefetchRecord(offset, limit);
-    absl::StatusOr<Record> r = ReadAt(offset, limit, false);
+    absl::StatusOr<Record> r = ReadNamed(offset, limit, false);
     if (!r.ok()) {
       damage = r.status();
       return false;
@@ -84,7 +84,7 @@ absl::StatusOr<Record> DBImpl::VersionAsOf(Record r, uint64_t tail, uint64_t lim
     if (r.prev == 0) return Record{};
     const std::string_view key = r.key;
     const uint64_t from = r.offset;
-    MAPKV_ASSIGN_OR_RETURN(r, ReadAt(r.prev, limit, false));
+    MAPKV_ASSIGN_OR_RETURN(r, ReadNamed(r.prev, limit, false));
     if ((r.type != kPut && r.type != kDelete) || r.key != key) {
       return absl::DataLossError(absl::StrCat(path(), ": the previous version of key ",
                                               QuoteKey(key), " at offset ", from,
@@ -113,18 +113,18 @@ absl::Status DBImpl::ForEach(const Snapshot& snap,
     Record r;
     if (!snap.as_of) {
       if (SlotDead(offset)) continue;
-      MAPKV_ASSIGN_OR_RETURN(r, ReadAt(offset, snap.tail, options_.verify_checksums));
+      MAPKV_ASSIGN_OR_RETURN(r, ReadNamed(offset, snap.tail, options_.verify_checksums));
     } else {
       absl::Status error;
       if (!(limit = AsOfLimit(error))) return error;
-      MAPKV_ASSIGN_OR_RETURN(r, ReadAt(SlotRecord(offset), limit, false));
+      MAPKV_ASSIGN_OR_RETURN(r, ReadNamed(SlotRecord(offset), limit, false));
       if (r.type == kPut || r.type == kDelete) {
         MAPKV_ASSIGN_OR_RETURN(r, VersionAsOf(r, snap.tail, limit));
       }
       if (r.type == 0 || r.type == kDelete) continue;  // born or deleted after the snapshot
       if (options_.verify_checksums && RecordChecksumOf(At(r.offset), r, salt_) != r.checksum) {
         return absl::DataLossError(
-            absl::StrCat("damaged record at offset ", r.offset, ": checksum mismatch"));
+            absl::StrCat(path(), ": damaged record at offset ", r.offset, ": checksum mismatch"));
       }
     }
     if (r.type != kPut) {

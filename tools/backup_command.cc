@@ -32,7 +32,8 @@ int RunBackup(const BackupArgs& args) {
   // Said plainly here, rather than as the failure of whichever system call meets it first.
   absl::StatusOr<bool> exists = internal::PathExists(args.db);
   if (exists.ok() && !*exists) {
-    return ReportError("backup", args.db, absl::NotFoundError("no such file"), kExitError);
+    return ReportError("backup", About(args.db, absl::StatusCode::kNotFound, "no such file"),
+                       kExitError);
   }
   if (SameExistingFile(args.db, args.copy)) {
     return ReportUsageError(
@@ -48,8 +49,7 @@ int RunBackup(const BackupArgs& args) {
   progress.Done();
   if (!result.ok()) {
     // The message names the file it is about (DB, COPY, or a temporary file beside COPY).
-    const bool names_copy = result.status().message().find(args.copy) != absl::string_view::npos;
-    ReportError("backup", names_copy ? "" : args.db, result.status(), 0);
+    ReportError("backup", result.status(), 0);
     std::fprintf(stderr, "mapkv backup: %s was not written%s\n", args.copy.c_str(),
                  args.force ? " (any file of that name is as it was)" : "");
     // Refused: the COPY that --force would replace is open elsewhere.

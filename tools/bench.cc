@@ -52,8 +52,7 @@ class Bench {
     for (uint64_t i = 0; i < n; ++i) {
       absl::Status s = fn(i);
       if (!s.ok()) {
-        ReportError("bench", path_, absl::Status(s.code(), absl::StrCat(name, ": ", s.message())),
-                    kExitError);
+        ReportError("bench", About(name, s.code(), s.message()), kExitError);
         return false;
       }
     }
@@ -70,7 +69,7 @@ int Bench::Run() {
   Options options;
   options.error_if_exists = true;
   absl::StatusOr<std::unique_ptr<DB>> opened = DB::Open(path_, options);
-  if (!opened.ok()) return ReportError("bench", path_, opened.status(), kExitError);
+  if (!opened.ok()) return ReportError("bench", opened.status(), kExitError);
   DB& db = **opened;
   const uint64_t n = args_.keys;
   std::mt19937_64 rng(42);
@@ -120,7 +119,7 @@ int Bench::Run() {
 
   const std::string compacted = path_ + ".compacted";
   absl::StatusOr<CompactResult> result = Compact(path_, compacted);
-  if (!result.ok()) return ReportError("bench", path_, result.status(), kExitError);
+  if (!result.ok()) return ReportError("bench", result.status(), kExitError);
 
   std::printf("%-40s %12s %12s %14s\n", "operation", "ops", "ns/op", "ops/s");
   for (const Row& row : rows_) {
@@ -146,14 +145,14 @@ int RunBench(const BenchArgs& args) {
   bool temporary = dir.empty();
   if (temporary) {
     absl::StatusOr<std::string> made = MakeTempDir("mapkv-bench-");
-    if (!made.ok()) return ReportError("bench", "", made.status(), kExitError);
+    if (!made.ok()) return ReportError("bench", made.status(), kExitError);
     dir = *made;
   }
   const std::string path = absl::StrCat(dir, "/bench.mapkv");
   int code = Bench(args, path).Run();
   for (const std::string& file : {path, path + ".compacted"}) {
     absl::Status s = internal::RemovePath(file);
-    if (!s.ok() && !absl::IsNotFound(s)) ReportError("bench", file, s, kExitError);
+    if (!s.ok() && !absl::IsNotFound(s)) ReportError("bench", s, kExitError);
   }
   if (temporary) {
     std::error_code error;

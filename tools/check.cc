@@ -29,14 +29,11 @@ int RunCheck(const CheckArgs& args) {
     const bool damaged = absl::IsDataLoss(db.status()) || absl::IsInvalidArgument(db.status()) ||
                          IsNeedsRecovery(db.status());
     if (damaged) {
-      // Engine messages name the file already.
-      const std::string message(db.status().message());
-      std::printf("%s\n", message.find(args.db) != std::string::npos
-                              ? message.c_str()
-                              : absl::StrCat(args.db, ": ", message).c_str());
+      // The library's messages name the file.
+      std::printf("%s\n", std::string(db.status().message()).c_str());
     }
     if (IsNeedsRecovery(db.status())) return ReportReadOpenError("check", args.db, db.status());
-    return ReportError("check", args.db, db.status(), damaged ? kExitDataProblem : kExitError);
+    return ReportError("check", db.status(), damaged ? kExitDataProblem : kExitError);
   }
   const Stats stats = (*db)->GetStats();
   std::vector<VerifyProblem> problems;
@@ -69,9 +66,9 @@ int RunCheck(const CheckArgs& args) {
                 static_cast<unsigned long long>(p.offset), p.kind.c_str(), p.detail.c_str());
   }
   std::fflush(stdout);
-  if (!absl::IsDataLoss(verified)) return ReportError("check", args.db, verified, kExitError);
+  if (!absl::IsDataLoss(verified)) return ReportError("check", verified, kExitError);
   return ReportError(
-      "check", args.db,
+      "check",
       absl::DataLossError(absl::StrCat(problems.size(), " problem", problems.size() == 1 ? "" : "s",
                                        " found: ", verified.message())),
       kExitDataProblem);

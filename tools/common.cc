@@ -17,17 +17,15 @@
 namespace mapkv::tools {
 using internal::ToAbsl;
 
-int ReportError(std::string_view command, std::string_view path, const absl::Status& status,
-                int exit_code) {
-  absl::string_view message = status.message();
-  std::string line = absl::StrCat("mapkv ", ToAbsl(command), ": ");
-  if (!path.empty() && message.find(ToAbsl(path)) == absl::string_view::npos) {
-    absl::StrAppend(&line, ToAbsl(path), ": ");
-  }
-  absl::StrAppend(&line, message);
+int ReportError(std::string_view command, const absl::Status& status, int exit_code) {
+  const std::string line = absl::StrCat("mapkv ", ToAbsl(command), ": ", status.message());
   std::fflush(stdout);
   std::fprintf(stderr, "%s\n", line.c_str());
   return exit_code;
+}
+
+absl::Status About(std::string_view what, absl::StatusCode code, absl::string_view message) {
+  return absl::Status(code, absl::StrCat(ToAbsl(what), ": ", message));
 }
 
 int ReportUsageError(std::string_view command, absl::string_view message) {
@@ -56,8 +54,8 @@ absl::StatusOr<std::unique_ptr<DB>> OpenValues(const std::string& path, OpenMode
 
 int ReportReadOpenError(std::string_view command, const std::string& path,
                         const absl::Status& status) {
-  if (!IsNeedsRecovery(status)) return ReportError(command, path, status, kExitError);
-  ReportError(command, path, status, kExitDataProblem);
+  if (!IsNeedsRecovery(status)) return ReportError(command, status, kExitError);
+  ReportError(command, status, kExitDataProblem);
   std::fprintf(stderr,
                "mapkv %.*s: %s is unchanged: this command only reads. Any command that writes "
                "(put, del, load, compact) recovers it first; `mapkv salvage %s OUT` copies what is "

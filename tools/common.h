@@ -22,10 +22,11 @@ class Option;
 
 namespace mapkv::tools {
 
-// Prints "mapkv <command>: <message>" to stderr; the message starts with `path` unless it names
-// it already (engine messages do). Returns `exit_code`.
-int ReportError(std::string_view command, std::string_view path, const absl::Status& status,
-                int exit_code);
+// Prints "mapkv <command>: <message>" to stderr and returns `exit_code`. The message names what it
+// is about: the library's do (their file, and key), and the tool makes its own with About().
+int ReportError(std::string_view command, const absl::Status& status, int exit_code);
+// A status about `what` (a file, "stdin", "stdout"): its message is "<what>: <message>".
+absl::Status About(std::string_view what, absl::StatusCode code, absl::string_view message);
 // Prints "mapkv <command>: <message>" and a pointer to --help to stderr; returns kExitUsage.
 int ReportUsageError(std::string_view command, absl::string_view message);
 

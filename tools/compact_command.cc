@@ -25,7 +25,8 @@ int RunCompact(const CompactArgs& args) {
   // Said plainly here, rather than as the failure of whichever system call meets it first.
   absl::StatusOr<bool> exists = internal::PathExists(args.db);
   if (exists.ok() && !*exists) {
-    return ReportError("compact", args.db, absl::NotFoundError("no such file"), kExitError);
+    return ReportError("compact", About(args.db, absl::StatusCode::kNotFound, "no such file"),
+                       kExitError);
   }
   Progress progress("compacting", 0, args.quiet);
   CompactOptions options;
@@ -35,9 +36,7 @@ int RunCompact(const CompactArgs& args) {
   if (!result.ok()) {
     const bool refused = absl::IsFailedPrecondition(result.status());
     // The message names the file it is about (DB, NEW, or a temporary file).
-    const bool names_output = !args.output.empty() && result.status().message().find(args.output) !=
-                                                          absl::string_view::npos;
-    ReportError("compact", names_output ? "" : args.db, result.status(), 0);
+    ReportError("compact", result.status(), 0);
     std::fprintf(stderr, "mapkv compact: %s is unchanged\n", args.db.c_str());
     return refused ? kExitDataProblem : kExitError;
   }

@@ -231,7 +231,7 @@ bool Demo::LoadData(bool quiet) {
   parse.comments = true;
   absl::StatusOr<std::vector<Record>> records = ReadRecordsFile(path, Format::kTsv, parse);
   if (!records.ok()) {
-    ReportError("demo", path, records.status(), kExitError);
+    ReportError("demo", records.status(), kExitError);
     return false;
   }
   size_t dropped = 0;
@@ -277,7 +277,7 @@ bool Demo::OpenCache() {
   options.capacity = s_.capacity;
   absl::StatusOr<std::unique_ptr<Cache>> cache = Cache::Open(path_, options);
   if (!cache.ok()) {
-    ReportError("demo", path_, cache.status(), kExitError);
+    ReportError("demo", cache.status(), kExitError);
     return false;
   }
   cache_ = *std::move(cache);

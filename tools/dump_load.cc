@@ -118,17 +118,17 @@ class DumpWriter {
 };
 
 int ReportWriteError(uint64_t records) {
-  return ReportError(
-      "dump", "stdout",
-      absl::DataLossError(absl::StrCat("write error after ", Plural(records, "record", "records"),
-                                       ": ", std::strerror(errno))),
-      kExitError);
+  return ReportError("dump",
+                     About("stdout", absl::StatusCode::kDataLoss,
+                           absl::StrCat("write error after ", Plural(records, "record", "records"),
+                                        ": ", std::strerror(errno))),
+                     kExitError);
 }
 
 // dump --skip-damaged: the latest intact version of every key, from a scan of the log (scan.h).
 int DumpScanned(const DumpArgs& args, Format format) {
   absl::StatusOr<LogScan> scan = LogScan::Read(args.db);
-  if (!scan.ok()) return ReportError("dump", args.db, scan.status(), kExitError);
+  if (!scan.ok()) return ReportError("dump", scan.status(), kExitError);
   DumpWriter writer(format, scan->is_cache(), args.expired);
   bool write_failed = false;
   scan->ForEach([&](std::string_view key, std::string_view value) {
@@ -176,7 +176,7 @@ int RunDump(const DumpArgs& args) {
   writer.ReportSkipped(args.db);
   if (!walk.ok()) {
     return ReportError(
-        "dump", args.db,
+        "dump",
         absl::Status(walk.code(),
                      absl::StrCat(walk.message(), " (after ", Plural(seen, "record", "records"),
                                   "; `mapkv dump --skip-damaged` lists every intact record, "
@@ -213,8 +213,9 @@ int RunLoad(const LoadArgs& args) {
   if (!from_stdin) {
     in = std::fopen(args.file.c_str(), "rb");
     if (in == nullptr) {
-      return ReportError("load", args.file,
-                         absl::NotFoundError(absl::StrCat("cannot open: ", std::strerror(errno))),
+      return ReportError("load",
+                         About(args.file, absl::StatusCode::kNotFound,
+                               absl::StrCat("cannot open: ", std::strerror(errno))),
                          kExitError);
     }
     absl::StatusOr<internal::FileInfo> info = internal::StatFile(args.file);
@@ -228,10 +229,10 @@ int RunLoad(const LoadArgs& args) {
   } closer{in};
 
   absl::StatusOr<bool> existed = internal::PathExists(args.db);
-  if (!existed.ok()) return ReportError("load", args.db, existed.status(), kExitError);
+  if (!existed.ok()) return ReportError("load", existed.status(), kExitError);
   bool cache = false;
   absl::StatusOr<std::unique_ptr<DB>> db = OpenValues(args.db, OpenMode::kCreate, &cache);
-  if (!db.ok()) return ReportError("load", args.db, db.status(), kExitError);
+  if (!db.ok()) return ReportError("load", db.status(), kExitError);
   const bool created = !*existed;
   // Usage errors that depend on the kind of file: a file this load created goes again.
   auto refuse = [&](std::string_view message) {
@@ -257,12 +258,12 @@ int RunLoad(const LoadArgs& args) {
   RecordReader reader(in, *format, input_name, args.max_value, parse);
   Progress progress("loading", input_size, args.quiet);
   absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
-  if (!txn.ok()) return ReportError("load", args.db, txn.status(), kExitError);
+  if (!txn.ok()) return ReportError("load", txn.status(), kExitError);
   uint64_t records = 0, bytes = 0, in_batch = 0, committed = 0, expired = 0, ignored_expiry = 0;
   // Reports a failure and what of the load was kept; a file the load created is removed.
-  auto fail = [&](std::string_view where, const absl::Status& status) {
+  auto fail = [&](const absl::Status& status) {
     progress.Done();
-    ReportError("load", where, status, kExitError);
+    ReportError("load", status, kExitError);
     if (txn.ok()) txn->Abort();
     std::string kept =
         committed == 0 ? "nothing was loaded"
@@ -285,7 +286,7 @@ int RunLoad(const LoadArgs& args) {
   std::string stored;
   for (;;) {
     absl::StatusOr<bool> more = reader.Next(&record);
-    if (!more.ok()) return fail(input_name, more.status());
+    if (!more.ok()) return fail(more.status());
     if (!*more) break;
     absl::Status status = internal::CheckKeySize("", record.key);
     std::string_view value = record.value;
@@ -314,7 +315,7 @@ int RunLoad(const LoadArgs& args) {
       }
     }
     if (!status.ok()) {
-      return fail(absl::IsInvalidArgument(status) ? input_name : args.db, status);
+      return fail(status);
     }
     ++records;
     bytes += record.key.size() + record.value.size();
@@ -322,7 +323,7 @@ int RunLoad(const LoadArgs& args) {
   }
   absl::Status status = txn->Commit();
   if (status.ok()) status = (*db)->Checkpoint();
-  if (!status.ok()) return fail(args.db, status);
+  if (!status.ok()) return fail(status);
   progress.Done();
   const double seconds = SecondsSince(start);
   std::printf("loaded %s (%s of keys and values) from %s into %s in %s\n",

@@ -54,9 +54,10 @@ int RunGet(const KeyArgs& args) {
   if (!db.ok()) return ReportReadOpenError("get", args.db, db.status());
   absl::StatusOr<std::string> stored = (*db)->Get(key);
   auto absent = [&](std::string_view why) {
-    return ReportError("get", args.db,
-                       absl::NotFoundError(absl::StrCat("no key \"", EscapeTsv(key, true), "\"",
-                                                        absl::string_view(why.data(), why.size()))),
+    return ReportError("get",
+                       About(args.db, absl::StatusCode::kNotFound,
+                             absl::StrCat("no key \"", EscapeTsv(key, true), "\"",
+                                          absl::string_view(why.data(), why.size()))),
                        kExitNotFound);
   };
   if (absl::IsNotFound(stored.status())) return absent("");
@@ -72,10 +73,10 @@ int RunGet(const KeyArgs& args) {
     case ShownValue::kLease:
       return absent(absl::StrCat(": its value is being computed by pid ", shown.lease_pid));
     case ShownValue::kMalformed:
-      return ReportError("get", args.db,
-                         absl::DataLossError(absl::StrCat("key \"", EscapeTsv(key, true),
-                                                          "\": not a cache entry (",
-                                                          stored->size(), " bytes)")),
+      return ReportError("get",
+                         About(args.db, absl::StatusCode::kDataLoss,
+                               absl::StrCat("key \"", EscapeTsv(key, true),
+                                            "\": not a cache entry (", stored->size(), " bytes)")),
                          kExitDataProblem);
   }
   const std::string_view value = shown.value;
@@ -87,7 +88,8 @@ int RunGet(const KeyArgs& args) {
     if (internal::IsTerminal(internal::StdStream::kOut)) std::fputc('\n', stdout);
   }
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-    return ReportError("get", "stdout", absl::DataLossError("write error"), kExitError);
+    return ReportError("get", About("stdout", absl::StatusCode::kDataLoss, "write error"),
+                       kExitError);
   }
   return kExitOk;
 }
@@ -99,7 +101,7 @@ int RunPut(const KeyArgs& args, const std::string& value_arg) {
   std::string value;
   if (value_arg == "-") {
     absl::StatusOr<std::string> in = ReadAllStdin();
-    if (!in.ok()) return ReportError("put", "", in.status(), kExitError);
+    if (!in.ok()) return ReportError("put", in.status(), kExitError);
     value = *std::move(in);
   } else {
     absl::StatusOr<std::string> decoded = DecodeArgument(value_arg, args.escaped, "VALUE");
@@ -120,7 +122,7 @@ int RunPut(const KeyArgs& args, const std::string& value_arg) {
   // With --ttl the file must be a cache already: a new file would be a database.
   absl::StatusOr<std::unique_ptr<DB>> db =
       OpenValues(args.db, args.ttl.empty() ? OpenMode::kCreate : OpenMode::kWrite, &cache);
-  if (!db.ok()) return ReportError("put", args.db, db.status(), kExitError);
+  if (!db.ok()) return ReportError("put", db.status(), kExitError);
   if (!args.ttl.empty() && !cache) {
     return ReportUsageError("put", absl::StrCat(args.db, " is a database, whose values never "
                                                          "expire: --ttl is for a cache's file"));
@@ -130,7 +132,7 @@ int RunPut(const KeyArgs& args, const std::string& value_arg) {
   }
   absl::Status status = (*db)->Put(key, value);
   if (status.ok()) status = (*db)->Checkpoint();
-  if (!status.ok()) return ReportError("put", args.db, status, kExitError);
+  if (!status.ok()) return ReportError("put", status, kExitError);
   return kExitOk;
 }
 
@@ -140,24 +142,25 @@ int RunDel(const KeyArgs& args, bool force) {
   if (!DecodeKey("del", args, &key, &code)) return code;
   bool cache = false;
   absl::StatusOr<std::unique_ptr<DB>> db = OpenValues(args.db, OpenMode::kWrite, &cache);
-  if (!db.ok()) return ReportError("del", args.db, db.status(), kExitError);
+  if (!db.ok()) return ReportError("del", db.status(), kExitError);
   // Look and delete in one transaction, so "absent" is the truth at the moment of the delete.
   absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
-  if (!txn.ok()) return ReportError("del", args.db, txn.status(), kExitError);
+  if (!txn.ok()) return ReportError("del", txn.status(), kExitError);
   absl::StatusOr<std::string_view> old = txn->Get(key);
   if (absl::IsNotFound(old.status())) {
     txn->Abort();
     if (force) return kExitOk;
-    return ReportError("del", args.db,
-                       absl::NotFoundError(absl::StrCat("no key \"", EscapeTsv(key, true),
-                                                        "\" (nothing deleted; -f ignores this)")),
+    return ReportError("del",
+                       About(args.db, absl::StatusCode::kNotFound,
+                             absl::StrCat("no key \"", EscapeTsv(key, true),
+                                          "\" (nothing deleted; -f ignores this)")),
                        kExitNotFound);
   }
   absl::Status status = old.status();
   if (status.ok()) status = txn->Delete(key);
   if (status.ok()) status = txn->Commit();
   if (status.ok()) status = (*db)->Checkpoint();
-  if (!status.ok()) return ReportError("del", args.db, status, kExitError);
+  if (!status.ok()) return ReportError("del", status, kExitError);
   return kExitOk;
 }
 

@@ -57,17 +57,19 @@ absl::Status WriteSalvaged(const LogScan& scan, const std::string& tmp, uint64_t
 
 int RunSalvage(const SalvageArgs& args) {
   absl::StatusOr<bool> exists = internal::PathExists(args.out);
-  if (!exists.ok()) return ReportError("salvage", args.out, exists.status(), kExitError);
+  if (!exists.ok()) return ReportError("salvage", exists.status(), kExitError);
   if (*exists) {
-    return ReportError("salvage", args.out,
-                       absl::AlreadyExistsError("exists: salvage writes a new file"), kExitError);
+    return ReportError("salvage",
+                       About(args.out, absl::StatusCode::kAlreadyExists,
+                             "exists: salvage writes a new file"),
+                       kExitError);
   }
   Progress progress("reading", 0, args.quiet);
   progress.Update(0, true);
   absl::StatusOr<LogScan> scan = LogScan::Read(args.db);
   if (!scan.ok()) {
     progress.Done();
-    return ReportError("salvage", args.db, scan.status(), kExitError);
+    return ReportError("salvage", scan.status(), kExitError);
   }
   progress.set_label("writing");
   progress.set_total(scan->live_keys());
@@ -78,7 +80,7 @@ int RunSalvage(const SalvageArgs& args) {
   progress.Done();
   if (!status.ok()) {
     internal::RemovePath(tmp).IgnoreError();
-    ReportError("salvage", args.out, status, kExitError);
+    ReportError("salvage", status, kExitError);
     std::fprintf(stderr, "mapkv salvage: %s was not written; %s is unchanged\n", args.out.c_str(),
                  args.db.c_str());
     return kExitError;

@@ -221,7 +221,8 @@ int RunStat(const StatArgs& args) {
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
   if (std::fflush(stdout) != 0) {
-    return ReportError("stat", "stdout", absl::DataLossError("write error"), kExitError);
+    return ReportError("stat", About("stdout", absl::StatusCode::kDataLoss, "write error"),
+                       kExitError);
   }
   return kExitOk;
 }
