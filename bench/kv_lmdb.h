@@ -25,8 +25,10 @@
 // mapkv's do on its writer lock). Get keeps one read-only transaction per handle and
 // mdb_txn_renew()s / mdb_txn_reset()s it around each lookup (LMDB's recommended way to run many
 // short reads: no allocation per read), copying the value out before the reset. Scan is a cursor
-// walk in that transaction, renewed. Load is write transactions of 10,000 puts. Compact copies with
-// mdb_env_copy2(MDB_CP_COMPACT) and swaps the file in.
+// walk in that transaction, renewed; BeginSnapshot renews it and keeps it until the snapshot ends
+// (pages a commit frees are not reused while it lives: the file grows instead). Load is write
+// transactions of 10,000 puts. Compact copies with mdb_env_copy2(MDB_CP_COMPACT) and swaps the
+// file in.
 //
 // Processes and threads: every process opens the environment once (LMDB forbids a second open in
 // one process), read-only (MDB_RDONLY) for a kRead handle; every handle of the process shares it,
@@ -132,6 +134,26 @@ inline absl::Status LmdbGet(MDB_txn* txn, MDB_dbi dbi, std::string_view key, std
   return LmdbError(rc, "mdb_get");
 }
 
+// The handle's read transaction, renewed for the snapshot's life and reset at its end.
+class LmdbSnapshot : public KvSnapshot {
+ public:
+  LmdbSnapshot(MDB_txn* txn, MDB_dbi dbi) : txn_(txn), dbi_(dbi) {}
+  ~LmdbSnapshot() override { mdb_txn_reset(txn_); }
+
+  absl::Status Get(std::string_view key, std::string* value) override {
+    return LmdbGet(txn_, dbi_, key, value);
+  }
+
+  absl::StatusOr<uint64_t> Scan(
+      absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
+    return LmdbScan(txn_, dbi_, fn);
+  }
+
+ private:
+  MDB_txn* txn_;
+  MDB_dbi dbi_;
+};
+
 class LmdbKv : public KvStore {
  public:
   static constexpr size_t kLoadBatch = 10'000;
@@ -174,6 +196,11 @@ class LmdbKv : public KvStore {
     absl::StatusOr<uint64_t> n = LmdbScan(reader_, env_->dbi, fn);
     mdb_txn_reset(reader_);
     return n;
+  }
+
+  absl::StatusOr<std::unique_ptr<KvSnapshot>> BeginSnapshot() override {
+    if (int rc = RenewReader(); rc != 0) return LmdbError(rc, "mdb_txn_renew");
+    return std::unique_ptr<KvSnapshot>(new LmdbSnapshot(reader_, env_->dbi));
   }
 
   absl::Status Sync() override {

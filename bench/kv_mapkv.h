@@ -19,10 +19,11 @@
 //
 // Calls: Put and Delete are one-write transactions (DB::Put, DB::Delete); Commit of one pair is
 // DB::Put, of more a WriteTxn; Get is DB::Get into the caller's string (optimistic, copies the
-// value); MultiGet is DB::MultiGet; Scan is a ReadTxn's ForEach; Load is WriteTxns of 10,000
-// puts; Compact is mapkv::Compact in place (the DB is closed for it and reopened). GetOrCompute is
-// mapkv::Cache::GetOrCompute (compute once across processes) on a cache file beside the database
-// (<path>.cache), which each handle opens at its first call.
+// value); MultiGet is DB::MultiGet; Scan is a ReadTxn's ForEach; BeginSnapshot is a ReadTxn (a
+// snapshot that holds no lock); Load is WriteTxns of 10,000 puts; Compact is mapkv::Compact in
+// place (the DB is closed for it and reopened). GetOrCompute is mapkv::Cache::GetOrCompute
+// (compute once across processes) on a cache file beside the database (<path>.cache), which each
+// handle opens at its first call.
 //
 // Processes and threads: every process opens the file for reading and writing (a read-only handle
 // of a writable file is the same handle, minus writes), once: the handles of a process share one
@@ -56,6 +57,33 @@ struct MapkvDb {
   bool writable = true;  // every handle reads and writes (PerProcessDb asks)
 };
 
+class MapkvSnapshot : public KvSnapshot {
+ public:
+  explicit MapkvSnapshot(ReadTxn txn) : txn_(std::move(txn)) {}
+
+  absl::Status Get(std::string_view key, std::string* value) override {
+    absl::StatusOr<std::string_view> got = txn_.Get(key);
+    if (!got.ok()) return got.status();
+    value->assign(got->data(), got->size());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> Scan(
+      absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
+    uint64_t n = 0;
+    absl::Status s = txn_.ForEach([&](std::string_view k, std::string_view v) {
+      fn(k, v);
+      ++n;
+      return true;
+    });
+    if (!s.ok()) return s;
+    return n;
+  }
+
+ private:
+  ReadTxn txn_;
+};
+
 class MapkvKv : public KvStore {
  public:
   static constexpr size_t kLoadBatch = 10'000;
@@ -85,14 +113,13 @@ class MapkvKv : public KvStore {
       absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
     absl::StatusOr<ReadTxn> txn = db()->BeginRead();
     if (!txn.ok()) return txn.status();
-    uint64_t n = 0;
-    absl::Status s = txn->ForEach([&](std::string_view k, std::string_view v) {
-      fn(k, v);
-      ++n;
-      return true;
-    });
-    if (!s.ok()) return s;
-    return n;
+    return MapkvSnapshot(*std::move(txn)).Scan(fn);
+  }
+
+  absl::StatusOr<std::unique_ptr<KvSnapshot>> BeginSnapshot() override {
+    absl::StatusOr<ReadTxn> txn = db()->BeginRead();
+    if (!txn.ok()) return txn.status();
+    return std::unique_ptr<KvSnapshot>(new MapkvSnapshot(*std::move(txn)));
   }
 
   absl::Status Load(absl::Span<const KvPair> pairs) override {

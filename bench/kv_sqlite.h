@@ -23,10 +23,12 @@
 //
 // Calls, every statement prepared once per handle: Put and Delete are autocommit statements
 // (INSERT OR REPLACE, DELETE); Commit is BEGIN IMMEDIATE, one INSERT OR REPLACE per pair, COMMIT;
-// Load is Commits of 10,000 pairs; Get is SELECT v; Scan is SELECT k, v in key order; Sync is a
-// checkpoint of the whole WAL into the database file with both flushed (synchronous=FULL for it);
-// Compact is VACUUM. The first handle (Access::kCreate) should stay open to the end: while a
-// connection is open the WAL is not checkpointed and deleted whenever another closes.
+// Load is Commits of 10,000 pairs; Get is SELECT v; Scan is SELECT k, v in key order;
+// BeginSnapshot is BEGIN and a first read (a WAL read transaction: commits go on beside it, and
+// checkpoints stop at its mark, so the WAL grows while it lives); Sync is a checkpoint of the whole
+// WAL into the database file with both flushed (synchronous=FULL for it); Compact is VACUUM. The
+// first handle (Access::kCreate) should stay open to the end: while a connection is open the WAL
+// is not checkpointed and deleted whenever another closes.
 #ifndef MAPKV_BENCH_KV_SQLITE_H_
 #define MAPKV_BENCH_KV_SQLITE_H_
 
@@ -59,6 +61,21 @@ inline absl::Status SqliteStep(sqlite3* db, sqlite3_stmt* stmt, const char* what
   if (rc != SQLITE_DONE) return SqliteError(db, rc, what);
   return absl::OkStatus();
 }
+
+class SqliteKv;
+
+// A read transaction on the handle's connection: its Gets and Scans are the handle's.
+class SqliteSnapshot : public KvSnapshot {
+ public:
+  explicit SqliteSnapshot(SqliteKv* kv) : kv_(kv) {}
+  ~SqliteSnapshot() override;
+  absl::Status Get(std::string_view key, std::string* value) override;
+  absl::StatusOr<uint64_t> Scan(
+      absl::FunctionRef<void(std::string_view, std::string_view)> fn) override;
+
+ private:
+  SqliteKv* kv_;
+};
 
 class SqliteKv : public KvStore {
  public:
@@ -157,6 +174,11 @@ class SqliteKv : public KvStore {
     return n;
   }
 
+  absl::StatusOr<std::unique_ptr<KvSnapshot>> BeginSnapshot() override {
+    if (absl::Status s = Exec("BEGIN; SELECT 1 FROM kv LIMIT 1;"); !s.ok()) return s;
+    return std::unique_ptr<KvSnapshot>(new SqliteSnapshot(this));
+  }
+
   absl::Status Load(absl::Span<const KvPair> pairs) override {
     for (size_t start = 0; start < pairs.size(); start += kLoadBatch) {
       if (absl::Status s = Commit(pairs.subspan(start, kLoadBatch)); !s.ok()) return s;
@@ -173,6 +195,8 @@ class SqliteKv : public KvStore {
   absl::Status Compact() override { return Exec("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);"); }
 
  private:
+  friend class SqliteSnapshot;
+
   explicit SqliteKv(std::string synchronous) : synchronous_(std::move(synchronous)) {}
 
   static void Bind(sqlite3_stmt* stmt, int i, std::string_view blob) {
@@ -200,6 +224,17 @@ class SqliteKv : public KvStore {
   sqlite3_stmt* commit_ = nullptr;
   sqlite3_stmt* rollback_ = nullptr;
 };
+
+inline SqliteSnapshot::~SqliteSnapshot() { (void)kv_->Exec("ROLLBACK"); }
+
+inline absl::Status SqliteSnapshot::Get(std::string_view key, std::string* value) {
+  return kv_->Get(key, value);
+}
+
+inline absl::StatusOr<uint64_t> SqliteSnapshot::Scan(
+    absl::FunctionRef<void(std::string_view, std::string_view)> fn) {
+  return kv_->Scan(fn);
+}
 
 // Handles on <dir>/bench.sqlite, each its own connection.
 inline StoreKind SqliteKindOf(std::string synchronous, std::string tuning) {

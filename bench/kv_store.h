@@ -60,6 +60,21 @@ enum class SyncClass {
   kSync,      // a commit is on disk when it returns
 };
 
+// A read transaction that sees one committed state of the store, whatever other handles (of any
+// process) commit while it lives. Used by its handle's thread; destroyed before its handle, and
+// while it lives the handle is used for nothing else (LMDB allows one read transaction per thread).
+class KvSnapshot {
+ public:
+  virtual ~KvSnapshot() = default;
+
+  // As KvStore::Get, as of the snapshot.
+  virtual absl::Status Get(std::string_view key, std::string* value) = 0;
+
+  // As KvStore::Scan, as of the snapshot.
+  virtual absl::StatusOr<uint64_t> Scan(
+      absl::FunctionRef<void(std::string_view key, std::string_view value)> fn) = 0;
+};
+
 // One open handle, used by one thread.
 class KvStore {
  public:
@@ -119,6 +134,12 @@ class KvStore {
     const std::string_view fresh = compute();
     value->assign(fresh.data(), fresh.size());
     return Put(key, fresh);
+  }
+
+  // A snapshot (KvSnapshot), where the store has read transactions that other processes' commits
+  // go on beside; Unimplemented otherwise.
+  virtual absl::StatusOr<std::unique_ptr<KvSnapshot>> BeginSnapshot() {
+    return absl::UnimplementedError("no snapshot");
   }
 
   // Makes everything written so far durable, whatever the mode (the peer driver calls it before
