@@ -26,13 +26,14 @@
 //                 workload of a worker pool
 //   snapshot      commits beside a long snapshot: one process commits for --seconds, each commit
 //                 one Put (commit-put) or one transaction of --txn_puts Puts (commit-txnN,
-//                 KvStore::Commit) overwriting random existing keys, first alone, then with a
-//                 second process that took a snapshot (KvStore::BeginSnapshot) before the start,
-//                 holds it to the end, and meanwhile reads all of it with Scan and then every key
-//                 with Get, over and over (rows +snapshot); each Scan and each full Get pass must
-//                 read the values the snapshot held at the start. The rates are the committing
-//                 process's alone (its CPU time, not the reader's). Stores with snapshots that
-//                 another process's commits go on beside
+//                 KvStore::Commit) overwriting random existing keys: alone; beside a second
+//                 process that reads everything with Scan and then every key with Get, over and
+//                 over (+reader); and beside one that does the same in a snapshot
+//                 (KvStore::BeginSnapshot) it took before the start and holds to the end
+//                 (+snapshot), where each Scan and each full Get pass must read the values the
+//                 snapshot held at the start. The rates are the committing process's alone (its
+//                 CPU time, not the reader's). Stores with snapshots that another process's
+//                 commits go on beside
 //   compact       the store's own compaction, then its file size
 //   deleterandom  num Deletes, each existing key once, in random order
 //   mp-cache      (last: it adds a cache file) for each P in --procs: P processes each doing
@@ -364,8 +365,9 @@ class Timer {
 // (it looks at the clock every 256), so that the snapshot is held for the whole of its run.
 constexpr double kSnapshotMargin = 0.2;
 
-// kCommitter: the snapshot phase's committing process; kSnapshot: its snapshot reader.
-enum class Role : uint8_t { kReader, kWriter, kMixed, kCache, kCommitter, kSnapshot };
+// The snapshot phase's: kCommitter commits; kSnapshot holds a snapshot and re-reads it; kRereader
+// does the same reads through its handle without holding one.
+enum class Role : uint8_t { kReader, kWriter, kMixed, kCache, kCommitter, kSnapshot, kRereader };
 
 struct ChildReport {
   uint64_t ops = 0;
@@ -397,7 +399,8 @@ class Worker {
   uint64_t CacheKeys() const { return std::min(config_.cache_keys, data_.num() / 4); }
 
   absl::Status Prepare() {
-    const bool reads_only = role_ == Role::kReader || role_ == Role::kSnapshot;
+    const bool reads_only =
+        role_ == Role::kReader || role_ == Role::kSnapshot || role_ == Role::kRereader;
     absl::StatusOr<std::unique_ptr<KvStore>> store =
         backend_.Open(reads_only ? Access::kRead : Access::kWrite);
     if (!store.ok()) return store.status();
@@ -427,7 +430,7 @@ class Worker {
   }
 
   absl::Status Run(ChildReport& report) {
-    if (role_ == Role::kSnapshot) return RunSnapshotReader(report);
+    if (role_ == Role::kSnapshot || role_ == Role::kRereader) return RunRereader(report);
     const double cpu0 = tools::ProcessCpuSeconds();
     const Clock::time_point start = Clock::now();
     const Clock::time_point until = start + std::chrono::duration_cast<Clock::duration>(
@@ -460,27 +463,36 @@ class Worker {
     return Mix(hash(key) ^ Mix(hash(value)));
   }
 
-  // Reads the whole snapshot by Scan and then by Get (every key), pass after pass, until the
-  // committer is surely done (--seconds and a margin past its last burst); each Scan, and each Get
-  // pass that completes, must read what the snapshot held at the start. Ends the snapshot last.
-  absl::Status RunSnapshotReader(ChildReport& report) {
+  // Reads everything by Scan and then by Get (every key), pass after pass, until the committer is
+  // surely done (--seconds and a margin past its last burst). A kSnapshot reads its snapshot, and
+  // each Scan, and each Get pass that completes, must read what the snapshot held at the start; a
+  // kRereader reads through its handle (each Scan its own read transaction, each Get the newest
+  // value). Ends the snapshot last.
+  absl::Status RunRereader(ChildReport& report) {
     const double cpu0 = tools::ProcessCpuSeconds();
     const Clock::time_point start = Clock::now();
     const Clock::time_point until =
         start + std::chrono::duration_cast<Clock::duration>(
                     std::chrono::duration<double>(config_.seconds + kSnapshotMargin));
+    const bool check = snapshot_ != nullptr;
+    auto scan = [&](absl::FunctionRef<void(std::string_view, std::string_view)> fn) {
+      return check ? snapshot_->Scan(fn) : store_->Scan(fn);
+    };
+    auto get = [&](std::string_view key) {
+      return check ? snapshot_->Get(key, &value_) : store_->Get(key, &value_);
+    };
     absl::Status status;
     bool done = false;
     while (status.ok() && !done) {
       uint64_t digest = 0;
-      absl::StatusOr<uint64_t> n = snapshot_->Scan(
-          [&](std::string_view k, std::string_view v) { digest += PairDigest(k, v); });
+      absl::StatusOr<uint64_t> n =
+          scan([&](std::string_view k, std::string_view v) { digest += PairDigest(k, v); });
       if (!n.ok()) {
         status = n.status();
         break;
       }
       report.ops += *n;
-      if (*n != data_.num() || digest != snapshot_digest_) {
+      if (*n != data_.num() || (check && digest != snapshot_digest_)) {
         status = absl::InternalError(absl::StrCat("a Scan of the snapshot read ", *n,
                                                   " pairs, or other values than at its start"));
         break;
@@ -488,7 +500,7 @@ class Worker {
       digest = 0;
       for (uint64_t i = 0; i < data_.num() && status.ok(); ++i) {
         const Key key = data_.ExistingKey(i);
-        status = snapshot_->Get(key, &value_);
+        status = get(key);
         digest += PairDigest(key, value_);
         ++report.ops;
         if ((i & 1023) == 1023 && Clock::now() >= until) {
@@ -497,7 +509,7 @@ class Worker {
         }
       }
       if (!status.ok() || done) break;
-      if (digest != snapshot_digest_) {
+      if (check && digest != snapshot_digest_) {
         status =
             absl::InternalError("a Get pass over the snapshot read other values than at its start");
         break;
@@ -576,7 +588,7 @@ class Worker {
 };
 
 // Forks one worker per role, starts them together, and sums the readers' (or all) reports. A
-// snapshot reader's report goes to result.reader_passes and .reader_ops_per_second alone.
+// kSnapshot's or kRereader's report goes to result.reader_passes and .reader_ops_per_second alone.
 absl::Status RunProcesses(const Data& data, const Config& config, KvBackend& backend,
                           const std::vector<Role>& roles, bool count_writers, Result& result,
                           size_t commit_puts = 1) {
@@ -601,7 +613,7 @@ absl::Status RunProcesses(const Data& data, const Config& config, KvBackend& bac
   double wall = 0;
   for (size_t i = 0; i < roles.size(); ++i) {
     const ChildReport& r = (*reports)[i];
-    if (roles[i] == Role::kSnapshot) {
+    if (roles[i] == Role::kSnapshot || roles[i] == Role::kRereader) {
       result.reader_passes = r.passes;
       result.reader_ops_per_second = r.ops / r.wall_seconds;
       continue;
@@ -801,7 +813,7 @@ class StoreRun {
   }
 
   // The snapshot phase: for a one-Put commit and a --txn_puts transaction, the committer alone,
-  // then beside the snapshot reader.
+  // beside a rereader, and beside a snapshot reader.
   absl::Status RunSnapshot() {
     const std::vector<std::pair<std::string, size_t>> commits = {
         {"commit-put", 1}, {absl::StrCat("commit-txn", config_.txn_puts), config_.txn_puts}};
@@ -818,7 +830,7 @@ class StoreRun {
     }
     if (!na.empty()) {
       for (const auto& [label, puts] : commits) {
-        for (const char* suffix : {"", "+snapshot"}) {
+        for (const char* suffix : {"", "+reader", "+snapshot"}) {
           NewResult(absl::StrCat(label, suffix)).note = na;
           Report(results_->back());
         }
@@ -827,16 +839,16 @@ class StoreRun {
     }
     store_.reset();  // no handle of this process may cross the fork
     for (const auto& [label, puts] : commits) {
-      for (bool beside : {false, true}) {
-        Result& r = NewResult(absl::StrCat(label, beside ? "+snapshot" : ""));
+      for (const char* beside : {"", "+reader", "+snapshot"}) {
+        Result& r = NewResult(absl::StrCat(label, beside));
         std::vector<Role> roles = {Role::kCommitter};
-        if (beside) roles.push_back(Role::kSnapshot);
+        if (*beside != '\0') roles.push_back(beside[1] == 'r' ? Role::kRereader : Role::kSnapshot);
         if (absl::Status s = RunProcesses(data_, config_, *backend_, roles, true, r, puts);
             !s.ok()) {
           return s;
         }
-        if (beside) {
-          r.note = absl::StrFormat("snapshot reader: %d passes, %.2f M reads/s", r.reader_passes,
+        if (*beside != '\0') {
+          r.note = absl::StrFormat("%s: %d passes, %.2f M reads/s", beside + 1, r.reader_passes,
                                    r.reader_ops_per_second / 1e6);
         }
         Report(r);
@@ -933,9 +945,16 @@ std::string Rate(double per_second) {
   return absl::StrFormat("%.1f k", per_second / 1e3);
 }
 
-// The snapshot phase: each commit row beside a snapshot against the same commits alone. "kept" is
-// beside over alone, of the committing process's commits per CPU-second and per second.
+// The snapshot phase: each commit row beside a snapshot, and beside a rereader, against the same
+// commits alone. "kept" is beside over alone, of the committing process's commits per CPU-second
+// and per second.
 std::string Snapshots(const std::vector<Result>& results, const std::vector<std::string>& stores) {
+  auto find = [&](const std::string& store, const std::string& phase) {
+    for (const Result& r : results) {
+      if (r.store == store && r.phase == phase && r.measured()) return &r;
+    }
+    return static_cast<const Result*>(nullptr);
+  };
   std::string rows;
   for (const std::string& store : stores) {
     for (const Result& alone : results) {
@@ -943,26 +962,27 @@ std::string Snapshots(const std::vector<Result>& results, const std::vector<std:
           alone.phase.find('+') != std::string::npos || !alone.measured()) {
         continue;
       }
-      for (const Result& beside : results) {
-        if (beside.store != store || beside.phase != alone.phase + "+snapshot" ||
-            !beside.measured()) {
-          continue;
-        }
-        absl::StrAppendFormat(
-            &rows, "| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %d |\n", store, alone.phase,
-            Rate(alone.OpsPerSecond()), Rate(alone.OpsPerCpuSecond()), Rate(beside.OpsPerSecond()),
-            Rate(beside.OpsPerCpuSecond()), beside.OpsPerCpuSecond() / alone.OpsPerCpuSecond(),
-            beside.OpsPerSecond() / alone.OpsPerSecond(), beside.reader_passes);
-      }
+      const Result* beside = find(store, alone.phase + "+snapshot");
+      const Result* reader = find(store, alone.phase + "+reader");
+      if (beside == nullptr) continue;
+      absl::StrAppendFormat(
+          &rows, "| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %d | %s |\n", store, alone.phase,
+          Rate(alone.OpsPerSecond()), Rate(alone.OpsPerCpuSecond()), Rate(beside->OpsPerSecond()),
+          Rate(beside->OpsPerCpuSecond()), beside->OpsPerCpuSecond() / alone.OpsPerCpuSecond(),
+          beside->OpsPerSecond() / alone.OpsPerSecond(), beside->reader_passes,
+          reader == nullptr
+              ? "n/a"
+              : absl::StrFormat("%.2f", reader->OpsPerCpuSecond() / alone.OpsPerCpuSecond()));
     }
   }
   if (rows.empty()) return "";
   return absl::StrCat(
       "\nCommits of one process alone and beside another holding a snapshot and re-reading it "
-      "(per CPU-s: the committing process's CPU time; kept: beside / alone):\n\n"
+      "(per CPU-s: the committing process's CPU time; kept: beside / alone; the last column: "
+      "kept per CPU-s beside the same reads without a snapshot held):\n\n"
       "| store | commit | alone commits/s | alone per CPU-s | beside commits/s | beside per CPU-s "
-      "| kept per CPU-s | kept commits/s | reader passes |\n"
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+      "| kept per CPU-s | kept commits/s | reader passes | kept per CPU-s, no snapshot |\n"
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
       rows);
 }
 
