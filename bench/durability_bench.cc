@@ -5,22 +5,24 @@
 //   build/bench/mapkv_durability_bench [--seconds=2.5] [--threads=1,4] [--puts=1] [--value=100]
 //       [--keys=100000] [--stores=mapkv,lmdb,sqlite] [--rounds=1] [--dir=/var/tmp] [--csv=FILE]
 //
-// Every store in every mode (bench/peer_store_*.h say each store's settings) gets a new
-// database in a new directory under --dir (the file system must be a real one: on tmpfs a flush
-// costs nothing), loaded with --keys keys of 16 bytes and values of --value bytes (in key order,
-// in transactions of 10,000 puts) and then flushed (PeerStore::SyncAll), so that the timed run
-// does not pay for the load's write-back. Then T writer threads, for each T in --threads, start
-// together and commit for --seconds: each commit is one transaction of --puts puts, each
-// overwriting a random key of the loaded ones with a value from a pool (every thread has its own
-// random sequence). The database and its directory are removed after each run; LMDB and SQLite rows
-// appear only when CMake found their libraries (the output says which were skipped and why).
+// Every store in every mode (the durability kinds of bench/kv_<store>.h, whose header says the
+// store's settings) gets a new database in a new directory under --dir (the file system must be a
+// real one: on tmpfs a flush costs nothing), loaded with --keys keys of 16 bytes and values of
+// --value bytes (in key order, in transactions of 10,000 puts) and then flushed (KvStore::Sync),
+// so that the timed run does not pay for the load's write-back. Then T writer threads, for each T
+// in --threads, each with its own handle (KvBackend::Open; a process's handles share the store's
+// one object where the store has one), start together and commit for --seconds: each commit is one
+// transaction of --puts puts, each overwriting a random key of the loaded ones with a value from a
+// pool (every thread has its own random sequence). The database and its directory are removed after
+// each run; LMDB and SQLite rows appear only when CMake found their libraries (the output says
+// which were skipped and why).
 //
 // Figures, per run: commits/s is commits over the wall time from the start to the last thread's
 // end; commits per CPU-s is commits over the process's user + system CPU time in that span
 // (getrusage RUSAGE_SELF: the machine this runs on is shared and noisy, and CPU time is what stays
 // comparable; a flush's wait for the disk is not CPU time, and neither is the kernel's own
 // write-back and journal work on other threads); CPUs busy is CPU time over wall time; latency is
-// of one commit as its caller sees it (the steady clock around PeerWriter::Commit, which includes
+// of one commit as its caller sees it (the steady clock around KvStore::Commit, which includes
 // the wait for the other writers), percentiles over every commit of every thread. With --rounds=R
 // every configuration runs R times, round-robin, and the table shows the run with the median
 // commits/s and the range over the R runs.
@@ -49,14 +51,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "bench/peer_store.h"
-#include "bench/peer_store_mapkv.h"
+#include "bench/kv_mapkv.h"
+#include "bench/kv_store.h"
 #include "testing/subprocess.h"
 #if MAPKV_BENCH_HAVE_LMDB
-#include "bench/peer_store_lmdb.h"
+#include "bench/kv_lmdb.h"
 #endif
 #if MAPKV_BENCH_HAVE_SQLITE
-#include "bench/peer_store_sqlite.h"
+#include "bench/kv_sqlite.h"
 #endif
 
 namespace mapkv::bench {
@@ -73,16 +75,16 @@ constexpr size_t kLoadBatch = 10'000;
 
 // A store this binary can measure, or says why it cannot.
 struct StoreEntry {
-  std::string flag;  // its name in --stores
-  std::vector<PeerMode> modes;
-  std::string missing;  // non-empty: not built in, and why
+  std::string flag;              // its name in --stores
+  std::vector<StoreKind> modes;  // one kind per mode
+  std::string missing;           // non-empty: not built in, and why
 };
 
 std::vector<StoreEntry> AllStores() {
   std::vector<StoreEntry> stores;
-  stores.push_back({"mapkv", MapkvModes(), ""});
+  stores.push_back({"mapkv", MapkvDurabilityKinds(), ""});
 #if MAPKV_BENCH_HAVE_LMDB
-  stores.push_back({"lmdb", LmdbModes(), ""});
+  stores.push_back({"lmdb", LmdbDurabilityKinds(), ""});
 #else
   stores.push_back({"lmdb",
                     {},
@@ -90,7 +92,7 @@ std::vector<StoreEntry> AllStores() {
                     "(Debian: apt-get install liblmdb-dev, then run cmake again)"});
 #endif
 #if MAPKV_BENCH_HAVE_SQLITE
-  stores.push_back({"sqlite", SqliteModes(), ""});
+  stores.push_back({"sqlite", SqliteDurabilityKinds(), ""});
 #else
   stores.push_back({"sqlite",
                     {},
@@ -179,22 +181,20 @@ Data MakeData(const Config& config) {
 }
 
 // Loads every key in key order (a bulk load, which the B-trees take fastest), then flushes.
-absl::Status Load(const Data& data, PeerStore* store) {
-  absl::StatusOr<std::unique_ptr<PeerWriter>> writer = store->NewWriter();
-  if (!writer.ok()) return writer.status();
+absl::Status Load(const Data& data, KvStore* store) {
   std::vector<uint64_t> order(data.n());
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(),
             [&](uint64_t a, uint64_t b) { return data.key(a) < data.key(b); });
-  std::vector<KeyValue> batch;
+  std::vector<KvPair> batch;
   for (uint64_t begin = 0; begin < data.n(); begin += kLoadBatch) {
     batch.clear();
     for (uint64_t i = begin; i < std::min(data.n(), begin + kLoadBatch); ++i) {
       batch.push_back({data.key(order[i]), data.value(order[i] * 97)});
     }
-    if (absl::Status s = (*writer)->Commit(batch.data(), batch.size()); !s.ok()) return s;
+    if (absl::Status s = store->Commit(batch); !s.ok()) return s;
   }
-  return store->SyncAll();
+  return store->Sync();
 }
 
 // ------------------------------------------------------------------------------------- runs
@@ -213,7 +213,7 @@ struct Result {
 
 // What one writer thread does and finds.
 struct Worker {
-  std::unique_ptr<PeerWriter> writer;
+  std::unique_ptr<KvStore> writer;
   std::vector<int64_t> latencies_ns;
   Clock::time_point end;
   absl::Status status;
@@ -222,17 +222,17 @@ struct Worker {
 void RunWorker(const Config& config, const Data& data, uint64_t seed, std::latch* go,
                Clock::time_point* deadline, Worker* w) {
   std::mt19937_64 rng(seed);
-  std::vector<KeyValue> puts(config.puts);
+  std::vector<KvPair> puts(config.puts);
   go->wait();
   const Clock::time_point stop = *deadline;
   Clock::time_point now;
   do {
-    for (KeyValue& kv : puts) {
+    for (KvPair& kv : puts) {
       kv.key = data.key(rng() % data.n());
       kv.value = data.value(rng());
     }
     Clock::time_point begin = Clock::now();
-    absl::Status s = w->writer->Commit(puts.data(), puts.size());
+    absl::Status s = w->writer->Commit(puts);
     now = Clock::now();
     if (!s.ok()) {
       w->status = s;
@@ -244,20 +244,23 @@ void RunWorker(const Config& config, const Data& data, uint64_t seed, std::latch
 }
 
 // One store in one mode with `threads` writers, in a new directory `dir` that it removes.
-absl::StatusOr<Result> RunOne(const Config& config, const Data& data, const PeerMode& mode,
+absl::StatusOr<Result> RunOne(const Config& config, const Data& data, const StoreKind& mode,
                               int threads, const std::string& dir, uint64_t seed) {
   std::error_code error;
   if (!std::filesystem::create_directory(dir, error)) {
     return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", error.message()));
   }
   absl::StatusOr<Result> result = [&]() -> absl::StatusOr<Result> {
-    absl::StatusOr<std::unique_ptr<PeerStore>> store = mode.open(dir);
+    absl::StatusOr<std::unique_ptr<KvBackend>> backend = mode.create(dir, config.keys);
+    if (!backend.ok()) return backend.status();
+    // The first handle loads and stays open to the end (SQLite: the WAL stays).
+    absl::StatusOr<std::unique_ptr<KvStore>> store = (*backend)->Open(Access::kCreate);
     if (!store.ok()) return store.status();
     if (absl::Status s = Load(data, store->get()); !s.ok()) return s;
 
     std::vector<Worker> workers(threads);
     for (Worker& w : workers) {
-      absl::StatusOr<std::unique_ptr<PeerWriter>> writer = (*store)->NewWriter();
+      absl::StatusOr<std::unique_ptr<KvStore>> writer = (*backend)->Open(Access::kWrite);
       if (!writer.ok()) return writer.status();
       w.writer = *std::move(writer);
       // 32 MiB in all: room for a default run of the fastest store (4M commits) without a
@@ -392,7 +395,7 @@ void PrintMachine(int argc, char** argv, const Config& config) {
 }
 
 struct Row {
-  const PeerMode* mode;
+  const StoreKind* mode;
   int threads;
   std::vector<Result> runs;
 
@@ -421,7 +424,7 @@ void PrintTable(const Config& config, const std::vector<Row>& rows) {
       "fewest/most per writer | p50 | p99 | p99.9 | max |\n"
       "| ---: | --- | --- | --- | ---: |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
       config.rounds > 1 ? " range |" : "", config.rounds > 1 ? " ---: |" : "");
-  std::vector<const PeerMode*> modes;
+  std::vector<const StoreKind*> modes;
   for (const Row& row : rows) {
     if (std::find(modes.begin(), modes.end(), row.mode) == modes.end()) modes.push_back(row.mode);
     const Result& r = row.Median();
@@ -435,7 +438,7 @@ void PrintTable(const Config& config, const std::vector<Row>& rows) {
       range = absl::StrCat(" ", Rate(low), "-", Rate(high), " |");
     }
     std::printf("| %d | %s | %s | %s | %s |%s %s | %.2f | %.2f | %s | %s | %s | %s |\n",
-                row.threads, SyncClassName(row.mode->sync_class), row.mode->store.c_str(),
+                row.threads, SyncClassName(row.mode->sync_class), row.mode->name.c_str(),
                 row.mode->mode.c_str(), Rate(r.CommitsPerSecond()).c_str(), range.c_str(),
                 Rate(r.CommitsPerCpuSecond()).c_str(), r.cpu_seconds / r.wall_seconds,
                 static_cast<double>(r.fewest) / static_cast<double>(r.most),
@@ -443,8 +446,8 @@ void PrintTable(const Config& config, const std::vector<Row>& rows) {
                 Micros(r.latency_us[2]).c_str(), Micros(r.latency_us[3]).c_str());
   }
   std::printf("\nWhat a power cut loses:\n");
-  for (const PeerMode* mode : modes) {
-    std::printf("- %s %s: %s\n", mode->store.c_str(), mode->mode.c_str(), mode->power_cut.c_str());
+  for (const StoreKind* mode : modes) {
+    std::printf("- %s %s: %s\n", mode->name.c_str(), mode->mode.c_str(), mode->power_cut.c_str());
   }
   std::fflush(stdout);
 }
@@ -459,7 +462,7 @@ absl::Status WriteCsv(const Config& config, const std::vector<Row>& rows) {
       const Result& r = row.runs[i];
       out << absl::StrFormat(
           "%s,%s,%s,%d,%d,%d,%d,%d,%g,%d,%.4f,%.4f,%.1f,%.1f,%d,%d,%.2f,%.2f,%.2f,%.2f\n",
-          row.mode->store, row.mode->mode, SyncClassName(row.mode->sync_class), row.threads,
+          row.mode->name, row.mode->mode, SyncClassName(row.mode->sync_class), row.threads,
           config.puts, config.value_size, config.keys, i + 1, config.seconds, r.commits,
           r.wall_seconds, r.cpu_seconds, r.CommitsPerSecond(), r.CommitsPerCpuSecond(), r.fewest,
           r.most, r.latency_us[0], r.latency_us[1], r.latency_us[2], r.latency_us[3]);
@@ -474,7 +477,7 @@ absl::Status Main(const Config& config, int argc, char** argv) {
   // The modes to run, by group, then store. Stores asked for but not built in are named with
   // the reason.
   const std::vector<StoreEntry> stores = AllStores();
-  std::vector<const PeerMode*> modes;
+  std::vector<const StoreKind*> modes;
   std::vector<std::string> skipped;
   for (const StoreEntry& store : stores) {
     if (std::find(config.stores.begin(), config.stores.end(), store.flag) == config.stores.end()) {
@@ -482,10 +485,10 @@ absl::Status Main(const Config& config, int argc, char** argv) {
     } else if (!store.missing.empty()) {
       skipped.push_back(absl::StrCat(store.flag, ": ", store.missing));
     } else {
-      for (const PeerMode& mode : store.modes) modes.push_back(&mode);
+      for (const StoreKind& mode : store.modes) modes.push_back(&mode);
     }
   }
-  std::stable_sort(modes.begin(), modes.end(), [](const PeerMode* a, const PeerMode* b) {
+  std::stable_sort(modes.begin(), modes.end(), [](const StoreKind* a, const StoreKind* b) {
     return a->sync_class < b->sync_class;
   });
 
@@ -509,7 +512,7 @@ absl::Status Main(const Config& config, int argc, char** argv) {
   const Data data = MakeData(config);
   std::vector<Row> rows;
   for (int threads : config.threads) {
-    for (const PeerMode* mode : modes) rows.push_back({mode, threads, {}});
+    for (const StoreKind* mode : modes) rows.push_back({mode, threads, {}});
   }
   // Run (and show) the rows to be compared next to each other in time: the disk's flush latency
   // on a shared machine drifts over minutes.
@@ -527,14 +530,14 @@ absl::Status Main(const Config& config, int argc, char** argv) {
           RunOne(config, data, *row.mode, row.threads, dir, Mix(kSeed ^ (serial << 16)));
       if (!r.ok()) {
         status =
-            absl::InternalError(absl::StrCat(row.mode->store, " ", row.mode->mode, ", ",
-                                             row.threads, " writers: ", r.status().ToString()));
+            absl::InternalError(absl::StrCat(row.mode->name, " ", row.mode->mode, ", ", row.threads,
+                                             " writers: ", r.status().ToString()));
         break;
       }
       std::fprintf(stderr, "[%zu/%zu] %s %s, %d writers: %s commits/s, p99 %s\n",
-                   static_cast<size_t>(serial), rows.size() * config.rounds,
-                   row.mode->store.c_str(), row.mode->mode.c_str(), row.threads,
-                   Rate(r->CommitsPerSecond()).c_str(), Micros(r->latency_us[1]).c_str());
+                   static_cast<size_t>(serial), rows.size() * config.rounds, row.mode->name.c_str(),
+                   row.mode->mode.c_str(), row.threads, Rate(r->CommitsPerSecond()).c_str(),
+                   Micros(r->latency_us[1]).c_str());
       row.runs.push_back(*r);
     }
   }

@@ -1,18 +1,25 @@
-// The stores the peer benchmark (bench/peer_bench.cc) measures, behind one small interface, so
-// that a store is added by one header: bench/kv_<store>.h defines a function returning its
-// StoreKind, and peer_bench.cc lists it (under MAPKV_BENCH_HAVE_<STORE> when the library is
-// optional).
+// The stores the benchmark drivers measure, behind one small interface, so that one driver measures
+// mapkv and its peers the same way: bench/peer_bench.cc (db_bench's and YCSB's phases) and
+// bench/durability_bench.cc (commit cost per durability mode). A store is added by one header:
+// bench/kv_<store>.h defines functions returning its StoreKinds, and a driver lists them (under
+// MAPKV_BENCH_HAVE_<STORE> when the library is optional).
 //
-// The model: a StoreKind creates a KvBackend for a run in an empty directory of its own. The
-// backend is what outlives every handle (a server process for Redis and memcached, the map itself
-// for the in-memory references, nothing but the directory for an embedded store). Handles
-// (KvStore) are opened from the backend, in the driver's process or in a forked child: a handle
-// never crosses a fork, and the driver closes every handle in its own process before it forks
-// (so that stores with a file lock let the children in).
+// The model: a StoreKind is one store in one configuration; it creates a KvBackend for a run in
+// an empty directory of its own. The backend is what outlives every handle (a server process for
+// Redis and memcached, the map itself for the in-memory references, nothing but the directory, or
+// the process's one open object, for an embedded store). Handles (KvStore) are opened from the
+// backend, in the driver's process or in a forked child: a handle never crosses a fork, and the
+// driver closes every handle in its own process before it forks (so that stores with a file lock
+// let the children in). One process may hold several handles at once, one per thread (the
+// durability driver's writer threads); where the store allows one open object per process (LMDB's
+// environment, an fcntl-locked file), or its object is meant to be shared by threads (mapkv's DB),
+// the backend hands every handle of a process the same one (bench/per_process_db.h).
 //
-// Durability is matched across stores: no fsync per operation. Every write is one transaction of
-// the store, visible to every other handle when the call returns; a process crash may lose what
-// the store's own contract allows, a power cut anything since the last Sync().
+// Durability: every write is one transaction of the store, visible to every other handle when the
+// call returns. What survives a power cut is the kind's: StoreKind::sync_class and power_cut. The
+// peer benchmark's kinds are all SyncClass::kNone (no fsync per operation: a process crash may lose
+// what the store's own contract allows, a power cut anything since the last Sync()); the
+// durability benchmark's kinds are each store in each of its sync modes.
 #ifndef MAPKV_BENCH_KV_STORE_H_
 #define MAPKV_BENCH_KV_STORE_H_
 
@@ -45,6 +52,29 @@ struct KvPair {
   std::string_view value;
 };
 
+// What survives a power cut, in the terms of mapkv's Durability: the durability table groups rows
+// by it.
+enum class SyncClass {
+  kNone,      // every commit survives a process crash; a power cut keeps what an explicit sync kept
+  kPeriodic,  // between: a sync now and then, or every commit but the last on disk
+  kSync,      // a commit is on disk when it returns
+};
+
+// A read transaction that sees one committed state of the store, whatever other handles (of any
+// process) commit while it lives. Used by its handle's thread; destroyed before its handle, and
+// while it lives the handle is used for nothing else (LMDB allows one read transaction per thread).
+class KvSnapshot {
+ public:
+  virtual ~KvSnapshot() = default;
+
+  // As KvStore::Get, as of the snapshot.
+  virtual absl::Status Get(std::string_view key, std::string* value) = 0;
+
+  // As KvStore::Scan, as of the snapshot.
+  virtual absl::StatusOr<uint64_t> Scan(
+      absl::FunctionRef<void(std::string_view key, std::string_view value)> fn) = 0;
+};
+
 // One open handle, used by one thread.
 class KvStore {
  public:
@@ -62,6 +92,15 @@ class KvStore {
   // Visits every pair once, in the store's own order (a full scan). Returns the pairs visited.
   virtual absl::StatusOr<uint64_t> Scan(
       absl::FunctionRef<void(std::string_view key, std::string_view value)> fn) = 0;
+
+  // Puts every pair in one transaction and commits it in the kind's mode: when it returns OK the
+  // transaction is visible to every other handle and as durable as the mode promises. Waits for
+  // the other writers (each store serialises its writers). The default is Put for one pair and
+  // Unimplemented for more (a store without multi-put transactions).
+  virtual absl::Status Commit(absl::Span<const KvPair> puts) {
+    if (puts.size() == 1) return Put(puts[0].key, puts[0].value);
+    return absl::UnimplementedError("no multi-put transaction");
+  }
 
   // Writes many pairs the store's fastest way (one transaction or write batch, a pipeline for a
   // server). Used to load the data set before read phases, not timed as a phase.
@@ -97,7 +136,15 @@ class KvStore {
     return Put(key, fresh);
   }
 
-  // Makes everything written so far durable (the driver calls it before it measures file size).
+  // A snapshot (KvSnapshot), where the store has read transactions that other processes' commits
+  // go on beside; Unimplemented otherwise.
+  virtual absl::StatusOr<std::unique_ptr<KvSnapshot>> BeginSnapshot() {
+    return absl::UnimplementedError("no snapshot");
+  }
+
+  // Makes everything written so far durable, whatever the mode (the peer driver calls it before
+  // it measures file size; the durability driver after loading, so that the timed run does not
+  // pay for the load's write-back).
   virtual absl::Status Sync() = 0;
 
   // The store's own compaction (offline or online) where it has one: Unimplemented otherwise.
@@ -145,6 +192,12 @@ class FileBackend : public KvBackend {
 struct StoreKind {
   std::string name;      // "mapkv", "LMDB", "tkrzw HashDBM", ...
   std::string settings;  // one line of the run's output: version, mode, tuning
+  // The sync mode, as the durability table names it ("kSync", "MDB_NOSYNC"), its class, and what
+  // a power cut loses, in a few words. The durability kinds set all three; the peer kinds, all
+  // kNone, leave mode and power_cut empty (settings says it).
+  std::string mode;
+  SyncClass sync_class = SyncClass::kNone;
+  std::string power_cut;
   StoreCaps caps;
   // A backend in `dir`, an empty directory that nothing else uses. `expected_keys` is the data
   // set's size, for stores whose best practice is to size their tables up front (documented in

@@ -3,7 +3,7 @@
 //
 //   build/bench/mapkv_peer_bench [--num=1000000] [--value_size=100] [--procs=1,2] [--seconds=2]
 //       [--stores=mapkv,lmdb,...] [--phases=fillrandom,...] [--batch=32] [--phase_seconds=10]
-//       [--writer_rate=0] [--csv=FILE] [--markdown=FILE] [--dir=DIR]
+//       [--writer_rate=0] [--txn_puts=10] [--csv=FILE] [--markdown=FILE] [--dir=DIR]
 //
 // Every store gets the same keys (16 bytes, the hex of a 64-bit bijective mix of 0..num-1, so key
 // order is random), the same values (value_size random bytes from a pool) and the same operation
@@ -24,6 +24,16 @@
 //                 (stores that allow a writer beside readers)
 //   mp-mix        P processes each doing 90% Gets and 10% Puts of random keys: the shared-cache
 //                 workload of a worker pool
+//   snapshot      commits beside a long snapshot: one process commits for --seconds, each commit
+//                 one Put (commit-put) or one transaction of --txn_puts Puts (commit-txnN,
+//                 KvStore::Commit) overwriting random existing keys: alone; beside a second
+//                 process that reads everything with Scan and then every key with Get, over and
+//                 over (+reader); and beside one that does the same in a snapshot
+//                 (KvStore::BeginSnapshot) it took before the start and holds to the end
+//                 (+snapshot), where each Scan and each full Get pass must read the values the
+//                 snapshot held at the start. The rates are the committing process's alone (its
+//                 CPU time, not the reader's). Stores with snapshots that another process's
+//                 commits go on beside
 //   compact       the store's own compaction, then its file size
 //   deleterandom  num Deletes, each existing key once, in random order
 //   mp-cache      (last: it adds a cache file) for each P in --procs: P processes each doing
@@ -111,6 +121,7 @@ struct Config {
   std::vector<int> procs = {1, 2};
   double seconds = 2;
   double writer_rate = 0;  // commits per second of the mp-read+writer writer; 0: as fast as it can
+  size_t txn_puts = 10;    // snapshot: Puts per transaction of the commit-txn rows
   double phase_seconds = 10;
   size_t batch = 32;
   uint64_t cache_keys = 10'000;           // mp-cache's hot set (at most num / 4)
@@ -161,9 +172,9 @@ std::vector<std::pair<std::string, StoreKind>> AllStores(const Config& config) {
 
 const std::vector<std::string>& AllPhases() {
   static const std::vector<std::string> phases = {
-      "fillrandom", "overwrite", "readrandom",   "readmissing", "multiget",
-      "zipfian",    "ycsb-a",    "readseq",      "mp-read",     "mp-read+writer",
-      "mp-mix",     "compact",   "deleterandom", "mp-cache"};
+      "fillrandom", "overwrite", "readrandom", "readmissing",  "multiget",
+      "zipfian",    "ycsb-a",    "readseq",    "mp-read",      "mp-read+writer",
+      "mp-mix",     "snapshot",  "compact",    "deleterandom", "mp-cache"};
   return phases;
 }
 
@@ -286,6 +297,8 @@ struct Result {
   uint64_t file_bytes = 0;           // after the phase, for fillrandom and compact
   double writer_ops_per_second = 0;  // mp-read+writer: the writer's commits per second
   uint64_t computes = 0;             // mp-cache: values computed by all the processes
+  uint64_t reader_passes = 0;        // snapshot: the snapshot reader's full passes
+  double reader_ops_per_second = 0;  // snapshot: its reads (Gets and pairs scanned) per second
   std::string note;                  // "n/a: ..." or "capped" or an error
 
   double OpsPerSecond() const { return ops / wall_seconds; }
@@ -348,12 +361,19 @@ class Timer {
 
 // ------------------------------------------------------------------------------ multi-process
 
-enum class Role : uint8_t { kReader, kWriter, kMixed, kCache };
+// How long the snapshot reader goes on past --seconds: past the committer's last burst of commits
+// (it looks at the clock every 256), so that the snapshot is held for the whole of its run.
+constexpr double kSnapshotMargin = 0.2;
+
+// The snapshot phase's: kCommitter commits; kSnapshot holds a snapshot and re-reads it; kRereader
+// does the same reads through its handle without holding one.
+enum class Role : uint8_t { kReader, kWriter, kMixed, kCache, kCommitter, kSnapshot, kRereader };
 
 struct ChildReport {
   uint64_t ops = 0;
   uint64_t misses = 0;    // Gets of existing keys that found nothing: must stay 0
   uint64_t computes = 0;  // mp-cache: values this process computed
+  uint64_t passes = 0;    // snapshot reader: full passes (a Scan, then every key by Get)
   double wall_seconds = 0;
   double cpu_seconds = 0;
   char error[240] = {};
@@ -362,22 +382,27 @@ struct ChildReport {
 // The body of one forked worker: opens its own handle, warms it, waits for the start, runs.
 class Worker {
  public:
+  // `commit_puts`: Puts per commit of a kCommitter.
   Worker(const Data& data, const Config& config, KvBackend& backend, Role role, uint64_t seed,
-         uint64_t round)
+         uint64_t round, size_t commit_puts)
       : data_(data),
         config_(config),
         backend_(backend),
         role_(role),
         rng_(seed),
-        cache_base_(round * CacheKeys()) {
+        cache_base_(round * CacheKeys()),
+        commit_keys_(commit_puts, Key(0)),
+        commit_pairs_(commit_puts) {
     if (role_ == Role::kCache) zipf_.emplace(CacheKeys(), 0.99);
   }
 
   uint64_t CacheKeys() const { return std::min(config_.cache_keys, data_.num() / 4); }
 
   absl::Status Prepare() {
+    const bool reads_only =
+        role_ == Role::kReader || role_ == Role::kSnapshot || role_ == Role::kRereader;
     absl::StatusOr<std::unique_ptr<KvStore>> store =
-        backend_.Open(role_ == Role::kReader ? Access::kRead : Access::kWrite);
+        backend_.Open(reads_only ? Access::kRead : Access::kWrite);
     if (!store.ok()) return store.status();
     store_ = *std::move(store);
     // Warm-up: every 8th key (touches every page of a mapped store), at most one second.
@@ -388,10 +413,24 @@ class Worker {
         if (!s.ok() && !absl::IsNotFound(s)) return s;
       }
     }
+    if (role_ != Role::kSnapshot) return absl::OkStatus();
+    // The snapshot, taken before the start, and what every later pass must read in it.
+    absl::StatusOr<std::unique_ptr<KvSnapshot>> snapshot = store_->BeginSnapshot();
+    if (!snapshot.ok()) return snapshot.status();
+    snapshot_ = *std::move(snapshot);
+    snapshot_digest_ = 0;
+    absl::StatusOr<uint64_t> n = snapshot_->Scan(
+        [&](std::string_view k, std::string_view v) { snapshot_digest_ += PairDigest(k, v); });
+    if (!n.ok()) return n.status();
+    if (*n != data_.num()) {
+      return absl::InternalError(
+          absl::StrCat("the snapshot holds ", *n, " pairs of ", data_.num()));
+    }
     return absl::OkStatus();
   }
 
   absl::Status Run(ChildReport& report) {
+    if (role_ == Role::kSnapshot || role_ == Role::kRereader) return RunRereader(report);
     const double cpu0 = tools::ProcessCpuSeconds();
     const Clock::time_point start = Clock::now();
     const Clock::time_point until = start + std::chrono::duration_cast<Clock::duration>(
@@ -418,7 +457,82 @@ class Worker {
   }
 
  private:
+  // A digest of one pair; the sum over a set of pairs does not depend on their order.
+  static uint64_t PairDigest(std::string_view key, std::string_view value) {
+    const std::hash<std::string_view> hash;
+    return Mix(hash(key) ^ Mix(hash(value)));
+  }
+
+  // Reads everything by Scan and then by Get (every key), pass after pass, until the committer is
+  // surely done (--seconds and a margin past its last burst). A kSnapshot reads its snapshot, and
+  // each Scan, and each Get pass that completes, must read what the snapshot held at the start; a
+  // kRereader reads through its handle (each Scan its own read transaction, each Get the newest
+  // value). Ends the snapshot last.
+  absl::Status RunRereader(ChildReport& report) {
+    const double cpu0 = tools::ProcessCpuSeconds();
+    const Clock::time_point start = Clock::now();
+    const Clock::time_point until =
+        start + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double>(config_.seconds + kSnapshotMargin));
+    const bool check = snapshot_ != nullptr;
+    auto scan = [&](absl::FunctionRef<void(std::string_view, std::string_view)> fn) {
+      return check ? snapshot_->Scan(fn) : store_->Scan(fn);
+    };
+    auto get = [&](std::string_view key) {
+      return check ? snapshot_->Get(key, &value_) : store_->Get(key, &value_);
+    };
+    absl::Status status;
+    bool done = false;
+    while (status.ok() && !done) {
+      uint64_t digest = 0;
+      absl::StatusOr<uint64_t> n =
+          scan([&](std::string_view k, std::string_view v) { digest += PairDigest(k, v); });
+      if (!n.ok()) {
+        status = n.status();
+        break;
+      }
+      report.ops += *n;
+      if (*n != data_.num() || (check && digest != snapshot_digest_)) {
+        status = absl::InternalError(absl::StrCat("a Scan of the snapshot read ", *n,
+                                                  " pairs, or other values than at its start"));
+        break;
+      }
+      digest = 0;
+      for (uint64_t i = 0; i < data_.num() && status.ok(); ++i) {
+        const Key key = data_.ExistingKey(i);
+        status = get(key);
+        digest += PairDigest(key, value_);
+        ++report.ops;
+        if ((i & 1023) == 1023 && Clock::now() >= until) {
+          done = true;
+          break;
+        }
+      }
+      if (!status.ok() || done) break;
+      if (check && digest != snapshot_digest_) {
+        status =
+            absl::InternalError("a Get pass over the snapshot read other values than at its start");
+        break;
+      }
+      ++report.passes;
+      done = Clock::now() >= until;
+    }
+    report.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    report.cpu_seconds = tools::ProcessCpuSeconds() - cpu0;
+    snapshot_.reset();
+    store_.reset();
+    return status;
+  }
+
   absl::Status Step(ChildReport& report) {
+    if (role_ == Role::kCommitter) {
+      for (size_t j = 0; j < commit_pairs_.size(); ++j) {
+        commit_keys_[j] = data_.ExistingKey(rng_.Below(data_.num()));
+        commit_pairs_[j] = {commit_keys_[j].view(), data_.Value(rng_)};
+      }
+      ++report.ops;
+      return store_->Commit(commit_pairs_);
+    }
     if (role_ == Role::kCache) {
       // 9 in 10: a zipfian key of the hot set (keys num.., never loaded, each round's its own:
       // each starts absent, then hits). 1 in 10: a key nobody asked for before (a random 63-bit
@@ -467,18 +581,25 @@ class Worker {
   std::string value_;
   std::optional<Zipfian> zipf_;
   const uint64_t cache_base_;
+  std::vector<Key> commit_keys_;  // a kCommitter's keys, which commit_pairs_ view
+  std::vector<KvPair> commit_pairs_;
+  std::unique_ptr<KvSnapshot> snapshot_;  // a kSnapshot's, from Prepare to the end of its run
+  uint64_t snapshot_digest_ = 0;          // what each pass must read in it
 };
 
-// Forks one worker per role, starts them together, and sums the readers' (or all) reports.
+// Forks one worker per role, starts them together, and sums the readers' (or all) reports. A
+// kSnapshot's or kRereader's report goes to result.reader_passes and .reader_ops_per_second alone.
 absl::Status RunProcesses(const Data& data, const Config& config, KvBackend& backend,
-                          const std::vector<Role>& roles, bool count_writers, Result& result) {
+                          const std::vector<Role>& roles, bool count_writers, Result& result,
+                          size_t commit_puts = 1) {
   static uint64_t round = 0;
   ++round;
   const double server0 = ServerCpu(backend);
   absl::StatusOr<std::vector<ChildReport>> reports = RunChildRound<ChildReport>(
       roles.size(), std::chrono::duration<double>(config.seconds),
       [&](size_t i, ChildReport& report, absl::FunctionRef<absl::Status()> wait_for_start) {
-        Worker worker(data, config, backend, roles[i], Mix(kSeed ^ (round << 20) ^ i), round);
+        Worker worker(data, config, backend, roles[i], Mix(kSeed ^ (round << 20) ^ i), round,
+                      commit_puts);
         absl::Status s = worker.Prepare();
         if (s.ok()) s = wait_for_start();
         if (s.ok()) s = worker.Run(report);
@@ -492,6 +613,11 @@ absl::Status RunProcesses(const Data& data, const Config& config, KvBackend& bac
   double wall = 0;
   for (size_t i = 0; i < roles.size(); ++i) {
     const ChildReport& r = (*reports)[i];
+    if (roles[i] == Role::kSnapshot || roles[i] == Role::kRereader) {
+      result.reader_passes = r.passes;
+      result.reader_ops_per_second = r.ops / r.wall_seconds;
+      continue;
+    }
     result.cpu_seconds += r.cpu_seconds;  // every process's CPU: a writer's work is the store's
     if (roles[i] == Role::kWriter) result.writer_ops_per_second = r.ops / r.wall_seconds;
     if (roles[i] == Role::kWriter && !count_writers) continue;
@@ -552,6 +678,7 @@ class StoreRun {
   }
 
   absl::Status RunPhase(const std::string& phase) {
+    if (phase == "snapshot") return RunSnapshot();
     if (phase.rfind("mp-", 0) == 0) return RunMultiProcess(phase);
     Result& r = NewResult(phase);
     Timer timer(*backend_, config_.phase_seconds);
@@ -685,6 +812,54 @@ class StoreRun {
     return absl::OkStatus();
   }
 
+  // The snapshot phase: for a one-Put commit and a --txn_puts transaction, the committer alone,
+  // beside a rereader, and beside a snapshot reader.
+  absl::Status RunSnapshot() {
+    const std::vector<std::pair<std::string, size_t>> commits = {
+        {"commit-put", 1}, {absl::StrCat("commit-txn", config_.txn_puts), config_.txn_puts}};
+    std::string na;
+    if (!kind_.caps.multi_reader || !kind_.caps.reader_with_writer) {
+      na = "n/a: no writer beside readers";
+    } else {
+      absl::StatusOr<std::unique_ptr<KvSnapshot>> snapshot = store_->BeginSnapshot();
+      if (absl::IsUnimplemented(snapshot.status())) {
+        na = absl::StrCat("n/a: ", snapshot.status().message());
+      } else if (!snapshot.ok()) {
+        return snapshot.status();
+      }
+    }
+    if (!na.empty()) {
+      for (const auto& [label, puts] : commits) {
+        for (const char* suffix : {"", "+reader", "+snapshot"}) {
+          NewResult(absl::StrCat(label, suffix)).note = na;
+          Report(results_->back());
+        }
+      }
+      return absl::OkStatus();
+    }
+    store_.reset();  // no handle of this process may cross the fork
+    for (const auto& [label, puts] : commits) {
+      for (const char* beside : {"", "+reader", "+snapshot"}) {
+        Result& r = NewResult(absl::StrCat(label, beside));
+        std::vector<Role> roles = {Role::kCommitter};
+        if (*beside != '\0') roles.push_back(beside[1] == 'r' ? Role::kRereader : Role::kSnapshot);
+        if (absl::Status s = RunProcesses(data_, config_, *backend_, roles, true, r, puts);
+            !s.ok()) {
+          return s;
+        }
+        if (*beside != '\0') {
+          r.note = absl::StrFormat("%s: %d passes, %.2f M reads/s", beside + 1, r.reader_passes,
+                                   r.reader_ops_per_second / 1e6);
+        }
+        Report(r);
+      }
+    }
+    absl::StatusOr<std::unique_ptr<KvStore>> store = backend_->Open(Access::kWrite);
+    if (!store.ok()) return store.status();
+    store_ = *std::move(store);
+    return absl::OkStatus();
+  }
+
   const Data& data_;
   const Config& config_;
   const StoreKind& kind_;
@@ -764,6 +939,53 @@ std::string Scaling(const std::vector<Result>& results, const std::vector<std::s
       rows);
 }
 
+// A rate in thousands or millions.
+std::string Rate(double per_second) {
+  if (per_second >= 1e6) return absl::StrFormat("%.2f M", per_second / 1e6);
+  return absl::StrFormat("%.1f k", per_second / 1e3);
+}
+
+// The snapshot phase: each commit row beside a snapshot, and beside a rereader, against the same
+// commits alone. "kept" is beside over alone, of the committing process's commits per CPU-second
+// and per second.
+std::string Snapshots(const std::vector<Result>& results, const std::vector<std::string>& stores) {
+  auto find = [&](const std::string& store, const std::string& phase) {
+    for (const Result& r : results) {
+      if (r.store == store && r.phase == phase && r.measured()) return &r;
+    }
+    return static_cast<const Result*>(nullptr);
+  };
+  std::string rows;
+  for (const std::string& store : stores) {
+    for (const Result& alone : results) {
+      if (alone.store != store || alone.phase.rfind("commit-", 0) != 0 ||
+          alone.phase.find('+') != std::string::npos || !alone.measured()) {
+        continue;
+      }
+      const Result* beside = find(store, alone.phase + "+snapshot");
+      const Result* reader = find(store, alone.phase + "+reader");
+      if (beside == nullptr) continue;
+      absl::StrAppendFormat(
+          &rows, "| %s | %s | %s | %s | %s | %s | %.2f | %.2f | %d | %s |\n", store, alone.phase,
+          Rate(alone.OpsPerSecond()), Rate(alone.OpsPerCpuSecond()), Rate(beside->OpsPerSecond()),
+          Rate(beside->OpsPerCpuSecond()), beside->OpsPerCpuSecond() / alone.OpsPerCpuSecond(),
+          beside->OpsPerSecond() / alone.OpsPerSecond(), beside->reader_passes,
+          reader == nullptr
+              ? "n/a"
+              : absl::StrFormat("%.2f", reader->OpsPerCpuSecond() / alone.OpsPerCpuSecond()));
+    }
+  }
+  if (rows.empty()) return "";
+  return absl::StrCat(
+      "\nCommits of one process alone and beside another holding a snapshot and re-reading it "
+      "(per CPU-s: the committing process's CPU time; kept: beside / alone; the last column: "
+      "kept per CPU-s beside the same reads without a snapshot held):\n\n"
+      "| store | commit | alone commits/s | alone per CPU-s | beside commits/s | beside per CPU-s "
+      "| kept per CPU-s | kept commits/s | reader passes | kept per CPU-s, no snapshot |\n"
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+      rows);
+}
+
 std::string Markdown(const std::vector<Result>& results, const std::vector<std::string>& stores,
                      const Data& data) {
   auto rate = [](const std::function<double(const Result&)>& f) {
@@ -795,6 +1017,7 @@ std::string Markdown(const std::vector<Result>& results, const std::vector<std::
     });
   }
   out += Scaling(results, stores);
+  out += Snapshots(results, stores);
   out += "\n* stopped after --phase_seconds; the rate is of the operations done.\n";
   return out;
 }
@@ -851,6 +1074,9 @@ int Main(int argc, char** argv) {
                  "cap on a single-process phase (slow stores stop early, marked *)")
       ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--batch", config.batch, "keys per MultiGet")->check(CLI::Range(1, 4096));
+  app.add_option("--txn_puts", config.txn_puts,
+                 "Puts per transaction of the snapshot phase's commit-txn rows")
+      ->check(CLI::Range(2, 10'000));
   app.add_option("--cache_keys", config.cache_keys,
                  "hot keys of mp-cache (zipfian; they start absent; at most num / 4)");
   app.add_option("--compute_us", config.compute_us,

@@ -1,8 +1,10 @@
-// One open database object per process, for the stores (tkrzw, Kyoto Cabinet) whose file lock is
-// an fcntl lock: such a lock belongs to the process, so a second object opening the same file in
-// the same process would get the "exclusive" lock too, and the two would corrupt each other's
-// free lists and counts (and closing either drops the lock). Every handle of a process shares the
-// one object instead (both libraries are thread-safe); a forked child starts afresh.
+// One open database object per process, which every handle of the process shares (a forked child
+// starts afresh). For the stores whose file lock is an fcntl lock (tkrzw, Kyoto Cabinet): such a
+// lock belongs to the process, so a second object opening the same file in the same process would
+// get the "exclusive" lock too, and the two would corrupt each other's free lists and counts (and
+// closing either drops the lock); both libraries are thread-safe. For LMDB, whose environment must
+// be opened once per process. For mapkv, whose DB is thread-safe and shared by an application's
+// threads (two DBs on one file in one process behave as two processes).
 #ifndef MAPKV_BENCH_PER_PROCESS_DB_H_
 #define MAPKV_BENCH_PER_PROCESS_DB_H_
 
