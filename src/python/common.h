@@ -130,6 +130,21 @@ T* Unwrap(PyObject* self) {
   return static_cast<T*>(v);
 }
 
+// txn.get(key, default) and txn[key] (raise: KeyError when absent) of a transaction whose
+// Get(std::string_view) gives an absl::StatusOr<std::string_view>; `wrap` makes the value's object.
+template <class Txn, class Wrap>
+py::object GetFromTxn(Txn& txn, py::handle key, py::object dflt, bool raise, Wrap&& wrap) {
+  BytesArg k;
+  k.InitOrThrow(key, "key");
+  absl::StatusOr<std::string_view> v = txn.Get(k.view());
+  if (absl::IsNotFound(v.status())) {
+    if (raise) ThrowKeyError(key);
+    return dflt;
+  }
+  if (!v.ok()) ThrowStatus(v.status());
+  return wrap(*v);
+}
+
 }  // namespace python
 }  // namespace mapkv
 

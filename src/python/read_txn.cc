@@ -169,15 +169,8 @@ py::object Next(PyIter& it) {
 }
 
 py::object TxnGet(PyReadTxn& t, py::handle key, py::object dflt, bool raise) {
-  BytesArg k;
-  k.InitOrThrow(key, "key");
-  absl::StatusOr<std::string_view> v = t.Active().Get(k.view());
-  if (absl::IsNotFound(v.status())) {
-    if (raise) ThrowKeyError(key);
-    return dflt;
-  }
-  if (!v.ok()) ThrowStatus(v.status());
-  return t.Value(*v);
+  return GetFromTxn(t.Active(), key, std::move(dflt), raise,
+                    [&](std::string_view v) { return t.Value(v); });
 }
 
 // next(it) as the type's tp_iternext slot: pybind11's dispatch of __next__ would cost more than

@@ -78,15 +78,8 @@ void CommitTxn(PyTxn& t) {
 }
 
 py::object TxnGet(PyTxn& t, py::handle key, py::object dflt, bool raise) {
-  BytesArg k;
-  k.InitOrThrow(key, "key");
-  absl::StatusOr<std::string_view> v = t.Active().Get(k.view());
-  if (absl::IsNotFound(v.status())) {
-    if (raise) ThrowKeyError(key);
-    return dflt;
-  }
-  if (!v.ok()) ThrowStatus(v.status());
-  return ToBytes(*v);
+  return GetFromTxn(t.Active(), key, std::move(dflt), raise,
+                    [](std::string_view v) { return py::object(ToBytes(v)); });
 }
 
 void TxnPut(PyTxn& t, py::handle key, py::handle value) {
