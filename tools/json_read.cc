@@ -6,13 +6,11 @@
 #include "cache_values.h"
 #include "rapidjson/document.h"
 #include "rapidjson/error/en.h"
+#include "src/strings.h"
 
 namespace mapkv::tools {
-namespace {
 
-absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-}  // namespace
+using internal::ToAbsl;
 
 JsonFields::JsonFields(const ParseOptions& options, Record* record)
     : options_(options), record_(record) {
