@@ -193,8 +193,9 @@ Stats BoundedByFile(Stats s) {
 // Bytes for the new file: the source's header and index record header, the new index table of
 // 2^index_bits slots (its record may start anywhere in a cache line), the live records, a commit
 // record per batch (with slack to a cache line), one size granule for the rounding of growth, and
-// a little more. A source older than version 4 gets its records' chains in the copy. The file doubles when a write passes its end, so too little would cost twice the
-// space; what is left over stays unused. `s` is BoundedByFile.
+// a little more. A source older than version 4 gets its records' chains in the copy. The file
+// doubles when a write passes its end, so too little would cost twice the space; what is left over
+// stays unused. `s` is BoundedByFile.
 uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches) {
   const uint64_t old_index = sizeof(internal::Slot) * s.index_capacity;
   uint64_t fixed = s.log_bytes - std::min(s.log_bytes, s.garbage_bytes + s.live_bytes);

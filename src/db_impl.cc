@@ -6,10 +6,10 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "src/env.h"
 #include "src/platform/process.h"
 #include "src/platform/wait_word.h"
 #include "src/status_macros.h"
-#include "src/env.h"
 
 namespace mapkv::internal {
 

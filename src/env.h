@@ -33,7 +33,7 @@ class Env {
   virtual ~Env() = default;
 
   virtual absl::StatusOr<std::unique_ptr<MappedFile>> OpenFile(const std::string& path,
-                                                              const FileOpenOptions& options) {
+                                                               const FileOpenOptions& options) {
     return MappedFile::Open(path, options);
   }
   // Empty when the platform has none.

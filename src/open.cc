@@ -7,11 +7,11 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "src/db_impl.h"
+#include "src/env.h"
 #include "src/hash.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
 #include "src/strings.h"
-#include "src/env.h"
 
 namespace mapkv::internal {
 namespace {

@@ -5,11 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/db_impl.h"
+#include "src/env.h"
 #include "src/errors.h"
 #include "src/hash.h"
 #include "src/platform/process.h"
 #include "src/status_macros.h"
-#include "src/env.h"
 
 namespace mapkv::internal {
 
@@ -86,10 +86,9 @@ absl::StatusOr<Record> DBImpl::VersionAsOf(Record r, uint64_t tail, uint64_t lim
     const uint64_t from = r.offset;
     MAPKV_ASSIGN_OR_RETURN(r, ReadNamed(r.prev, limit, false));
     if ((r.type != kPut && r.type != kDelete) || r.key != key) {
-      return absl::DataLossError(absl::StrCat(path(), ": the previous version of key ",
-                                              QuoteKey(key), " at offset ", from,
-                                              " is not a record of that key (offset ", r.offset,
-                                              ")"));
+      return absl::DataLossError(
+          absl::StrCat(path(), ": the previous version of key ", QuoteKey(key), " at offset ", from,
+                       " is not a record of that key (offset ", r.offset, ")"));
     }
   }
   return r;
@@ -186,8 +185,7 @@ void DBImpl::PublishPinLocked() {
     words[kPinCount].store(0, std::memory_order_relaxed);
     return;
   }
-  words[kPinSinceMs].store(static_cast<uint64_t>(pins_.begin()->second),
-                           std::memory_order_relaxed);
+  words[kPinSinceMs].store(static_cast<uint64_t>(pins_.begin()->second), std::memory_order_relaxed);
   words[kPinCount].store(pins_.size(), std::memory_order_relaxed);
   words[kPinTail].store(pins_.begin()->first, std::memory_order_release);
 }

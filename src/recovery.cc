@@ -391,9 +391,9 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
     ++live;
     live_bytes += r->size;
     if (it == model.end()) {
-      problem(slot_at, "index",
-              absl::StrCat("key of the record at ", r->offset,
-                           " is deleted in the log or never put"));
+      problem(
+          slot_at, "index",
+          absl::StrCat("key of the record at ", r->offset, " is deleted in the log or never put"));
     } else if (it->second != r->offset) {
       problem(slot_at, "index",
               absl::StrCat("points at ", r->offset, "; the key's latest put is at ", it->second));

@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/db_impl.h"
+#include "src/env.h"
 #include "src/hash.h"
 #include "src/status_macros.h"
-#include "src/env.h"
 
 namespace mapkv::internal {
 

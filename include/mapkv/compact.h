@@ -98,8 +98,8 @@ struct CompactOptions {
 };
 
 struct CompactResult {
-  bool in_place = false;        // the source was replaced (no separate destination)
-  bool replaced = false;        // an existing destination was replaced (replace_existing)
+  bool in_place = false;  // the source was replaced (no separate destination)
+  bool replaced = false;  // an existing destination was replaced (replace_existing)
   // The source was read holding its shared lock (format version 1, or a cache), so its writers
   // waited for the copy; false for a snapshot (format version 4) and for a source held alone.
   bool read_under_lock = false;

@@ -39,8 +39,8 @@
 // - A file of format version 1 (made before snapshots) has records without the chain: there a
 //   ReadTxn holds the shared side of the lock, commits wait until it ends, and a commit from a
 //   thread that holds a ReadTxn of the same handle waits for itself until lock_timeout
-//   (DeadlineExceeded). `mapkv compact` rewrites such a file in the current version. A cache
-//   (mapkv::Cache) reads through a ReadTxn the same way.
+//   (DeadlineExceeded). `mapkv compact` rewrites such a file in the current version. A cache's
+//   file read through a ReadTxn (as `mapkv dump` reads one) holds the shared side the same way.
 // - Two handles on one file in one process behave as two processes (each has its own slot).
 #ifndef MAPKV_DB_H_
 #define MAPKV_DB_H_
