@@ -37,9 +37,9 @@
 #include "mapkv/cache.h"
 #include "mapkv/compact.h"
 #include "mapkv/db.h"
+#include "src/env.h"
 #include "src/format.h"
 #include "src/hash.h"
-#include "src/env.h"
 #include "test_util.h"
 
 namespace mapkv {

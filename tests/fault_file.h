@@ -30,8 +30,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "src/platform/mapped_file.h"
 #include "src/env.h"
+#include "src/platform/mapped_file.h"
 
 namespace mapkv::test {
 

@@ -1,9 +1,9 @@
 // The on-disk format of each released version stays readable: data/golden/v1/sample.mapkv and
-// v4/sample.mapkv (a database, before and with chained records), data/golden/v2/cache.mapkv (a cache: values behind their envelope) and
-// data/golden/v3/ring.mapkv (a cache with a 1 MiB capacity whose ring went round three times, so
-// it holds kPad records and logical offsets past its size) were written by that version's engine
-// (regenerate with MAPKV_WRITE_GOLDEN=1 only when the format version changes, as a new file beside
-// the old one). The test opens a copy, never the original.
+// v4/sample.mapkv (a database, before and with chained records), data/golden/v2/cache.mapkv (a
+// cache: values behind their envelope) and data/golden/v3/ring.mapkv (a cache with a 1 MiB capacity
+// whose ring went round three times, so it holds kPad records and logical offsets past its size)
+// were written by that version's engine (regenerate with MAPKV_WRITE_GOLDEN=1 only when the format
+// version changes, as a new file beside the old one). The test opens a copy, never the original.
 #include <filesystem>
 #include <string>
 

@@ -550,8 +550,8 @@ int StartLiveHolder(const std::string& path, bool write, Pipe& ready, Pipe& rele
 }
 
 // A child that opens the database and stops at `point` (kReadLocked, kSnapshotPinned: in
-// BeginRead; otherwise in BeginWrite), to be killed there. Arguments: path, the HookPoint (its number), the write end of
-// `stop`.
+// BeginRead; otherwise in BeginWrite), to be killed there. Arguments: path, the HookPoint (its
+// number), the write end of `stop`.
 MAPKV_CHILD(HookedChild) {
   const std::string& path = args.at(0);
   const HookPoint point = HookPointArg(args, 1);

@@ -11,8 +11,8 @@
 #include "absl/strings/string_view.h"
 #include "command.h"
 #include "records.h"
-#include "testing/terminal.h"
 #include "src/strings.h"
+#include "testing/terminal.h"
 
 namespace mapkv::tools {
 using internal::ToAbsl;

@@ -31,8 +31,8 @@
 #include "mapkv/cache.h"
 #include "mapkv/db.h"
 #include "records.h"
-#include "testing/subprocess.h"
 #include "src/strings.h"
+#include "testing/subprocess.h"
 
 // Set by tools/CMakeLists.txt: the source tree (for data/) and the installed data directory.
 #ifndef MAPKV_SOURCE_DIR

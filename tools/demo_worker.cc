@@ -19,8 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "mapkv/cache.h"
-#include "testing/subprocess.h"
 #include "src/strings.h"
+#include "testing/subprocess.h"
 
 namespace mapkv::tools {
 namespace {

@@ -15,8 +15,8 @@
 #include "common.h"
 #include "records.h"
 #include "scan.h"
-#include "src/platform/fs.h"
 #include "src/errors.h"
+#include "src/platform/fs.h"
 
 namespace mapkv::tools {
 namespace {

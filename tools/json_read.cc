@@ -80,11 +80,11 @@ absl::StatusOr<LineKind> ParseJsonObjectRapid(std::string_view line, const Parse
   if (doc.HasParseError()) {
     std::string_view what = rapidjson::GetParseError_En(doc.GetParseError());
     if (!what.empty() && what.back() == '.') what.remove_suffix(1);
-    return absl::InvalidArgumentError(absl::StrCat(
-        ToAbsl(what), " at column ", doc.GetErrorOffset() + 1,
-        doc.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding
-            ? " (bytes that are not UTF-8 go in key_base64 / value_base64)"
-            : ""));
+    return absl::InvalidArgumentError(
+        absl::StrCat(ToAbsl(what), " at column ", doc.GetErrorOffset() + 1,
+                     doc.GetParseError() == rapidjson::kParseErrorStringInvalidEncoding
+                         ? " (bytes that are not UTF-8 go in key_base64 / value_base64)"
+                         : ""));
   }
   if (!doc.IsObject()) return absl::InvalidArgumentError("not a JSON object");
   JsonFields fields(options, record);

@@ -10,8 +10,8 @@
 #include "command.h"
 #include "common.h"
 #include "records.h"
-#include "testing/terminal.h"
 #include "src/errors.h"
+#include "testing/terminal.h"
 
 namespace mapkv::tools {
 namespace {
@@ -23,8 +23,8 @@ struct KeyArgs {
   std::string db;
   std::string key;
   bool escaped = false;
-  bool expired = false;    // get: show a cache's expired value
-  std::string ttl;         // put: a cache entry's time to live
+  bool expired = false;  // get: show a cache's expired value
+  std::string ttl;       // put: a cache entry's time to live
 };
 
 void AddKeyArgs(CLI::App* app, KeyArgs* args) {
@@ -113,10 +113,9 @@ int RunPut(const KeyArgs& args, const std::string& value_arg) {
                                                 " bytes: values are at most ", kMaxValueSize));
   }
   absl::Duration ttl = absl::ZeroDuration();
-  if (!args.ttl.empty() &&
-      (!absl::ParseDuration(args.ttl, &ttl) || ttl <= absl::ZeroDuration())) {
-    return ReportUsageError("put", absl::StrCat("--ttl \"", args.ttl,
-                                                "\": a positive duration (90s, 15m, 2h, 1h30m)"));
+  if (!args.ttl.empty() && (!absl::ParseDuration(args.ttl, &ttl) || ttl <= absl::ZeroDuration())) {
+    return ReportUsageError(
+        "put", absl::StrCat("--ttl \"", args.ttl, "\": a positive duration (90s, 15m, 2h, 1h30m)"));
   }
   bool cache = false;
   // With --ttl the file must be a cache already: a new file would be a database.
@@ -124,11 +123,13 @@ int RunPut(const KeyArgs& args, const std::string& value_arg) {
       OpenValues(args.db, args.ttl.empty() ? OpenMode::kCreate : OpenMode::kWrite, &cache);
   if (!db.ok()) return ReportError("put", db.status(), kExitError);
   if (!args.ttl.empty() && !cache) {
-    return ReportUsageError("put", absl::StrCat(args.db, " is a database, whose values never "
-                                                         "expire: --ttl is for a cache's file"));
+    return ReportUsageError("put", absl::StrCat(args.db,
+                                                " is a database, whose values never "
+                                                "expire: --ttl is for a cache's file"));
   }
   if (cache) {
-    value = EncodeCacheValue(value, args.ttl.empty() ? 0 : NowUnixMs() + absl::ToInt64Milliseconds(ttl));
+    value = EncodeCacheValue(value,
+                             args.ttl.empty() ? 0 : NowUnixMs() + absl::ToInt64Milliseconds(ttl));
   }
   absl::Status status = (*db)->Put(key, value);
   if (status.ok()) status = (*db)->Checkpoint();
