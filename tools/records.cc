@@ -236,8 +236,8 @@ absl::StatusOr<LineKind> ParseRecord(Format format, std::string_view line,
     if (tab == std::string_view::npos) break;
     start = tab + 1;
   }
-  const int needed =
-      std::max({options.key_column, options.value_column, options.columns ? options.expiry_column : 0});
+  const int needed = std::max(
+      {options.key_column, options.value_column, options.columns ? options.expiry_column : 0});
   const bool fits = options.columns
                         ? static_cast<int>(fields.size()) >= needed
                         : fields.size() == 2 || (fields.size() == 3 && options.expiry_column == 3);

@@ -59,10 +59,10 @@ int RunSalvage(const SalvageArgs& args) {
   absl::StatusOr<bool> exists = internal::PathExists(args.out);
   if (!exists.ok()) return ReportError("salvage", exists.status(), kExitError);
   if (*exists) {
-    return ReportError("salvage",
-                       About(args.out, absl::StatusCode::kAlreadyExists,
-                             "exists: salvage writes a new file"),
-                       kExitError);
+    return ReportError(
+        "salvage",
+        About(args.out, absl::StatusCode::kAlreadyExists, "exists: salvage writes a new file"),
+        kExitError);
   }
   Progress progress("reading", 0, args.quiet);
   progress.Update(0, true);
@@ -90,15 +90,16 @@ int RunSalvage(const SalvageArgs& args) {
               args.db.c_str(), args.out.c_str(), Plural(scan->live_keys(), "key", "keys").c_str(),
               Plural(scan->intact_records(), "intact record", "intact records").c_str());
   if (!scan->used_committed_tail()) {
-    std::printf("the committed end of the log is unreadable: scanned to the end of the file, "
-                "keeping only batches that end intact\n");
+    std::printf(
+        "the committed end of the log is unreadable: scanned to the end of the file, "
+        "keeping only batches that end intact\n");
   }
   const uint64_t regions = scan->damaged().size();
   if (regions > 0) {
     std::vector<std::string> where;
     for (size_t i = 0; i < regions && i < 10; ++i) {
-      where.push_back(absl::StrCat(scan->damaged()[i].offset, " (", scan->damaged()[i].bytes,
-                                   " bytes)"));
+      where.push_back(
+          absl::StrCat(scan->damaged()[i].offset, " (", scan->damaged()[i].bytes, " bytes)"));
     }
     std::printf("damaged: %s, %s skipped, at offset%s %s%s\n",
                 Plural(regions, "region", "regions").c_str(),
@@ -112,9 +113,10 @@ int RunSalvage(const SalvageArgs& args) {
     std::printf("lost: unknown: the index table is damaged too, so the keys lost are not known\n");
   }
   if (scan->dropped_records() > 0) {
-    std::printf("dropped: %s of batches that do not end intact (the committed end of the log is "
-                "unreadable, so such a batch may never have been committed)\n",
-                Plural(scan->dropped_records(), "intact record", "intact records").c_str());
+    std::printf(
+        "dropped: %s of batches that do not end intact (the committed end of the log is "
+        "unreadable, so such a batch may never have been committed)\n",
+        Plural(scan->dropped_records(), "intact record", "intact records").c_str());
   }
   const bool lost = regions > 0 || scan->dropped_records() > 0 || !scan->used_committed_tail() ||
                     scan->lost_latest().value_or(1) > 0;

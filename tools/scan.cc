@@ -74,8 +74,9 @@ absl::Status LogScan::Scan() {
   format_version_ = header.format_version;
   if (format_version_ == kRingFormatVersion) {
     return absl::UnimplementedError(absl::StrCat(
-        path_, ": a cache with a capacity (format version 3): its log is a ring, which salvage "
-               "cannot scan; `mapkv dump` lists what the engine can read"));
+        path_,
+        ": a cache with a capacity (format version 3): its log is a ring, which salvage "
+        "cannot scan; `mapkv dump` lists what the engine can read"));
   }
   if (!KnownVersion(format_version_)) {
     return absl::InvalidArgumentError(

@@ -62,8 +62,10 @@ class LogScan {
   }
   uint64_t live_keys() const { return live_keys_; }
 
-  uint64_t intact_records() const { return intact_records_; }   // puts and deletes that verified
-  uint64_t dropped_records() const { return dropped_records_; }  // intact, but of incomplete batches
+  uint64_t intact_records() const { return intact_records_; }  // puts and deletes that verified
+  uint64_t dropped_records() const {
+    return dropped_records_;
+  }  // intact, but of incomplete batches
   const std::vector<DamagedRegion>& damaged() const { return damaged_; }
   uint64_t damaged_bytes() const;
   // Live keys of the index whose latest record is damaged; nullopt when the index is unreadable.

@@ -181,13 +181,13 @@ int RunStat(const StatArgs& args) {
     row("open by", absl::StrCat(Plural(others, "other handle", "other handles"),
                                 " (processes that have it open, besides this one)"));
     for (const Holder& h : holders) {
-      row("", absl::StrCat("pid ", h.pid, ", opened ",
-                           absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
-                                            absl::FromUnixMillis(h.opened_unix_ms),
-                                            absl::UTCTimeZone()),
-                           h.read_locks > 0 ? absl::StrCat(", ", Plural(h.read_locks, "read lock",
-                                                                       "read locks"), " held")
-                                            : ""));
+      row("", absl::StrCat(
+                  "pid ", h.pid, ", opened ",
+                  absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixMillis(h.opened_unix_ms),
+                                   absl::UTCTimeZone()),
+                  h.read_locks > 0
+                      ? absl::StrCat(", ", Plural(h.read_locks, "read lock", "read locks"), " held")
+                      : ""));
     }
     if (!has_snapshots) {
       row("snapshots", absl::StrCat("none: in format version ", s.format_version,
