@@ -47,7 +47,7 @@ int64_t ExpiryFor(int64_t now_ms, Ttl ttl) { return ttl.count() > 0 ? now_ms + t
 class Cache::Impl {
  public:
   Impl(std::unique_ptr<DB> db, CacheOptions options)
-      : db_(std::move(db)), impl_(db_->impl_.get()), options_(std::move(options)) {
+      : db_(std::move(db)), impl_(db_->impl()), options_(std::move(options)) {
     if (!options_.now_unix_ms) options_.now_unix_ms = SystemNowMs;
   }
 

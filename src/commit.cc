@@ -25,8 +25,19 @@ uint64_t CheckpointChecksum(const CheckpointRecord& c, uint64_t salt) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<WriteState>> DBImpl::BeginWrite() {
+absl::Status DBImpl::AcquireCurrentWriter() {
   MAPKV_RETURN_IF_ERROR(AcquireWriter());
+  if (lock_.successor() == 0) return absl::OkStatus();
+  ReleaseWriter();
+  return Superseded();
+}
+
+absl::StatusOr<std::unique_ptr<WriteState>> DBImpl::BeginWrite() {
+  MAPKV_RETURN_IF_ERROR(AddUser());
+  if (absl::Status s = AcquireCurrentWriter(); !s.ok()) {
+    DropUser();
+    return s;
+  }
   auto w = std::make_unique<WriteState>();
   w->db = this;
   w->seq = state_->commits.load() + 1;
@@ -38,7 +49,9 @@ void DBImpl::EndWrite(WriteState& w) {
   if (w.db == nullptr) return;
   w.db = nullptr;
   // In a child of fork() the writer lock is the parent's, and the mapping is not there.
-  if (CheckUsable().ok()) ReleaseWriter();
+  if (!CheckUsable().ok()) return;
+  ReleaseWriter();
+  DropUser();
 }
 
 absl::Status DBImpl::EnsureSpace(uint64_t end, uint64_t keep) {
@@ -364,7 +377,11 @@ absl::Status DBImpl::Commit(WriteState& w) {
 absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* value) {
   // A one-write transaction without the transaction's map.
   MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
-  MAPKV_RETURN_IF_ERROR(AcquireWriter());
+  MAPKV_RETURN_IF_ERROR(AddUser());
+  if (absl::Status s = AcquireCurrentWriter(); !s.ok()) {
+    DropUser();
+    return s;
+  }
   WriteState w;
   w.track_writes = false;
   w.db = this;
@@ -383,6 +400,7 @@ absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* v
     if (s.ok()) s = MaybePeriodicCheckpoint();
   }
   ReleaseWriter();
+  DropUser();
   return s;
 }
 
@@ -428,9 +446,13 @@ absl::Status DBImpl::MaybePeriodicCheckpoint() {
 }
 
 absl::Status DBImpl::Checkpoint() {
-  MAPKV_RETURN_IF_ERROR(AcquireWriter());
-  absl::Status s = CheckpointLocked();
-  ReleaseWriter();
+  MAPKV_RETURN_IF_ERROR(AddUser());
+  absl::Status s = AcquireCurrentWriter();
+  if (s.ok()) {
+    s = CheckpointLocked();
+    ReleaseWriter();
+  }
+  DropUser();
   return s;
 }
 

@@ -220,6 +220,13 @@ enum class Placement {
   // read as for kNewName; the destination is held alone, as the source is in place, from the
   // start until the rename, which exchanges the new file with it.
   kReplaceExisting,
+  // Compaction in place of a database of format version 4 that stays in use: the source is read
+  // from a snapshot beside its other handles, the commits made meanwhile are copied after it,
+  // and then, holding the source's writer lock, the last of them; the source is marked replaced
+  // (DBImpl::MarkSuperseded) and the rename exchanges the new file with it. Every handle of the
+  // source moves to the new file at its next call (DB::MoveOn). A source of another kind (a
+  // cache, format version 1) is compacted as kInPlace.
+  kOnline,
 };
 
 // One compaction or backup: Run() copies the live records of one ReadTxn of src into a temporary
@@ -261,9 +268,15 @@ class Rewrite {
     return cache_capacity_ == 0 ? bytes : std::min(bytes, cache_capacity_ / 64);
   }
 
+  // kOnline: copies the records the source committed in [from, to) after the snapshot copied.
+  absl::Status CatchUp(uint64_t from, uint64_t to);
+  // kOnline, after the copy: holding the source's writer lock, copies its last commits, marks it
+  // replaced and puts the new file in place.
+  absl::Status FinishOnline(const internal::FileInfo& info, uint64_t from);
+
   const std::string src_;
   const std::string dst_;
-  const Placement placement_;
+  Placement placement_;
   const std::string_view tag_;
   const CompactOptions& options_;
   std::unique_ptr<DB> source_;
@@ -288,6 +301,26 @@ absl::Status Rewrite::Fail(absl::Status status) {
 }
 
 absl::Status Rewrite::OpenFiles() {
+  if (placement_ == Placement::kOnline) {
+    Options shared;
+    shared.create_if_missing = false;
+    shared.kind = FileKind::kAny;
+    shared.lock_timeout = options_.lock_timeout;
+    shared.max_file_size = internal::kMinFileSize;  // as OpenShared: never raises the file's limit
+    shared.env = options_.env;
+    MAPKV_ASSIGN_OR_RETURN(source_, DB::Open(src_, shared));
+    internal::DBImpl& impl = internal::ImplOf(*source_);
+    if (impl.snapshots()) {
+      if (const uint32_t pid = impl.HandleNotFollowing(); pid != 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            src_, ": process ", pid, " has it open with a mapkv too old to follow an online ",
+            "compaction to the new file; compaction needs it alone until that process is done"));
+      }
+      return absl::OkStatus();
+    }
+    source_.reset();  // a cache, or format version 1: compacted alone
+    placement_ = Placement::kInPlace;
+  }
   if (placement_ == Placement::kInPlace) {
     MAPKV_ASSIGN_OR_RETURN(source_, OpenAlone(src_, options_, "compaction needs it alone"));
     return absl::OkStatus();
@@ -510,6 +543,82 @@ absl::Status Rewrite::Replace() {
   return absl::OkStatus();
 }
 
+absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
+  if (from >= to) return absl::OkStatus();
+  absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
+  if (!txn.ok()) return Annotate(txn.status(), temp_);
+  uint64_t batch = 0;
+  // Records of whole commits, in commit order: applied in order, each key ends as its last one
+  // says. Records the snapshot already held (from a tail read before it began) are applied again,
+  // to the same effect.
+  MAPKV_RETURN_IF_ERROR(internal::ImplOf(*source_).ForEachRecord(
+      from, to, [&](const internal::Record& r) -> absl::Status {
+        if (r.type == internal::kPut) {
+          MAPKV_RETURN_IF_ERROR(txn->Put(r.key, r.value));
+        } else if (r.type == internal::kDelete) {
+          MAPKV_RETURN_IF_ERROR(txn->Delete(r.key));
+        } else {
+          return absl::OkStatus();
+        }
+        batch += r.key.size() + r.value.size();
+        if (batch < BatchBytes()) return absl::OkStatus();
+        batch = 0;
+        MAPKV_RETURN_IF_ERROR(txn->Commit());
+        txn = target_->BeginWrite();
+        return txn.status();
+      }));
+  return txn->Commit();
+}
+
+absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from) {
+  // Rounds while the source's writers go on: each copies what they committed during the last.
+  constexpr int kRounds = 8;
+  constexpr uint64_t kLeftForTheLock = 1 << 20;
+  internal::DBImpl& source = internal::ImplOf(*source_);
+  for (int round = 0; round < kRounds; ++round) {
+    const uint64_t to = source.committed_tail();
+    if (to - from <= kLeftForTheLock) break;
+    MAPKV_RETURN_IF_ERROR(CatchUp(from, to));
+    from = to;
+  }
+  // Most of the new file on disk first: the flush under the lock then writes only the last round.
+  MAPKV_RETURN_IF_ERROR(target_->Checkpoint());
+  // The last round under the source's writer lock, held until the new file has the name.
+  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<internal::WriteState> held, source.BeginWrite());
+  auto release = [&] { source.EndWrite(*held); };
+  absl::Status s = CatchUp(from, source.committed_tail());
+  const uint64_t salt = s.ok() ? internal::ImplOf(*target_).salt() : 0;
+  CompactProgress progress;
+  progress.phase = CompactProgress::Phase::kFlush;
+  progress.keys_done = progress.keys_total = target_->GetStats().keys;
+  result_.keys = progress.keys_done;
+  result_.live_bytes = target_->GetStats().live_bytes;
+  if (s.ok()) {
+    Report(options_, progress);
+    s = SealTarget(info);
+  }
+  if (s.ok()) s = source.MarkSuperseded(salt);
+  if (!s.ok()) {
+    release();
+    return s;
+  }
+  source.env().AtPoint(internal::HookPoint::kCompactMarked);
+  progress.phase = CompactProgress::Phase::kReplace;
+  Report(options_, progress);
+  s = Replace();
+  if (!s.ok()) {
+    (void)source.MarkSuperseded(0);  // still the database: every handle goes on with it
+    release();
+    return s;
+  }
+  source.env().AtPoint(internal::HookPoint::kCompactRenamed);
+  // The old file's blocks go back to the file system now, unless a snapshot still reads it (then
+  // when the last process that has it open lets it go).
+  (void)source.PunchIfUnpinned();
+  release();
+  return internal::SyncDirectoryOf(dst_);
+}
+
 absl::Status Rewrite::Finish(const internal::FileInfo& info) {
   CompactProgress progress;
   progress.phase = CompactProgress::Phase::kFlush;
@@ -527,9 +636,9 @@ absl::Status Rewrite::Finish(const internal::FileInfo& info) {
 
 absl::StatusOr<CompactResult> Rewrite::Run() {
   const Clock::time_point start = Clock::now();
-  result_.in_place = placement_ == Placement::kInPlace;
+  MAPKV_RETURN_IF_ERROR(OpenFiles());  // may change kOnline into kInPlace
+  result_.in_place = placement_ == Placement::kInPlace || placement_ == Placement::kOnline;
   result_.replaced = placement_ == Placement::kReplaceExisting;
-  MAPKV_RETURN_IF_ERROR(OpenFiles());
   // The file opened, not whatever its name leads to meanwhile.
   absl::StatusOr<internal::FileInfo> info = internal::ImplOf(*source_).file().Stat();
   if (!info.ok()) return info.status();
@@ -540,7 +649,10 @@ absl::StatusOr<CompactResult> Rewrite::Run() {
     return Annotate(s, dst_);  // its directory: missing, unreadable
   }
 
-  // The copy holds exactly what this sees: the database as of one commit.
+  // The copy holds exactly what this sees: the database as of one commit. Online, the commits
+  // after it are copied from a tail read before it.
+  const uint64_t tail_before =
+      placement_ == Placement::kOnline ? internal::ImplOf(*source_).committed_tail() : 0;
   MAPKV_ASSIGN_OR_RETURN(ReadTxn read, source_->BeginRead());
   result_.read_under_lock =
       placement_ != Placement::kInPlace && !internal::ImplOf(*source_).snapshots();
@@ -552,8 +664,9 @@ absl::StatusOr<CompactResult> Rewrite::Run() {
   if (absl::Status s = CreateTemp(BoundedByFile(stats), *info); !s.ok()) return Fail(s);
   if (absl::Status s = Copy(std::move(read)); !s.ok()) return Fail(s);
   // Read whole: the source's other handles need nothing more of this one.
-  if (placement_ != Placement::kInPlace) source_.reset();
-  absl::Status finished = Finish(*info);
+  if (placement_ != Placement::kInPlace && placement_ != Placement::kOnline) source_.reset();
+  absl::Status finished =
+      placement_ == Placement::kOnline ? FinishOnline(*info, tail_before) : Finish(*info);
   if (!finished.ok() && !temp_.empty()) return Fail(finished);
   result_.micros = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
@@ -609,7 +722,11 @@ absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string&
                          "compact in place)");
     }
   }
-  return Rewrite(real_src, real_src, Placement::kInPlace, kCompactTag, options).Run();
+  // A database of format version 4 stays in use; anything else is compacted alone. Where the
+  // OS cannot rename over a file that processes have mapped (Windows), every kind is.
+  const Placement placement =
+      internal::ReplaceFailsWhileMapped() ? Placement::kInPlace : Placement::kOnline;
+  return Rewrite(real_src, real_src, placement, kCompactTag, options).Run();
 }
 
 absl::StatusOr<CompactResult> Backup(const std::string& db, const std::string& copy,

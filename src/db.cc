@@ -2,9 +2,13 @@
 #include "mapkv/db.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "src/db_impl.h"
+#include "src/errors.h"
 #include "src/status_macros.h"
 
 namespace mapkv {
@@ -40,11 +44,14 @@ ReadTxn::~ReadTxn() { Release(); }
 void ReadTxn::Release() {
   if (db_ == nullptr) return;
   DBImpl* db = std::exchange(db_, nullptr);
+  // In a child of fork() nothing of the handle is the child's (DBImpl::Unpin, UnlockShared).
+  if (!db->CheckUsable().ok()) return;
   if (snapshot_) {
     db->Unpin(tail_);
   } else {
     db->UnlockShared();
   }
+  db->DropUser();
 }
 
 namespace {
@@ -142,7 +149,18 @@ void WriteTxn::Abort() {
 
 // ---- DB ----
 
-DB::DB(std::unique_ptr<DBImpl> impl) : impl_(std::move(impl)) {}
+namespace {
+const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <class T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+// Moves per call: each is to a file that an online compaction put in place after the call
+// began, so more than one means compactions one after another faster than a call.
+constexpr int kMaxMoves = 16;
+}  // namespace
+
+DB::DB(std::unique_ptr<DBImpl> impl) : current_(impl.get()) { impls_.push_back(std::move(impl)); }
 DB::~DB() = default;
 
 absl::StatusOr<std::unique_ptr<DB>> DB::Open(const std::string& path, const Options& options) {
@@ -150,41 +168,124 @@ absl::StatusOr<std::unique_ptr<DB>> DB::Open(const std::string& path, const Opti
   return std::unique_ptr<DB>(new DB(std::move(impl)));
 }
 
-absl::StatusOr<std::string> DB::Get(std::string_view key) { return impl_->Get(key); }
+template <class Call>
+auto DB::OnCurrent(Call&& call) {
+  for (int moves = 0;; ++moves) {
+    DBImpl* from = impl();
+    auto result = call(*from);
+    if (!internal::IsSuperseded(StatusOf(result)) || moves == kMaxMoves) return result;
+    if (absl::Status s = MoveOn(from); !s.ok()) return decltype(result)(s);
+  }
+}
 
-absl::Status DB::Get(std::string_view key, std::string* value) { return impl_->Get(key, value); }
+absl::Status DB::MoveOn(DBImpl* from) {
+  std::lock_guard<std::mutex> lock(move_mu_);
+  if (impl() != from) return absl::OkStatus();  // another thread moved on
+  Options options = from->options();
+  options.create_if_missing = false;
+  options.error_if_exists = false;
+  const auto deadline = std::chrono::steady_clock::now() + options.lock_timeout;
+  for (;;) {
+    // Taken back: the compaction died before its file took the name (DBImpl::Recover).
+    if (from->successor() == 0) return absl::OkStatus();
+    absl::StatusOr<std::unique_ptr<DBImpl>> next = DBImpl::Open(from->path(), options);
+    if (!next.ok()) return next.status();
+    if ((*next)->salt() != from->salt()) {
+      current_.store(next->get(), std::memory_order_release);
+      impls_.push_back(*std::move(next));
+      from->Retire();
+      return absl::OkStatus();
+    }
+    // The name still leads here: the compaction marked this file and has not yet renamed its
+    // own over it. It holds the writer lock until it has; a writer that takes the lock from it
+    // dead takes the mark back. A handle that may not write waits for either.
+    next->reset();
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(from->path(), ": an online compaction marked it replaced, but its new file ",
+                       "did not take the name within lock_timeout"));
+    }
+    if (!from->WaitForWriter().ok()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+absl::StatusOr<std::string> DB::Get(std::string_view key) {
+  return OnCurrent([&](DBImpl& db) { return db.Get(key); });
+}
+
+absl::Status DB::Get(std::string_view key, std::string* value) {
+  return OnCurrent([&](DBImpl& db) { return db.Get(key, value); });
+}
 
 absl::Status DB::MultiGet(absl::Span<const std::string_view> keys,
                           std::vector<absl::StatusOr<std::string>>* values) {
-  return impl_->MultiGet(keys, values);
+  return OnCurrent([&](DBImpl& db) { return db.MultiGet(keys, values); });
 }
 
 absl::Status DB::Put(std::string_view key, std::string_view value) {
-  return impl_->PutOrDelete(key, &value);
+  return OnCurrent([&](DBImpl& db) { return db.PutOrDelete(key, &value); });
 }
 
-absl::Status DB::Delete(std::string_view key) { return impl_->PutOrDelete(key, nullptr); }
+absl::Status DB::Delete(std::string_view key) {
+  return OnCurrent([&](DBImpl& db) { return db.PutOrDelete(key, nullptr); });
+}
 
 absl::StatusOr<ReadTxn> DB::BeginRead() {
-  MAPKV_ASSIGN_OR_RETURN(internal::Snapshot snap,
-                         impl_->snapshots() ? impl_->BeginSnapshot() : impl_->LockShared());
-  return ReadTxn(impl_.get(), snap.tail, snap.index_record, snap.index_bits, snap.count,
-                 snap.as_of);
+  return OnCurrent([&](DBImpl& db) -> absl::StatusOr<ReadTxn> {
+    MAPKV_RETURN_IF_ERROR(db.AddUser());
+    absl::StatusOr<internal::Snapshot> snap = db.snapshots() ? db.BeginSnapshot() : db.LockShared();
+    if (!snap.ok()) {
+      db.DropUser();
+      return snap.status();
+    }
+    return ReadTxn(&db, snap->tail, snap->index_record, snap->index_bits, snap->count, snap->as_of);
+  });
 }
 
 absl::StatusOr<WriteTxn> DB::BeginWrite() {
-  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<WriteState> state, impl_->BeginWrite());
-  return WriteTxn(std::move(state));
+  return OnCurrent([&](DBImpl& db) -> absl::StatusOr<WriteTxn> {
+    MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<WriteState> state, db.BeginWrite());
+    return WriteTxn(std::move(state));
+  });
 }
 
-absl::Status DB::Checkpoint() { return impl_->Checkpoint(); }
+absl::Status DB::Checkpoint() {
+  return OnCurrent([&](DBImpl& db) { return db.Checkpoint(); });
+}
 
-Stats DB::GetStats() { return impl_->GetStats(); }
+Stats DB::GetStats() {
+  absl::StatusOr<Stats> stats = OnCurrent([&](DBImpl& db) -> absl::StatusOr<Stats> {
+    if (db.successor() != 0) return db.Superseded();
+    MAPKV_RETURN_IF_ERROR(db.AddUser());
+    Stats s = db.GetStats();
+    db.DropUser();
+    return s;
+  });
+  return stats.ok() ? *stats : Stats{};
+}
 
-std::vector<SnapshotInfo> DB::Snapshots() { return impl_->Snapshots(); }
+std::vector<SnapshotInfo> DB::Snapshots() {
+  absl::StatusOr<std::vector<SnapshotInfo>> out =
+      OnCurrent([&](DBImpl& db) -> absl::StatusOr<std::vector<SnapshotInfo>> {
+        if (db.successor() != 0) return db.Superseded();
+        MAPKV_RETURN_IF_ERROR(db.AddUser());
+        std::vector<SnapshotInfo> v = db.Snapshots();
+        db.DropUser();
+        return v;
+      });
+  return out.ok() ? *std::move(out) : std::vector<SnapshotInfo>{};
+}
 
-absl::Status DB::Verify(std::vector<VerifyProblem>* problems) { return impl_->Verify(problems); }
+absl::Status DB::Verify(std::vector<VerifyProblem>* problems) {
+  return OnCurrent([&](DBImpl& db) -> absl::Status {
+    if (db.successor() != 0) return db.Superseded();
+    MAPKV_RETURN_IF_ERROR(db.AddUser());
+    absl::Status s = db.Verify(problems);
+    db.DropUser();
+    return s;
+  });
+}
 
-const std::string& DB::path() const { return impl_->path(); }
+const std::string& DB::path() const { return impl()->path(); }
 
 }  // namespace mapkv

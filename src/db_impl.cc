@@ -101,6 +101,7 @@ absl::Status DBImpl::AcquireWriter() {
   }
   absl::Status s = Cover(state_->file_size.load());
   if (s.ok() && (*from_dead || NeedsRecovery())) s = Recover();
+  if (s.ok() && lock_.successor() != 0) s = TakeBackStaleMark();
   if (!s.ok()) {
     ReleaseWriter();
     return s;

@@ -155,6 +155,53 @@ class DBImpl {
 
   absl::Status CheckUsable() const;
 
+  // Online compaction (compact.cc) and the handles that follow it to the new file (DB, db.cc;
+  // successor.cc). A database of format version 4 is compacted while in use: the compaction
+  // copies it into a new file, and, holding this file's writer lock, marks this one with the new
+  // file's salt (LockState::successor) and puts the new file under the name. Every call of a
+  // handle of the marked file then fails with Superseded(), and DB opens the file under the
+  // name, which must carry that salt, and goes on there.
+  uint64_t salt() const { return salt_; }
+  const Options& options() const { return options_; }
+  Env& env() const { return env_; }
+  uint64_t committed_tail() const { return state_->committed_tail.load(std::memory_order_acquire); }
+  uint64_t successor() const {
+    return ForkGeneration() == fork_generation_ ? lock_.successor() : 0;  // not in a child
+  }
+  // Unavailable, with kSupersededPayload: this file was replaced under its name.
+  absl::Status Superseded() const;
+  // Takes the writer lock and gives it back: waits for the writer (up to lock_timeout), and
+  // recovers after a dead one. PermissionDenied for a handle that may not write.
+  absl::Status WaitForWriter() {
+    absl::Status s = AcquireWriter();
+    if (s.ok()) ReleaseWriter();
+    return s;
+  }
+  // Marks this file as replaced by the file of salt `salt` (0: takes the mark back), under the
+  // exclusive side, so that every optimistic read in flight retries and sees it. The caller
+  // holds the writer lock (a WriteTxn).
+  absl::Status MarkSuperseded(uint64_t salt);
+  // Where the writer lock was taken with the mark set: takes it back when the compaction that set
+  // it died before its file took the name.
+  absl::Status TakeBackStaleMark();
+  // The pid of a live handle of the file (another process's, or this one's) that would not
+  // follow a mark (a build older than marks: format.h, kFollowsSuccessor), or 0.
+  uint32_t HandleNotFollowing();
+  // A marked file: gives its log's blocks back to the file system when no snapshot pins them
+  // (none can begin once the mark is set). True when it did.
+  absl::StatusOr<bool> PunchIfUnpinned();
+  // Calls fn for each record of the committed log in [from, to), in order: what commits added
+  // after a snapshot at `from`. DataLoss for a damaged record.
+  absl::Status ForEachRecord(uint64_t from, uint64_t to,
+                             absl::FunctionRef<absl::Status(const Record&)> fn) const;
+  // Users: calls (other than optimistic reads) and transactions in progress on this handle. A
+  // marked handle is retired (its mapping read as zeros past the header, its descriptor closed:
+  // MappedFile::Retire) once it has none. AddUser fails with Superseded() on a retired handle.
+  absl::Status AddUser();
+  void DropUser();
+  // Retires this handle as soon as it has no users (DB calls it when it moves on).
+  void Retire();
+
   // For Cache (cache.cc): the lock with the process slots, and whether this handle has a slot (a
   // handle without write permission has none, and counts nothing).
   RwLock& rwlock() { return lock_; }
@@ -227,6 +274,8 @@ class DBImpl {
   // Locks with the handle's timeout; the writer lock runs recovery when taken from the dead.
   uint64_t Deadline() const;
   absl::Status AcquireWriter();
+  // AcquireWriter, then Superseded() (and the lock released) where the file was replaced.
+  absl::Status AcquireCurrentWriter();
   void ReleaseWriter();
 
   // The commit path, shared by transactions, single writes and recovery.
@@ -338,9 +387,14 @@ class DBImpl {
   // This handle's open snapshots: their tails, with when each began.
   std::mutex pins_mu_;
   std::multimap<uint64_t, int64_t> pins_;  // guarded by pins_mu_
+  // See AddUser and Retire: the users, and kRetiredBit once the handle is retired.
+  static constexpr uint32_t kRetiredBit = 0x80000000u;
+  std::atomic<uint32_t> users_{0};
+  std::atomic<bool> retiring_{false};
+  void RetireIfUnused();
 };
 
-inline DBImpl& ImplOf(DB& db) { return *db.impl_; }
+inline DBImpl& ImplOf(DB& db) { return *db.impl(); }
 
 }  // namespace mapkv::internal
 

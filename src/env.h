@@ -26,6 +26,10 @@ enum class HookPoint {
   kEvicting,        // a ring's eviction moved head, holding the exclusive side, and has not yet
                     // removed the index entries of what it passed
   kSnapshotPinned,  // a ReadTxn's snapshot is pinned in its handle's slot (end of BeginRead)
+  kCompactMarked,   // an online compaction marked the file replaced (holding its writer lock)
+                    // and has not yet put its new file under the name
+  kCompactRenamed,  // an online compaction put its new file under the name and still holds
+                    // the old file's writer lock
 };
 
 class Env {

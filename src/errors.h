@@ -27,6 +27,13 @@ absl::Status KeyNotFoundError(std::string_view path, std::string_view key);
 // empty, and the key (quoted) when it is not empty. The engine and the tool's loaders share it.
 absl::Status CheckKeySize(std::string_view path, std::string_view key);
 
+// The payload of the Unavailable error of a call on a handle whose file an online compaction
+// replaced (DBImpl::Superseded): DB moves to the file under the name and calls again.
+inline constexpr char kSupersededPayload[] = "mapkv/superseded";
+inline bool IsSuperseded(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kSupersededPayload).has_value();
+}
+
 }  // namespace mapkv::internal
 
 #endif  // MAPKV_ERRORS_H_

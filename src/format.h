@@ -157,7 +157,13 @@ struct alignas(64) LockState {
   // A seqlock over the committed state: odd while a commit (or recovery) changes it. DB::Get
   // reads optimistically, writing nothing shared, and retries when it changed meanwhile.
   std::atomic<uint32_t> publish_seq;
-  char pad1[52];
+  uint32_t pad1;
+  // A database replaced by an online compaction (compact.h): the salt (FileHeader::salt) of the
+  // file that took its name, set once by the compaction while it holds the writer lock and the
+  // exclusive side; 0 otherwise. On this line because every optimistic read loads publish_seq:
+  // a handle finds out at no cost, and moves to the file under the name (DB, db.cc).
+  std::atomic<uint64_t> successor;
+  char pad2[40];
 };
 static_assert(sizeof(LockState) == 128);
 inline constexpr uint64_t kLockStateOffset = 4096;
@@ -193,6 +199,10 @@ static_assert(sizeof(ProcessSlot) == 64);
 inline constexpr uint32_t kPinTail = 0;
 inline constexpr uint32_t kPinSinceMs = 1;
 inline constexpr uint32_t kPinCount = 2;
+// A database handle's features, in the next word: what another process may rely on it to do.
+// Zero in a slot of a build that predates them (a slot's words are zeroed when it is given up).
+inline constexpr uint32_t kSlotFeatures = 3;
+inline constexpr uint64_t kFollowsSuccessor = 1;  // moves to LockState::successor's file
 inline constexpr uint64_t kSlotsOffset = 8192;
 static_assert(kSlotsOffset + kMaxSlots * sizeof(ProcessSlot) == kHeaderSize);
 

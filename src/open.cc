@@ -154,6 +154,9 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::OpenShared(std::unique_ptr<Mappe
   MAPKV_RETURN_IF_ERROR(db->CheckRingMapped());
   if (!first) MAPKV_RETURN_IF_ERROR(db->ValidateJoin());
   MAPKV_RETURN_IF_ERROR(db->lock_.ClaimSlot(CurrentPid()));
+  if (db->chained_) {
+    db->lock_.slot_at(db->lock_.slot()).cache_counts[kSlotFeatures].store(kFollowsSuccessor);
+  }
   db->opened_ = true;
   return db;
 }

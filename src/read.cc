@@ -153,9 +153,17 @@ absl::StatusOr<Snapshot> DBImpl::BeginSnapshot() {
     UnlockShared();
   }
   snap.as_of = true;
-  std::lock_guard<std::mutex> lock(pins_mu_);
-  pins_.emplace(snap.tail, NowUnixMs());
-  PublishPinLocked();
+  {
+    std::lock_guard<std::mutex> lock(pins_mu_);
+    pins_.emplace(snap.tail, NowUnixMs());
+    PublishPinLocked();
+  }
+  // After the pin is published (seq_cst): an online compaction marks the file, then looks for
+  // pins before it gives the file's blocks back (successor.cc).
+  if (lock_.successor() != 0) {
+    Unpin(snap.tail);
+    return Superseded();
+  }
   env_.AtPoint(HookPoint::kSnapshotPinned);
   return snap;
 }
@@ -187,7 +195,7 @@ void DBImpl::PublishPinLocked() {
   }
   words[kPinSinceMs].store(static_cast<uint64_t>(pins_.begin()->second), std::memory_order_relaxed);
   words[kPinCount].store(pins_.size(), std::memory_order_relaxed);
-  words[kPinTail].store(pins_.begin()->first, std::memory_order_release);
+  words[kPinTail].store(pins_.begin()->first, std::memory_order_seq_cst);
 }
 
 std::vector<SnapshotInfo> DBImpl::Snapshots() {
@@ -221,6 +229,7 @@ absl::Status DBImpl::ReadConsistent(Read&& read) {
   for (int attempt = 0; attempt < 64; ++attempt) {
     const uint32_t seq = lock_.ReadBeginSpinning();
     if (seq & 1) break;  // a publish that long: its writer may be dead; the lock path finds out
+    if (lock_.successor() != 0) return Superseded();  // on publish_seq's line: free
     // The file size bounds the offsets instead of the committed tail: that keeps every access
     // inside the file, and the seqlock check rejects anything a commit changed meanwhile.
     // A ring's offsets are logical: its committed tail bounds them, with the ring's bounds.
@@ -233,10 +242,17 @@ absl::Status DBImpl::ReadConsistent(Read&& read) {
     read(snap);
     if (lock_.ReadValid(seq)) return absl::OkStatus();
   }
-  MAPKV_ASSIGN_OR_RETURN(Snapshot snap, LockShared());
-  read(snap);
-  lock_.UnlockShared();
-  return absl::OkStatus();
+  // The lock path uses the descriptor (its waits ask the kernel about the writer), which a
+  // retired handle no longer has: count as a user for it.
+  if (lock_.successor() != 0) return Superseded();
+  MAPKV_RETURN_IF_ERROR(AddUser());
+  absl::StatusOr<Snapshot> snap = LockShared();
+  if (snap.ok()) {
+    read(*snap);
+    lock_.UnlockShared();
+  }
+  DropUser();
+  return snap.status();
 }
 
 namespace {

@@ -35,6 +35,7 @@ void RwLock::Reset() {
   lock_->writer_active.store(0);
   lock_->reader_waiters.store(0);
   lock_->publish_seq.store(0);
+  lock_->successor.store(0);
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     RetireCounters(i);
     slots_[i].readers.store(0);

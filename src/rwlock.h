@@ -98,6 +98,11 @@ class RwLock {
     return lock_->publish_seq.load(std::memory_order_relaxed) == seq;
   }
 
+  // LockState::successor: the salt of the file that replaced this one by an online compaction,
+  // 0 while none did. Set and cleared by a writer that holds the exclusive side (a publish).
+  uint64_t successor() const { return lock_->successor.load(std::memory_order_seq_cst); }
+  void SetSuccessor(uint64_t salt) { lock_->successor.store(salt, std::memory_order_seq_cst); }
+
   // Handles (all processes) that have the file open now.
   uint32_t OpenHandles();
 

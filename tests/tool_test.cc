@@ -649,9 +649,11 @@ MAPKV_CHILD(HoldOpenChild) {
   return 0;
 }
 
-// In place, compaction needs the database alone; into another file it reads a snapshot, beside
-// whatever has it open.
-TEST_F(ToolTest, CompactInPlaceRefusedWhileOpenElsewhere) {
+// In place, a database of format version 4 is compacted while another process has it open (an
+// online compaction: that process moves to the new file), except where the OS cannot rename over a
+// file that a process has mapped (Windows): there compaction needs it alone. Into another file it
+// reads a snapshot, beside whatever has it open.
+TEST_F(ToolTest, CompactInPlaceWhileOpenElsewhere) {
   const std::string db = Path("busy.mapkv");
   const Content model = MakeChurnedDatabase(db, 500, 4);
   ASSERT_OK_AND_ASSIGN(const internal::FileInfo st_before, internal::StatFile(db));
@@ -661,16 +663,26 @@ TEST_F(ToolTest, CompactInPlaceRefusedWhileOpenElsewhere) {
   ready.CloseWrite();
   ASSERT_TRUE(ready.WaitByte()) << "the holder did not open the database";
 
-  ToolResult refused = Run({"compact", db});
-  EXPECT_EQ(refused.status, 3) << refused.err;
-  EXPECT_TRUE(Contains(refused.err, "open by 1 other handle")) << refused.err;
-  EXPECT_TRUE(Contains(refused.err, db)) << refused.err;
   ToolResult output = Run({"compact", "--output", Path("o.mapkv"), db});
   EXPECT_EQ(output.status, 0) << output.err;
   EXPECT_EQ(ReadContent(Path("o.mapkv")), model);
-  ASSERT_OK_AND_ASSIGN(const internal::FileInfo st_after, internal::StatFile(db));
+  ASSERT_OK_AND_ASSIGN(internal::FileInfo st_after, internal::StatFile(db));
   EXPECT_EQ(st_after.inode, st_before.inode) << "the file was replaced";
-  EXPECT_EQ(st_after.size, st_before.size);
+
+  ToolResult in_place = Run({"compact", db});
+  ASSERT_OK_AND_ASSIGN(st_after, internal::StatFile(db));
+  if (internal::ReplaceFailsWhileMapped()) {
+    EXPECT_EQ(in_place.status, 3) << in_place.err;
+    EXPECT_TRUE(Contains(in_place.err, "open by 1 other handle")) << in_place.err;
+    EXPECT_TRUE(Contains(in_place.err, db)) << in_place.err;
+    EXPECT_EQ(st_after.inode, st_before.inode) << "the file was replaced";
+    EXPECT_EQ(st_after.size, st_before.size);
+  } else {
+    EXPECT_EQ(in_place.status, 0) << in_place.err;
+    EXPECT_NE(st_after.inode, st_before.inode) << "the file was not replaced";
+    EXPECT_LE(st_after.size, st_before.size);
+  }
+  EXPECT_EQ(ReadContent(db), model);
   EXPECT_TRUE(TempFiles().empty());
 
   release.Write("x");

@@ -9,11 +9,27 @@
 // is the same copy into another file of a database that stays in use, as `mdb_copy` and SQLite's
 // `.backup` make one: `mapkv backup` is that call.
 //
+// Compaction in place of a database of format version 4 runs while it stays in use (online):
+// other handles, of this process and of others, go on reading and committing throughout. It
+// copies a snapshot of the database into the new file, then the commits made meanwhile, and then,
+// holding the database's writer lock (commits wait meanwhile, for the last of those commits and a
+// flush of the new file), marks the old file replaced and renames the new one over it. Every
+// handle moves to the new file at its next call (DB reopens the name: a handle's calls never fail
+// for it); a ReadTxn begun before reads the old file to its end. The old file's blocks go back to
+// the file system at once when no snapshot reads it, and otherwise when the last process that has
+// it open lets it go. A kill at any step leaves one file in use under the name, whole: the old one
+// until the rename (the next writer takes the mark back), the new one after it. Needs every
+// process that has the file open to run a mapkv that follows a compaction (this one and later):
+// otherwise FailedPrecondition naming the pid. Windows cannot rename over a file that a process
+// has mapped: there, and for caches and format version 1 files everywhere, compaction in place
+// needs the file alone, as follows.
+//
 // Safety:
-// - Where the new file replaces the source (compaction in place), the source is held exclusively
-//   (Options::exclusive) for the whole run: Compact refuses with FailedPrecondition, naming how
-//   many handles have it open, when any other handle does, and other processes' Open waits (up to
-//   its lock_timeout) while it runs.
+// - Where the new file replaces the source alone (compaction in place of a cache, a format
+//   version 1 file, or on Windows), the source is held exclusively (Options::exclusive) for the
+//   whole run: Compact refuses with FailedPrecondition, naming how many handles have it open, when
+//   any other handle does, and other processes' Open waits (up to its lock_timeout) while it
+//   runs.
 // - Into another file (Backup, or Compact with a destination of its own), the source is opened as
 //   any reader opens it (read-only; for writing only where it needs recovery first, which that
 //   open does) and read from one ReadTxn: the copy holds the database exactly as of one commit.
@@ -62,6 +78,10 @@
 
 namespace mapkv {
 
+namespace internal {
+class Env;  // src/env.h
+}  // namespace internal
+
 // Where a compaction is, for a progress display.
 struct CompactProgress {
   enum class Phase {
@@ -83,7 +103,8 @@ struct CompactOptions {
 
   // Options::lock_timeout of the handles opened. A source (or a destination) opened exclusively
   // never waits: another handle on it means a refusal at once. A source read under its shared
-  // lock (format version 1, a cache) waits this long for a writer to finish.
+  // lock (format version 1, a cache) waits this long for a writer to finish, and an online
+  // compaction this long for the source's writer lock at its last step.
   std::chrono::milliseconds lock_timeout{10000};
 
   // Replace a destination that exists (other than the source), atomically, rather than refuse
@@ -95,6 +116,10 @@ struct CompactOptions {
   // Bytes of keys and values per write transaction of the copy (each commit is one batch in the
   // new file); at least 1 MiB.
   uint64_t batch_bytes = 64ull << 20;
+
+  // For tests: the surroundings of the source's handle (src/env.h), whose stopping points include
+  // an online compaction's steps. nullptr: the platform's.
+  internal::Env* env = nullptr;
 };
 
 struct CompactResult {
@@ -118,14 +143,17 @@ struct CompactResult {
 };
 
 // Compacts the database at `src`. With `dst` empty or naming `src` itself, the compacted file
-// replaces `src`, which must not be open elsewhere; otherwise it is written to `dst`, which must
+// replaces `src`: online for a format version 4 database (above), which other handles go on
+// using; otherwise `src` must not be open elsewhere. Otherwise it is written to `dst`, which must
 // not exist (unless options.replace_existing), from one snapshot of `src` taken while it stays in
 // use (see Backup), and `src` is left as it was. Errors, each naming the file: NotFound (no
 // `src`), FailedPrecondition (in place: `src` open elsewhere, the message says by how many
-// handles; `dst` replaced: open elsewhere), AlreadyExists (`dst` exists), DataLoss (a damaged
+// handles, or one whose mapkv cannot follow an online compaction; `dst` replaced: open
+// elsewhere), AlreadyExists (`dst` exists), DataLoss (a damaged
 // record in `src`: compaction copies no damage), ResourceExhausted (disk full), Aborted (the
 // temporary file or the destination was renamed or replaced by another process meanwhile),
-// DeadlineExceeded (a format version 1 source whose writer kept the lock past lock_timeout), and
+// DeadlineExceeded (a writer kept the source's lock past lock_timeout: a format version 1 source
+// read under it, or an online compaction's last step), and
 // the OS's errors. On any error, `src` and `dst` are unchanged and no temporary file of this call
 // is left under its own name.
 absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string& dst,

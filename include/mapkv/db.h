@@ -45,8 +45,10 @@
 #ifndef MAPKV_DB_H_
 #define MAPKV_DB_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -213,7 +215,20 @@ class DB {
   friend class Cache;
   friend internal::DBImpl& internal::ImplOf(DB& db);
   explicit DB(std::unique_ptr<internal::DBImpl> impl);
-  std::unique_ptr<internal::DBImpl> impl_;
+
+  // The file this handle uses now: the one opened, or the one an online compaction put under its
+  // name since (compact.h), which MoveOn opens when a call finds the file it used replaced.
+  internal::DBImpl* impl() const { return current_.load(std::memory_order_acquire); }
+  absl::Status MoveOn(internal::DBImpl* from);
+  // Runs call(impl) on the current file, again on the next one when the file was replaced.
+  template <class Call>
+  auto OnCurrent(Call&& call);
+
+  std::atomic<internal::DBImpl*> current_;
+  std::mutex move_mu_;
+  // Every file this handle used, the current one last: one replaced stays (its descriptor closed,
+  // its mapping reading zeros past the header) while a call on another thread may still read it.
+  std::vector<std::unique_ptr<internal::DBImpl>> impls_;
 };
 
 }  // namespace mapkv

@@ -64,6 +64,19 @@ class MappedFile {
   // fails), so that a store there never meets a full disk.
   virtual absl::Status Zero(uint64_t offset, uint64_t length) = 0;
 
+  // Gives the file system back the blocks of [offset, offset + length), whole pages inside it
+  // (the file's size stays; reads there see zeros, in every mapping at once). For a file that no
+  // one will write again: Unimplemented where the platform cannot.
+  virtual absl::Status Punch(uint64_t /*offset*/, uint64_t /*length*/) {
+    return absl::UnimplementedError(absl::StrCat(path(), ": cannot give blocks back here"));
+  }
+  // This handle is done with the file: beyond its first `keep` bytes the mapping reads zeros
+  // from here on (what it read there before is gone, for a reader still racing this: nothing
+  // faults), the address space past the file's end goes back, and the descriptor is closed
+  // (with its locks). The first `keep` bytes stay mapped to the file. Nothing may call this
+  // handle but to read [0, size) through base() afterwards. A no-op where unsupported.
+  virtual void Retire(uint64_t /*keep*/) {}
+
   // A hint: map [offset, offset + length), inside the file, for writing now rather than page by
   // page at the first stores (MADV_POPULATE_WRITE). Never changes the bytes; failures are ignored.
   virtual void Prefault(uint64_t /*offset*/, uint64_t /*length*/) {}

@@ -63,15 +63,49 @@ class PosixMappedFile final : public MappedFile {
       : path_(std::move(path)), fd_(fd), base_(base), mapped_(mapped) {}
   ~PosixMappedFile() override {
     OpenFiles::Get().Remove(this, [this] {
-      if (fd_ < 0) return;  // in a child of fork(): nothing of this handle is ours
+      if (fd_ < 0 && !retired_) return;  // in a child of fork(): nothing of this handle is ours
       munmap(base_, mapped_);
-      close(fd_);  // drops every OFD lock of this handle
+      if (fd_ >= 0) close(fd_);  // drops every OFD lock of this handle
     });
+  }
+
+  absl::Status Punch(uint64_t offset, uint64_t length) override {
+    static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t begin = (offset + page - 1) / page * page, end = (offset + length) / page * page;
+    if (end <= begin) return absl::OkStatus();
+    if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(begin),
+                  static_cast<off_t>(end - begin)) != 0) {
+      return ErrnoStatus(errno, path_, "fallocate(FALLOC_FL_PUNCH_HOLE)");
+    }
+    return absl::OkStatus();
+  }
+
+  void Retire(uint64_t keep) override {
+    // Under the fork mutex, and still in the set: a child of fork() forgets this mapping, as
+    // it forgets the others (CloseInChild).
+    std::unique_lock<std::mutex> lock = OpenFiles::Get().LockForOpen();
+    if (fd_ < 0) return;
+    static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    struct stat st;
+    const uint64_t size = fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : mapped_;
+    const uint64_t end = std::min((size + page - 1) / page * page, mapped_);
+    if (end > keep) {
+      // One call puts zero pages in place of the file's, atomically for a racing reader.
+      void* zeros = mmap(base_ + keep, end - keep, PROT_READ,
+                         MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (zeros != MAP_FAILED) (void)madvise(zeros, end - keep, MADV_DONTFORK);
+    }
+    if (mapped_ > end) munmap(base_ + end, mapped_ - end);
+    mapped_ = end;
+    close(fd_);
+    fd_ = -1;
+    retired_ = true;
   }
   void CloseInChild() {
     // Not munmap: the child has no mapping here, and the range may be reused by its own.
-    close(fd_);
+    if (fd_ >= 0) close(fd_);
     fd_ = -1;
+    retired_ = false;
   }
 
   const std::string& path() const override { return path_; }
@@ -221,9 +255,10 @@ class PosixMappedFile final : public MappedFile {
   }
 
   const std::string path_;
-  int fd_;  // -1 in a child of fork()
+  int fd_;  // -1 in a child of fork(), or once retired
   char* const base_;
-  const uint64_t mapped_;
+  uint64_t mapped_;
+  bool retired_ = false;  // Retire() was called (and not in a child of fork() since)
 };
 
 void OpenFiles::OnChild() {

@@ -1,0 +1,316 @@
+// Online compaction: Compact() in place of a format version 4 database that other handles (of this
+// process and of others) go on using. The compaction copies a snapshot into a new file, then the
+// commits made meanwhile, then, holding the writer lock, the last of them; it marks the old file
+// replaced and renames the new one over it. Every handle moves to the new file at its next call;
+// a snapshot open on the old file reads it to its end; the old file's blocks go back to the file
+// system once no snapshot reads it. A compaction killed after marking leaves the old file in use
+// (the next writer takes the mark back); one killed after renaming leaves the new one.
+//
+// Where the OS cannot rename over a mapped file (Windows) compaction needs the database alone, and
+// these tests are skipped (tool_test covers the refusal).
+//
+// Knob: MAPKV_ONLINE_COMMITS, commits of the writer process beside the compactions (default 3000).
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "mapkv/compact.h"
+#include "mapkv/db.h"
+#include "src/env.h"
+#include "src/platform/fs.h"
+#include "test_util.h"
+
+namespace mapkv {
+namespace {
+
+using ::mapkv::test::ChildPipe;
+using ::mapkv::test::Pipe;
+using ::mapkv::test::StartChild;
+using ::mapkv::test::TempDir;
+using ::mapkv::test::WaitChild;
+
+class OnlineCompactTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (internal::ReplaceFailsWhileMapped()) {
+      GTEST_SKIP() << "this OS cannot rename over a file that a process has mapped";
+    }
+  }
+  std::string Path(const std::string& name) { return dir_.File(name); }
+  TempDir dir_;
+};
+
+Options SmallOptions() {
+  Options options;
+  options.initial_file_size = 1 << 20;
+  options.initial_index_slots = 64;
+  options.max_file_size = 256ull << 20;
+  options.lock_timeout = std::chrono::seconds(10);
+  return options;
+}
+
+// 100-byte values: the records, not the index, make most of the file.
+std::string Value(int key, int version) {
+  std::string v = absl::StrCat("value-", key, "-", version, "-");
+  v.resize(100, 'v');
+  return v;
+}
+
+// `keys` keys, each written `versions` times: most of the file is garbage.
+void Churn(DB& db, int keys, int versions) {
+  for (int v = 0; v < versions; ++v) {
+    for (int k = 0; k < keys; ++k) ASSERT_OK(db.Put(absl::StrCat("k", k), Value(k, v)));
+  }
+}
+
+uint64_t Inode(const std::string& path) {
+  absl::StatusOr<internal::FileInfo> info = internal::StatFile(path);
+  return info.ok() ? info->inode : 0;
+}
+
+// Temporary files of compactions left in `dir`.
+std::vector<std::string> TempFilesIn(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (absl::StrContains(name, ".compact-")) out.push_back(name);
+  }
+  return out;
+}
+
+uint64_t Allocated(const std::string& path) {
+  absl::StatusOr<internal::FileInfo> info = internal::StatFile(path);
+  return info.ok() ? info->allocated : 0;
+}
+
+TEST_F(OnlineCompactTest, HandlesOfThisProcessMoveToTheNewFile) {
+  const std::string path = Path("db.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> a, DB::Open(path, SmallOptions()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> b, DB::Open(path, SmallOptions()));
+  Churn(*a, 5000, 10);
+  ASSERT_OK(b->Delete("k7"));
+  const uint64_t before = Inode(path);
+  const uint64_t log_before = a->GetStats().log_bytes;
+
+  ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(path, ""));
+  EXPECT_TRUE(result.in_place);
+  EXPECT_FALSE(result.read_under_lock);
+  EXPECT_EQ(result.keys, 4999u);
+  EXPECT_LT(result.size_after, result.size_before / 3);
+  EXPECT_NE(Inode(path), before);
+
+  // Both handles read the new file, and what one writes there the other sees.
+  EXPECT_OK_AND_EQ(a->Get("k1"), Value(1, 9));
+  EXPECT_STATUS(b->Get("k7"), absl::StatusCode::kNotFound);
+  ASSERT_OK(b->Put("after", "x"));
+  EXPECT_OK_AND_EQ(a->Get("after"), "x");
+  EXPECT_LT(a->GetStats().log_bytes, log_before / 3);
+  EXPECT_EQ(b->GetStats().keys, 5000u);
+  EXPECT_EQ(a->GetStats().open_handles, 2u) << "the compaction's own handles are closed";
+  ASSERT_OK_AND_ASSIGN(WriteTxn txn, a->BeginWrite());
+  ASSERT_OK(txn.Put("txn", "y"));
+  ASSERT_OK(txn.Commit());
+  EXPECT_OK_AND_EQ(b->Get("txn"), "y");
+  EXPECT_OK(a->Verify());
+  EXPECT_TRUE(TempFilesIn(dir_.path()).empty());
+
+  // A second compaction, and a handle opened afterwards: one file for all.
+  ASSERT_OK(Compact(path, "").status());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> c, DB::Open(path, SmallOptions()));
+  ASSERT_OK(c->Put("third", "z"));
+  EXPECT_OK_AND_EQ(a->Get("third"), "z");
+  EXPECT_OK_AND_EQ(b->Get("third"), "z");
+  EXPECT_EQ(c->GetStats().open_handles, 3u);
+}
+
+// A snapshot taken before the compaction reads the old file to its end; the old file's blocks go
+// back once it ends (the hard link keeps the old file's inode in sight).
+TEST_F(OnlineCompactTest, ASnapshotKeepsReadingTheOldFile) {
+  const std::string path = Path("db.mapkv");
+  const std::string old_name = Path("old.link");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+  Churn(*db, 5000, 8);
+  std::error_code ec;
+  std::filesystem::create_hard_link(path, old_name, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const uint64_t allocated = Allocated(old_name);
+
+  std::optional<ReadTxn> snapshot;
+  {
+    ASSERT_OK_AND_ASSIGN(ReadTxn txn, db->BeginRead());
+    snapshot.emplace(std::move(txn));
+  }
+  ASSERT_OK(Compact(path, "").status());
+  ASSERT_OK(db->Put("k1", "new"));  // on the new file
+  EXPECT_OK_AND_EQ(snapshot->Get("k1"), Value(1, 7));
+  uint64_t seen = 0;
+  ASSERT_OK(snapshot->ForEach([&](std::string_view key, std::string_view value) {
+    const int k = std::atoi(std::string(key.substr(1)).c_str());
+    EXPECT_EQ(value, Value(k, 7)) << key;
+    ++seen;
+    return true;
+  }));
+  EXPECT_EQ(seen, 5000u);
+  EXPECT_EQ(Allocated(old_name), allocated) << "a snapshot still reads it";
+  snapshot.reset();
+  EXPECT_OK_AND_EQ(db->Get("k1"), "new");
+
+  // Once nothing reads it, the next compaction gives its own old file's blocks back at once
+  // (most of them: a file system may keep some allocated, as ext4 keeps a MiB or two).
+  Churn(*db, 5000, 12);
+  const std::string second = Path("second.link");
+  std::filesystem::create_hard_link(path, second, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const uint64_t second_allocated = Allocated(second);
+  ASSERT_OK(Compact(path, "").status());
+  EXPECT_LT(Allocated(second), second_allocated / 2);
+  EXPECT_OK_AND_EQ(db->Get("k1"), Value(1, 11));
+}
+
+// A write transaction open on another handle keeps the writer lock: the compaction waits for it
+// up to its lock_timeout, then fails and leaves everything as it was.
+TEST_F(OnlineCompactTest, AWriterThatKeepsTheLockMakesItFail) {
+  const std::string path = Path("db.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+  Churn(*db, 500, 4);
+  const uint64_t inode = Inode(path);
+  ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
+  ASSERT_OK(txn.Put("pending", "p"));
+  CompactOptions options;
+  options.lock_timeout = std::chrono::milliseconds(200);
+  EXPECT_STATUS(Compact(path, "", options), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(Inode(path), inode);
+  EXPECT_TRUE(TempFilesIn(dir_.path()).empty());
+  ASSERT_OK(txn.Commit());
+  EXPECT_OK_AND_EQ(db->Get("pending"), "p");
+  EXPECT_OK_AND_EQ(db->Get("k3"), Value(3, 3));
+}
+
+// Another process commits, one key after another, while this one compacts: every commit is in the
+// file afterwards, and the writer never sees an error.
+MAPKV_CHILD(SequentialWriterChild) {
+  const std::string& path = args.at(0);
+  const int commits = args.Int<int>(1);
+  ChildPipe halfway = args.PipeEnd(2);
+  ChildPipe go_on = args.PipeEnd(3);
+  auto db = DB::Open(path, SmallOptions());
+  CHILD_CHECK_OK(db);
+  for (int i = 0; i < commits; ++i) {
+    if (i == commits / 2) {
+      CHILD_CHECK(halfway.Write("h"));
+      CHILD_CHECK(go_on.WaitByte(std::chrono::seconds(60)));
+    }
+    CHILD_CHECK_OK((*db)->Put(absl::StrCat("w", i % 100), absl::StrCat(i)));
+    auto back = (*db)->Get(absl::StrCat("w", i % 100));
+    CHILD_CHECK_OK(back);
+    CHILD_CHECK(*back == absl::StrCat(i), "read back ", *back, " after writing ", i);
+  }
+  return 0;
+}
+
+TEST_F(OnlineCompactTest, AnotherProcessCommitsThroughCompactions) {
+  const int commits = static_cast<int>(test::EnvInt("MAPKV_ONLINE_COMMITS", 3000));
+  const std::string path = Path("db.mapkv");
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+    Churn(*db, 300, 5);
+  }
+  Pipe halfway, go_on;
+  const int writer = StartChild("SequentialWriterChild",
+                                {path, commits, halfway.WriteEndArg(), go_on.ReadEndArg()});
+  halfway.CloseWrite();
+  go_on.CloseRead();
+  // Compactions beside the first half of the commits (as many as fit), one while the writer
+  // waits (so that at least one falls between its commits), then beside the rest.
+  int compactions = 0;
+  bool waiting = false;
+  while (!waiting) {
+    waiting = halfway.WaitByte(std::chrono::milliseconds(0));
+    ASSERT_OK(Compact(path, "").status());
+    ++compactions;
+  }
+  ASSERT_TRUE(go_on.Write("g"));
+  ASSERT_OK(Compact(path, "").status());
+  EXPECT_EQ(WaitChild(writer), 0);
+  ASSERT_OK(Compact(path, "").status());
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+  for (int w = 0; w < 100; ++w) {
+    const int last = (commits - 1) - ((commits - 1 - w) % 100);
+    EXPECT_OK_AND_EQ(db->Get(absl::StrCat("w", w)), absl::StrCat(last));
+  }
+  EXPECT_OK_AND_EQ(db->Get("k299"), Value(299, 4));
+  EXPECT_OK(db->Verify());
+  EXPECT_GE(compactions, 1);
+}
+
+// A compaction killed at its steps, beside a handle of this process that keeps using the file.
+class DieAt : public internal::Env {
+ public:
+  explicit DieAt(internal::HookPoint point) : point_(point) {}
+  void AtPoint(internal::HookPoint point) override {
+    if (point == point_) std::_Exit(kDied);
+  }
+  static constexpr int kDied = 42;
+
+ private:
+  const internal::HookPoint point_;
+};
+
+MAPKV_CHILD(DyingCompactionChild) {
+  DieAt env(static_cast<internal::HookPoint>(args.Int<int>(1)));
+  CompactOptions options;
+  options.env = &env;
+  absl::StatusOr<CompactResult> r = Compact(args.at(0), "", options);
+  CHILD_CHECK(false, "the compaction did not stop: ", r.status().ToString());
+  return 0;
+}
+
+TEST_F(OnlineCompactTest, AKilledCompactionLeavesOneFileInUse) {
+  for (internal::HookPoint point :
+       {internal::HookPoint::kCompactMarked, internal::HookPoint::kCompactRenamed}) {
+    SCOPED_TRACE(static_cast<int>(point));
+    const std::string path = Path(absl::StrCat("db", static_cast<int>(point), ".mapkv"));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+    Churn(*db, 500, 4);
+    const uint64_t inode = Inode(path);
+    EXPECT_EQ(test::RunChild("DyingCompactionChild", {path, static_cast<int>(point)}),
+              DieAt::kDied);
+    // Marked but not renamed: the old file stays the database. Renamed: the new one is.
+    EXPECT_EQ(Inode(path) == inode, point == internal::HookPoint::kCompactMarked);
+    EXPECT_OK_AND_EQ(db->Get("k5"), Value(5, 3));
+    ASSERT_OK(db->Put("k5", "after"));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> fresh, DB::Open(path, SmallOptions()));
+    EXPECT_OK_AND_EQ(fresh->Get("k5"), "after");
+    EXPECT_OK_AND_EQ(fresh->Get("k499"), Value(499, 3));
+    EXPECT_OK(fresh->Verify());
+    ASSERT_OK(Compact(path, "").status()) << "and a compaction runs again";
+    EXPECT_OK_AND_EQ(db->Get("k5"), "after");
+  }
+}
+
+// A cache is compacted alone, as before: its handles do not follow a mark.
+TEST_F(OnlineCompactTest, ACacheStillNeedsItAlone) {
+  const std::string path = Path("cache.mapkv");
+  Options options = SmallOptions();
+  options.kind = FileKind::kCache;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> cache, DB::Open(path, options));
+  const absl::StatusOr<CompactResult> refused = Compact(path, "");
+  EXPECT_STATUS(refused, absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "open by 1 other handle"))
+      << refused.status();
+}
+
+}  // namespace
+}  // namespace mapkv
