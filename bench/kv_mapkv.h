@@ -21,9 +21,9 @@
 // DB::Put, of more a WriteTxn; Get is DB::Get into the caller's string (optimistic, copies the
 // value); MultiGet is DB::MultiGet; Scan is a ReadTxn's ForEach; BeginSnapshot is a ReadTxn (a
 // snapshot that holds no lock); Load is WriteTxns of 10,000 puts; Compact is mapkv::Compact in
-// place (the DB is closed for it and reopened). GetOrCompute is mapkv::Cache::GetOrCompute
-// (compute once across processes) on a cache file beside the database (<path>.cache), which each
-// handle opens at its first call.
+// place (the DB is closed for it and reopened); BytesWritten is the log's length
+// (Stats::log_bytes). GetOrCompute is mapkv::Cache::GetOrCompute (compute once across processes)
+// on a cache file beside the database (<path>.cache), which each handle opens at its first call.
 //
 // Processes and threads: every process opens the file for reading and writing (a read-only handle
 // of a writable file is the same handle, minus writes), once: the handles of a process share one
@@ -166,6 +166,11 @@ class MapkvKv : public KvStore {
   }
 
   absl::Status Sync() override { return db()->Checkpoint(); }
+
+  // The log's length (Stats::log_bytes). The log is append-only until a compaction, so what it
+  // grows by is what the commits appended: records, and a new index table when the index grows.
+  // The index slots a commit rewrites in place are not counted.
+  uint64_t BytesWritten() override { return db()->GetStats().log_bytes; }
 
   // Closes the process's DB, compacts the file in place and reopens it: only the process's one
   // handle may do it.

@@ -149,6 +149,11 @@ class KvStore {
 
   // The store's own compaction (offline or online) where it has one: Unimplemented otherwise.
   virtual absl::Status Compact() { return absl::UnimplementedError("no compaction"); }
+
+  // Bytes the store has written to its files so far, as it counts them itself, for write
+  // amplification: the driver takes what it grew by over a run of writes with no compaction
+  // between. Each adapter says what it counts. 0: the store cannot say (the default).
+  virtual uint64_t BytesWritten() { return 0; }
 };
 
 // What a store allows; phases a store cannot run are shown as "n/a".

@@ -3,11 +3,13 @@
 //
 //   build/bench/mapkv_peer_bench [--num=1000000] [--value_size=100] [--procs=1,2] [--seconds=2]
 //       [--stores=mapkv,lmdb,...] [--phases=fillrandom,...] [--batch=32] [--phase_seconds=10]
-//       [--writer_rate=0] [--txn_puts=10] [--csv=FILE] [--markdown=FILE] [--dir=DIR]
+//       [--writer_rate=0] [--txn_puts=10] [--update_rounds=20] [--update_dist=uniform|zipf]
+//       [--csv=FILE] [--markdown=FILE] [--dir=DIR]
 //
 // Every store gets the same keys (16 bytes, the hex of a 64-bit bijective mix of 0..num-1, so key
 // order is random), the same values (value_size random bytes from a pool) and the same operation
-// sequence (seeded). Phases, in this order, each on the state the previous ones left:
+// sequence (seeded). Phases, in this order, each on the state the previous ones left (but update,
+// which has a store of its own):
 //   fillrandom    num Puts of new keys in random order into an empty store (one transaction each)
 //   overwrite     num Puts of existing keys, uniformly random
 //   readrandom    num Gets of existing keys, uniformly random; every one must be found
@@ -35,6 +37,16 @@
 //                 CPU time, not the reader's). Stores with snapshots that another process's
 //                 commits go on beside
 //   compact       the store's own compaction, then its file size
+//   update        steady-state updates, on a new store in a directory of its own (the other phases'
+//                 store is left as it was): num Puts of new keys in random order, then
+//                 --update_rounds rounds of overwrites (each round every key once in random order,
+//                 or with --update_dist=zipf num Puts of zipfian keys as in zipfian), one
+//                 transaction and a new value each; the space then; a random 90% of the keys
+//                 deleted, and the rest overwritten in --update_rounds more rounds; the space then.
+//                 Every remaining key must read its last value, every deleted key be absent.
+//                 Reports the rates of each stage's overwrite rounds (rows update and update-10%),
+//                 the space over the raw bytes of the live pairs, and the write amplification
+//                 where the store can say (KvStore::BytesWritten)
 //   deleterandom  num Deletes, each existing key once, in random order
 //   mp-cache      (last: it adds a cache file) for each P in --procs: P processes each doing
 //                 GetOrCompute (KvStore::GetOrCompute): 9 in 10 of zipfian keys of a hot set of
@@ -47,6 +59,8 @@
 //                 processes
 // A single-process phase stops early after --phase_seconds (the servers need that: a round trip
 // per operation); a capped fillrandom loads the rest untimed, so every store reads the same data.
+// update runs whole (its space figures need the whole workload): --num and --update_rounds size it.
+// fillrandom runs whenever another phase than update does.
 //
 // Figures: ops/s is operations over wall-clock time; "ops per CPU-s" is operations over the CPU
 // time (user + system) of every process doing the store's work: this one or the forked workers,
@@ -122,6 +136,8 @@ struct Config {
   double seconds = 2;
   double writer_rate = 0;  // commits per second of the mp-read+writer writer; 0: as fast as it can
   size_t txn_puts = 10;    // snapshot: Puts per transaction of the commit-txn rows
+  uint32_t update_rounds = 20;          // update: overwrite rounds of each stage
+  std::string update_dist = "uniform";  // update: the keys of a round, "uniform" or "zipf"
   double phase_seconds = 10;
   size_t batch = 32;
   uint64_t cache_keys = 10'000;           // mp-cache's hot set (at most num / 4)
@@ -172,9 +188,9 @@ std::vector<std::pair<std::string, StoreKind>> AllStores(const Config& config) {
 
 const std::vector<std::string>& AllPhases() {
   static const std::vector<std::string> phases = {
-      "fillrandom", "overwrite", "readrandom", "readmissing",  "multiget",
-      "zipfian",    "ycsb-a",    "readseq",    "mp-read",      "mp-read+writer",
-      "mp-mix",     "snapshot",  "compact",    "deleterandom", "mp-cache"};
+      "fillrandom", "overwrite", "readrandom",   "readmissing",    "multiget", "zipfian",
+      "ycsb-a",     "readseq",   "mp-read",      "mp-read+writer", "mp-mix",   "snapshot",
+      "compact",    "update",    "deleterandom", "mp-cache"};
   return phases;
 }
 
@@ -235,6 +251,11 @@ class Zipfian {
   double eta_ = 0;
 };
 
+// Fisher-Yates.
+void Shuffle(std::vector<uint64_t>& v, Rng& rng) {
+  for (uint64_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.Below(i)]);
+}
+
 constexpr size_t kKeySize = 16;
 constexpr uint64_t kSeed = 0x70656572626e6368ull;
 
@@ -266,18 +287,23 @@ class Data {
   uint64_t num() const { return num_; }
   Key ExistingKey(uint64_t i) const { return Key(i); }
   Key MissingKey(uint64_t i) const { return Key(num_ + i % num_); }
-  std::string_view Value(Rng& rng) const {
-    return {&pool_[rng.Below(pool_.size() - value_size_)], value_size_};
+  std::string_view Value(Rng& rng) const { return ValueAt(ValueOffset(rng)); }
+  // A value named by where it starts in the pool, for a phase that checks what it reads back.
+  uint32_t ValueOffset(Rng& rng) const {
+    return static_cast<uint32_t>(rng.Below(pool_.size() - value_size_));
   }
+  std::string_view ValueAt(uint32_t offset) const { return {&pool_[offset], value_size_}; }
   // A random order of 0..num-1.
   std::vector<uint64_t> Permutation(uint64_t seed) const {
     std::vector<uint64_t> order(num_);
     for (uint64_t i = 0; i < num_; ++i) order[i] = i;
     Rng rng(seed);
-    for (uint64_t i = num_; i > 1; --i) std::swap(order[i - 1], order[rng.Below(i)]);
+    Shuffle(order, rng);
     return order;
   }
-  uint64_t raw_bytes() const { return num_ * (kKeySize + value_size_); }
+  // The raw bytes of `keys` pairs: keys and values, nothing else.
+  uint64_t raw_bytes(uint64_t keys) const { return keys * (kKeySize + value_size_); }
+  uint64_t raw_bytes() const { return raw_bytes(num_); }
 
  private:
   uint64_t num_;
@@ -294,12 +320,14 @@ struct Result {
   uint64_t ops = 0;
   double wall_seconds = 0;
   double cpu_seconds = 0;
-  uint64_t file_bytes = 0;           // after the phase, for fillrandom and compact
+  uint64_t file_bytes = 0;           // after the phase, for fillrandom, compact and update
+  uint64_t live_keys = 0;            // update: the keys live at the end of the stage
+  uint64_t bytes_written = 0;        // update: KvStore::BytesWritten's growth over the rounds
   double writer_ops_per_second = 0;  // mp-read+writer: the writer's commits per second
   uint64_t computes = 0;             // mp-cache: values computed by all the processes
   uint64_t reader_passes = 0;        // snapshot: the snapshot reader's full passes
   double reader_ops_per_second = 0;  // snapshot: its reads (Gets and pairs scanned) per second
-  std::string note;                  // "n/a: ..." or "capped" or an error
+  std::string note;                  // "n/a: ...", "capped", an error, or update's figures
 
   double OpsPerSecond() const { return ops / wall_seconds; }
   double OpsPerCpuSecond() const { return ops / cpu_seconds; }
@@ -639,15 +667,20 @@ class StoreRun {
       : data_(data), config_(config), kind_(kind), dir_(std::move(dir)), results_(results) {}
 
   absl::Status Run() {
-    absl::StatusOr<std::unique_ptr<KvBackend>> backend = kind_.create(dir_, data_.num());
-    if (!backend.ok()) return backend.status();
-    backend_ = *std::move(backend);
-    absl::StatusOr<std::unique_ptr<KvStore>> store = backend_->Open(Access::kCreate);
-    if (!store.ok()) return store.status();
-    store_ = *std::move(store);
+    // Every phase but update works on one store that fillrandom fills.
+    const bool shared_store = std::any_of(config_.phases.begin(), config_.phases.end(),
+                                          [](const std::string& p) { return p != "update"; });
+    if (shared_store) {
+      absl::StatusOr<std::unique_ptr<KvBackend>> backend = kind_.create(dir_, data_.num());
+      if (!backend.ok()) return backend.status();
+      backend_ = *std::move(backend);
+      absl::StatusOr<std::unique_ptr<KvStore>> store = backend_->Open(Access::kCreate);
+      if (!store.ok()) return store.status();
+      store_ = *std::move(store);
+    }
     for (const std::string& phase : AllPhases()) {
       if (std::find(config_.phases.begin(), config_.phases.end(), phase) == config_.phases.end() &&
-          phase != "fillrandom") {
+          !(phase == "fillrandom" && shared_store)) {
         continue;
       }
       if (absl::Status s = RunPhase(phase); !s.ok()) {
@@ -679,6 +712,7 @@ class StoreRun {
 
   absl::Status RunPhase(const std::string& phase) {
     if (phase == "snapshot") return RunSnapshot();
+    if (phase == "update") return RunUpdate();
     if (phase.rfind("mp-", 0) == 0) return RunMultiProcess(phase);
     Result& r = NewResult(phase);
     Timer timer(*backend_, config_.phase_seconds);
@@ -860,6 +894,134 @@ class StoreRun {
     return absl::OkStatus();
   }
 
+  // The update phase, on a store of its own in a new directory beside the run's (so the size of
+  // the run's directory stays the other phases' alone), removed at the end.
+  absl::Status RunUpdate() {
+    const std::string dir = dir_ + "-update";
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat(dir, ": ", ec.message()));
+    Result all{.store = kind_.name, .phase = "update"};
+    Result rest{.store = kind_.name, .phase = "update-10%"};
+    absl::Status s = Update(dir, all, rest);
+    std::filesystem::remove_all(dir, ec);
+    if (!s.ok()) return s;
+    for (Result* r : {&all, &rest}) {
+      const uint64_t raw = data_.raw_bytes(r->live_keys);
+      r->note = absl::StrFormat(
+          "%d keys live, space %s, write amplification %s", r->live_keys,
+          r->file_bytes > 0
+              ? absl::StrFormat("%.2fx raw live", static_cast<double>(r->file_bytes) / raw)
+              : "n/a",
+          r->bytes_written > 0 ? absl::StrFormat("%.2f", static_cast<double>(r->bytes_written) /
+                                                             data_.raw_bytes(r->ops))
+                               : "n/a");
+      results_->push_back(*r);
+      Report(*r);
+    }
+    return absl::OkStatus();
+  }
+
+  // Fill, overwrite, measure into `all`; delete 90%, overwrite, measure into `rest`; check.
+  absl::Status Update(const std::string& dir, Result& all, Result& rest) {
+    absl::StatusOr<std::unique_ptr<KvBackend>> backend = kind_.create(dir, data_.num());
+    if (!backend.ok()) return backend.status();
+    absl::StatusOr<std::unique_ptr<KvStore>> opened = (*backend)->Open(Access::kCreate);
+    if (!opened.ok()) return opened.status();
+    KvStore& store = **opened;
+    Rng rng(Mix(kSeed ^ std::hash<std::string>()("update")));
+    std::vector<uint32_t> last(data_.num());  // each key's latest value, by its place in the pool
+    std::vector<uint64_t> live = data_.Permutation(kSeed);
+    for (uint64_t k : live) {
+      last[k] = data_.ValueOffset(rng);
+      if (absl::Status s = store.Put(data_.ExistingKey(k), data_.ValueAt(last[k])); !s.ok()) {
+        return s;
+      }
+    }
+    if (absl::Status s = Overwrite(store, **backend, live, rng, last, all); !s.ok()) return s;
+    if (absl::Status s = MeasureSpace(store, dir, live.size(), all); !s.ok()) return s;
+
+    Shuffle(live, rng);
+    const std::vector<uint64_t> deleted(live.begin(), live.begin() + live.size() * 9 / 10);
+    live.erase(live.begin(), live.begin() + deleted.size());
+    for (uint64_t k : deleted) {
+      if (absl::Status s = store.Delete(data_.ExistingKey(k)); !s.ok()) return s;
+    }
+    if (absl::Status s = Overwrite(store, **backend, live, rng, last, rest); !s.ok()) return s;
+    if (absl::Status s = MeasureSpace(store, dir, live.size(), rest); !s.ok()) return s;
+
+    std::string value;
+    for (uint64_t k : live) {
+      const Key key = data_.ExistingKey(k);
+      if (absl::Status s = store.Get(key, &value); !s.ok()) {
+        return absl::Status(
+            s.code(), absl::StrCat("a live key, ", std::string(key.view()), ": ", s.message()));
+      }
+      if (value != data_.ValueAt(last[k])) {
+        return absl::InternalError(absl::StrCat("key ", std::string(key.view()),
+                                                " reads another value than the last one written"));
+      }
+    }
+    for (uint64_t k : deleted) {
+      const Key key = data_.ExistingKey(k);
+      absl::Status s = store.Get(key, &value);
+      if (s.ok()) {
+        return absl::InternalError(absl::StrCat("deleted key ", std::string(key.view()), " found"));
+      }
+      if (!absl::IsNotFound(s)) return s;
+    }
+    absl::StatusOr<uint64_t> scanned = store.Scan([](std::string_view, std::string_view) {});
+    if (absl::IsUnimplemented(scanned.status())) return absl::OkStatus();  // memcached
+    if (!scanned.ok()) return scanned.status();
+    if (*scanned != live.size()) {
+      return absl::InternalError(
+          absl::StrCat("a scan visited ", *scanned, " pairs of ", live.size(), " live"));
+    }
+    return absl::OkStatus();
+  }
+
+  // --update_rounds rounds of Puts of `keys` (each once in random order, or as many zipfian
+  // ones), each with a new value (into `last`), timed into r; the round's keys are drawn before
+  // its clock starts.
+  absl::Status Overwrite(KvStore& store, const KvBackend& backend,
+                         const std::vector<uint64_t>& keys, Rng& rng, std::vector<uint32_t>& last,
+                         Result& r) {
+    std::optional<Zipfian> zipf;
+    if (config_.update_dist == "zipf") zipf.emplace(keys.size(), 0.99);
+    std::vector<uint64_t> order = keys;
+    const uint64_t written0 = store.BytesWritten();
+    for (uint32_t round = 0; round < config_.update_rounds; ++round) {
+      if (zipf) {
+        for (uint64_t& k : order) k = keys[zipf->Next(rng)];
+      } else {
+        Shuffle(order, rng);
+      }
+      const double cpu0 = tools::ProcessCpuSeconds() + ServerCpu(backend);
+      const Clock::time_point start = Clock::now();
+      for (uint64_t k : order) {
+        last[k] = data_.ValueOffset(rng);
+        if (absl::Status s = store.Put(data_.ExistingKey(k), data_.ValueAt(last[k])); !s.ok()) {
+          return s;
+        }
+      }
+      r.wall_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+      r.cpu_seconds += tools::ProcessCpuSeconds() + ServerCpu(backend) - cpu0;
+      r.ops += order.size();
+    }
+    const uint64_t written = store.BytesWritten();
+    r.bytes_written = written > written0 ? written - written0 : 0;
+    return absl::OkStatus();
+  }
+
+  absl::Status MeasureSpace(KvStore& store, const std::string& dir, uint64_t keys, Result& r) {
+    r.live_keys = keys;
+    if (!kind_.caps.on_disk) return absl::OkStatus();
+    if (absl::Status s = store.Sync(); !s.ok()) return s;
+    r.file_bytes = DirectoryBytes(dir);
+    return absl::OkStatus();
+  }
+
   const Data& data_;
   const Config& config_;
   const StoreKind& kind_;
@@ -986,8 +1148,64 @@ std::string Snapshots(const std::vector<Result>& results, const std::vector<std:
       rows);
 }
 
-std::string Markdown(const std::vector<Result>& results, const std::vector<std::string>& stores,
-                     const Data& data) {
+// The update phase: a row per store, its two stages side by side.
+std::string SteadyState(const std::vector<Result>& results, const std::vector<std::string>& stores,
+                        const Data& data, const Config& config) {
+  auto find = [&](const std::string& store, const std::string& phase) {
+    for (const Result& r : results) {
+      if (r.store == store && r.phase == phase && r.measured()) return &r;
+    }
+    return static_cast<const Result*>(nullptr);
+  };
+  auto space = [&](const Result& r) {
+    if (r.file_bytes == 0) return std::string("n/a");
+    return absl::StrFormat("%.2f", static_cast<double>(r.file_bytes) / data.raw_bytes(r.live_keys));
+  };
+  std::string rows;
+  for (const std::string& store : stores) {
+    const Result* all = find(store, "update");
+    const Result* rest = find(store, "update-10%");
+    if (all == nullptr || rest == nullptr) continue;
+    const uint64_t written = all->bytes_written + rest->bytes_written;
+    absl::StrAppendFormat(&rows, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", store,
+                          config.update_dist, all->live_keys, Rate(all->OpsPerSecond()),
+                          Rate(all->OpsPerCpuSecond()), Rate(rest->OpsPerSecond()),
+                          Rate(rest->OpsPerCpuSecond()), space(*all), space(*rest),
+                          all->bytes_written > 0 && rest->bytes_written > 0
+                              ? absl::StrFormat("%.2f", static_cast<double>(written) /
+                                                            data.raw_bytes(all->ops + rest->ops))
+                              : "n/a");
+  }
+  if (rows.empty()) return "";
+  return absl::StrCat(
+      absl::StrFormat(
+          "\nSteady-state updates (update): %d keys put, then %d rounds of overwrites (%s), a "
+          "random 90%% of the keys deleted, %d rounds over the rest. Updates per second and per "
+          "CPU-s over the overwrite rounds, of all the keys and of the 10%% left; space: the "
+          "disk space of the store's directory (as du counts) over the raw bytes of the live "
+          "keys and values, after each stage; write amplification: the bytes the store says it "
+          "wrote / the raw bytes updated, over both stages' rounds (KvStore::BytesWritten: "
+          "mapkv's is log bytes appended, not counting the index slots rewritten in place; n/a: "
+          "the store cannot say):\n\n",
+          data.num(), config.update_rounds,
+          config.update_dist == "zipf" ? "each num Puts of zipfian keys, theta 0.99"
+                                       : "each every key once, in random order",
+          config.update_rounds),
+      "| store | dist | keys | updates/s | updates/CPU-s | updates/s, 10% left | updates/CPU-s, "
+      "10% left | space after overwrites (x raw live) | space after deleting 90% (x raw live) | "
+      "write amplification |\n"
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+      rows);
+}
+
+std::string Markdown(const std::vector<Result>& all_results, const std::vector<std::string>& stores,
+                     const Data& data, const Config& config) {
+  // The update phase has a table of its own.
+  std::vector<Result> results;
+  for (const Result& r : all_results) {
+    if (r.phase.rfind("update", 0) != 0) results.push_back(r);
+  }
+  if (results.empty()) return SteadyState(all_results, stores, data, config);
   auto rate = [](const std::function<double(const Result&)>& f) {
     return [f](const Result& r) -> std::string {
       if (!r.note.empty() && !r.measured()) return r.note.rfind("n/a", 0) == 0 ? "n/a" : "";
@@ -1018,6 +1236,7 @@ std::string Markdown(const std::vector<Result>& results, const std::vector<std::
   }
   out += Scaling(results, stores);
   out += Snapshots(results, stores);
+  out += SteadyState(all_results, stores, data, config);
   out += "\n* stopped after --phase_seconds; the rate is of the operations done.\n";
   return out;
 }
@@ -1025,12 +1244,12 @@ std::string Markdown(const std::vector<Result>& results, const std::vector<std::
 std::string Csv(const std::vector<Result>& results) {
   std::string out =
       "store,phase,procs,ops,wall_seconds,cpu_seconds,ops_per_second,ops_per_cpu_second,"
-      "file_bytes,note\n";
+      "file_bytes,note,live_keys,bytes_written\n";
   for (const Result& r : results) {
-    absl::StrAppendFormat(&out, "\"%s\",%s,%d,%d,%.4f,%.4f,%.0f,%.0f,%d,\"%s\"\n", r.store, r.phase,
-                          r.procs, r.ops, r.wall_seconds, r.cpu_seconds,
-                          r.measured() ? r.OpsPerSecond() : 0,
-                          r.measured() ? r.OpsPerCpuSecond() : 0, r.file_bytes, r.note);
+    absl::StrAppendFormat(
+        &out, "\"%s\",%s,%d,%d,%.4f,%.4f,%.0f,%.0f,%d,\"%s\",%d,%d\n", r.store, r.phase, r.procs,
+        r.ops, r.wall_seconds, r.cpu_seconds, r.measured() ? r.OpsPerSecond() : 0,
+        r.measured() ? r.OpsPerCpuSecond() : 0, r.file_bytes, r.note, r.live_keys, r.bytes_written);
   }
   return out;
 }
@@ -1071,12 +1290,19 @@ int Main(int argc, char** argv) {
                  "fast as it can)")
       ->check(CLI::Range(0.0, 1e9));
   app.add_option("--phase_seconds", config.phase_seconds,
-                 "cap on a single-process phase (slow stores stop early, marked *)")
+                 "cap on a single-process phase but update (slow stores stop early, marked *)")
       ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--batch", config.batch, "keys per MultiGet")->check(CLI::Range(1, 4096));
   app.add_option("--txn_puts", config.txn_puts,
                  "Puts per transaction of the snapshot phase's commit-txn rows")
       ->check(CLI::Range(2, 10'000));
+  app.add_option("--update_rounds", config.update_rounds,
+                 "update: overwrite rounds before and after deleting 90% of the keys")
+      ->check(CLI::Range(1, 10'000));
+  app.add_option("--update_dist", config.update_dist,
+                 "update: a round overwrites every key once in random order (uniform) or puts "
+                 "num zipfian keys (zipf)")
+      ->check(CLI::IsMember({"uniform", "zipf"}));
   app.add_option("--cache_keys", config.cache_keys,
                  "hot keys of mp-cache (zipfian; they start absent; at most num / 4)");
   app.add_option("--compute_us", config.compute_us,
@@ -1090,7 +1316,8 @@ int Main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::IsMember(ids));
   app.add_option("--phases", config.phases,
-                 "phases to run (fillrandom always runs), of: " + absl::StrJoin(AllPhases(), ","))
+                 "phases to run (fillrandom runs with any but update), of: " +
+                     absl::StrJoin(AllPhases(), ","))
       ->delimiter(',')
       ->check(CLI::IsMember(AllPhases()));
   app.add_option("--csv", config.csv, "also write every result as CSV to this file");
@@ -1142,7 +1369,7 @@ int Main(int argc, char** argv) {
     std::filesystem::remove_all(root, ec);
   }
 
-  std::string tables = Markdown(results, names, data);
+  std::string tables = Markdown(results, names, data, config);
   absl::StrAppend(&tables, "\nStores:\n\n");
   for (const auto& [id, kind] : all) {
     if (std::find(config.stores.begin(), config.stores.end(), id) != config.stores.end()) {
