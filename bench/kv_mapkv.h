@@ -21,9 +21,11 @@
 // DB::Put, of more a WriteTxn; Get is DB::Get into the caller's string (optimistic, copies the
 // value); MultiGet is DB::MultiGet; Scan is a ReadTxn's ForEach; BeginSnapshot is a ReadTxn (a
 // snapshot that holds no lock); Load is WriteTxns of 10,000 puts; Compact is mapkv::Compact in
-// place (the DB is closed for it and reopened); BytesWritten is the log's length
-// (Stats::log_bytes). GetOrCompute is mapkv::Cache::GetOrCompute (compute once across processes)
-// on a cache file beside the database (<path>.cache), which each handle opens at its first call.
+// place (the DB is closed for it and reopened); CompactOnline is mapkv::Compact in place with the
+// handle open (online compaction of a format version 4 file); BytesWritten is the log's length
+// (Stats::log_bytes), plus the lengths of the logs that online compactions replaced. GetOrCompute
+// is mapkv::Cache::GetOrCompute (compute once across processes) on a cache file beside the database
+// (<path>.cache), which each handle opens at its first call.
 //
 // Processes and threads: every process opens the file for reading and writing (a read-only handle
 // of a writable file is the same handle, minus writes), once: the handles of a process share one
@@ -170,7 +172,19 @@ class MapkvKv : public KvStore {
   // The log's length (Stats::log_bytes). The log is append-only until a compaction, so what it
   // grows by is what the commits appended: records, and a new index table when the index grows.
   // The index slots a commit rewrites in place are not counted.
-  uint64_t BytesWritten() override { return db()->GetStats().log_bytes; }
+  // Across a CompactOnline, the replaced file's log is added and the new file's log counts from
+  // its start: the live records the compaction copied are counted as written.
+  uint64_t BytesWritten() override { return replaced_log_bytes_ + db()->GetStats().log_bytes; }
+
+  // mapkv::Compact in place while this handle stays open; the handle moves to the new file at its
+  // next call. Not with other writers of the file (BytesWritten would miss their commits).
+  absl::Status CompactOnline() override {
+    const uint64_t before = db()->GetStats().log_bytes;
+    absl::StatusOr<CompactResult> r = mapkv::Compact(path_, "");
+    if (!r.ok()) return r.status();
+    replaced_log_bytes_ += before;
+    return absl::OkStatus();
+  }
 
   // Closes the process's DB, compacts the file in place and reopens it: only the process's one
   // handle may do it.
@@ -205,6 +219,7 @@ class MapkvKv : public KvStore {
   std::shared_ptr<MapkvDb> db_;
   std::unique_ptr<Cache> cache_;
   std::vector<absl::StatusOr<std::string>> results_;
+  uint64_t replaced_log_bytes_ = 0;  // the logs of the files that CompactOnline replaced
 };
 
 // Handles on <dir>/bench.mapkv opened with `options` (error_if_exists for Access::kCreate), one DB

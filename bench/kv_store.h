@@ -150,9 +150,15 @@ class KvStore {
   // The store's own compaction (offline or online) where it has one: Unimplemented otherwise.
   virtual absl::Status Compact() { return absl::UnimplementedError("no compaction"); }
 
+  // Compacts the store's file in place while this handle (and any other) stays open and in use:
+  // Unimplemented where the store cannot. BytesWritten goes on counting across it, the
+  // compaction's own writes included.
+  virtual absl::Status CompactOnline() { return absl::UnimplementedError("no online compaction"); }
+
   // Bytes the store has written to its files so far, as it counts them itself, for write
   // amplification: the driver takes what it grew by over a run of writes with no compaction
-  // between. Each adapter says what it counts. 0: the store cannot say (the default).
+  // between, or with CompactOnline ones. Each adapter says what it counts. 0: the store cannot say
+  // (the default).
   virtual uint64_t BytesWritten() { return 0; }
 };
 

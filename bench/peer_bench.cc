@@ -4,6 +4,7 @@
 //   build/bench/mapkv_peer_bench [--num=1000000] [--value_size=100] [--procs=1,2] [--seconds=2]
 //       [--stores=mapkv,lmdb,...] [--phases=fillrandom,...] [--batch=32] [--phase_seconds=10]
 //       [--writer_rate=0] [--txn_puts=10] [--update_rounds=20] [--update_dist=uniform|zipf]
+//       [--compact_at=0]
 //       [--csv=FILE] [--markdown=FILE] [--dir=DIR]
 //
 // Every store gets the same keys (16 bytes, the hex of a 64-bit bijective mix of 0..num-1, so key
@@ -46,7 +47,10 @@
 //                 Every remaining key must read its last value, every deleted key be absent.
 //                 Reports the rates of each stage's overwrite rounds (rows update and update-10%),
 //                 the space over the raw bytes of the live pairs, and the write amplification
-//                 where the store can say (KvStore::BytesWritten)
+//                 where the store can say (KvStore::BytesWritten). --compact_at=R: in the rounds,
+//                 every 10,000 updates, a store above R x raw live is compacted online (the
+//                 benchmark triggers it, where the store has KvStore::CompactOnline: mapkv), in
+//                 the timed loop; the rows count the compactions
 //   deleterandom  num Deletes, each existing key once, in random order
 //   mp-cache      (last: it adds a cache file) for each P in --procs: P processes each doing
 //                 GetOrCompute (KvStore::GetOrCompute): 9 in 10 of zipfian keys of a hot set of
@@ -138,6 +142,7 @@ struct Config {
   size_t txn_puts = 10;    // snapshot: Puts per transaction of the commit-txn rows
   uint32_t update_rounds = 20;          // update: overwrite rounds of each stage
   std::string update_dist = "uniform";  // update: the keys of a round, "uniform" or "zipf"
+  double compact_at = 0;  // update: CompactOnline when the space passes this x raw live; 0: off
   double phase_seconds = 10;
   size_t batch = 32;
   uint64_t cache_keys = 10'000;           // mp-cache's hot set (at most num / 4)
@@ -323,6 +328,7 @@ struct Result {
   uint64_t file_bytes = 0;           // after the phase, for fillrandom, compact and update
   uint64_t live_keys = 0;            // update: the keys live at the end of the stage
   uint64_t bytes_written = 0;        // update: KvStore::BytesWritten's growth over the rounds
+  uint64_t compactions = 0;          // update: the online compactions (--compact_at) in the rounds
   double writer_ops_per_second = 0;  // mp-read+writer: the writer's commits per second
   uint64_t computes = 0;             // mp-cache: values computed by all the processes
   uint64_t reader_passes = 0;        // snapshot: the snapshot reader's full passes
@@ -910,13 +916,14 @@ class StoreRun {
     for (Result* r : {&all, &rest}) {
       const uint64_t raw = data_.raw_bytes(r->live_keys);
       r->note = absl::StrFormat(
-          "%d keys live, space %s, write amplification %s", r->live_keys,
+          "%d keys live, space %s, write amplification %s%s", r->live_keys,
           r->file_bytes > 0
               ? absl::StrFormat("%.2fx raw live", static_cast<double>(r->file_bytes) / raw)
               : "n/a",
           r->bytes_written > 0 ? absl::StrFormat("%.2f", static_cast<double>(r->bytes_written) /
                                                              data_.raw_bytes(r->ops))
-                               : "n/a");
+                               : "n/a",
+          config_.compact_at > 0 ? absl::StrFormat(", %d online compactions", r->compactions) : "");
       results_->push_back(*r);
       Report(*r);
     }
@@ -939,7 +946,7 @@ class StoreRun {
         return s;
       }
     }
-    if (absl::Status s = Overwrite(store, **backend, live, rng, last, all); !s.ok()) return s;
+    if (absl::Status s = Overwrite(store, **backend, dir, live, rng, last, all); !s.ok()) return s;
     if (absl::Status s = MeasureSpace(store, dir, live.size(), all); !s.ok()) return s;
 
     Shuffle(live, rng);
@@ -948,7 +955,9 @@ class StoreRun {
     for (uint64_t k : deleted) {
       if (absl::Status s = store.Delete(data_.ExistingKey(k)); !s.ok()) return s;
     }
-    if (absl::Status s = Overwrite(store, **backend, live, rng, last, rest); !s.ok()) return s;
+    if (absl::Status s = Overwrite(store, **backend, dir, live, rng, last, rest); !s.ok()) {
+      return s;
+    }
     if (absl::Status s = MeasureSpace(store, dir, live.size(), rest); !s.ok()) return s;
 
     std::string value;
@@ -983,10 +992,19 @@ class StoreRun {
 
   // --update_rounds rounds of Puts of `keys` (each once in random order, or as many zipfian
   // ones), each with a new value (into `last`), timed into r; the round's keys are drawn before
-  // its clock starts.
-  absl::Status Overwrite(KvStore& store, const KvBackend& backend,
+  // its clock starts. With --compact_at=R, every kCompactCheck Puts (inside the clock: its time
+  // counts) the disk space of `dir` is checked, and when it passes R x the raw bytes of the live
+  // pairs the store is compacted online (KvStore::CompactOnline) there and then; where the
+  // compacted file itself is above that, the next one waits for R x the compacted file's space.
+  // Stores without online compaction are not checked after their first Unimplemented.
+  absl::Status Overwrite(KvStore& store, const KvBackend& backend, const std::string& dir,
                          const std::vector<uint64_t>& keys, Rng& rng, std::vector<uint32_t>& last,
                          Result& r) {
+    static constexpr uint64_t kCompactCheck = 10'000;
+    bool compact = config_.compact_at > 0 && kind_.caps.on_disk;
+    const double raw_live = static_cast<double>(data_.raw_bytes(keys.size()));
+    double compacted = 0;  // the space right after this stage's last online compaction
+    uint64_t puts = 0;
     std::optional<Zipfian> zipf;
     if (config_.update_dist == "zipf") zipf.emplace(keys.size(), 0.99);
     std::vector<uint64_t> order = keys;
@@ -1003,6 +1021,19 @@ class StoreRun {
         last[k] = data_.ValueOffset(rng);
         if (absl::Status s = store.Put(data_.ExistingKey(k), data_.ValueAt(last[k])); !s.ok()) {
           return s;
+        }
+        if (compact && ++puts % kCompactCheck == 0 &&
+            static_cast<double>(DirectoryBytes(dir)) >
+                config_.compact_at *
+                    (compacted > config_.compact_at * raw_live ? compacted : raw_live)) {
+          absl::Status s = store.CompactOnline();
+          if (absl::IsUnimplemented(s)) {
+            compact = false;
+            continue;
+          }
+          if (!s.ok()) return s;
+          ++r.compactions;
+          compacted = static_cast<double>(DirectoryBytes(dir));
         }
       }
       r.wall_seconds += std::chrono::duration<double>(Clock::now() - start).count();
@@ -1167,7 +1198,7 @@ std::string SteadyState(const std::vector<Result>& results, const std::vector<st
     const Result* rest = find(store, "update-10%");
     if (all == nullptr || rest == nullptr) continue;
     const uint64_t written = all->bytes_written + rest->bytes_written;
-    absl::StrAppendFormat(&rows, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", store,
+    absl::StrAppendFormat(&rows, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |", store,
                           config.update_dist, all->live_keys, Rate(all->OpsPerSecond()),
                           Rate(all->OpsPerCpuSecond()), Rate(rest->OpsPerSecond()),
                           Rate(rest->OpsPerCpuSecond()), space(*all), space(*rest),
@@ -1175,8 +1206,13 @@ std::string SteadyState(const std::vector<Result>& results, const std::vector<st
                               ? absl::StrFormat("%.2f", static_cast<double>(written) /
                                                             data.raw_bytes(all->ops + rest->ops))
                               : "n/a");
+    if (config.compact_at > 0) {
+      absl::StrAppendFormat(&rows, " %d / %d |", all->compactions, rest->compactions);
+    }
+    rows += "\n";
   }
   if (rows.empty()) return "";
+  const bool compacting = config.compact_at > 0;
   return absl::StrCat(
       absl::StrFormat(
           "\nSteady-state updates (update): %d keys put, then %d rounds of overwrites (%s), a "
@@ -1186,16 +1222,24 @@ std::string SteadyState(const std::vector<Result>& results, const std::vector<st
           "keys and values, after each stage; write amplification: the bytes the store says it "
           "wrote / the raw bytes updated, over both stages' rounds (KvStore::BytesWritten: "
           "mapkv's is log bytes appended, not counting the index slots rewritten in place; n/a: "
-          "the store cannot say):\n\n",
+          "the store cannot say)%s:\n\n",
           data.num(), config.update_rounds,
           config.update_dist == "zipf" ? "each num Puts of zipfian keys, theta 0.99"
                                        : "each every key once, in random order",
-          config.update_rounds),
+          config.update_rounds,
+          compacting
+              ? absl::StrFormat(
+                    "; online compactions (--compact_at=%g): triggered by the benchmark, in the "
+                    "timed rounds, when at a check every 10,000 updates the space passes %g x raw "
+                    "live (KvStore::CompactOnline: mapkv's counts the compactions' writes in its "
+                    "write amplification), in each stage",
+                    config.compact_at, config.compact_at)
+              : ""),
       "| store | dist | keys | updates/s | updates/CPU-s | updates/s, 10% left | updates/CPU-s, "
       "10% left | space after overwrites (x raw live) | space after deleting 90% (x raw live) | "
-      "write amplification |\n"
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-      rows);
+      "write amplification |",
+      compacting ? " online compactions |\n" : "\n",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", compacting ? "---:|\n" : "\n", rows);
 }
 
 std::string Markdown(const std::vector<Result>& all_results, const std::vector<std::string>& stores,
@@ -1303,6 +1347,10 @@ int Main(int argc, char** argv) {
                  "update: a round overwrites every key once in random order (uniform) or puts "
                  "num zipfian keys (zipf)")
       ->check(CLI::IsMember({"uniform", "zipf"}));
+  app.add_option("--compact_at", config.compact_at,
+                 "update: compact the store online (stores that can: mapkv) when, at a check "
+                 "every 10,000 updates, its disk space passes this x the raw live bytes; 0: never")
+      ->check(CLI::Range(0.0, 1e6));
   app.add_option("--cache_keys", config.cache_keys,
                  "hot keys of mp-cache (zipfian; they start absent; at most num / 4)");
   app.add_option("--compute_us", config.compute_us,
