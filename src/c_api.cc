@@ -375,6 +375,14 @@ void mapkv_options_set_checkpoint_bytes(mapkv_options* opts, uint64_t bytes) {
 void mapkv_options_set_lock_timeout_ms(mapkv_options* opts, uint64_t ms) {
   if (opts != nullptr) opts->lock_timeout_ms = ms;
 }
+void mapkv_options_set_compact_ratio(mapkv_options* opts, double ratio) {
+  if (opts != nullptr) opts->options.compact_ratio = ratio > 0 ? ratio : 0;
+}
+
+void mapkv_options_set_compact_min_garbage(mapkv_options* opts, uint64_t bytes) {
+  if (opts != nullptr) opts->options.compact_min_garbage = bytes;
+}
+
 void mapkv_options_set_max_snapshot_bytes(mapkv_options* opts, uint64_t bytes) {
   if (opts != nullptr) opts->options.max_snapshot_bytes = bytes;
 }

@@ -311,6 +311,12 @@ absl::Status Rewrite::OpenFiles() {
     MAPKV_ASSIGN_OR_RETURN(source_, DB::Open(src_, shared));
     internal::DBImpl& impl = internal::ImplOf(*source_);
     if (impl.snapshots()) {
+      MAPKV_ASSIGN_OR_RETURN(bool alone,
+                             impl.file().Lock(internal::kCompactionLockByte, true, false));
+      if (!alone) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(src_, ": another compaction of it runs; run it again once that is done"));
+      }
       if (const uint32_t pid = impl.HandleNotFollowing(); pid != 0) {
         return absl::FailedPreconditionError(absl::StrCat(
             src_, ": process ", pid, " has it open with a mapkv too old to follow an online ",
@@ -588,6 +594,8 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
   auto release = [&] { source.EndWrite(*held); };
   absl::Status s = CatchUp(from, source.committed_tail());
   const uint64_t salt = s.ok() ? internal::ImplOf(*target_).salt() : 0;
+  // Nobody else has the new file open (Options::exclusive), and no commit is in progress there.
+  if (s.ok()) internal::ImplOf(*target_).ContinueCommitsFrom(source.commits());
   CompactProgress progress;
   progress.phase = CompactProgress::Phase::kFlush;
   progress.keys_done = progress.keys_total = target_->GetStats().keys;

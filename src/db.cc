@@ -3,10 +3,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <new>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "mapkv/compact.h"
 #include "src/db_impl.h"
 #include "src/errors.h"
 #include "src/status_macros.h"
@@ -134,9 +137,11 @@ absl::Status WriteTxn::Delete(std::string_view key) {
 absl::Status WriteTxn::Commit() {
   if (state_ == nullptr || state_->db == nullptr) return Finished();
   DBImpl* db = state_->db;
+  DB* owner = state_->owner;
   absl::Status s = db->Commit(*state_);
   db->EndWrite(*state_);
   state_.reset();
+  if (s.ok() && owner != nullptr) owner->MaybeCompact(*owner->impl());
   return s;
 }
 
@@ -149,6 +154,76 @@ void WriteTxn::Abort() {
 
 // ---- DB ----
 
+namespace internal {
+
+// The online compactions a handle starts (Options::compact_ratio): one at a time, on a thread of
+// its own, joined when the handle closes. After one that failed, the next waits until the log has
+// grown by compact_min_garbage more.
+class Compactor {
+ public:
+  explicit Compactor(const Options& options)
+      : options_(options), fork_generation_(ForkGeneration()) {}
+  ~Compactor() {
+    if (!thread_.joinable()) return;
+    // A child of fork() has no such thread: leave its object behind, unjoined.
+    if (ForkGeneration() != fork_generation_) {
+      new (&orphan_) std::thread(std::move(thread_));
+      return;
+    }
+    thread_.join();
+  }
+
+  void Start(const std::string& path, uint64_t log_bytes) {
+    if (running_.load(std::memory_order_acquire) || ForkGeneration() != fork_generation_) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (running_.load() || log_bytes < retry_after_) return;
+    if (thread_.joinable()) thread_.join();  // the last one, finished
+    running_.store(true);
+    thread_ = std::thread([this, path, log_bytes] {
+      CompactOptions options;
+      options.lock_timeout = options_.lock_timeout;
+      options.env = options_.env;
+      absl::StatusOr<CompactResult> r = Compact(path, "", options);
+      if (!r.ok()) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          retry_after_ = log_bytes + options_.compact_min_garbage;
+        }
+        // Another process's compaction of the file, running or done first, is no news.
+        if (!absl::IsFailedPrecondition(r.status()) && !IsSuperseded(r.status())) {
+          Log(absl::StrCat("online compaction failed: ", r.status().ToString()));
+        }
+      }
+      running_.store(false, std::memory_order_release);
+    });
+  }
+
+ private:
+  void Log(const std::string& line) const {
+    if (options_.info_log) {
+      options_.info_log(line);
+    } else {
+      std::fprintf(stderr, "mapkv: %s\n", line.c_str());
+    }
+  }
+
+  const Options options_;
+  const uint64_t fork_generation_;
+  std::mutex mu_;
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+  uint64_t retry_after_ = 0;  // guarded by mu_
+  union {
+    std::thread orphan_;  // never destroyed: see ~Compactor
+  };
+};
+
+}  // namespace internal
+
+void DB::MaybeCompact(DBImpl& db) {
+  if (db.WantsCompaction()) compactor_->Start(db.path(), db.committed_tail());
+}
+
 namespace {
 const absl::Status& StatusOf(const absl::Status& s) { return s; }
 template <class T>
@@ -160,8 +235,11 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
 constexpr int kMaxMoves = 16;
 }  // namespace
 
-DB::DB(std::unique_ptr<DBImpl> impl) : current_(impl.get()) { impls_.push_back(std::move(impl)); }
-DB::~DB() = default;
+DB::DB(std::unique_ptr<DBImpl> impl)
+    : current_(impl.get()), compactor_(std::make_unique<internal::Compactor>(impl->options())) {
+  impls_.push_back(std::move(impl));
+}
+DB::~DB() { compactor_.reset(); }  // before the handles it may still be compacting beside
 
 absl::StatusOr<std::unique_ptr<DB>> DB::Open(const std::string& path, const Options& options) {
   MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<DBImpl> impl, DBImpl::Open(path, options));
@@ -223,11 +301,15 @@ absl::Status DB::MultiGet(absl::Span<const std::string_view> keys,
 }
 
 absl::Status DB::Put(std::string_view key, std::string_view value) {
-  return OnCurrent([&](DBImpl& db) { return db.PutOrDelete(key, &value); });
+  absl::Status s = OnCurrent([&](DBImpl& db) { return db.PutOrDelete(key, &value); });
+  if (s.ok()) MaybeCompact(*impl());
+  return s;
 }
 
 absl::Status DB::Delete(std::string_view key) {
-  return OnCurrent([&](DBImpl& db) { return db.PutOrDelete(key, nullptr); });
+  absl::Status s = OnCurrent([&](DBImpl& db) { return db.PutOrDelete(key, nullptr); });
+  if (s.ok()) MaybeCompact(*impl());
+  return s;
 }
 
 absl::StatusOr<ReadTxn> DB::BeginRead() {
@@ -245,6 +327,7 @@ absl::StatusOr<ReadTxn> DB::BeginRead() {
 absl::StatusOr<WriteTxn> DB::BeginWrite() {
   return OnCurrent([&](DBImpl& db) -> absl::StatusOr<WriteTxn> {
     MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<WriteState> state, db.BeginWrite());
+    state->owner = this;
     return WriteTxn(std::move(state));
   });
 }

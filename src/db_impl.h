@@ -63,6 +63,8 @@ struct KeyEq {
 // A write transaction in progress.
 struct WriteState {
   DBImpl* db = nullptr;
+  DB* owner =
+      nullptr;         // the DB whose WriteTxn this is: it starts a compaction the commit calls for
   uint64_t seq = 0;    // this batch's sequence number
   uint64_t start = 0;  // committed tail at begin: where the batch starts
   uint64_t first = 0;  // its first record (in a ring, a kPad may come before it)
@@ -194,6 +196,19 @@ class DBImpl {
   // after a snapshot at `from`. DataLoss for a damaged record.
   absl::Status ForEachRecord(uint64_t from, uint64_t to,
                              absl::FunctionRef<absl::Status(const Record&)> fn) const;
+  // The commit count of a file that takes the place of one with `commits` commits (an online
+  // compaction's copy, before it is sealed): its next batch continues the count, so that
+  // Stats::commits never goes back for the handles that move to it. The caller holds the writer
+  // lock (or has the file alone).
+  void ContinueCommitsFrom(uint64_t commits) {
+    if (state_->commits.load() < commits) state_->commits.store(commits);
+  }
+  uint64_t commits() const { return state_->commits.load(std::memory_order_acquire); }
+
+  // Whether the committed log calls for an online compaction (Options::compact_ratio): cheap,
+  // for after every commit.
+  bool WantsCompaction() const;
+
   // Users: calls (other than optimistic reads) and transactions in progress on this handle. A
   // marked handle is retired (its mapping read as zeros past the header, its descriptor closed:
   // MappedFile::Retire) once it has none. AddUser fails with Superseded() on a retired handle.

@@ -77,6 +77,8 @@ inline constexpr uint64_t kOpenLockByte = kLockRegion;  // shared by every open 
 // Held (shared) by every handle opened without write permission: writable Opens refuse while it is.
 inline constexpr uint64_t kDetachedLockByte = kLockRegion - 1;
 inline constexpr uint64_t SlotLockByte(uint32_t slot) { return kLockRegion + 1 + slot; }
+// Held (exclusive) by the online compaction of the file (compact.h): one at a time.
+inline constexpr uint64_t kCompactionLockByte = kLockRegion - 3;
 // (kLockRegion - 2 is the platform layer's: kPlatformLockByte in src/platform/mapped_file.h.)
 
 // Written once when the file is created (max_file_size may be raised by a first opener).

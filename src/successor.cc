@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/db_impl.h"
 #include "src/errors.h"
+#include "src/platform/fs.h"
 #include "src/status_macros.h"
 
 namespace mapkv::internal {
@@ -21,6 +22,16 @@ absl::Status DBImpl::Superseded() const {
       absl::StrCat(path(), ": replaced under its name by an online compaction; open it again"));
   s.SetPayload(kSupersededPayload, absl::Cord("1"));
   return s;
+}
+
+bool DBImpl::WantsCompaction() const {
+  if (options_.compact_ratio <= 0 || !chained_ || ReplaceFailsWhileMapped()) return false;
+  const uint64_t log = state_->committed_tail.load(std::memory_order_relaxed) - kHeaderSize;
+  const uint64_t live = state_->live_bytes.load(std::memory_order_relaxed);
+  const uint64_t record = state_->index_record.load(std::memory_order_relaxed);
+  const uint64_t kept = live + IndexRecordSize(record, IndexBits(record));
+  return log > kept + options_.compact_min_garbage &&
+         static_cast<double>(log) > options_.compact_ratio * static_cast<double>(kept);
 }
 
 absl::Status DBImpl::MarkSuperseded(uint64_t salt) {

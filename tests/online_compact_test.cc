@@ -10,6 +10,7 @@
 // these tests are skipped (tool_test covers the refusal).
 //
 // Knob: MAPKV_ONLINE_COMMITS, commits of the writer process beside the compactions (default 3000).
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -298,6 +299,57 @@ TEST_F(OnlineCompactTest, AKilledCompactionLeavesOneFileInUse) {
     ASSERT_OK(Compact(path, "").status()) << "and a compaction runs again";
     EXPECT_OK_AND_EQ(db->Get("k5"), "after");
   }
+}
+
+// Commits start online compactions by themselves (Options::compact_ratio): 30 rounds over the
+// same keys leave a file that holds at most what the ratio allows once the handle's compaction is
+// done (closing a handle waits for it), however fast the compactions ran beside the commits.
+TEST_F(OnlineCompactTest, CommitsStartCompactionsThatKeepTheLogBounded) {
+  const std::string path = Path("auto.mapkv");
+  Options options = SmallOptions();
+  options.compact_ratio = 2.0;
+  options.compact_min_garbage = 1 << 20;
+  uint64_t first_inode = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> other, DB::Open(path, options));
+    first_inode = Inode(path);
+    for (int round = 0; round < 30; ++round) {
+      Churn(*db, 1000, 1);
+      ASSERT_OK_AND_ASSIGN(WriteTxn txn, other->BeginWrite());  // a transaction's commit too
+      ASSERT_OK(txn.Put("txn", absl::StrCat(round)));
+      ASSERT_OK(txn.Commit());
+    }
+  }
+  EXPECT_NE(Inode(path), first_inode) << "no compaction ran";
+  {
+    // One more commit: a log still past the ratio calls for another compaction.
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+    ASSERT_OK(db->Put("k0", Value(0, 0)));
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+  const Stats st = db->GetStats();
+  const uint64_t kept = st.live_bytes + st.index_capacity * 16 + 64;
+  const uint64_t log = st.log_bytes - 64 * 1024;
+  EXPECT_LE(log, std::max<uint64_t>(kept + options.compact_min_garbage, 2 * kept) + 4096)
+      << "live " << st.live_bytes << ", garbage " << st.garbage_bytes;
+  EXPECT_EQ(st.keys, 1001u);
+  EXPECT_OK_AND_EQ(db->Get("k999"), Value(999, 0));
+  EXPECT_OK_AND_EQ(db->Get("txn"), "29");
+  EXPECT_OK(db->Verify());
+}
+
+// Without a ratio, nothing compacts by itself.
+TEST_F(OnlineCompactTest, NoRatioNoCompaction) {
+  const std::string path = Path("manual.mapkv");
+  Options options = SmallOptions();
+  options.compact_ratio = 0;
+  options.compact_min_garbage = 1 << 20;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+  const uint64_t inode = Inode(path);
+  for (int round = 0; round < 30; ++round) Churn(*db, 1000, 1);
+  db.reset();
+  EXPECT_EQ(Inode(path), inode);
 }
 
 // A cache is compacted alone, as before: its handles do not follow a mark.

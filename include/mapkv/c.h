@@ -152,6 +152,9 @@ MAPKV_C_API void mapkv_options_set_checkpoint_interval_ms(mapkv_options* opts, u
 MAPKV_C_API void mapkv_options_set_checkpoint_bytes(mapkv_options* opts, uint64_t bytes);
 MAPKV_C_API void mapkv_options_set_lock_timeout_ms(mapkv_options* opts, uint64_t ms);
 MAPKV_C_API void mapkv_options_set_max_snapshot_bytes(mapkv_options* opts, uint64_t bytes);
+// Options::compact_ratio (0: no online compaction started by commits) and compact_min_garbage.
+MAPKV_C_API void mapkv_options_set_compact_ratio(mapkv_options* opts, double ratio);
+MAPKV_C_API void mapkv_options_set_compact_min_garbage(mapkv_options* opts, uint64_t bytes);
 // Options::info_log: fn receives each line (NUL-terminated, also given its length, no newline),
 // on whichever thread of the handle's calls meets the event. NULL fn: the default (stderr).
 MAPKV_C_API void mapkv_options_set_info_log(mapkv_options* opts,

@@ -9,6 +9,9 @@
 // is the same copy into another file of a database that stays in use, as `mdb_copy` and SQLite's
 // `.backup` make one: `mapkv backup` is that call.
 //
+// Commits start this compaction by themselves once the log holds Options::compact_ratio times what
+// it would keep (options.h).
+//
 // Compaction in place of a database of format version 4 runs while it stays in use (online):
 // other handles, of this process and of others, go on reading and committing throughout. It
 // copies a snapshot of the database into the new file, then the commits made meanwhile, and then,

@@ -65,6 +65,7 @@ namespace mapkv {
 class DB;
 
 namespace internal {
+class Compactor;
 class DBImpl;
 struct WriteState;
 DBImpl& ImplOf(DB& db);  // src/db_impl.h: the engine behind a handle, for the library's own code
@@ -213,8 +214,13 @@ class DB {
 
  private:
   friend class Cache;
+  friend class WriteTxn;
   friend internal::DBImpl& internal::ImplOf(DB& db);
   explicit DB(std::unique_ptr<internal::DBImpl> impl);
+
+  // After a commit on `db`: starts an online compaction when its log calls for one
+  // (Options::compact_ratio).
+  void MaybeCompact(internal::DBImpl& db);
 
   // The file this handle uses now: the one opened, or the one an online compaction put under its
   // name since (compact.h), which MoveOn opens when a call finds the file it used replaced.
@@ -229,6 +235,8 @@ class DB {
   // Every file this handle used, the current one last: one replaced stays (its descriptor closed,
   // its mapping reading zeros past the header) while a call on another thread may still read it.
   std::vector<std::unique_ptr<internal::DBImpl>> impls_;
+  // The online compactions this handle starts (Options::compact_ratio), on a thread (db.cc).
+  std::unique_ptr<internal::Compactor> compactor_;
 };
 
 }  // namespace mapkv

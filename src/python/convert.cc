@@ -161,6 +161,14 @@ Options ParseOptions(const char* function, const py::kwargs& kwargs) {
       o.checkpoint_bytes = OptionUint(name, v);
     } else if (name == "max_snapshot_bytes") {
       o.max_snapshot_bytes = OptionUint(name, v);
+    } else if (name == "compact_min_garbage") {
+      o.compact_min_garbage = OptionUint(name, v);
+    } else if (name == "compact_ratio") {
+      if (PyBool_Check(v.ptr()) || !(PyLong_Check(v.ptr()) || PyFloat_Check(v.ptr()))) {
+        throw py::type_error("mapkv: option compact_ratio is a number");
+      }
+      o.compact_ratio = PyFloat_AsDouble(v.ptr());
+      if (!(o.compact_ratio >= 0)) throw py::value_error("mapkv: option compact_ratio is >= 0");
     } else if (name == "checkpoint_interval") {
       o.checkpoint_interval = Seconds("option " + name, v, 0, true);
     } else if (name == "lock_timeout") {

@@ -986,6 +986,28 @@ class ReadTransactionTest(TempDirTest):
         with self.assertRaises(mapkv.FailedPreconditionError):
             list(it)
 
+    def test_commits_start_online_compactions(self):
+        path = self.path("auto.mapkv")
+        value = b"v" * 100
+        with mapkv.open(path, compact_ratio=2.0, compact_min_garbage=1 << 20) as db:
+            for _ in range(30):
+                for k in range(1000):
+                    db[b"k%d" % k] = value
+        # Closing waits for the handle's compaction; one more commit starts another if the log
+        # is still past the ratio. Then it holds at most the live records, the index and 1 MiB
+        # (compact_min_garbage), not the 4.5 MB of 30 rounds.
+        with mapkv.open(path, compact_ratio=2.0, compact_min_garbage=1 << 20) as db:
+            db[b"k0"] = value
+        with mapkv.open(path, compact_ratio=0) as db:
+            st = db.stats()
+            self.assertEqual(st["keys"], 1000)
+            self.assertLess(st["log_bytes"], 1700 * 1000)
+            self.assertEqual(db[b"k999"], value)
+        with self.assertRaises(ValueError):
+            mapkv.open(path, compact_ratio=-1)
+        with self.assertRaises(TypeError):
+            mapkv.open(path, compact_ratio="2")
+
     def test_snapshot_past_max_snapshot_bytes_is_too_old(self):
         with mapkv.open(self.path("cap.mapkv"), max_snapshot_bytes=1024) as db:
             db[b"k"] = b"v"

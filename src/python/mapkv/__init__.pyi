@@ -161,7 +161,8 @@ def open(path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *,
          max_file_size: int = ..., initial_file_size: int = ..., initial_index_slots: int = ...,
          verify_checksums: bool = True, checkpoint_interval: _Seconds = 1.0,
          checkpoint_bytes: int = ..., lock_timeout: _Seconds = 10.0,
-         max_snapshot_bytes: int = 0,
+         max_snapshot_bytes: int = 0, compact_ratio: float = 2.0,
+         compact_min_garbage: int = ...,
          info_log: Callable[[str], object] | None = None) -> DB: ...
 
 def open_cache(path: str | bytes | os.PathLike[str] | os.PathLike[bytes], *,
