@@ -76,6 +76,7 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& path,
                                               const CompactOptions& options,
                                               std::string_view needs) {
   Options alone;
+  alone.compact_ratio = 0;  // this is the compaction
   alone.create_if_missing = false;
   alone.exclusive = true;
   alone.kind = FileKind::kAny;  // a cache compacts as a database does, less its dead entries
@@ -88,6 +89,7 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& path,
     if (db.ok() || !absl::IsFailedPrecondition(db.status())) return db;
 
     Options counting;
+    counting.compact_ratio = 0;
     counting.create_if_missing = false;
     counting.read_only = true;
     counting.kind = FileKind::kAny;
@@ -121,6 +123,7 @@ absl::StatusOr<std::unique_ptr<DB>> OpenAlone(const std::string& path,
 absl::StatusOr<std::unique_ptr<DB>> OpenShared(const std::string& src,
                                                const CompactOptions& options) {
   Options shared;
+  shared.compact_ratio = 0;  // this is the compaction
   shared.create_if_missing = false;
   shared.read_only = true;
   shared.kind = FileKind::kAny;
@@ -303,6 +306,7 @@ absl::Status Rewrite::Fail(absl::Status status) {
 absl::Status Rewrite::OpenFiles() {
   if (placement_ == Placement::kOnline) {
     Options shared;
+    shared.compact_ratio = 0;  // this is the compaction
     shared.create_if_missing = false;
     shared.kind = FileKind::kAny;
     shared.lock_timeout = options_.lock_timeout;
@@ -351,6 +355,8 @@ absl::Status Rewrite::OpenFiles() {
 absl::Status Rewrite::CreateTemp(const Stats& stats, const internal::FileInfo& info) {
   temp_ = internal::UniqueTempPath(dst_, tag_);
   Options options;
+  options.compact_ratio = 0;  // its commits (the copy) must not start a compaction of it
+  options.env = options_.env;
   options.error_if_exists = true;
   options.exclusive = true;  // nobody else opens it by name while it is written
   options.max_file_size = stats.max_file_size;
@@ -581,6 +587,7 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
   constexpr int kRounds = 8;
   constexpr uint64_t kLeftForTheLock = 1 << 20;
   internal::DBImpl& source = internal::ImplOf(*source_);
+  source.env().AtPoint(internal::HookPoint::kCompactCopied);
   for (int round = 0; round < kRounds; ++round) {
     const uint64_t to = source.committed_tail();
     if (to - from <= kLeftForTheLock) break;

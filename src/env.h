@@ -26,6 +26,8 @@ enum class HookPoint {
   kEvicting,        // a ring's eviction moved head, holding the exclusive side, and has not yet
                     // removed the index entries of what it passed
   kSnapshotPinned,  // a ReadTxn's snapshot is pinned in its handle's slot (end of BeginRead)
+  kCompactCopied,   // an online compaction copied its snapshot and has not yet copied the
+                    // commits made since
   kCompactMarked,   // an online compaction marked the file replaced (holding its writer lock)
                     // and has not yet put its new file under the name
   kCompactRenamed,  // an online compaction put its new file under the name and still holds

@@ -11,14 +11,17 @@
 //
 // Knob: MAPKV_ONLINE_COMMITS, commits of the writer process beside the compactions (default 3000).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -337,6 +340,57 @@ TEST_F(OnlineCompactTest, CommitsStartCompactionsThatKeepTheLogBounded) {
   EXPECT_OK_AND_EQ(db->Get("k999"), Value(999, 0));
   EXPECT_OK_AND_EQ(db->Get("txn"), "29");
   EXPECT_OK(db->Verify());
+}
+
+// A compaction's own handles never start one. Here the commits it copies after its snapshot
+// overwrite 70 MiB, past the default compact_min_garbage: were the copy's handle to start a
+// compaction of the copy, that one would open the copy a second time (and wait for its exclusive
+// open until lock_timeout, and fail), and the compaction would wait for it before renaming.
+class WritesAfterTheSnapshot : public internal::Env {
+ public:
+  explicit WritesAfterTheSnapshot(DB* db) : db_(db) {}
+  absl::StatusOr<std::unique_ptr<internal::MappedFile>> OpenFile(
+      const std::string& path, const internal::FileOpenOptions& options) override {
+    if (absl::StrContains(path, ".compact-")) ++copy_opens_;
+    return internal::Env::OpenFile(path, options);
+  }
+  std::atomic<int> copy_opens_{0};
+  void AtPoint(internal::HookPoint point) override {
+    if (point != internal::HookPoint::kCompactCopied) return;
+    const std::string value(1000, 'w');
+    for (int i = 0; i < 70 * 1024; ++i) status_.Update(db_->Put(absl::StrCat("k", i % 100), value));
+  }
+  absl::Status status_;
+
+ private:
+  DB* db_;
+};
+
+TEST_F(OnlineCompactTest, ACompactionNeverCompactsItsOwnCopy) {
+  const std::string path = Path("copy.mapkv");
+  Options options = SmallOptions();
+  options.compact_ratio = 0;  // only the compaction below
+  std::vector<std::string> logged;
+  std::mutex logged_mu;
+  options.info_log = [&](std::string_view line) {
+    std::lock_guard<std::mutex> lock(logged_mu);
+    logged.emplace_back(line);
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+  Churn(*db, 200, 2);
+  WritesAfterTheSnapshot env(db.get());
+  CompactOptions compact;
+  compact.env = &env;
+  compact.lock_timeout = std::chrono::seconds(2);
+  ASSERT_OK(Compact(path, "", compact).status());
+  ASSERT_OK(env.status_);
+  EXPECT_EQ(env.copy_opens_.load(), 1) << "the copy was opened by another than the compaction";
+  {
+    std::lock_guard<std::mutex> lock(logged_mu);
+    for (const std::string& line : logged) ADD_FAILURE() << line;
+  }
+  EXPECT_OK_AND_EQ(db->Get("k5"), std::string(1000, 'w'));
+  EXPECT_OK_AND_EQ(db->Get("k150"), Value(150, 1));
 }
 
 // Without a ratio, nothing compacts by itself.

@@ -120,8 +120,9 @@ struct CompactOptions {
   // new file); at least 1 MiB.
   uint64_t batch_bytes = 64ull << 20;
 
-  // For tests: the surroundings of the source's handle (src/env.h), whose stopping points include
-  // an online compaction's steps. nullptr: the platform's.
+  // For tests: the surroundings of the handles of an online compaction (src/env.h): the source's,
+  // whose stopping points include the compaction's steps, and the new file's. nullptr: the
+  // platform's.
   internal::Env* env = nullptr;
 };
 
