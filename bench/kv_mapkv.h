@@ -173,8 +173,13 @@ class MapkvKv : public KvStore {
   // grows by is what the commits appended: records, and a new index table when the index grows.
   // The index slots a commit rewrites in place are not counted.
   // Across a CompactOnline, the replaced file's log is added and the new file's log counts from
-  // its start: the live records the compaction copied are counted as written.
-  uint64_t BytesWritten() override { return replaced_log_bytes_ + db()->GetStats().log_bytes; }
+  // its start: the live records the compaction copied are counted as written. The compactions
+  // that commits start (Options::compact_ratio, on by default) replace the file unseen from here:
+  // with them, 0 ("cannot say").
+  uint64_t BytesWritten() override {
+    if (options_.compact_ratio > 0) return 0;
+    return replaced_log_bytes_ + db()->GetStats().log_bytes;
+  }
 
   // mapkv::Compact in place while this handle stays open; the handle moves to the new file at its
   // next call. Not with other writers of the file (BytesWritten would miss their commits).

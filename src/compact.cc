@@ -29,6 +29,7 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -557,48 +558,61 @@ absl::Status Rewrite::Replace() {
 
 absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
   if (from >= to) return absl::OkStatus();
+  // Records of whole commits, in commit order: only each key's last one there counts (the new
+  // file is seen by nobody until the rename, so the commits need not be copied one by one), and
+  // records the snapshot already held (from a tail read before it began) count again, to the
+  // same effect. The views point into the source's mapping, whose committed records never change.
+  absl::flat_hash_map<std::string_view, internal::Record, internal::KeyHash, internal::KeyEq> last;
+  MAPKV_RETURN_IF_ERROR(internal::ImplOf(*source_).ForEachRecord(
+      from, to, [&](const internal::Record& r) -> absl::Status {
+        if (r.type == internal::kPut || r.type == internal::kDelete) last[r.key] = r;
+        return absl::OkStatus();
+      }));
   absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
   if (!txn.ok()) return Annotate(txn.status(), temp_);
   uint64_t batch = 0;
-  // Records of whole commits, in commit order: applied in order, each key ends as its last one
-  // says. Records the snapshot already held (from a tail read before it began) are applied again,
-  // to the same effect.
-  MAPKV_RETURN_IF_ERROR(internal::ImplOf(*source_).ForEachRecord(
-      from, to, [&](const internal::Record& r) -> absl::Status {
-        if (r.type == internal::kPut) {
-          MAPKV_RETURN_IF_ERROR(txn->Put(r.key, r.value));
-        } else if (r.type == internal::kDelete) {
-          MAPKV_RETURN_IF_ERROR(txn->Delete(r.key));
-        } else {
-          return absl::OkStatus();
-        }
-        batch += r.key.size() + r.value.size();
-        if (batch < BatchBytes()) return absl::OkStatus();
-        batch = 0;
-        MAPKV_RETURN_IF_ERROR(txn->Commit());
-        txn = target_->BeginWrite();
-        return txn.status();
-      }));
+  for (const auto& [key, r] : last) {
+    MAPKV_RETURN_IF_ERROR(r.type == internal::kPut ? txn->Put(key, r.value) : txn->Delete(key));
+    batch += key.size() + r.value.size();
+    if (batch < BatchBytes()) continue;
+    batch = 0;
+    MAPKV_RETURN_IF_ERROR(txn->Commit());
+    txn = target_->BeginWrite();
+    if (!txn.ok()) return txn.status();
+  }
   return txn->Commit();
 }
 
 absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from) {
-  // Rounds while the source's writers go on: each copies what they committed during the last.
+  // Rounds while the source's writers go on: each copies what they committed during the last,
+  // while that shrinks. Writers as fast as the copy never let it shrink: then the rest is copied
+  // under the lock, and they wait for it.
   constexpr int kRounds = 8;
   constexpr uint64_t kLeftForTheLock = 1 << 20;
   internal::DBImpl& source = internal::ImplOf(*source_);
   source.env().AtPoint(internal::HookPoint::kCompactCopied);
+  uint64_t last_round = UINT64_MAX;
   for (int round = 0; round < kRounds; ++round) {
     const uint64_t to = source.committed_tail();
-    if (to - from <= kLeftForTheLock) break;
+    if (to - from <= kLeftForTheLock || to - from >= last_round) break;
     MAPKV_RETURN_IF_ERROR(CatchUp(from, to));
+    last_round = to - from;
     from = to;
   }
   // Most of the new file on disk first: the flush under the lock then writes only the last round.
   MAPKV_RETURN_IF_ERROR(target_->Checkpoint());
-  // The last round under the source's writer lock, held until the new file has the name.
-  MAPKV_ASSIGN_OR_RETURN(std::unique_ptr<internal::WriteState> held, source.BeginWrite());
-  auto release = [&] { source.EndWrite(*held); };
+  // The last round under the source's writer lock, held until the new file has the name; ahead of
+  // the other writers, which would otherwise keep it with a stream of commits.
+  source.RequestWriterPriority();
+  absl::StatusOr<std::unique_ptr<internal::WriteState>> held = source.BeginWrite();
+  if (!held.ok()) {
+    source.DropWriterPriority();
+    return held.status();
+  }
+  auto release = [&] {
+    source.DropWriterPriority();
+    source.EndWrite(**held);
+  };
   absl::Status s = CatchUp(from, source.committed_tail());
   const uint64_t salt = s.ok() ? internal::ImplOf(*target_).salt() : 0;
   // Nobody else has the new file open (Options::exclusive), and no commit is in progress there.

@@ -183,6 +183,9 @@ class DBImpl {
   // exclusive side, so that every optimistic read in flight retries and sees it. The caller
   // holds the writer lock (a WriteTxn).
   absl::Status MarkSuperseded(uint64_t salt);
+  // The compaction's last step: this handle's writer goes before the other writers (RwLock).
+  void RequestWriterPriority() { lock_.RequestPriority(); }
+  void DropWriterPriority() { lock_.DropPriority(); }
   // Where the writer lock was taken with the mark set: takes it back when the compaction that set
   // it died before its file took the name.
   absl::Status TakeBackStaleMark();

@@ -165,7 +165,11 @@ struct alignas(64) LockState {
   // exclusive side; 0 otherwise. On this line because every optimistic read loads publish_seq:
   // a handle finds out at no cost, and moves to the file under the name (DB, db.cc).
   std::atomic<uint64_t> successor;
-  char pad2[40];
+  // (slot + 1) of a writer that asked for the writer lock ahead of the others (an online
+  // compaction's last step, which a stream of commits would otherwise keep from it): other
+  // writers wait, before they try for the lock, while it names a live slot. 0: none.
+  std::atomic<uint32_t> priority;
+  char pad2[36];
 };
 static_assert(sizeof(LockState) == 128);
 inline constexpr uint64_t kLockStateOffset = 4096;

@@ -36,6 +36,7 @@ void RwLock::Reset() {
   lock_->reader_waiters.store(0);
   lock_->publish_seq.store(0);
   lock_->successor.store(0);
+  lock_->priority.store(0);
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     RetireCounters(i);
     slots_[i].readers.store(0);
@@ -178,6 +179,17 @@ absl::Status RwLock::LockShared(uint64_t deadline_us, bool* writer_dead) {
 absl::StatusOr<bool> RwLock::LockWriter() {
   const uint32_t me = slot_ + 1;
   uint64_t deadline_us = 0;  // the clock is read only once we have to wait
+  // A writer given priority (LockState::priority) goes first. A courtesy, never a deadlock: a dead
+  // one's priority is cleared, and past the timeout this writer tries anyway.
+  for (uint32_t p; (p = lock_->priority.load(std::memory_order_acquire)) != 0 && p != me;) {
+    if (p > kMaxSlots || !SlotAlive(p - 1)) {
+      lock_->priority.compare_exchange_strong(p, 0);
+      continue;
+    }
+    if (deadline_us == 0) deadline_us = MonotonicMicros() + timeout_us_;
+    if (MonotonicMicros() >= deadline_us) break;
+    WaitWord(&lock_->priority, p, SleepFor(deadline_us));
+  }
   for (int spins = 0;; ++spins) {
     uint32_t w = lock_->writer.load(std::memory_order_relaxed);
     if (w == 0) {
@@ -208,6 +220,11 @@ absl::StatusOr<bool> RwLock::LockWriter() {
     }
     WaitWord(&lock_->writer, w | kWaitersBit, SleepFor(deadline_us));
   }
+}
+
+void RwLock::DropPriority() {
+  uint32_t mine = slot_ + 1;
+  if (lock_->priority.compare_exchange_strong(mine, 0)) WakeWord(&lock_->priority);
 }
 
 void RwLock::UnlockWriter() {

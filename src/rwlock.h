@@ -103,6 +103,11 @@ class RwLock {
   uint64_t successor() const { return lock_->successor.load(std::memory_order_seq_cst); }
   void SetSuccessor(uint64_t salt) { lock_->successor.store(salt, std::memory_order_seq_cst); }
 
+  // LockState::priority: this handle's writer goes before the others that want the writer lock
+  // until DropPriority (at the latest, until this handle is gone).
+  void RequestPriority() { lock_->priority.store(slot_ + 1, std::memory_order_seq_cst); }
+  void DropPriority();
+
   // Handles (all processes) that have the file open now.
   uint32_t OpenHandles();
 
