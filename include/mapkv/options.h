@@ -110,10 +110,11 @@ struct Options {
   // and at least `compact_min_garbage` bytes of overwritten and deleted records, the handle starts
   // an online compaction (mapkv::Compact, compact.h) on a thread of its own. Every handle of
   // every process goes on meanwhile and moves to the compacted file; one compaction of a file
-  // runs at a time. Each compaction copies the live records once: at 2.0 the log's records are
-  // written about twice in all (bench/results: 92% of the update rate kept, the file at 2-3x the
-  // raw live bytes instead of 32x after 20 overwrites of every key). 0: never (compact with
-  // `mapkv compact` or Compact()).
+  // runs at a time. Each compaction copies the live records and the commits made while it runs:
+  // the trade of update rate for space (docs/benchmarks.md, "Steady-state updates": at 1M keys
+  // overwritten 20 times, 45% of the update rate per CPU-second kept and the file at 9.7x the raw
+  // live bytes instead of 31x; after deleting 90% of the keys, 5.4x instead of 383x). 0: never
+  // (compact with `mapkv compact` or Compact()).
   double compact_ratio = 2.0;
   uint64_t compact_min_garbage = 64ull << 20;
 
