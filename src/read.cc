@@ -183,6 +183,9 @@ void DBImpl::Unpin(uint64_t tail) {
   auto it = pins_.find(tail);
   if (it != pins_.end()) pins_.erase(it);
   PublishPinLocked();
+  // The last snapshot of a file that an online compaction replaced: its blocks go back now,
+  // unless another handle's snapshot still reads it (whose end gives them back).
+  if (pins_.empty() && lock_.successor() != 0) (void)PunchIfUnpinned();
 }
 
 void DBImpl::PublishPinLocked() {
