@@ -355,6 +355,11 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
       problem(slot_at, "index", std::string(cover.message()));
       break;
     }
+    if ((offset & 3) != 0) {
+      // Records are 8-aligned, and bit 2 is kDeadSlot's: a reader of this slot fails at it.
+      problem(slot_at, "index", absl::StrCat("slot points at ", offset, ", not a record offset"));
+      continue;
+    }
     const bool dead = SlotDead(offset);
     absl::StatusOr<Record> r = ReadAt(SlotRecord(offset), limit, !snap.as_of);
     if (!r.ok() || r->type != (dead ? kDelete : kPut) || (dead && !chained_)) {
