@@ -26,18 +26,24 @@ uint64_t CheckpointChecksum(const CheckpointRecord& c, uint64_t salt) {
 }  // namespace
 
 absl::Status DBImpl::AcquireCurrentWriter() {
-  MAPKV_RETURN_IF_ERROR(AcquireWriter());
-  if (lock_.successor() == 0) return absl::OkStatus();
+  MAPKV_RETURN_IF_ERROR(AddUser());
+  absl::Status s = AcquireWriter();
+  if (s.ok() && lock_.successor() == 0) return absl::OkStatus();
+  if (s.ok()) {
+    ReleaseWriter();
+    s = Superseded();
+  }
+  DropUser();
+  return s;
+}
+
+void DBImpl::ReleaseCurrentWriter() {
   ReleaseWriter();
-  return Superseded();
+  DropUser();
 }
 
 absl::StatusOr<std::unique_ptr<WriteState>> DBImpl::BeginWrite() {
-  MAPKV_RETURN_IF_ERROR(AddUser());
-  if (absl::Status s = AcquireCurrentWriter(); !s.ok()) {
-    DropUser();
-    return s;
-  }
+  MAPKV_RETURN_IF_ERROR(AcquireCurrentWriter());
   auto w = std::make_unique<WriteState>();
   w->db = this;
   w->seq = state_->commits.load() + 1;
@@ -50,8 +56,7 @@ void DBImpl::EndWrite(WriteState& w) {
   w.db = nullptr;
   // In a child of fork() the writer lock is the parent's, and the mapping is not there.
   if (!CheckUsable().ok()) return;
-  ReleaseWriter();
-  DropUser();
+  ReleaseCurrentWriter();
 }
 
 absl::Status DBImpl::EnsureSpace(uint64_t end, uint64_t keep) {
@@ -377,11 +382,7 @@ absl::Status DBImpl::Commit(WriteState& w) {
 absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* value) {
   // A one-write transaction without the transaction's map.
   MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
-  MAPKV_RETURN_IF_ERROR(AddUser());
-  if (absl::Status s = AcquireCurrentWriter(); !s.ok()) {
-    DropUser();
-    return s;
-  }
+  MAPKV_RETURN_IF_ERROR(AcquireCurrentWriter());
   WriteState w;
   w.track_writes = false;
   w.db = this;
@@ -399,8 +400,7 @@ absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* v
     }
     if (s.ok()) s = MaybePeriodicCheckpoint();
   }
-  ReleaseWriter();
-  DropUser();
+  ReleaseCurrentWriter();
   return s;
 }
 
@@ -446,13 +446,9 @@ absl::Status DBImpl::MaybePeriodicCheckpoint() {
 }
 
 absl::Status DBImpl::Checkpoint() {
-  MAPKV_RETURN_IF_ERROR(AddUser());
-  absl::Status s = AcquireCurrentWriter();
-  if (s.ok()) {
-    s = CheckpointLocked();
-    ReleaseWriter();
-  }
-  DropUser();
+  MAPKV_RETURN_IF_ERROR(AcquireCurrentWriter());
+  absl::Status s = CheckpointLocked();
+  ReleaseCurrentWriter();
   return s;
 }
 

@@ -336,26 +336,28 @@ absl::Status DB::Checkpoint() {
   return OnCurrent([&](DBImpl& db) { return db.Checkpoint(); });
 }
 
+namespace {
+// call(db) as a user of `db` (DBImpl::AddUser), for the calls that may use its descriptor, on a
+// file not replaced: Superseded() otherwise, for OnCurrent to move on.
+template <class Call>
+auto AsUser(DBImpl& db, Call&& call) -> absl::StatusOr<decltype(call())> {
+  if (db.successor() != 0) return db.Superseded();
+  MAPKV_RETURN_IF_ERROR(db.AddUser());
+  auto result = call();
+  db.DropUser();
+  return result;
+}
+}  // namespace
+
 Stats DB::GetStats() {
-  absl::StatusOr<Stats> stats = OnCurrent([&](DBImpl& db) -> absl::StatusOr<Stats> {
-    if (db.successor() != 0) return db.Superseded();
-    MAPKV_RETURN_IF_ERROR(db.AddUser());
-    Stats s = db.GetStats();
-    db.DropUser();
-    return s;
-  });
+  absl::StatusOr<Stats> stats =
+      OnCurrent([&](DBImpl& db) { return AsUser(db, [&] { return db.GetStats(); }); });
   return stats.ok() ? *stats : Stats{};
 }
 
 std::vector<SnapshotInfo> DB::Snapshots() {
   absl::StatusOr<std::vector<SnapshotInfo>> out =
-      OnCurrent([&](DBImpl& db) -> absl::StatusOr<std::vector<SnapshotInfo>> {
-        if (db.successor() != 0) return db.Superseded();
-        MAPKV_RETURN_IF_ERROR(db.AddUser());
-        std::vector<SnapshotInfo> v = db.Snapshots();
-        db.DropUser();
-        return v;
-      });
+      OnCurrent([&](DBImpl& db) { return AsUser(db, [&] { return db.Snapshots(); }); });
   return out.ok() ? *std::move(out) : std::vector<SnapshotInfo>{};
 }
 

@@ -63,8 +63,8 @@ struct KeyEq {
 // A write transaction in progress.
 struct WriteState {
   DBImpl* db = nullptr;
-  DB* owner =
-      nullptr;         // the DB whose WriteTxn this is: it starts a compaction the commit calls for
+  // The DB whose WriteTxn this is: it starts a compaction the commit calls for.
+  DB* owner = nullptr;
   uint64_t seq = 0;    // this batch's sequence number
   uint64_t start = 0;  // committed tail at begin: where the batch starts
   uint64_t first = 0;  // its first record (in a ring, a kPad may come before it)
@@ -162,7 +162,7 @@ class DBImpl {
   // copies it into a new file, and, holding this file's writer lock, marks this one with the new
   // file's salt (LockState::successor) and puts the new file under the name. Every call of a
   // handle of the marked file then fails with Superseded(), and DB opens the file under the
-  // name, which must carry that salt, and goes on there.
+  // name (any file but this one) and goes on there.
   uint64_t salt() const { return salt_; }
   const Options& options() const { return options_; }
   Env& env() const { return env_; }
@@ -292,8 +292,10 @@ class DBImpl {
   // Locks with the handle's timeout; the writer lock runs recovery when taken from the dead.
   uint64_t Deadline() const;
   absl::Status AcquireWriter();
-  // AcquireWriter, then Superseded() (and the lock released) where the file was replaced.
+  // AcquireWriter as a user of this handle (AddUser), then Superseded() (and the lock and the
+  // use given up) where the file was replaced. ReleaseCurrentWriter gives up both.
   absl::Status AcquireCurrentWriter();
+  void ReleaseCurrentWriter();
   void ReleaseWriter();
 
   // The commit path, shared by transactions, single writes and recovery.
