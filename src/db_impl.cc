@@ -176,10 +176,8 @@ absl::StatusOr<Record> DBImpl::ReadAt(uint64_t offset, uint64_t tail, bool verif
   return DecodeRecordAt(base_ + phys, offset, std::min(lap_room, tail - offset), salt_, verify);
 }
 
-absl::StatusOr<Record> DBImpl::ReadNamed(uint64_t offset, uint64_t tail, bool verify) const {
-  absl::StatusOr<Record> r = ReadAt(offset, tail, verify);
-  if (r.ok()) return r;
-  return absl::Status(r.status().code(), absl::StrCat(path(), ": ", r.status().message()));
+absl::Status DBImpl::Named(const absl::Status& s) const {
+  return absl::Status(s.code(), absl::StrCat(path(), ": ", s.message()));
 }
 
 std::string_view DBImpl::KeyAt(uint64_t slot_offset, uint64_t limit) const {

@@ -374,8 +374,15 @@ class DBImpl {
   // outside it or is malformed). In a ring, the rest of a lap too short for a record header reads
   // as a kPad.
   absl::StatusOr<Record> ReadAt(uint64_t offset, uint64_t tail, bool verify) const;
-  // ReadAt, its error naming the file: for what a read returns to its caller.
-  absl::StatusOr<Record> ReadNamed(uint64_t offset, uint64_t tail, bool verify) const;
+  // ReadAt, its error naming the file: for what a read returns to its caller. Inline, with one
+  // return (NRVO): every Get reads through it.
+  absl::StatusOr<Record> ReadNamed(uint64_t offset, uint64_t tail, bool verify) const {
+    absl::StatusOr<Record> r = ReadAt(offset, tail, verify);
+    if (!r.ok()) r = Named(r.status());
+    return r;
+  }
+  // `s` with the file's path before its message.
+  absl::Status Named(const absl::Status& s) const;
   // Where the live log starts: the oldest record a reader may reach.
   uint64_t LogStart() const { return ring_len_ == 0 ? kHeaderSize : state_->head.load(); }
 

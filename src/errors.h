@@ -31,7 +31,8 @@ absl::Status CheckKeySize(std::string_view path, std::string_view key);
 // replaced (DBImpl::Superseded): DB moves to the file under the name and calls again.
 inline constexpr char kSupersededPayload[] = "mapkv/superseded";
 inline bool IsSuperseded(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kUnavailable &&
+  // ok() first: it is inline, and every call of a DB (each Get) asks this of its result.
+  return !status.ok() && status.code() == absl::StatusCode::kUnavailable &&
          status.GetPayload(kSupersededPayload).has_value();
 }
 
