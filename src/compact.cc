@@ -616,7 +616,7 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
   absl::Status s = CatchUp(from, source.committed_tail());
   const uint64_t salt = s.ok() ? internal::ImplOf(*target_).salt() : 0;
   // Nobody else has the new file open (Options::exclusive), and no commit is in progress there.
-  if (s.ok()) internal::ImplOf(*target_).ContinueCommitsFrom(source.commits());
+  if (s.ok()) internal::ImplOf(*target_).ContinueFrom(source);
   CompactProgress progress;
   progress.phase = CompactProgress::Phase::kFlush;
   progress.keys_done = progress.keys_total = target_->GetStats().keys;
@@ -653,6 +653,11 @@ absl::Status Rewrite::Finish(const internal::FileInfo& info) {
   progress.phase = CompactProgress::Phase::kFlush;
   progress.keys_done = progress.keys_total = result_.keys;
   Report(options_, progress);
+  // In place, the copy is the same database: it carries on the source's history. Under another
+  // name it is a new one.
+  if (placement_ == Placement::kInPlace) {
+    internal::ImplOf(*target_).ContinueFrom(internal::ImplOf(*source_));
+  }
   MAPKV_RETURN_IF_ERROR(SealTarget(info));
 
   progress.phase = CompactProgress::Phase::kReplace;

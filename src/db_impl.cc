@@ -203,6 +203,16 @@ uint64_t DBImpl::SizeAt(uint64_t offset) const {
   return RecordSizeOf(h->key_len, h->value_len, (h->flags & kChained) != 0);
 }
 
+void DBImpl::ContinueFrom(const DBImpl& source) {
+  if (state_->commits.load() < source.commits()) state_->commits.store(source.commits());
+  if (IsCacheVersion(header_->format_version)) return;
+  const LineageState& from = source.lineage();
+  LineageState& to = lineage();
+  to.compactions.store(from.compactions.load() + 1);
+  to.earlier_log_bytes.store(from.earlier_log_bytes.load() + source.committed_tail() - kHeaderSize);
+  to.relocated_bytes.store(from.relocated_bytes.load() + committed_tail() - kHeaderSize);
+}
+
 Stats DBImpl::GetStats() {
   Stats s;
   absl::StatusOr<Snapshot> snap = LockShared();
@@ -229,6 +239,16 @@ Stats DBImpl::GetStats() {
   s.rebuild_records = state_->rebuild_records;
   s.rebuild_micros = state_->rebuild_micros;
   s.recovered_commits = state_->recovered_commits.load();
+  if (!ring() && !IsCacheVersion(header_->format_version)) {
+    const LineageState& history = lineage();
+    s.compactions = history.compactions.load();
+    s.bytes_written = history.earlier_log_bytes.load() + (snap->tail - kHeaderSize);
+    s.bytes_relocated = std::min(history.relocated_bytes.load(), s.bytes_written);
+    if (s.bytes_written > s.bytes_relocated) {
+      s.write_amplification = static_cast<double>(s.bytes_written) /
+                              static_cast<double>(s.bytes_written - s.bytes_relocated);
+    }
+  }
   lock_.UnlockShared();
   for (const SnapshotInfo& info : Snapshots()) {
     s.snapshots += info.snapshots;

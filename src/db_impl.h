@@ -203,9 +203,11 @@ class DBImpl {
   // compaction's copy, before it is sealed): its next batch continues the count, so that
   // Stats::commits never goes back for the handles that move to it. The caller holds the writer
   // lock (or has the file alone).
-  void ContinueCommitsFrom(uint64_t commits) {
-    if (state_->commits.load() < commits) state_->commits.store(commits);
-  }
+  // Makes this file, a compaction's copy of `source` that only the compaction has open, carry on
+  // its history: the commit count (Stats::commits never goes back) and, for a database, the
+  // lineage (LineageState) with `source`'s log written and this copy's log relocated. `source`
+  // takes no commit meanwhile (its writer lock is held, or it is held alone).
+  void ContinueFrom(const DBImpl& source);
   uint64_t commits() const { return state_->commits.load(std::memory_order_acquire); }
 
   // Whether the committed log calls for an online compaction (Options::compact_ratio): cheap,
@@ -370,6 +372,7 @@ class DBImpl {
     return ring_len_ == 0 ? offset : RingPhys(offset, ring_start_, ring_len_);
   }
   char* At(uint64_t offset) const { return base_ + Phys(offset); }
+  LineageState& lineage() const { return *reinterpret_cast<LineageState*>(base_ + kLineageOffset); }
   // The record at log offset `offset` of the log that ends at `tail` (DataLoss when it lies
   // outside it or is malformed). In a ring, the rest of a lap too short for a record header reads
   // as a kPad.

@@ -221,6 +221,23 @@ struct CacheState {
 static_assert(sizeof(CacheState) == 64);
 inline constexpr uint64_t kCacheStateOffset = 2048;
 
+// A database's history across the compactions in place (online or offline) that replaced its
+// file: each writes its source's figures, and its own, into the new file before that takes the
+// name. Statistics only (Stats::compactions, bytes_written, bytes_relocated): nothing reads them
+// to decide anything, so a crafted value misleads a reader of `stat` and no more. Zero in a file
+// no compaction in place wrote (in a copy under another name: it is a new database), and in a
+// cache.
+struct LineageState {
+  std::atomic<uint64_t> compactions;        // 2112: compactions in place that led to this file
+  std::atomic<uint64_t> earlier_log_bytes;  // 2120: log bytes written to the files they replaced
+  std::atomic<uint64_t> relocated_bytes;    // 2128: of all log bytes written, this file's
+                                            //       included, those the compactions copied
+  uint64_t reserved[5];
+};
+static_assert(sizeof(LineageState) == 64);
+inline constexpr uint64_t kLineageOffset = kCacheStateOffset + sizeof(CacheState);
+static_assert(kLineageOffset + sizeof(LineageState) <= kHeaderPageSize);
+
 // Every log record starts with this, 8-byte aligned.
 struct RecordHeader {
   uint64_t checksum;   // 0: XXH3 of bytes [8, 24 + key_len + value_len) (kIndex: [8, 24)),

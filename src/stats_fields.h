@@ -30,7 +30,11 @@
   X(rebuild_micros)           \
   X(recovered_commits)        \
   X(snapshots)                \
-  X(snapshot_pinned_bytes)
+  X(snapshot_pinned_bytes)    \
+  X(compactions)              \
+  X(bytes_written)            \
+  X(bytes_relocated)          \
+  X(write_amplification)
 
 // CacheStats less its `db` (a Stats: MAPKV_STATS_FIELDS).
 #define MAPKV_CACHE_STATS_FIELDS(X) \

@@ -598,6 +598,13 @@ static int TestCompact(void) {
     size_t got_len = 0;
     OK(mapkv_get(db, "key007", 6, got, sizeof(got), &got_len, &msg));
     CHECK(got_len == strlen("value 7 of round 2") && memcmp(got, "value 7 of round 2", got_len) == 0);
+    // The database's history: one compaction, whose copy is all that this file's log holds.
+    mapkv_stats st;
+    memset(&st, 0, sizeof(st));
+    st.size = sizeof(st);
+    OK(mapkv_get_stats(db, &st, &msg));
+    CHECK(st.compactions == 1 && st.bytes_relocated == st.log_bytes - 64 * 1024);
+    CHECK(st.bytes_written > st.bytes_relocated && st.write_amplification > 1.0);
     // Round 2 again, through the handle, now on the new file: garbage for what follows.
     for (int i = 0; i < 200; ++i) {
       snprintf(key, sizeof(key), "key%03d", i);

@@ -95,9 +95,20 @@ TEST(GoldenTest, VersionOneFileReadsBack) {
 TEST(GoldenTest, VersionOneFileIsUpgradedByCompaction) {
   test::TempDir dir;
   const std::string copy = CopyGolden(dir, kGolden, internal::kFormatVersion);
+  uint64_t old_log = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto old, DB::Open(copy));
+    old_log = old->GetStats().log_bytes - internal::kHeaderSize;
+  }
   ASSERT_OK(Compact(copy, copy).status());
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(copy));
-  EXPECT_EQ(db->GetStats().format_version, internal::kChainFormatVersion);
+  const Stats s = db->GetStats();
+  EXPECT_EQ(s.format_version, internal::kChainFormatVersion);
+  // Offline, in place (the file is held alone): the copy carries the history on.
+  const uint64_t new_log = s.log_bytes - internal::kHeaderSize;
+  EXPECT_EQ(s.compactions, 1u);
+  EXPECT_EQ(s.bytes_written, old_log + new_log);
+  EXPECT_EQ(s.bytes_relocated, new_log);
   ASSERT_OK_AND_ASSIGN(ReadTxn r, db->BeginRead());
   ASSERT_OK(db->Put("batch/a", "changed"));  // beside the snapshot, from this thread
   ExpectSample(r);

@@ -32,6 +32,7 @@
 #include "mapkv/compact.h"
 #include "mapkv/db.h"
 #include "src/env.h"
+#include "src/format.h"
 #include "src/platform/fs.h"
 #include "test_util.h"
 
@@ -136,6 +137,52 @@ TEST_F(OnlineCompactTest, HandlesOfThisProcessMoveToTheNewFile) {
   EXPECT_OK_AND_EQ(a->Get("third"), "z");
   EXPECT_OK_AND_EQ(b->Get("third"), "z");
   EXPECT_EQ(c->GetStats().open_handles, 3u);
+}
+
+// The database's history goes on through its compactions: how many, the log bytes written over
+// its life, and those of them that compactions copied (Stats::compactions, bytes_written,
+// bytes_relocated, write_amplification). A copy under another name starts a new one.
+TEST_F(OnlineCompactTest, StatsCountCompactionsAndTheBytesTheyRelocated) {
+  const std::string path = Path("history.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+  Churn(*db, 2000, 5);
+  const Stats fresh = db->GetStats();
+  const uint64_t log1 = fresh.log_bytes - internal::kHeaderSize;  // all written by commits
+  EXPECT_EQ(fresh.compactions, 0u);
+  EXPECT_EQ(fresh.bytes_written, log1);
+  EXPECT_EQ(fresh.bytes_relocated, 0u);
+  EXPECT_DOUBLE_EQ(fresh.write_amplification, 1.0);
+
+  ASSERT_OK(Compact(path, "").status());
+  const Stats once = db->GetStats();
+  const uint64_t copy1 = once.log_bytes - internal::kHeaderSize;  // all of it the copy
+  EXPECT_LT(copy1, log1 / 3);
+  EXPECT_EQ(once.compactions, 1u);
+  EXPECT_EQ(once.bytes_written, log1 + copy1);
+  EXPECT_EQ(once.bytes_relocated, copy1);
+  EXPECT_DOUBLE_EQ(once.write_amplification,
+                   static_cast<double>(log1 + copy1) / static_cast<double>(log1));
+
+  // Commits after it are written by commits; a second compaction adds its copy.
+  Churn(*db, 2000, 2);
+  const uint64_t log2 = db->GetStats().log_bytes - internal::kHeaderSize;
+  ASSERT_OK(Compact(path, "").status());
+  const Stats twice = db->GetStats();
+  const uint64_t copy2 = twice.log_bytes - internal::kHeaderSize;
+  EXPECT_EQ(twice.compactions, 2u);
+  EXPECT_EQ(twice.bytes_written, log1 + log2 + copy2);
+  EXPECT_EQ(twice.bytes_relocated, copy1 + copy2);
+  EXPECT_GT(twice.commits, once.commits) << "the count of commits goes on too";
+
+  // Under another name, a new database (golden_test: an offline compaction in place).
+  const std::string copy = Path("copy.mapkv");
+  ASSERT_OK(Compact(path, copy).status());
+  EXPECT_EQ(db->GetStats().compactions, 2u);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> other, DB::Open(copy, SmallOptions()));
+  const Stats copied = other->GetStats();
+  EXPECT_EQ(copied.compactions, 0u);
+  EXPECT_EQ(copied.bytes_relocated, 0u);
+  EXPECT_EQ(copied.bytes_written, copied.log_bytes - internal::kHeaderSize);
 }
 
 // A snapshot taken before the compaction reads the old file to its end; the old file's blocks go

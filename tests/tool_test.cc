@@ -610,10 +610,15 @@ TEST_F(ToolTest, CompactShrinksKeepsContentAndPassesCheck) {
   EXPECT_EQ(check.status, 0) << check.out << check.err;
   ToolResult json = Run({"stat", "--json", db});
   EXPECT_TRUE(Contains(json.out, "\"index_load\":0.")) << json.out;
+  EXPECT_TRUE(Contains(json.out, "\"compactions\":1,\"bytes_written\":")) << json.out;
+  EXPECT_TRUE(Contains(json.out, "\"write_amplification\":1.")) << json.out;
   EXPECT_TRUE(TempFiles().empty());
   // The compacted database takes writes and a second compaction as usual.
   EXPECT_EQ(Run({"put", db, "after", "compaction"}).status, 0);
   EXPECT_EQ(Run({"compact", db}).status, 0);
+  ToolResult text = Run({"stat", db});
+  EXPECT_TRUE(Contains(text.out, "2 in place over the database's life")) << text.out;
+  EXPECT_TRUE(Contains(text.out, "(write amplification 1.")) << text.out;
   Content expected = model;
   expected["after"] = "compaction";
   EXPECT_EQ(ReadContent(db), expected);

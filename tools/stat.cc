@@ -129,6 +129,12 @@ int RunStat(const StatArgs& args) {
                     ",\"rebuild_records\":", s.rebuild_records,
                     ",\"rebuild_micros\":", s.rebuild_micros,
                     ",\"recovered_commits\":", s.recovered_commits);
+    if (!s.is_cache) {
+      absl::StrAppend(&out, ",\"compactions\":", s.compactions,
+                      ",\"bytes_written\":", s.bytes_written,
+                      ",\"bytes_relocated\":", s.bytes_relocated);
+      absl::StrAppendFormat(&out, ",\"write_amplification\":%.4f", s.write_amplification);
+    }
     if (cache) {
       absl::StrAppend(&out, ",\"cache\":{\"hits\":", cache->hits, ",\"misses\":", cache->misses,
                       ",\"expirations\":", cache->expirations, ",\"computes\":", cache->computes,
@@ -164,7 +170,19 @@ int RunStat(const StatArgs& args) {
                                 " of the log): overwritten and deleted records, old index tables",
                                 s.garbage_bytes == 0    ? ""
                                 : s.cache_capacity != 0 ? "; the ring reuses it as it turns"
-                                                        : "; `mapkv compact` reclaims it"));
+                                : s.format_version == internal::kChainFormatVersion
+                                    ? "; reclaimed online once it passes Options::compact_ratio "
+                                      "of the live data, or now by `mapkv compact`"
+                                    : "; `mapkv compact` reclaims it"));
+    if (!s.is_cache) {
+      row("compactions",
+          absl::StrCat(
+              Commas(s.compactions), " in place over the database's life; ", Bytes(s.bytes_written),
+              " written to its logs, ", Bytes(s.bytes_relocated), " of it copies by compactions",
+              s.write_amplification == 0
+                  ? ""
+                  : absl::StrFormat(" (write amplification %.2f)", s.write_amplification)));
+    }
     row("index", absl::StrFormat("%s slots, %s used, load %.2f (%s past 0.75)",
                                  Commas(s.index_capacity), Commas(s.index_used), s.index_load,
                                  s.cache_capacity != 0 ? "rehashes" : "grows"));

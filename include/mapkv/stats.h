@@ -32,6 +32,17 @@ struct Stats {
   uint64_t rebuild_micros = 0;     // and its wall-clock cost
   uint64_t recovered_commits = 0;  // commits finished by recovery after a writer died
 
+  // A database's compactions in place (online: started by commits or by `mapkv compact` beside
+  // other handles; or offline) over its life, and the log bytes written over it, by commits and
+  // by those compactions' copies (bytes_relocated). write_amplification: bytes_written per byte
+  // that commits wrote, bytes_written / (bytes_written - bytes_relocated) (0: nothing written).
+  // A copy under another name (`compact --output`, `backup`) starts a new history. Zero in a
+  // cache.
+  uint64_t compactions = 0;
+  uint64_t bytes_written = 0;
+  uint64_t bytes_relocated = 0;
+  double write_amplification = 0;
+
   // Open snapshots (ReadTxn of a version 4 database), over every handle alive, and the log bytes
   // committed since the oldest of them began: what it keeps readable.
   uint64_t snapshots = 0;

@@ -238,6 +238,9 @@ class MappingTest(TempDirTest):
         self.assertEqual(s["format_version"], 4)
         self.assertEqual(s["snapshots"], 0)
         self.assertEqual(s["snapshot_pinned_bytes"], 0)
+        self.assertEqual(s["compactions"], 0)
+        self.assertEqual(s["bytes_relocated"], 0)
+        self.assertEqual(s["write_amplification"], 1.0)
         self.assertIsNone(self.db.verify())
 
     def test_close_and_context_manager(self):
@@ -1002,6 +1005,11 @@ class ReadTransactionTest(TempDirTest):
             st = db.stats()
             self.assertEqual(st["keys"], 1000)
             self.assertLess(st["log_bytes"], 1700 * 1000)
+            # Its history: the compactions, and what they copied of the bytes written.
+            self.assertGreaterEqual(st["compactions"], 1)
+            self.assertGreater(st["bytes_written"], 30 * 1000 * 100)
+            self.assertGreater(st["bytes_relocated"], 0)
+            self.assertGreater(st["write_amplification"], 1.0)
             self.assertEqual(db[b"k999"], value)
         with self.assertRaises(ValueError):
             mapkv.open(path, compact_ratio=-1)
