@@ -22,8 +22,8 @@
 // value); MultiGet is DB::MultiGet; Scan is a ReadTxn's ForEach; BeginSnapshot is a ReadTxn (a
 // snapshot that holds no lock); Load is WriteTxns of 10,000 puts; Compact is mapkv::Compact in
 // place (the DB is closed for it and reopened); CompactOnline is mapkv::Compact in place with the
-// handle open (online compaction of a format version 4 file); BytesWritten is the log's length
-// (Stats::log_bytes), plus the lengths of the logs that online compactions replaced. GetOrCompute
+// handle open (online compaction of a format version 4 file); BytesWritten is Stats::bytes_written
+// (the log bytes written over the database's life, compactions' copies included). GetOrCompute
 // is mapkv::Cache::GetOrCompute (compute once across processes) on a cache file beside the database
 // (<path>.cache), which each handle opens at its first call.
 //
@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -169,27 +170,15 @@ class MapkvKv : public KvStore {
 
   absl::Status Sync() override { return db()->Checkpoint(); }
 
-  // The log's length (Stats::log_bytes). The log is append-only until a compaction, so what it
-  // grows by is what the commits appended: records, and a new index table when the index grows.
-  // The index slots a commit rewrites in place are not counted.
-  // Across a CompactOnline, the replaced file's log is added and the new file's log counts from
-  // its start: the live records the compaction copied are counted as written. The compactions
-  // that commits start (Options::compact_ratio, on by default) replace the file unseen from here:
-  // with them, 0 ("cannot say").
-  uint64_t BytesWritten() override {
-    if (options_.compact_ratio > 0) return 0;
-    return replaced_log_bytes_ + db()->GetStats().log_bytes;
-  }
+  // The log bytes written over the database's life (Stats::bytes_written): records, and a new
+  // index table when the index grows, by commits and by the copies of the compactions in place
+  // (started by commits, Options::compact_ratio, or by CompactOnline), whose file carries the
+  // count on. The index slots a commit rewrites in place are not counted.
+  uint64_t BytesWritten() override { return db()->GetStats().bytes_written; }
 
   // mapkv::Compact in place while this handle stays open; the handle moves to the new file at its
   // next call. Not with other writers of the file (BytesWritten would miss their commits).
-  absl::Status CompactOnline() override {
-    const uint64_t before = db()->GetStats().log_bytes;
-    absl::StatusOr<CompactResult> r = mapkv::Compact(path_, "");
-    if (!r.ok()) return r.status();
-    replaced_log_bytes_ += before;
-    return absl::OkStatus();
-  }
+  absl::Status CompactOnline() override { return mapkv::Compact(path_, "").status(); }
 
   // Closes the process's DB, compacts the file in place and reopens it: only the process's one
   // handle may do it.
@@ -224,7 +213,6 @@ class MapkvKv : public KvStore {
   std::shared_ptr<MapkvDb> db_;
   std::unique_ptr<Cache> cache_;
   std::vector<absl::StatusOr<std::string>> results_;
-  uint64_t replaced_log_bytes_ = 0;  // the logs of the files that CompactOnline replaced
 };
 
 // Handles on <dir>/bench.mapkv opened with `options` (error_if_exists for Access::kCreate), one DB
@@ -259,17 +247,26 @@ class MapkvBackend : public KvBackend {
 // `presized`: the index and the file sized for `expected_keys` pairs of 16-byte keys and
 // 100-byte values (records are 152 bytes with their header).
 // `cache_capacity`: read when a store is created, the capacity of its cache file (mp-cache).
-inline StoreKind MapkvKind(bool presized, const uint64_t* cache_capacity) {
+// Options a benchmark's flags may set; unset (negative, or empty) ones keep Options' defaults.
+struct MapkvTuning {
+  double compact_ratio = -1;
+  std::optional<uint64_t> compact_min_garbage;
+};
+
+inline StoreKind MapkvKind(bool presized, const uint64_t* cache_capacity,
+                           const MapkvTuning* tuning) {
   StoreKind kind;
   kind.name = presized ? "mapkv presized" : "mapkv";
   kind.settings = presized ? "kNone; initial_index_slots = 2 x keys, initial_file_size for the data"
                            : "kNone; Options' defaults (1 MiB file, 1,024 slots, growing)";
   kind.caps = {.multi_reader = true, .reader_with_writer = true, .on_disk = true};
-  kind.create = [presized, cache_capacity](
+  kind.create = [presized, cache_capacity, tuning](
                     const std::string& dir,
                     uint64_t expected_keys) -> absl::StatusOr<std::unique_ptr<KvBackend>> {
     Options options;
     options.durability = Durability::kNone;
+    if (tuning->compact_ratio >= 0) options.compact_ratio = tuning->compact_ratio;
+    if (tuning->compact_min_garbage) options.compact_min_garbage = *tuning->compact_min_garbage;
     if (presized) {
       options.initial_index_slots = 2 * expected_keys;
       options.initial_file_size = expected_keys * 160 + 32 * expected_keys + (1 << 20);

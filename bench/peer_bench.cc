@@ -148,6 +148,7 @@ struct Config {
   uint64_t cache_keys = 10'000;           // mp-cache's hot set (at most num / 4)
   double compute_us = 20;                 // mp-cache: the cost of computing a missing value
   uint64_t cache_capacity = 64ull << 20;  // mp-cache: mapkv's CacheOptions::capacity
+  MapkvTuning mapkv;                      // mapkv's Options where the flags say (else defaults)
   std::vector<std::string> stores;
   std::vector<std::string> phases;
   std::string csv;
@@ -155,12 +156,25 @@ struct Config {
   std::string dir;
 };
 
+// A store's settings as run: mapkv's with the Options that flags changed.
+std::string SettingsAsRun(const StoreKind& kind, const Config& config) {
+  std::string out = kind.settings;
+  if (!absl::StartsWith(kind.name, "mapkv")) return out;
+  if (config.mapkv.compact_ratio >= 0) {
+    absl::StrAppend(&out, "; compact_ratio ", config.mapkv.compact_ratio);
+  }
+  if (config.mapkv.compact_min_garbage) {
+    absl::StrAppend(&out, "; compact_min_garbage ", *config.mapkv.compact_min_garbage);
+  }
+  return out;
+}
+
 // Every store the build has, with the id --stores selects it by.
 // mapkv's cache capacity is read from `config` when a store is created (after the flags).
 std::vector<std::pair<std::string, StoreKind>> AllStores(const Config& config) {
   std::vector<std::pair<std::string, StoreKind>> stores = {
-      {"mapkv", MapkvKind(false, &config.cache_capacity)},
-      {"mapkv-presized", MapkvKind(true, &config.cache_capacity)},
+      {"mapkv", MapkvKind(false, &config.cache_capacity, &config.mapkv)},
+      {"mapkv-presized", MapkvKind(true, &config.cache_capacity, &config.mapkv)},
   };
 #if MAPKV_BENCH_HAVE_LMDB
   stores.emplace_back("lmdb", LmdbKind());
@@ -1351,6 +1365,12 @@ int Main(int argc, char** argv) {
                  "update: compact the store online (stores that can: mapkv) when, at a check "
                  "every 10,000 updates, its disk space passes this x the raw live bytes; 0: never")
       ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--compact_ratio", config.mapkv.compact_ratio,
+                 "mapkv's Options::compact_ratio (commits start an online compaction past it; "
+                 "0: never); default: Options' default")
+      ->check(CLI::Range(0.0, 1e6));
+  app.add_option("--compact_min_garbage", config.mapkv.compact_min_garbage,
+                 "mapkv's Options::compact_min_garbage in bytes; default: Options' default");
   app.add_option("--cache_keys", config.cache_keys,
                  "hot keys of mp-cache (zipfian; they start absent; at most num / 4)");
   app.add_option("--compute_us", config.compute_us,
@@ -1395,7 +1415,7 @@ int Main(int argc, char** argv) {
   for (const auto& [id, kind] : all) {
     if (std::find(config.stores.begin(), config.stores.end(), id) == config.stores.end()) continue;
     names.push_back(kind.name);
-    std::fprintf(stderr, "%s (%s)\n", kind.name.c_str(), kind.settings.c_str());
+    std::fprintf(stderr, "%s (%s)\n", kind.name.c_str(), SettingsAsRun(kind, config).c_str());
     const std::string dir = absl::StrCat(root, "/", id);
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
@@ -1421,7 +1441,7 @@ int Main(int argc, char** argv) {
   absl::StrAppend(&tables, "\nStores:\n\n");
   for (const auto& [id, kind] : all) {
     if (std::find(config.stores.begin(), config.stores.end(), id) != config.stores.end()) {
-      absl::StrAppend(&tables, "- ", kind.name, ": ", kind.settings, "\n");
+      absl::StrAppend(&tables, "- ", kind.name, ": ", SettingsAsRun(kind, config), "\n");
     }
   }
   if (!config.markdown.empty()) {

@@ -17,7 +17,6 @@ namespace {
 // The file grows by a quarter (at least 1 MiB, at most 1 GiB) at a time: its blocks are allocated
 // when it grows, so a larger step would leave more of the disk taken and unused.
 constexpr uint64_t kGrowStep = 1ull << 30;
-constexpr uint64_t kDeleteReserve = 1ull << 20;  // at most; 1/16 of max_file_size on small files
 
 uint64_t CheckpointChecksum(const CheckpointRecord& c, uint64_t salt) {
   return Hash64(&c, offsetof(CheckpointRecord, checksum), salt);
@@ -134,6 +133,10 @@ absl::StatusOr<char*> DBImpl::Place(WriteState& w, uint64_t size) {
 namespace {
 void RememberWrite(WriteState& w, std::string_view key) {
   if (!w.track_writes) return;
+  if (w.keys != WriteState::Keys::kAny) {
+    w.records.push_back(w.tail);
+    return;
+  }
   auto it = w.writes.find(key);
   if (it != w.writes.end()) {
     it->second = w.tail;
@@ -154,7 +157,7 @@ absl::Status DBImpl::TxnPut(WriteState& w, std::string_view key, std::string_vie
   const uint64_t size = RecordSizeOf(key.size(), value.size(), chained_);
   // Puts stop short of the limit, so that deletes (and the commit records and index tables that
   // go with them) can still free keys in a full database.
-  const uint64_t reserve = std::min<uint64_t>(kDeleteReserve, max_file_size_ / 16);
+  const uint64_t reserve = DeleteReserve(max_file_size_);
   if (!ring() && w.tail + size + reserve > max_file_size_) {
     return absl::ResourceExhaustedError(
         absl::StrCat(path(), ": database full: a put of key ", QuoteKey(key), " (", size,
@@ -189,7 +192,8 @@ absl::Status DBImpl::TxnDelete(WriteState& w, std::string_view key) {
 }
 
 uint64_t DBImpl::PreviousVersion(const WriteState& w, std::string_view key) const {
-  if (w.track_writes) {
+  if (w.keys == WriteState::Keys::kNew) return 0;
+  if (w.track_writes && w.keys == WriteState::Keys::kAny) {
     auto it = w.writes.find(key);
     if (it != w.writes.end()) return it->second;
   }
@@ -364,10 +368,14 @@ absl::Status DBImpl::Commit(WriteState& w) {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
   if (w.checksums.empty()) return absl::OkStatus();
   std::vector<BatchWrite> writes;
-  writes.reserve(w.writes.size());
+  writes.reserve(w.writes.size() + w.records.size());
   for (const auto& [key, offset] : w.writes) {
     const auto* h = reinterpret_cast<const RecordHeader*>(At(offset));
     writes.push_back({key, HashKey(key, hash_seed_), offset, h->type == kPut});
+  }
+  for (uint64_t offset : w.records) {  // this writer's own records: they decode
+    MAPKV_ASSIGN_OR_RETURN(const Record r, ReadNamed(offset, w.tail, false));
+    writes.push_back({r.key, HashKey(r.key, hash_seed_), offset, r.type == kPut});
   }
   MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(w, w.puts));
   MAPKV_RETURN_IF_ERROR(Seal(w));

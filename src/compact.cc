@@ -196,10 +196,11 @@ Stats BoundedByFile(Stats s) {
 
 // Bytes for the new file: the source's header and index record header, the new index table of
 // 2^index_bits slots (its record may start anywhere in a cache line), the live records, a commit
-// record per batch (with slack to a cache line), one size granule for the rounding of growth, and
-// a little more. A source older than version 4 gets its records' chains in the copy. The file
-// doubles when a write passes its end, so too little would cost twice the space; what is left over
-// stays unused. `s` is BoundedByFile.
+// record per batch (with slack to a cache line), the room a put leaves for deletes past itself
+// (DeleteReserve), one size granule for the rounding of growth, and a little more. A source
+// older than version 4 gets its records' chains in the copy. The file grows by a quarter when a
+// write passes its end, so too little would cost a quarter more space; what is left over stays
+// unused. `s` is BoundedByFile.
 uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches) {
   const uint64_t old_index = sizeof(internal::Slot) * s.index_capacity;
   uint64_t fixed = s.log_bytes - std::min(s.log_bytes, s.garbage_bytes + s.live_bytes);
@@ -209,7 +210,8 @@ uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches)
   const uint64_t chains =
       s.format_version == internal::kChainFormatVersion ? 0 : s.keys * internal::kPrevSize;
   return fixed + internal::IndexRecordSize(0, index_bits) + 64 + s.live_bytes + chains +
-         batches * commit + internal::kSizeGranule + s.live_bytes / 1024;
+         batches * commit + internal::DeleteReserve(s.max_file_size) + internal::kSizeGranule +
+         s.live_bytes / 1024;
 }
 
 // Where the new file goes, and so how the source is read.
@@ -389,7 +391,14 @@ absl::Status Rewrite::Copy(ReadTxn read) {
   progress.keys_total = read.Count();
   Report(options_, progress);
 
-  absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
+  // The snapshot's keys, once each, into an empty file: no map of the batch's keys, no lookup
+  // of a previous version.
+  auto begin = [&]() -> absl::StatusOr<WriteTxn> {
+    absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
+    if (txn.ok()) internal::StateOf(*txn).keys = internal::WriteState::Keys::kNew;
+    return txn;
+  };
+  absl::StatusOr<WriteTxn> txn = begin();
   if (!txn.ok()) return txn.status();
   absl::Status status;
   uint64_t batch = 0;
@@ -415,7 +424,7 @@ absl::Status Rewrite::Copy(ReadTxn read) {
       batch = 0;
       status = txn->Commit();
       if (status.ok()) {
-        txn = target_->BeginWrite();
+        txn = begin();
         status = txn.status();
       }
       if (!status.ok()) return false;
@@ -568,7 +577,13 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
         if (r.type == internal::kPut || r.type == internal::kDelete) last[r.key] = r;
         return absl::OkStatus();
       }));
-  absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
+  // Each key once: no map of the batch's keys.
+  auto begin = [&]() -> absl::StatusOr<WriteTxn> {
+    absl::StatusOr<WriteTxn> txn = target_->BeginWrite();
+    if (txn.ok()) internal::StateOf(*txn).keys = internal::WriteState::Keys::kUnique;
+    return txn;
+  };
+  absl::StatusOr<WriteTxn> txn = begin();
   if (!txn.ok()) return Annotate(txn.status(), temp_);
   uint64_t batch = 0;
   for (const auto& [key, r] : last) {
@@ -577,7 +592,7 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
     if (batch < BatchBytes()) continue;
     batch = 0;
     MAPKV_RETURN_IF_ERROR(txn->Commit());
-    txn = target_->BeginWrite();
+    txn = begin();
     if (!txn.ok()) return txn.status();
   }
   return txn->Commit();

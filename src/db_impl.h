@@ -2,6 +2,7 @@
 #ifndef MAPKV_DB_IMPL_H_
 #define MAPKV_DB_IMPL_H_
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -72,9 +73,16 @@ struct WriteState {
   uint64_t puts = 0;   // kPut records appended (upper bound on new keys)
   uint64_t last_record = 0;
   bool track_writes = true;                    // false for DB::Put/Delete: one write, no map needed
+  // What the writer promises of its keys, so that a bulk copy (a compaction's) pays for no map:
+  // kAny: nothing (the batch's writes are kept in `writes`); kUnique: each key at most once per
+  // batch (the records are kept in `records`, and the transaction's reads see the committed state
+  // only); kNew: kUnique, and no key is in the committed index either (no previous version).
+  enum class Keys { kAny, kUnique, kNew };
+  Keys keys = Keys::kAny;
   absl::InlinedVector<uint64_t, 4> checksums;  // of every record so far
   absl::flat_hash_map<std::string, uint64_t, KeyHash, KeyEq>
-      writes;  // key -> its last record in this batch
+      writes;                     // key -> its last record in this batch (kAny)
+  std::vector<uint64_t> records;  // the batch's put and delete records (kUnique, kNew)
 };
 
 // A lock that any thread may release: 0 free, 1 held, 2 held with sleepers (Drepper's mutex).
@@ -91,6 +99,13 @@ class Gate {
 // commit.cc's EnsureSpace both round to it).
 inline constexpr uint64_t kGrowAlign = 1ull << 20;
 constexpr uint64_t RoundUp(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
+
+// The room a put leaves past itself for deletes (and the commit records and index tables that go
+// with them), so that they still free keys in a full database or on a full disk: 1 MiB, or
+// 1/16 of max_file_size on small files.
+constexpr uint64_t DeleteReserve(uint64_t max_file_size) {
+  return std::min<uint64_t>(1ull << 20, max_file_size / 16);
+}
 
 // Keys per LookupBatch: enough misses in flight to fill the core's line fill buffers (10 to 16
 // on current x86 cores, two misses per key: slot, then record), few enough that the prefetched
@@ -425,6 +440,7 @@ class DBImpl {
 };
 
 inline DBImpl& ImplOf(DB& db) { return *db.impl(); }
+inline WriteState& StateOf(WriteTxn& txn) { return *txn.state_; }
 
 }  // namespace mapkv::internal
 

@@ -112,7 +112,8 @@ TEST_F(OnlineCompactTest, HandlesOfThisProcessMoveToTheNewFile) {
   EXPECT_TRUE(result.in_place);
   EXPECT_FALSE(result.read_under_lock);
   EXPECT_EQ(result.keys, 4999u);
-  EXPECT_LT(result.size_after, result.size_before / 3);
+  // The file: 1 MiB of it is kept free for deletes (and sizes are whole MiB); the log below.
+  EXPECT_LT(result.size_after, result.size_before / 2);
   EXPECT_NE(Inode(path), before);
 
   // Both handles read the new file, and what one writes there the other sees.

@@ -63,12 +63,14 @@
 namespace mapkv {
 
 class DB;
+class WriteTxn;
 
 namespace internal {
 class Compactor;
 class DBImpl;
 struct WriteState;
 DBImpl& ImplOf(DB& db);  // src/db_impl.h: the engine behind a handle, for the library's own code
+WriteState& StateOf(WriteTxn& txn);  // src/db_impl.h: a transaction's state, likewise
 }  // namespace internal
 
 inline constexpr size_t kMaxKeySize = 65535;
@@ -161,6 +163,7 @@ class WriteTxn {
 
  private:
   friend class DB;
+  friend internal::WriteState& internal::StateOf(WriteTxn& txn);
   explicit WriteTxn(std::unique_ptr<internal::WriteState> state);
 
   std::unique_ptr<internal::WriteState> state_;
