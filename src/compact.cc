@@ -571,10 +571,19 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
   // file is seen by nobody until the rename, so the commits need not be copied one by one), and
   // records the snapshot already held (from a tail read before it began) count again, to the
   // same effect. The views point into the source's mapping, whose committed records never change.
-  absl::flat_hash_map<std::string_view, internal::Record, internal::KeyHash, internal::KeyEq> last;
+  // Kept in log order (a later version of a key takes its predecessor's place in `records`), so
+  // that the copy reads the source sequentially.
+  std::vector<internal::Record> records;
+  absl::flat_hash_map<std::string_view, size_t, internal::KeyHash, internal::KeyEq> last;
   MAPKV_RETURN_IF_ERROR(internal::ImplOf(*source_).ForEachRecord(
       from, to, [&](const internal::Record& r) -> absl::Status {
-        if (r.type == internal::kPut || r.type == internal::kDelete) last[r.key] = r;
+        if (r.type != internal::kPut && r.type != internal::kDelete) return absl::OkStatus();
+        auto [it, added] = last.try_emplace(r.key, records.size());
+        if (!added) {
+          records[it->second].type = 0;  // superseded
+          it->second = records.size();
+        }
+        records.push_back(r);
         return absl::OkStatus();
       }));
   // Each key once: no map of the batch's keys.
@@ -586,9 +595,10 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
   absl::StatusOr<WriteTxn> txn = begin();
   if (!txn.ok()) return Annotate(txn.status(), temp_);
   uint64_t batch = 0;
-  for (const auto& [key, r] : last) {
-    MAPKV_RETURN_IF_ERROR(r.type == internal::kPut ? txn->Put(key, r.value) : txn->Delete(key));
-    batch += key.size() + r.value.size();
+  for (const internal::Record& r : records) {
+    if (r.type == 0) continue;
+    MAPKV_RETURN_IF_ERROR(r.type == internal::kPut ? txn->Put(r.key, r.value) : txn->Delete(r.key));
+    batch += r.key.size() + r.value.size();
     if (batch < BatchBytes()) continue;
     batch = 0;
     MAPKV_RETURN_IF_ERROR(txn->Commit());

@@ -173,13 +173,15 @@ class Compactor {
     thread_.join();
   }
 
-  void Start(const std::string& path, uint64_t log_bytes) {
+  // `salt` names the file whose log has `log_bytes`: a failure holds off retries of that file
+  // only, not of the file that a compaction (another's) put in its place.
+  void Start(const std::string& path, uint64_t salt, uint64_t log_bytes) {
     if (running_.load(std::memory_order_acquire) || ForkGeneration() != fork_generation_) return;
     std::lock_guard<std::mutex> lock(mu_);
-    if (running_.load() || log_bytes < retry_after_) return;
+    if (running_.load() || (salt == failed_salt_ && log_bytes < retry_after_)) return;
     if (thread_.joinable()) thread_.join();  // the last one, finished
     running_.store(true);
-    thread_ = std::thread([this, path, log_bytes] {
+    thread_ = std::thread([this, path, salt, log_bytes] {
       CompactOptions options;
       options.lock_timeout = options_.lock_timeout;
       options.env = options_.env;
@@ -187,6 +189,7 @@ class Compactor {
       if (!r.ok()) {
         {
           std::lock_guard<std::mutex> lock(mu_);
+          failed_salt_ = salt;
           retry_after_ = log_bytes + options_.compact_min_garbage;
         }
         // Another process's compaction of the file, running or done first, is no news.
@@ -212,7 +215,8 @@ class Compactor {
   std::mutex mu_;
   std::thread thread_;
   std::atomic<bool> running_{false};
-  uint64_t retry_after_ = 0;  // guarded by mu_
+  uint64_t failed_salt_ = 0;  // guarded by mu_: the file of the last failure,
+  uint64_t retry_after_ = 0;  // guarded by mu_: and its log's length for the next try
   union {
     std::thread orphan_;  // never destroyed: see ~Compactor
   };
@@ -221,7 +225,7 @@ class Compactor {
 }  // namespace internal
 
 void DB::MaybeCompact(DBImpl& db) {
-  if (db.WantsCompaction()) compactor_->Start(db.path(), db.committed_tail());
+  if (db.WantsCompaction()) compactor_->Start(db.path(), db.salt(), db.committed_tail());
 }
 
 namespace {

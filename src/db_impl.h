@@ -72,7 +72,7 @@ struct WriteState {
   uint64_t tail = 0;   // where the next record goes
   uint64_t puts = 0;   // kPut records appended (upper bound on new keys)
   uint64_t last_record = 0;
-  bool track_writes = true;                    // false for DB::Put/Delete: one write, no map needed
+  bool track_writes = true;  // false for DB::Put/Delete: one write, no map needed
   // What the writer promises of its keys, so that a bulk copy (a compaction's) pays for no map:
   // kAny: nothing (the batch's writes are kept in `writes`); kUnique: each key at most once per
   // batch (the records are kept in `records`, and the transaction's reads see the committed state

@@ -22,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -389,6 +390,69 @@ TEST_F(OnlineCompactTest, CommitsStartCompactionsThatKeepTheLogBounded) {
   EXPECT_OK_AND_EQ(db->Get("k999"), Value(999, 0));
   EXPECT_OK_AND_EQ(db->Get("txn"), "29");
   EXPECT_OK(db->Verify());
+}
+
+// A compaction that failed is tried again only after compact_min_garbage more log, of that file:
+// once another compaction replaced it, the next file's commits start one at the ratio, although
+// its log is far shorter than the failed file's was.
+class FailingCopies : public internal::Env {
+ public:
+  absl::StatusOr<std::unique_ptr<internal::MappedFile>> OpenFile(
+      const std::string& path, const internal::FileOpenOptions& options) override {
+    if (fail_ && absl::StrContains(path, ".compact-")) {
+      ++failed_;
+      return absl::ResourceExhaustedError(absl::StrCat(path, ": no space (injected)"));
+    }
+    return internal::Env::OpenFile(path, options);
+  }
+  std::atomic<bool> fail_{true};
+  std::atomic<int> failed_{0};
+};
+
+TEST_F(OnlineCompactTest, AFailedCompactionDoesNotHoldOffTheNextFile) {
+  const std::string path = Path("retry.mapkv");
+  FailingCopies env;
+  Options options = SmallOptions();
+  options.compact_ratio = 2.0;
+  options.compact_min_garbage = 1 << 20;
+  options.env = &env;
+  std::vector<std::string> logged;
+  std::mutex logged_mu;
+  options.info_log = [&](std::string_view line) {
+    std::lock_guard<std::mutex> lock(logged_mu);
+    logged.emplace_back(line);
+  };
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+  // 1,000 keys keep about 190 KB; 30 rounds write 4.6 MB: every compaction they start fails.
+  for (int round = 0; round < 30; ++round) Churn(*db, 1000, 1);
+  ASSERT_OK(db->Put("flush", "x"));
+  // Another's compaction (not through `env`), which this handle follows. A try of the handle's
+  // may still hold the file's compaction lock for a moment: FailedPrecondition, then.
+  absl::StatusOr<CompactResult> other = Compact(path, "");
+  for (int i = 0; i < 1000 && absl::IsFailedPrecondition(other.status()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    other = Compact(path, "");
+  }
+  ASSERT_OK(other.status());
+  env.fail_ = false;
+  ASSERT_OK(db->Get("flush").status());
+  const Stats moved = db->GetStats();
+  EXPECT_EQ(moved.compactions, 1u);
+  // 20 rounds: 3 MB, past the ratio and 1 MiB of garbage, short of the failed file's log.
+  for (int round = 0; round < 20; ++round) Churn(*db, 1000, 1);
+  db.reset();  // waits for the handle's compaction
+  EXPECT_GT(env.failed_.load(), 0);
+  {
+    std::lock_guard<std::mutex> lock(logged_mu);
+    ASSERT_FALSE(logged.empty());
+    EXPECT_TRUE(absl::StrContains(logged[0], "online compaction failed")) << logged[0];
+    EXPECT_TRUE(absl::StrContains(logged[0], "no space (injected)")) << logged[0];
+  }
+  options.env = nullptr;
+  options.compact_ratio = 0;
+  ASSERT_OK_AND_ASSIGN(db, DB::Open(path, options));
+  EXPECT_GE(db->GetStats().compactions, 2u) << "the new file's commits started none";
+  EXPECT_EQ(db->GetStats().keys, 1001u);
 }
 
 // A compaction's own handles never start one. Here the commits it copies after its snapshot
