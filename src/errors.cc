@@ -9,13 +9,39 @@
 
 namespace mapkv::internal {
 
+namespace {
+// Appends `s` quoted as QuoteKey says. Printable ASCII other than the quotes and the backslash
+// is what most keys are, and what CHexEscape leaves as it is: appended directly.
+void AppendQuoted(std::string& out, std::string_view s) {
+  const std::string_view head = s.substr(0, std::min(s.size(), kQuotedBytes));
+  out += '"';
+  const bool plain = std::all_of(head.begin(), head.end(), [](char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\'' && c != '\\';
+  });
+  if (plain) {
+    out.append(head);
+  } else {
+    out += absl::CHexEscape(ToAbsl(head));
+  }
+  out += s.size() > kQuotedBytes ? "\"..." : "\"";
+}
+}  // namespace
+
 std::string QuoteKey(std::string_view s) {
-  const absl::string_view head = ToAbsl(s.substr(0, std::min(s.size(), kQuotedBytes)));
-  return absl::StrCat("\"", absl::CHexEscape(head), s.size() > kQuotedBytes ? "\"..." : "\"");
+  std::string out;
+  AppendQuoted(out, s);
+  return out;
 }
 
+// A miss of DB::Get builds this: one string, sized once.
 absl::Status KeyNotFoundError(std::string_view path, std::string_view key) {
-  return absl::NotFoundError(absl::StrCat(ToAbsl(path), ": key ", QuoteKey(key), " not found"));
+  std::string message;
+  message.reserve(path.size() + std::min(key.size(), kQuotedBytes) + 24);
+  message.append(path);
+  message.append(": key ");
+  AppendQuoted(message, key);
+  message.append(" not found");
+  return absl::NotFoundError(message);
 }
 
 absl::Status CheckKeySize(std::string_view path, std::string_view key) {

@@ -102,6 +102,22 @@ TEST_F(DBTest, MissingKeyIsNotFoundAndDeletingItIsOk) {
   EXPECT_EQ(db->GetStats().keys, 0u);
 }
 
+// A miss names the file and the key, C-escaped in double quotes, its first 64 bytes at most.
+TEST_F(DBTest, NotFoundNamesTheKeyEscaped) {
+  ASSERT_OK_AND_ASSIGN(auto db, Open());
+  const auto message = [&](std::string_view key) {
+    return std::string(db->Get(key).status().message());
+  };
+  EXPECT_EQ(message("plain key-1"), absl::StrCat(db->path(), ": key \"plain key-1\" not found"));
+  EXPECT_EQ(message(std::string("a\"b'c\\d\n\x01\xff\0e", 12)),
+            absl::StrCat(db->path(), ": key \"a\\\"b\\'c\\\\d\\n\\x01\\xff\\x00\\x65\" not found"))
+      << "CHexEscape: a hex digit after a hex escape is escaped too";
+  EXPECT_EQ(message(std::string(70, 'k')),
+            absl::StrCat(db->path(), ": key \"", std::string(64, 'k'), "\"... not found"));
+  EXPECT_EQ(message(std::string(63, 'k') + "\n" + std::string(6, 'k')),
+            absl::StrCat(db->path(), ": key \"", std::string(63, 'k'), "\\n\"... not found"));
+}
+
 TEST_F(DBTest, GetIntoAStringReusesItsCapacity) {
   ASSERT_OK_AND_ASSIGN(auto db, Open());
   const std::string long_value(1000, 'L');

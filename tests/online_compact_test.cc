@@ -63,6 +63,7 @@ Options SmallOptions() {
   options.initial_index_slots = 64;
   options.max_file_size = 256ull << 20;
   options.lock_timeout = std::chrono::seconds(10);
+  options.compact_ratio = 0;  // the compactions here are the tests' own, where they ask for none
   return options;
 }
 

@@ -116,7 +116,7 @@ struct Options {
   // live bytes instead of 31x; after deleting 90% of the keys, 5.4x instead of 383x). 0: never
   // (compact with `mapkv compact` or Compact()).
   double compact_ratio = 2.0;
-  uint64_t compact_min_garbage = 64ull << 20;
+  uint64_t compact_min_garbage = 8ull << 20;
 
   // The most log bytes that may be committed after a snapshot (a ReadTxn) began and it still
   // reads: past it, every read of that snapshot fails with FailedPrecondition ("snapshot too
