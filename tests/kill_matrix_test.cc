@@ -7,13 +7,20 @@
 //   committing      Commit() is past its commit point with half of the index changes applied and
 //                   the exclusive side held (kCommitApplying);
 //   growing index   a commit is half-way through rehashing into a new table (kIndexGrowing);
-//   growing file    the file was extended under a transaction's puts (kFileGrown).
+//   growing file    the file was extended under a transaction's puts (kFileGrown);
+//   compacting      an online compaction (compact.h) of the file, in turn: with its copy made
+//                   (it holds the file's compaction lock: kCompactCopied), with the old file
+//                   marked replaced (it holds the writer lock, ahead of the other writers:
+//                   kCompactMarked), with the new file renamed over the old one (kCompactRenamed).
+//                   Not where the OS cannot rename over a mapped file (Windows): there compaction
+//                   needs the file alone.
 // After each kill, the parent's own handle (opened before) and a fresh process must each get what
 // they ask for within a second: Put (writer lock and exclusive side), BeginRead, DB::Get; which of
 // them comes first (and so finds the dead holder and runs any recovery) rotates. The database must
 // then hold exactly what the parent's model says: a batch past its commit point complete, every
 // unfinished write invisible, GetStats().keys equal to the keys ForEach visits, and no snapshot
-// of the dead process listed.
+// of the dead process listed. After a compaction killed past its rename the handles move to the new
+// file; before it, they go on with the old one; a later compaction succeeds either way.
 //
 // A live holder, by contrast, is waited for until Options::lock_timeout, and the DeadlineExceeded
 // names its pid (not the pid of a dead holder before it).
@@ -35,8 +42,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "mapkv/compact.h"
 #include "mapkv/db.h"
 #include "src/env.h"
+#include "src/platform/fs.h"
 #include "test_util.h"
 #include "testing/subprocess.h"
 
@@ -120,7 +129,7 @@ HookPoint HookPointArg(const test::ChildArgs& args, size_t i) {
 
 // ---- The cases.
 
-enum class Kill { kReading, kWriting, kCommitting, kGrowingIndex, kGrowingFile };
+enum class Kill { kReading, kWriting, kCommitting, kGrowingIndex, kGrowingFile, kCompacting };
 
 struct KillCase {
   const char* name;
@@ -153,7 +162,7 @@ MAPKV_CHILD(KilledChild) {
   const std::string& path = args.at(0);
   const int kill_number = args.Int<int>(1);
   CHILD_CHECK(kill_number >= static_cast<int>(Kill::kReading) &&
-                  kill_number <= static_cast<int>(Kill::kGrowingFile),
+                  kill_number <= static_cast<int>(Kill::kCompacting),
               "no Kill numbered ", kill_number);
   const Kill kill = static_cast<Kill>(kill_number);
   const int rep = args.Int<int>(2);
@@ -231,6 +240,16 @@ MAPKV_CHILD(KilledChild) {
       // Past the end of the file as this process knows it: the put must grow it.
       const size_t size = stats.file_size - stats.log_bytes + 4096;
       CHILD_CHECK_OK(txn->Put("big", std::string(size, 'b')));
+      break;
+    }
+    case Kill::kCompacting: {
+      constexpr HookPoint kPoints[] = {HookPoint::kCompactCopied, HookPoint::kCompactMarked,
+                                       HookPoint::kCompactRenamed};
+      ArmHook(kPoints[rep % 3], stop);
+      CompactOptions options;
+      options.env = &kill_env;
+      options.lock_timeout = KillOptions().lock_timeout;
+      CHILD_CHECK_OK(Compact(path, "", options).status());
       break;
     }
   }
@@ -318,6 +337,9 @@ class KillMatrixTest : public ::testing::TestWithParam<KillCase> {};
 
 TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
   const Kill kill = GetParam().kill;
+  if (kill == Kill::kCompacting && internal::ReplaceFailsWhileMapped()) {
+    GTEST_SKIP() << "this OS cannot rename over a file that a process has mapped";
+  }
   const int64_t repeats = test::EnvInt("MAPKV_KILL_REPEATS", 50);
   TempDir dir;
   const std::string path = dir.File("kill.mapkv");
@@ -338,6 +360,7 @@ TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
 
   for (int rep = 0; rep < repeats; ++rep) {
     SCOPED_TRACE(absl::StrCat(GetParam().name, ", kill ", rep));
+    const uint64_t inode_before = internal::StatFile(path)->inode;
     Pipe stop;
     const int pid =
         StartChild("KilledChild", {path, static_cast<int>(kill), rep, stop.WriteEndArg()});
@@ -447,6 +470,12 @@ TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
     ExpectContents(db.get(), model);
     const Stats stats = db->GetStats();
     EXPECT_EQ(stats.open_handles, 1u) << "the dead process's slot still counts";
+    if (kill == Kill::kCompacting) {
+      // Killed past its rename (the third point), the compaction's file is the database.
+      const bool renamed = rep % 3 == 2;
+      EXPECT_EQ(internal::StatFile(path)->inode != inode_before, renamed);
+      EXPECT_EQ(stats.compactions, static_cast<uint64_t>((rep + 1) / 3));
+    }
     if (kill == Kill::kGrowingIndex) {
       EXPECT_EQ(stats.index_capacity, initial.index_capacity)
           << "the rehash of an unfinished commit was published";
@@ -474,6 +503,15 @@ TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
     ASSERT_OK(db->Put("big", big));
     model["big"] = big;
     EXPECT_GT(db->GetStats().file_size, stats.file_size);
+  } else if (kill == Kill::kCompacting) {
+    // The leftovers of the dead compactions go, and their work is done.
+    const uint64_t compactions = db->GetStats().compactions;
+    ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(path, ""));
+    EXPECT_EQ(result.keys, model.size());
+    EXPECT_EQ(db->GetStats().compactions, compactions + 1);
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+      EXPECT_EQ(entry.path().filename().string(), "kill.mapkv") << "left behind";
+    }
   } else if (kill == Kill::kCommitting) {
     ASSERT_OK_AND_ASSIGN(WriteTxn txn, db->BeginWrite());
     for (int i = 0; i < kBatchPuts; ++i) ASSERT_OK(txn.Put(BatchKey(-1, i), "last"));
@@ -500,7 +538,8 @@ INSTANTIATE_TEST_SUITE_P(Points, KillMatrixTest,
                                            KillCase{"Writing", Kill::kWriting},
                                            KillCase{"Committing", Kill::kCommitting},
                                            KillCase{"GrowingIndex", Kill::kGrowingIndex},
-                                           KillCase{"GrowingFile", Kill::kGrowingFile}),
+                                           KillCase{"GrowingFile", Kill::kGrowingFile},
+                                           KillCase{"Compacting", Kill::kCompacting}),
                          [](const ::testing::TestParamInfo<KillCase>& param_info) {
                            return std::string(param_info.param.name);
                          });
