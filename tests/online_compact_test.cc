@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -80,6 +81,25 @@ void Churn(DB& db, int keys, int versions) {
     for (int k = 0; k < keys; ++k) ASSERT_OK(db.Put(absl::StrCat("k", k), Value(k, v)));
   }
 }
+
+// The lines handles log (Options::info_log), from any thread.
+class Logged {
+ public:
+  std::function<void(std::string_view)> Sink() {
+    return [this](std::string_view line) {
+      std::lock_guard<std::mutex> lock(mu_);
+      lines_.emplace_back(line);
+    };
+  }
+  std::vector<std::string> Lines() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lines_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
 
 uint64_t Inode(const std::string& path) {
   absl::StatusOr<internal::FileInfo> info = internal::StatFile(path);
@@ -417,12 +437,8 @@ TEST_F(OnlineCompactTest, AFailedCompactionDoesNotHoldOffTheNextFile) {
   options.compact_ratio = 2.0;
   options.compact_min_garbage = 1 << 20;
   options.env = &env;
-  std::vector<std::string> logged;
-  std::mutex logged_mu;
-  options.info_log = [&](std::string_view line) {
-    std::lock_guard<std::mutex> lock(logged_mu);
-    logged.emplace_back(line);
-  };
+  Logged logged;
+  options.info_log = logged.Sink();
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
   // 1,000 keys keep about 190 KB; 30 rounds write 4.6 MB: every compaction they start fails.
   for (int round = 0; round < 30; ++round) Churn(*db, 1000, 1);
@@ -443,12 +459,10 @@ TEST_F(OnlineCompactTest, AFailedCompactionDoesNotHoldOffTheNextFile) {
   for (int round = 0; round < 20; ++round) Churn(*db, 1000, 1);
   db.reset();  // waits for the handle's compaction
   EXPECT_GT(env.failed_.load(), 0);
-  {
-    std::lock_guard<std::mutex> lock(logged_mu);
-    ASSERT_FALSE(logged.empty());
-    EXPECT_TRUE(absl::StrContains(logged[0], "online compaction failed")) << logged[0];
-    EXPECT_TRUE(absl::StrContains(logged[0], "no space (injected)")) << logged[0];
-  }
+  const std::vector<std::string> lines = logged.Lines();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_TRUE(absl::StrContains(lines[0], "online compaction failed")) << lines[0];
+  EXPECT_TRUE(absl::StrContains(lines[0], "no space (injected)")) << lines[0];
   options.env = nullptr;
   options.compact_ratio = 0;
   ASSERT_OK_AND_ASSIGN(db, DB::Open(path, options));
@@ -484,12 +498,8 @@ TEST_F(OnlineCompactTest, ACompactionNeverCompactsItsOwnCopy) {
   const std::string path = Path("copy.mapkv");
   Options options = SmallOptions();
   options.compact_ratio = 0;  // only the compaction below
-  std::vector<std::string> logged;
-  std::mutex logged_mu;
-  options.info_log = [&](std::string_view line) {
-    std::lock_guard<std::mutex> lock(logged_mu);
-    logged.emplace_back(line);
-  };
+  Logged logged;
+  options.info_log = logged.Sink();
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
   Churn(*db, 200, 2);
   WritesAfterTheSnapshot env(db.get());
@@ -499,10 +509,7 @@ TEST_F(OnlineCompactTest, ACompactionNeverCompactsItsOwnCopy) {
   ASSERT_OK(Compact(path, "", compact).status());
   ASSERT_OK(env.status_);
   EXPECT_EQ(env.copy_opens_.load(), 1) << "the copy was opened by another than the compaction";
-  {
-    std::lock_guard<std::mutex> lock(logged_mu);
-    for (const std::string& line : logged) ADD_FAILURE() << line;
-  }
+  for (const std::string& line : logged.Lines()) ADD_FAILURE() << line;
   EXPECT_OK_AND_EQ(db->Get("k5"), std::string(1000, 'w'));
   EXPECT_OK_AND_EQ(db->Get("k150"), Value(150, 1));
 }
