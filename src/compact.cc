@@ -248,6 +248,8 @@ class Rewrite {
         options_(options) {}
 
   absl::StatusOr<CompactResult> Run();
+  // Run() gave up an online copy that the source outgrew (FinishOnline): a new one copies less.
+  bool restart() const { return restart_; }
 
  private:
   // Opens the source, and the destination to replace (held_), as placement_ says.
@@ -292,6 +294,7 @@ class Rewrite {
   internal::FileInfo written_;  // the new file, as its descriptor saw it last (SealTarget)
   bool is_cache_ = false;
   uint64_t cache_capacity_ = 0;
+  bool restart_ = false;
   CompactResult result_;
 };
 
@@ -619,6 +622,16 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
   uint64_t last_round = UINT64_MAX;
   for (int round = 0; round < kRounds; ++round) {
     const uint64_t to = source.committed_tail();
+    // Commits that deleted most of what the copy holds (or replaced it with less): a new copy
+    // of the source as it is now would hold less than half of this one, which catching up
+    // would leave mostly garbage from the start. The caller starts over.
+    const uint64_t copied = internal::ImplOf(*target_).committed_tail() - internal::kHeaderSize;
+    if (source.KeptBytes() < copied / 2) {
+      restart_ = true;
+      return absl::AbortedError(absl::StrCat(src_,
+                                             ": changed more than a new copy would hold "
+                                             "while it was copied"));
+    }
     if (to - from <= kLeftForTheLock || to - from >= last_round) break;
     MAPKV_RETURN_IF_ERROR(CatchUp(from, to));
     last_round = to - from;
@@ -785,7 +798,13 @@ absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string&
   // OS cannot rename over a file that processes have mapped (Windows), every kind is.
   const Placement placement =
       internal::ReplaceFailsWhileMapped() ? Placement::kInPlace : Placement::kOnline;
-  return Rewrite(real_src, real_src, placement, kCompactTag, options).Run();
+  // Online, a copy that the source outgrew (most of it deleted meanwhile) starts over, once.
+  constexpr int kRestarts = 1;
+  for (int restarts = 0;; ++restarts) {
+    Rewrite rewrite(real_src, real_src, placement, kCompactTag, options);
+    absl::StatusOr<CompactResult> result = rewrite.Run();
+    if (result.ok() || !rewrite.restart() || restarts == kRestarts) return result;
+  }
 }
 
 absl::StatusOr<CompactResult> Backup(const std::string& db, const std::string& copy,

@@ -228,6 +228,8 @@ class DBImpl {
   // Whether the committed log calls for an online compaction (Options::compact_ratio): cheap,
   // for after every commit.
   bool WantsCompaction() const;
+  // What a compaction of the committed state would keep: the live records and the index.
+  uint64_t KeptBytes() const;
 
   // Users: calls (other than optimistic reads) and transactions in progress on this handle. A
   // marked handle is retired (its mapping read as zeros past the header, its descriptor closed:

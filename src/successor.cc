@@ -24,12 +24,16 @@ absl::Status DBImpl::Superseded() const {
   return s;
 }
 
+uint64_t DBImpl::KeptBytes() const {
+  const uint64_t live = state_->live_bytes.load(std::memory_order_relaxed);
+  const uint64_t record = state_->index_record.load(std::memory_order_relaxed);
+  return live + IndexRecordSize(record, IndexBits(record));
+}
+
 bool DBImpl::WantsCompaction() const {
   if (options_.compact_ratio <= 0 || !chained_ || ReplaceFailsWhileMapped()) return false;
   const uint64_t log = state_->committed_tail.load(std::memory_order_relaxed) - kHeaderSize;
-  const uint64_t live = state_->live_bytes.load(std::memory_order_relaxed);
-  const uint64_t record = state_->index_record.load(std::memory_order_relaxed);
-  const uint64_t kept = live + IndexRecordSize(record, IndexBits(record));
+  const uint64_t kept = KeptBytes();
   return log > kept + options_.compact_min_garbage &&
          static_cast<double>(log) > options_.compact_ratio * static_cast<double>(kept);
 }

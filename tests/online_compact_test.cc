@@ -514,6 +514,45 @@ TEST_F(OnlineCompactTest, ACompactionNeverCompactsItsOwnCopy) {
   EXPECT_OK_AND_EQ(db->Get("k150"), Value(150, 1));
 }
 
+// Most keys deleted while the compaction copied them: catching up would copy the deletes too and
+// leave a file of mostly garbage, so the compaction starts over from a new snapshot, once.
+class DeletesAfterTheSnapshot : public internal::Env {
+ public:
+  explicit DeletesAfterTheSnapshot(DB* db) : db_(db) {}
+  void AtPoint(internal::HookPoint point) override {
+    if (point != internal::HookPoint::kCompactCopied || copied_++ > 0) return;
+    for (int k = 0; k < 9000; ++k) status_.Update(db_->Delete(absl::StrCat("k", k)));
+  }
+  std::atomic<int> copied_{0};
+  absl::Status status_;
+
+ private:
+  DB* db_;
+};
+
+TEST_F(OnlineCompactTest, ACopyThatTheDeletesOutgrewStartsOver) {
+  const std::string path = Path("deletes.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+  Churn(*db, 10000, 2);
+  DeletesAfterTheSnapshot env(db.get());
+  CompactOptions compact;
+  compact.env = &env;
+  ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(path, "", compact));
+  ASSERT_OK(env.status_);
+  EXPECT_EQ(env.copied_.load(), 2) << "the first copy was not given up";
+  EXPECT_EQ(result.keys, 1000u);
+  const Stats st = db->GetStats();
+  EXPECT_EQ(st.keys, 1000u);
+  EXPECT_EQ(st.compactions, 1u);
+  // The second copy holds the 1,000 keys left and an index for them, not 10,000 deletes.
+  EXPECT_LT(st.log_bytes - internal::kHeaderSize, 2 * st.live_bytes + 64 * 1024)
+      << "live " << st.live_bytes << ", garbage " << st.garbage_bytes;
+  EXPECT_TRUE(TempFilesIn(dir_.path()).empty());
+  EXPECT_OK_AND_EQ(db->Get("k9999"), Value(9999, 1));
+  EXPECT_STATUS(db->Get("k0"), absl::StatusCode::kNotFound);
+  EXPECT_OK(db->Verify());
+}
+
 // Without a ratio, nothing compacts by itself.
 TEST_F(OnlineCompactTest, NoRatioNoCompaction) {
   const std::string path = Path("manual.mapkv");
