@@ -622,15 +622,12 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
   uint64_t last_round = UINT64_MAX;
   for (int round = 0; round < kRounds; ++round) {
     const uint64_t to = source.committed_tail();
-    // Commits that deleted most of what the copy holds (or replaced it with less): a new copy
-    // of the source as it is now would hold less than half of this one, which catching up
-    // would leave mostly garbage from the start. The caller starts over.
-    const uint64_t copied = internal::ImplOf(*target_).committed_tail() - internal::kHeaderSize;
-    if (source.KeptBytes() < copied / 2) {
+    // Commits that deleted most of what the copy holds (or replaced it with less): a copy of
+    // the source as it is now would keep less than half of what this one keeps, and catching
+    // up would leave this one mostly garbage from the start. The caller starts over.
+    if (source.KeptBytes() < internal::ImplOf(*target_).KeptBytes() / 2) {
       restart_ = true;
-      return absl::AbortedError(absl::StrCat(src_,
-                                             ": changed more than a new copy would hold "
-                                             "while it was copied"));
+      return absl::AbortedError(absl::StrCat(src_, ": most of it was deleted while it was copied"));
     }
     if (to - from <= kLeftForTheLock || to - from >= last_round) break;
     MAPKV_RETURN_IF_ERROR(CatchUp(from, to));
