@@ -112,9 +112,10 @@ struct Options {
   // every process goes on meanwhile and moves to the compacted file; one compaction of a file
   // runs at a time. Each compaction copies the live records and the commits made while it runs:
   // the trade of update rate for space (docs/benchmarks.md, "Steady-state updates": at 1M keys
-  // overwritten 20 times, 45% of the update rate per CPU-second kept and the file at 9.7x the raw
-  // live bytes instead of 31x; after deleting 90% of the keys, 5.4x instead of 383x). 0: never
-  // (compact with `mapkv compact` or Compact()).
+  // overwritten 20 times as fast as one thread can, 43% of the update rate per CPU-second kept
+  // and the file at 6.6x the raw live bytes instead of 31x; after deleting 90% of the keys, 3.6x
+  // to 28x instead of 383x). compact_min_garbage keeps small databases from compacting at every
+  // few commits. 0: never (compact with `mapkv compact` or Compact()).
   double compact_ratio = 2.0;
   uint64_t compact_min_garbage = 8ull << 20;
 
