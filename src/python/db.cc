@@ -575,7 +575,7 @@ durability='none' ('none', 'periodic' or 'sync'), huge_pages=True, max_file_size
 initial_file_size=1 MiB, initial_index_slots=1024, verify_checksums=True,
 checkpoint_interval=1.0 (seconds or a timedelta), checkpoint_bytes=64 MiB, lock_timeout=10.0
 (seconds or a timedelta), max_snapshot_bytes=0 (no limit; past it a read transaction's reads
-raise FailedPreconditionError, "snapshot too old"), compact_ratio=2.0 and compact_min_garbage=64 MiB
+raise FailedPreconditionError, "snapshot too old"), compact_ratio=2.0 and compact_min_garbage=8 MiB
 (commits start an online compaction once the log holds that many times what a compaction keeps;
 0: never), info_log=None (a callable taking one str line; None: stderr). An unknown
 keyword is a TypeError. A path that names nothing (with create_if_missing=False) raises
