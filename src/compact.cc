@@ -574,8 +574,9 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
   // file is seen by nobody until the rename, so the commits need not be copied one by one), and
   // records the snapshot already held (from a tail read before it began) count again, to the
   // same effect. The views point into the source's mapping, whose committed records never change.
-  // Kept in log order (a later version of a key takes its predecessor's place in `records`), so
-  // that the copy reads the source sequentially.
+  // Kept in log order, so that the copy reads the source sequentially: a later version of a key
+  // marks its predecessor superseded (type 0), and once those are half of `records`, they go
+  // (memory stays within twice the keys, however often a hot key changed).
   std::vector<internal::Record> records;
   absl::flat_hash_map<std::string_view, size_t, internal::KeyHash, internal::KeyEq> last;
   MAPKV_RETURN_IF_ERROR(internal::ImplOf(*source_).ForEachRecord(
@@ -583,10 +584,19 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
         if (r.type != internal::kPut && r.type != internal::kDelete) return absl::OkStatus();
         auto [it, added] = last.try_emplace(r.key, records.size());
         if (!added) {
-          records[it->second].type = 0;  // superseded
+          records[it->second].type = 0;
           it->second = records.size();
         }
         records.push_back(r);
+        if (records.size() > 2 * last.size() + 1024) {
+          size_t kept = 0;
+          for (const internal::Record& each : records) {
+            if (each.type == 0) continue;
+            last[each.key] = kept;
+            records[kept++] = each;
+          }
+          records.resize(kept);
+        }
         return absl::OkStatus();
       }));
   // Each key once: no map of the batch's keys.

@@ -553,6 +553,45 @@ TEST_F(OnlineCompactTest, ACopyThatTheDeletesOutgrewStartsOver) {
   EXPECT_OK(db->Verify());
 }
 
+// Commits after the snapshot that change a few keys many times: the catch-up copies each key's
+// last value (what it keeps of the others goes as it reads on, so that it holds about one record
+// per key, not one per commit).
+class OverwritesAfterTheSnapshot : public internal::Env {
+ public:
+  explicit OverwritesAfterTheSnapshot(DB* db) : db_(db) {}
+  void AtPoint(internal::HookPoint point) override {
+    if (point != internal::HookPoint::kCompactCopied) return;
+    for (int i = 0; i < 20000; ++i)
+      status_.Update(db_->Put(absl::StrCat("k", i % 50), Value(i, 0)));
+    status_.Update(db_->Delete("k7"));
+  }
+  absl::Status status_;
+
+ private:
+  DB* db_;
+};
+
+TEST_F(OnlineCompactTest, TheCatchUpCopiesEachKeysLastVersion) {
+  const std::string path = Path("hot.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+  Churn(*db, 1000, 1);
+  OverwritesAfterTheSnapshot env(db.get());
+  CompactOptions compact;
+  compact.env = &env;
+  ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(path, "", compact));
+  ASSERT_OK(env.status_);
+  EXPECT_EQ(result.keys, 999u);
+  for (int k = 0; k < 50; ++k) {
+    if (k == 7) {
+      EXPECT_STATUS(db->Get("k7"), absl::StatusCode::kNotFound);
+      continue;
+    }
+    EXPECT_OK_AND_EQ(db->Get(absl::StrCat("k", k)), Value(19950 + k, 0)) << k;
+  }
+  EXPECT_OK_AND_EQ(db->Get("k999"), Value(999, 0));
+  EXPECT_OK(db->Verify());
+}
+
 // Without a ratio, nothing compacts by itself.
 TEST_F(OnlineCompactTest, NoRatioNoCompaction) {
   const std::string path = Path("manual.mapkv");
