@@ -263,7 +263,12 @@ Fields (JSON names in brackets):
   live [live_bytes]           bytes of the records that hold the current values
   garbage [garbage_bytes, garbage_ratio]
                               overwritten and deleted records and old index tables, and their
-                              share of the log: what `mapkv compact` would reclaim
+                              share of the log: what `mapkv compact` would reclaim (commits
+                              compact online once it passes Options::compact_ratio)
+  compactions [compactions, bytes_written, bytes_relocated, write_amplification]
+                              a database's compactions in place over its life, the log bytes
+                              written over it (commits' and the compactions' copies), those of
+                              the copies, and bytes written per byte that commits wrote
   index [index_capacity, index_used, index_load]
                               slots, slots holding a key or a deletion marker, and their ratio
   checkpoint [checkpoint_seq, last_checkpoint_unix_ms, checkpoint_age_s]
