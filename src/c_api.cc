@@ -766,6 +766,7 @@ mapkv_status mapkv_compact(const char* src, const char* dst, const mapkv_compact
     c.garbage_before = r.garbage_before;
     c.micros = r.micros;
     c.removed_leftovers = r.removed_leftovers.size();
+    c.garbage_after = r.garbage_after;
     return FillSized(c, result, "mapkv_compact", "result");
   });
 }

@@ -666,7 +666,9 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
   progress.phase = CompactProgress::Phase::kFlush;
   progress.keys_done = progress.keys_total = target_->GetStats().keys;
   result_.keys = progress.keys_done;
-  result_.live_bytes = target_->GetStats().live_bytes;
+  const Stats copied = target_->GetStats();
+  result_.live_bytes = copied.live_bytes;
+  result_.garbage_after = copied.garbage_bytes;
   if (s.ok()) {
     Report(options_, progress);
     s = SealTarget(info);

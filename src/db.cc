@@ -186,6 +186,12 @@ class Compactor {
       options.lock_timeout = options_.lock_timeout;
       options.env = options_.env;
       absl::StatusOr<CompactResult> r = Compact(path, "", options);
+      // A compaction beside busy writers copies the versions they replaced meanwhile too. Where
+      // that left the new file past the ratio already, the next one starts now, not at a next
+      // commit that may never come.
+      for (int more = 0; more < kFollowUps && r.ok() && LeftPastTheRatio(*r); ++more) {
+        r = Compact(path, "", options);
+      }
       if (!r.ok()) {
         {
           std::lock_guard<std::mutex> lock(mu_);
@@ -202,6 +208,16 @@ class Compactor {
   }
 
  private:
+  static constexpr int kFollowUps = 2;
+
+  // Whether `r`'s new file calls for a compaction by itself (as DBImpl::WantsCompaction, with
+  // the live records for what a compaction keeps).
+  bool LeftPastTheRatio(const CompactResult& r) const {
+    return r.garbage_after >= options_.compact_min_garbage &&
+           static_cast<double>(r.garbage_after) >
+               (options_.compact_ratio - 1) * static_cast<double>(r.live_bytes);
+  }
+
   void Log(const std::string& line) const {
     if (options_.info_log) {
       options_.info_log(line);

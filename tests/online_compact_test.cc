@@ -470,6 +470,52 @@ TEST_F(OnlineCompactTest, AFailedCompactionDoesNotHoldOffTheNextFile) {
   EXPECT_EQ(db->GetStats().keys, 1001u);
 }
 
+// A compaction started by commits copies the versions that commits made while it ran replaced,
+// and so may leave its file past the ratio already; the handle then starts the next one itself,
+// without waiting for a commit. Here the writes stop as soon as the first compaction copied its
+// snapshot (the hook, once, rewrote every key meanwhile).
+class RewritesOnceAfterTheSnapshot : public internal::Env {
+ public:
+  void AtPoint(internal::HookPoint point) override {
+    if (point != internal::HookPoint::kCompactCopied || done_.load()) return;
+    for (int k = 0; k < 1000; ++k) status_.Update(db_->Put(absl::StrCat("k", k), Value(k, 99)));
+    done_ = true;
+  }
+  DB* db_ = nullptr;
+  std::atomic<bool> done_{false};
+  absl::Status status_;
+};
+
+TEST_F(OnlineCompactTest, ACompactionLeftPastTheRatioIsFollowedByAnother) {
+  const std::string path = Path("follow.mapkv");
+  RewritesOnceAfterTheSnapshot env;
+  Options options = SmallOptions();
+  options.compact_ratio = 1.5;
+  options.compact_min_garbage = 64 << 10;
+  options.env = &env;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+    env.db_ = db.get();
+    for (int round = 0; round < 100 && !env.done_.load(); ++round) {
+      for (int k = 0; k < 1000 && !env.done_.load(); ++k) {
+        ASSERT_OK(db->Put(absl::StrCat("k", k), Value(k, round)));
+      }
+    }
+    ASSERT_TRUE(env.done_.load()) << "no compaction started";
+  }  // waits for the handle's compactions
+  ASSERT_OK(env.status_);
+  options.env = nullptr;
+  options.compact_ratio = 0;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+  const Stats st = db->GetStats();
+  EXPECT_GE(st.compactions, 2u);
+  const uint64_t kept = st.live_bytes + st.index_capacity * 16 + 64;
+  EXPECT_LE(st.log_bytes - internal::kHeaderSize, kept + (64 << 10))
+      << "live " << st.live_bytes << ", garbage " << st.garbage_bytes;
+  EXPECT_OK_AND_EQ(db->Get("k999"), Value(999, 99));
+  EXPECT_OK(db->Verify());
+}
+
 // A compaction's own handles never start one. Here the commits it copies after its snapshot
 // overwrite 70 MiB, past the default compact_min_garbage: were the copy's handle to start a
 // compaction of the copy, that one would open the copy a second time (and wait for its exclusive

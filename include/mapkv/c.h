@@ -349,6 +349,7 @@ typedef struct mapkv_compact_result {
   uint64_t garbage_before;
   uint64_t micros;
   uint64_t removed_leftovers;
+  uint64_t garbage_after;  // CompactResult::garbage_after
 } mapkv_compact_result;
 
 // Options of a compaction, with the defaults of mapkv::CompactOptions. Created by

@@ -138,7 +138,10 @@ struct CompactResult {
   uint64_t size_after = 0;      // bytes of the new file
   uint64_t live_bytes = 0;      // bytes of the live records copied
   uint64_t garbage_before = 0;  // Stats::garbage_bytes of the source
-  uint64_t micros = 0;          // wall-clock time, from opening the source to the rename
+  // Stats::garbage_bytes of the new file: online, the versions that commits made while it ran
+  // replaced, copied before they were (0 for a copy of a database held alone or still).
+  uint64_t garbage_after = 0;
+  uint64_t micros = 0;  // wall-clock time, from opening the source to the rename
   // Temporary files of earlier, killed compactions or backups to the same destination, removed
   // first.
   std::vector<std::string> removed_leftovers;

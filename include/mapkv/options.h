@@ -108,9 +108,11 @@ struct Options {
   // cannot rename over a file that a process has mapped): once a commit leaves the log holding
   // more than `compact_ratio` times what a compaction would keep (the live records and the index)
   // and at least `compact_min_garbage` bytes of overwritten and deleted records, the handle starts
-  // an online compaction (mapkv::Compact, compact.h) on a thread of its own. Every handle of
-  // every process goes on meanwhile and moves to the compacted file; one compaction of a file
-  // runs at a time. Each compaction copies the live records and the commits made while it runs:
+  // an online compaction (mapkv::Compact, compact.h) on a thread of its own, and up to two more
+  // right after it when the commits made meanwhile left the new file past these bounds already.
+  // Every handle of every process goes on meanwhile and moves to the compacted file; one
+  // compaction of a file runs at a time. Each compaction copies the live records and the commits
+  // made while it runs:
   // the trade of update rate for space (docs/benchmarks.md, "Steady-state updates": at 1M keys
   // overwritten 20 times as fast as one thread can, 43% of the update rate per CPU-second kept
   // and the file at 6.6x the raw live bytes instead of 31x; after deleting 90% of the keys, 3.6x
