@@ -470,32 +470,50 @@ TEST_F(OnlineCompactTest, AFailedCompactionDoesNotHoldOffTheNextFile) {
   EXPECT_EQ(db->GetStats().keys, 1001u);
 }
 
+// Runs `work` where a compaction has copied its snapshot (HookPoint::kCompactCopied), the first
+// time only, and keeps what it returned; counts the compactions that got there and the opens of
+// their copies.
+class AfterTheCopy : public internal::Env {
+ public:
+  explicit AfterTheCopy(std::function<absl::Status()> work) : work_(std::move(work)) {}
+  absl::StatusOr<std::unique_ptr<internal::MappedFile>> OpenFile(
+      const std::string& path, const internal::FileOpenOptions& options) override {
+    if (absl::StrContains(path, ".compact-")) ++copy_opens_;
+    return internal::Env::OpenFile(path, options);
+  }
+  void AtPoint(internal::HookPoint point) override {
+    if (point != internal::HookPoint::kCompactCopied || copied_++ > 0) return;
+    status_ = work_();
+    done_ = true;
+  }
+  std::atomic<int> copied_{0};
+  std::atomic<int> copy_opens_{0};
+  std::atomic<bool> done_{false};
+  absl::Status status_;  // once done_
+
+ private:
+  const std::function<absl::Status()> work_;
+};
+
 // A compaction started by commits copies the versions that commits made while it ran replaced,
 // and so may leave its file past the ratio already; the handle then starts the next one itself,
 // without waiting for a commit. Here the writes stop as soon as the first compaction copied its
 // snapshot (the hook, once, rewrote every key meanwhile).
-class RewritesOnceAfterTheSnapshot : public internal::Env {
- public:
-  void AtPoint(internal::HookPoint point) override {
-    if (point != internal::HookPoint::kCompactCopied || done_.load()) return;
-    for (int k = 0; k < 1000; ++k) status_.Update(db_->Put(absl::StrCat("k", k), Value(k, 99)));
-    done_ = true;
-  }
-  DB* db_ = nullptr;
-  std::atomic<bool> done_{false};
-  absl::Status status_;
-};
-
 TEST_F(OnlineCompactTest, ACompactionLeftPastTheRatioIsFollowedByAnother) {
   const std::string path = Path("follow.mapkv");
-  RewritesOnceAfterTheSnapshot env;
+  DB* writer = nullptr;
+  AfterTheCopy env([&] {
+    absl::Status s;
+    for (int k = 0; k < 1000; ++k) s.Update(writer->Put(absl::StrCat("k", k), Value(k, 99)));
+    return s;
+  });
   Options options = SmallOptions();
   options.compact_ratio = 1.5;
   options.compact_min_garbage = 64 << 10;
   options.env = &env;
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
-    env.db_ = db.get();
+    writer = db.get();
     for (int round = 0; round < 100 && !env.done_.load(); ++round) {
       for (int k = 0; k < 1000 && !env.done_.load(); ++k) {
         ASSERT_OK(db->Put(absl::StrCat("k", k), Value(k, round)));
@@ -520,26 +538,6 @@ TEST_F(OnlineCompactTest, ACompactionLeftPastTheRatioIsFollowedByAnother) {
 // overwrite 70 MiB, past the default compact_min_garbage: were the copy's handle to start a
 // compaction of the copy, that one would open the copy a second time (and wait for its exclusive
 // open until lock_timeout, and fail), and the compaction would wait for it before renaming.
-class WritesAfterTheSnapshot : public internal::Env {
- public:
-  explicit WritesAfterTheSnapshot(DB* db) : db_(db) {}
-  absl::StatusOr<std::unique_ptr<internal::MappedFile>> OpenFile(
-      const std::string& path, const internal::FileOpenOptions& options) override {
-    if (absl::StrContains(path, ".compact-")) ++copy_opens_;
-    return internal::Env::OpenFile(path, options);
-  }
-  std::atomic<int> copy_opens_{0};
-  void AtPoint(internal::HookPoint point) override {
-    if (point != internal::HookPoint::kCompactCopied) return;
-    const std::string value(1000, 'w');
-    for (int i = 0; i < 70 * 1024; ++i) status_.Update(db_->Put(absl::StrCat("k", i % 100), value));
-  }
-  absl::Status status_;
-
- private:
-  DB* db_;
-};
-
 TEST_F(OnlineCompactTest, ACompactionNeverCompactsItsOwnCopy) {
   const std::string path = Path("copy.mapkv");
   Options options = SmallOptions();
@@ -548,7 +546,12 @@ TEST_F(OnlineCompactTest, ACompactionNeverCompactsItsOwnCopy) {
   options.info_log = logged.Sink();
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
   Churn(*db, 200, 2);
-  WritesAfterTheSnapshot env(db.get());
+  AfterTheCopy env([&] {
+    absl::Status s;
+    const std::string value(1000, 'w');
+    for (int i = 0; i < 70 * 1024; ++i) s.Update(db->Put(absl::StrCat("k", i % 100), value));
+    return s;
+  });
   CompactOptions compact;
   compact.env = &env;
   compact.lock_timeout = std::chrono::seconds(2);
@@ -562,25 +565,15 @@ TEST_F(OnlineCompactTest, ACompactionNeverCompactsItsOwnCopy) {
 
 // Most keys deleted while the compaction copied them: catching up would copy the deletes too and
 // leave a file of mostly garbage, so the compaction starts over from a new snapshot, once.
-class DeletesAfterTheSnapshot : public internal::Env {
- public:
-  explicit DeletesAfterTheSnapshot(DB* db) : db_(db) {}
-  void AtPoint(internal::HookPoint point) override {
-    if (point != internal::HookPoint::kCompactCopied || copied_++ > 0) return;
-    for (int k = 0; k < 9000; ++k) status_.Update(db_->Delete(absl::StrCat("k", k)));
-  }
-  std::atomic<int> copied_{0};
-  absl::Status status_;
-
- private:
-  DB* db_;
-};
-
 TEST_F(OnlineCompactTest, ACopyThatTheDeletesOutgrewStartsOver) {
   const std::string path = Path("deletes.mapkv");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
   Churn(*db, 10000, 2);
-  DeletesAfterTheSnapshot env(db.get());
+  AfterTheCopy env([&] {
+    absl::Status s;
+    for (int k = 0; k < 9000; ++k) s.Update(db->Delete(absl::StrCat("k", k)));
+    return s;
+  });
   CompactOptions compact;
   compact.env = &env;
   ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(path, "", compact));
@@ -602,26 +595,15 @@ TEST_F(OnlineCompactTest, ACopyThatTheDeletesOutgrewStartsOver) {
 // Commits after the snapshot that change a few keys many times: the catch-up copies each key's
 // last value (what it keeps of the others goes as it reads on, so that it holds about one record
 // per key, not one per commit).
-class OverwritesAfterTheSnapshot : public internal::Env {
- public:
-  explicit OverwritesAfterTheSnapshot(DB* db) : db_(db) {}
-  void AtPoint(internal::HookPoint point) override {
-    if (point != internal::HookPoint::kCompactCopied) return;
-    for (int i = 0; i < 20000; ++i)
-      status_.Update(db_->Put(absl::StrCat("k", i % 50), Value(i, 0)));
-    status_.Update(db_->Delete("k7"));
-  }
-  absl::Status status_;
-
- private:
-  DB* db_;
-};
-
 TEST_F(OnlineCompactTest, TheCatchUpCopiesEachKeysLastVersion) {
   const std::string path = Path("hot.mapkv");
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
   Churn(*db, 1000, 1);
-  OverwritesAfterTheSnapshot env(db.get());
+  AfterTheCopy env([&] {
+    absl::Status s;
+    for (int i = 0; i < 20000; ++i) s.Update(db->Put(absl::StrCat("k", i % 50), Value(i, 0)));
+    return s.ok() ? db->Delete("k7") : s;
+  });
   CompactOptions compact;
   compact.env = &env;
   ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(path, "", compact));
