@@ -177,7 +177,7 @@ class MapkvKv : public KvStore {
   uint64_t BytesWritten() override { return db()->GetStats().bytes_written; }
 
   // mapkv::Compact in place while this handle stays open; the handle moves to the new file at its
-  // next call. Not with other writers of the file (BytesWritten would miss their commits).
+  // next call.
   absl::Status CompactOnline() override { return mapkv::Compact(path_, "").status(); }
 
   // Closes the process's DB, compacts the file in place and reopens it: only the process's one
@@ -244,14 +244,16 @@ class MapkvBackend : public KvBackend {
   PerProcessDb<MapkvDb> db_;
 };
 
-// `presized`: the index and the file sized for `expected_keys` pairs of 16-byte keys and
-// 100-byte values (records are 152 bytes with their header).
-// `cache_capacity`: read when a store is created, the capacity of its cache file (mp-cache).
 // Options a benchmark's flags may set; unset (negative, or empty) ones keep Options' defaults.
 struct MapkvTuning {
   double compact_ratio = -1;
   std::optional<uint64_t> compact_min_garbage;
 };
+
+// `presized`: the index and the file sized for `expected_keys` pairs of 16-byte keys and
+// 100-byte values (records are 152 bytes with their header).
+// `cache_capacity`: read when a store is created, the capacity of its cache file (mp-cache).
+// `tuning`: read when a store is created, like `cache_capacity`.
 
 inline StoreKind MapkvKind(bool presized, const uint64_t* cache_capacity,
                            const MapkvTuning* tuning) {

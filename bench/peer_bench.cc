@@ -1235,7 +1235,8 @@ std::string SteadyState(const std::vector<Result>& results, const std::vector<st
           "disk space of the store's directory (as du counts) over the raw bytes of the live "
           "keys and values, after each stage; write amplification: the bytes the store says it "
           "wrote / the raw bytes updated, over both stages' rounds (KvStore::BytesWritten: "
-          "mapkv's is log bytes appended, not counting the index slots rewritten in place; n/a: "
+          "mapkv's is log bytes appended, compactions' copies included, not counting the index "
+          "slots rewritten in place; n/a: "
           "the store cannot say)%s:\n\n",
           data.num(), config.update_rounds,
           config.update_dist == "zipf" ? "each num Puts of zipfian keys, theta 0.99"

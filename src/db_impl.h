@@ -214,10 +214,6 @@ class DBImpl {
   // after a snapshot at `from`. DataLoss for a damaged record.
   absl::Status ForEachRecord(uint64_t from, uint64_t to,
                              absl::FunctionRef<absl::Status(const Record&)> fn) const;
-  // The commit count of a file that takes the place of one with `commits` commits (an online
-  // compaction's copy, before it is sealed): its next batch continues the count, so that
-  // Stats::commits never goes back for the handles that move to it. The caller holds the writer
-  // lock (or has the file alone).
   // Makes this file, a compaction's copy of `source` that only the compaction has open, carry on
   // its history: the commit count (Stats::commits never goes back) and, for a database, the
   // lineage (LineageState) with `source`'s log written and this copy's log relocated. `source`
