@@ -209,6 +209,34 @@ uint64_t DBImpl::PreviousVersion(const WriteState& w, std::string_view key) cons
   return found;
 }
 
+void DBImpl::PrefetchPreviousVersion(std::string_view key, int stage) const {
+  const Snapshot snap = CommittedSnapshot();
+  const IndexTable table(base_, snap.index_record, snap.index_bits);
+  const uint64_t hash = HashKey(key, hash_seed_);
+  const Slot& home = table.home(hash);
+  if (stage == 0) {
+    __builtin_prefetch(&home);
+    return;
+  }
+  if (home.hash.load(std::memory_order_relaxed) != hash) return;  // a longer probe: not worth it
+  const uint64_t record = SlotRecord(home.offset.load(std::memory_order_relaxed));
+  if (record >= kHeaderSize && record < snap.tail) {
+    __builtin_prefetch(At(record));
+    __builtin_prefetch(At(record) + sizeof(RecordHeader) + kPrevSize + key.size() - 1);
+  }
+}
+
+uint64_t DBImpl::Replaced(const WriteState& w, uint64_t offset) const {
+  if (!chained_) return kReplacesUnknown;
+  // The batch's own records, which this writer wrote: each link goes back.
+  uint64_t prev = offset;
+  for (uint64_t at = offset; at >= w.start; at = prev) {
+    std::memcpy(&prev, At(at) + sizeof(RecordHeader), kPrevSize);
+    if (prev >= at) return kReplacesUnknown;
+  }
+  return prev;
+}
+
 absl::StatusOr<std::string_view> DBImpl::TxnGet(const WriteState& w, std::string_view key) const {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
   MAPKV_RETURN_IF_ERROR(CheckKeySize(path(), key));
@@ -293,7 +321,7 @@ void DBImpl::ApplyWrite(IndexTable& table, const BatchWrite& write) {
   const uint64_t limit = state_->committed_tail.load(std::memory_order_relaxed);
   Slot* free_slot = nullptr;
   Slot* slot = table.Probe(
-      write.hash, [&](uint64_t offset) { return KeyAt(offset, limit) == write.key; }, &free_slot);
+      write.hash, [&](uint64_t offset) { return IsSlotOf(write, offset, limit); }, &free_slot);
   if (slot != nullptr) {
     const uint64_t old = slot->offset.load(std::memory_order_relaxed);
     const bool was_live = !SlotDead(old);  // version 4: a deleted key keeps its slot
@@ -340,8 +368,12 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
     const IndexTable table(base_, record, IndexBits(record));
     const uint64_t limit = state_->committed_tail.load(std::memory_order_relaxed);
     for (size_t i = 0; i < n; ++i) {
-      table.Probe(writes[i].hash,
-                  [&](uint64_t offset) { return KeyAt(offset, limit) == writes[i].key; });
+      Slot* slot = table.Probe(writes[i].hash,
+                               [&](uint64_t offset) { return IsSlotOf(writes[i], offset, limit); });
+      // The replaced record's size comes off the live bytes: its header is read under the lock.
+      const uint64_t old =
+          slot != nullptr ? SlotRecord(slot->offset.load(std::memory_order_relaxed)) : limit;
+      if (old < limit) __builtin_prefetch(At(old));
     }
   }
   MAPKV_RETURN_IF_ERROR(lock_.LockExclusive());
@@ -371,11 +403,13 @@ absl::Status DBImpl::Commit(WriteState& w) {
   writes.reserve(w.writes.size() + w.records.size());
   for (const auto& [key, offset] : w.writes) {
     const auto* h = reinterpret_cast<const RecordHeader*>(At(offset));
-    writes.push_back({key, HashKey(key, hash_seed_), offset, h->type == kPut});
+    writes.push_back({key, HashKey(key, hash_seed_), offset, h->type == kPut, Replaced(w, offset)});
   }
   for (uint64_t offset : w.records) {  // this writer's own records: they decode
     MAPKV_ASSIGN_OR_RETURN(const Record r, ReadNamed(offset, w.tail, false));
-    writes.push_back({r.key, HashKey(r.key, hash_seed_), offset, r.type == kPut});
+    // Each key once in the batch: the chain's first link is the committed version.
+    writes.push_back({r.key, HashKey(r.key, hash_seed_), offset, r.type == kPut,
+                      (r.flags & kChained) != 0 ? r.prev : kReplacesUnknown});
   }
   MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(w, w.puts));
   MAPKV_RETURN_IF_ERROR(Seal(w));
@@ -398,7 +432,8 @@ absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* v
   w.start = w.tail = w.first = state_->committed_tail.load();
   absl::Status s = value != nullptr ? TxnPut(w, key, *value) : TxnDelete(w, key);
   if (s.ok()) {
-    const BatchWrite write{key, HashKey(key, hash_seed_), w.first, value != nullptr};
+    const BatchWrite write{key, HashKey(key, hash_seed_), w.first, value != nullptr,
+                           Replaced(w, w.first)};
     absl::StatusOr<uint64_t> new_index = MaybeGrowIndex(w, w.puts);
     s = new_index.status();
     if (s.ok()) s = Seal(w);

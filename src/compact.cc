@@ -607,8 +607,20 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
   };
   absl::StatusOr<WriteTxn> txn = begin();
   if (!txn.ok()) return Annotate(txn.status(), temp_);
+  // Each Put looks for the key's previous version in the new file: two dependent cache misses
+  // (its slot, then its record to confirm the key), fetched a few keys ahead to overlap them.
+  constexpr size_t kSlotsAhead = 16;
+  constexpr size_t kRecordsAhead = 8;
+  const internal::DBImpl& target = internal::ImplOf(*target_);
   uint64_t batch = 0;
-  for (const internal::Record& r : records) {
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (i + kSlotsAhead < records.size()) {
+      target.PrefetchPreviousVersion(records[i + kSlotsAhead].key, 0);
+    }
+    if (i + kRecordsAhead < records.size()) {
+      target.PrefetchPreviousVersion(records[i + kRecordsAhead].key, 1);
+    }
+    const internal::Record& r = records[i];
     if (r.type == 0) continue;
     MAPKV_RETURN_IF_ERROR(r.type == internal::kPut ? txn->Put(r.key, r.value) : txn->Delete(r.key));
     batch += r.key.size() + r.value.size();

@@ -43,12 +43,17 @@ struct Snapshot {
   bool as_of = false;
 };
 
-// One key's final write in a batch: the offset of its kPut or kDelete record.
+// One key's final write in a batch: the offset of its kPut or kDelete record, and, where the
+// writer knows it, the record the key's slot points at before the batch (`replaces`: 0 when the
+// key has no slot). With it the commit finds the key's slot by its offset alone, without reading
+// the records that its probe run passes (the writer confirmed the key when it wrote the chain).
+inline constexpr uint64_t kReplacesUnknown = ~uint64_t{0};
 struct BatchWrite {
   std::string_view key;
   uint64_t hash;
   uint64_t offset;
   bool is_put;
+  uint64_t replaces = kReplacesUnknown;
 };
 
 // std::string_view keys in abseil's tables (Debian's abseil hashes only absl::string_view).
@@ -245,6 +250,11 @@ class DBImpl {
   // descriptor, never by name).
   MappedFile& file() const { return *file_; }
 
+  // Fetches what PreviousVersion(key) will read, for a writer that knows its keys ahead (a
+  // compaction's catch-up): `stage` 0 the line of the key's home slot, 1 (a few keys later, once
+  // that line is in) the record of the first slot there with the key's hash.
+  void PrefetchPreviousVersion(std::string_view key, int stage) const;
+
  private:
   DBImpl(std::unique_ptr<MappedFile> file, const Options& options);
   static absl::StatusOr<std::unique_ptr<DBImpl>> OpenShared(std::unique_ptr<MappedFile> file,
@@ -369,6 +379,15 @@ class DBImpl {
   // Version 4: the key's newest record (put or delete) in the committed log or in the batch so
   // far, for the chain of the record that replaces it; 0 when it has none.
   uint64_t PreviousVersion(const WriteState& w, std::string_view key) const;
+  // Version 4: the record that the key's slot points at before the batch, for the batch's record
+  // at `offset` (BatchWrite::replaces): its chain, past the batch's own earlier records.
+  // kReplacesUnknown in older formats.
+  uint64_t Replaced(const WriteState& w, uint64_t offset) const;
+  // Whether the slot holding `slot_offset`, whose hash is the write's, is the write's key's.
+  bool IsSlotOf(const BatchWrite& write, uint64_t slot_offset, uint64_t limit) const {
+    if (write.replaces != kReplacesUnknown) return SlotRecord(slot_offset) == write.replaces;
+    return KeyAt(slot_offset, limit) == write.key;
+  }
   // Follows the chain from `r` (a put or delete) back to the key's newest record before `tail`:
   // a Record of type 0 when it has none there. DataLoss for a damaged link.
   absl::StatusOr<Record> VersionAsOf(Record r, uint64_t tail, uint64_t limit) const;
