@@ -767,6 +767,7 @@ mapkv_status mapkv_compact(const char* src, const char* dst, const mapkv_compact
     c.micros = r.micros;
     c.removed_leftovers = r.removed_leftovers.size();
     c.garbage_after = r.garbage_after;
+    c.locked_bytes = r.locked_bytes;
     return FillSized(c, result, "mapkv_compact", "result");
   });
 }

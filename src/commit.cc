@@ -444,6 +444,7 @@ absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* v
     if (s.ok()) s = MaybePeriodicCheckpoint();
   }
   ReleaseCurrentWriter();
+  if (s.ok()) lock_.Pace(w.tail - w.start);
   return s;
 }
 

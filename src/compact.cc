@@ -634,30 +634,58 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
 }
 
 absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from) {
-  // Rounds while the source's writers go on: each copies what they committed during the last,
-  // while that shrinks. Writers as fast as the copy never let it shrink: then the rest is copied
-  // under the lock, and they wait for it.
+  // Rounds while the source's writers go on: each copies what they committed during the last.
+  // Copying a commit costs about what the commit did, so writers that run flat out would keep the
+  // backlog from shrinking, and wait at the end, under the lock, for all of it. After the first
+  // round they are paced (RwLock::PaceWriters) at half the speed of the last round's copy, so each
+  // round has about half as much to copy as the one before. Once little is left (or a round did
+  // not shrink it: the copy slowed down), most of the new file goes to the disk, a few more
+  // rounds copy what was committed meanwhile, and the last is copied under the lock.
   constexpr int kRounds = 8;
+  constexpr int kRoundsAfterFlush = 4;
   constexpr uint64_t kLeftForTheLock = 1 << 20;
   internal::DBImpl& source = internal::ImplOf(*source_);
+  struct StopPacing {
+    internal::DBImpl& db;
+    ~StopPacing() { db.rwlock().StopPacing(); }
+  } stop_pacing{source};
   source.env().AtPoint(internal::HookPoint::kCompactCopied);
-  uint64_t last_round = UINT64_MAX;
-  for (int round = 0; round < kRounds; ++round) {
-    const uint64_t to = source.committed_tail();
-    // Commits that deleted most of what the copy holds (or replaced it with less): a copy of
-    // the source as it is now would keep less than half of what this one keeps, and catching
-    // up would leave this one mostly garbage from the start. The caller starts over.
-    if (source.KeptBytes() < internal::ImplOf(*target_).KeptBytes() / 2) {
-      restart_ = true;
-      return absl::AbortedError(absl::StrCat(src_, ": most of it was deleted while it was copied"));
+  // Up to `max_rounds` rounds; from round `first_paced` on, each must shrink what is left.
+  auto rounds = [&](int max_rounds, int first_paced) -> absl::Status {
+    uint64_t last_round = UINT64_MAX;
+    for (int round = 0; round < max_rounds; ++round) {
+      const uint64_t to = source.committed_tail();
+      // Commits that deleted most of what the copy holds (or replaced it with less): a copy of
+      // the source as it is now would keep less than half of what this one keeps, and catching
+      // up would leave this one mostly garbage from the start. The caller starts over.
+      if (source.KeptBytes() < internal::ImplOf(*target_).KeptBytes() / 2) {
+        restart_ = true;
+        return absl::AbortedError(
+            absl::StrCat(src_, ": most of it was deleted while it was copied"));
+      }
+      if (to - from <= kLeftForTheLock || (round >= first_paced && to - from >= last_round)) break;
+      const Clock::time_point round_start = Clock::now();
+      MAPKV_RETURN_IF_ERROR(CatchUp(from, to));
+      const uint64_t us = std::max<int64_t>(
+          1, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - round_start)
+                 .count());
+      // Half the copy's speed: bytes per microsecond / 2 * 1000 / 1024 = KiB per millisecond.
+      const uint64_t kib_per_ms = (to - from) * 1000 / 2048 / us;
+      source.rwlock().PaceWriters(static_cast<uint32_t>(std::min<uint64_t>(kib_per_ms, UINT32_MAX)),
+                                  4 * us + 10'000);
+      source.env().AtPoint(internal::HookPoint::kCompactCaughtUp);
+      last_round = to - from;
+      from = to;
     }
-    if (to - from <= kLeftForTheLock || to - from >= last_round) break;
-    MAPKV_RETURN_IF_ERROR(CatchUp(from, to));
-    last_round = to - from;
-    from = to;
-  }
+    return absl::OkStatus();
+  };
+  // The first round's writers ran unpaced, and so did those of the snapshot's copy.
+  MAPKV_RETURN_IF_ERROR(rounds(kRounds, 2));
   // Most of the new file on disk first: the flush under the lock then writes only the last round.
+  // The writers stay paced meanwhile: the flush may take longer than a round.
+  source.rwlock().RenewPacing(internal::RwLock::kMaxPaceUs);
   MAPKV_RETURN_IF_ERROR(target_->Checkpoint());
+  MAPKV_RETURN_IF_ERROR(rounds(kRoundsAfterFlush, 1));
   // The last round under the source's writer lock, held until the new file has the name; ahead of
   // the other writers, which would otherwise keep it with a stream of commits.
   source.RequestWriterPriority();
@@ -670,6 +698,8 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
     source.DropWriterPriority();
     source.EndWrite(**held);
   };
+  source.rwlock().StopPacing();  // the lock stops the writers now
+  result_.locked_bytes = source.committed_tail() - from;
   absl::Status s = CatchUp(from, source.committed_tail());
   const uint64_t salt = s.ok() ? internal::ImplOf(*target_).salt() : 0;
   // Nobody else has the new file open (Options::exclusive), and no commit is in progress there.

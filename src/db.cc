@@ -139,8 +139,10 @@ absl::Status WriteTxn::Commit() {
   DBImpl* db = state_->db;
   DB* owner = state_->owner;
   absl::Status s = db->Commit(*state_);
+  const uint64_t bytes = state_->tail - state_->start;
   db->EndWrite(*state_);
   state_.reset();
+  if (s.ok()) db->rwlock().Pace(bytes);
   if (s.ok() && owner != nullptr) owner->MaybeCompact(*owner->impl());
   return s;
 }

@@ -16,22 +16,24 @@
 namespace mapkv::internal {
 
 enum class HookPoint {
-  kReadLocked,      // a read holds the shared side: DB::Get's fallback, GetStats, a ReadTxn of a
-                    // format version 1 file (right after BeginRead)
-  kWriteLocked,     // BeginWrite holds the writer lock
-  kCommitApplying,  // Commit() is past its commit point, half-way through its index changes,
-                    // holding the exclusive side
-  kIndexGrowing,    // a commit is half-way through rehashing into a new index table
-  kFileGrown,       // the file was extended but the new size is not yet recorded
-  kEvicting,        // a ring's eviction moved head, holding the exclusive side, and has not yet
-                    // removed the index entries of what it passed
-  kSnapshotPinned,  // a ReadTxn's snapshot is pinned in its handle's slot (end of BeginRead)
-  kCompactCopied,   // an online compaction copied its snapshot and has not yet copied the
-                    // commits made since
-  kCompactMarked,   // an online compaction marked the file replaced (holding its writer lock)
-                    // and has not yet put its new file under the name
-  kCompactRenamed,  // an online compaction put its new file under the name and still holds
-                    // the old file's writer lock
+  kReadLocked,       // a read holds the shared side: DB::Get's fallback, GetStats, a ReadTxn of a
+                     // format version 1 file (right after BeginRead)
+  kWriteLocked,      // BeginWrite holds the writer lock
+  kCommitApplying,   // Commit() is past its commit point, half-way through its index changes,
+                     // holding the exclusive side
+  kIndexGrowing,     // a commit is half-way through rehashing into a new index table
+  kFileGrown,        // the file was extended but the new size is not yet recorded
+  kEvicting,         // a ring's eviction moved head, holding the exclusive side, and has not yet
+                     // removed the index entries of what it passed
+  kSnapshotPinned,   // a ReadTxn's snapshot is pinned in its handle's slot (end of BeginRead)
+  kCompactCopied,    // an online compaction copied its snapshot and has not yet copied the
+                     // commits made since
+  kCompactMarked,    // an online compaction marked the file replaced (holding its writer lock)
+                     // and has not yet put its new file under the name
+  kCompactRenamed,   // an online compaction put its new file under the name and still holds
+                     // the old file's writer lock
+  kCompactCaughtUp,  // an online compaction copied a round of the commits made since its
+                     // snapshot, and paces the writers (LockState::pace_*) until the next
 };
 
 class Env {

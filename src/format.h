@@ -169,7 +169,16 @@ struct alignas(64) LockState {
   // compaction's last step, which a stream of commits would otherwise keep from it): other
   // writers wait, before they try for the lock, while it names a live slot. 0: none.
   std::atomic<uint32_t> priority;
-  char pad2[36];
+  // Writers paced while an online compaction catches up with them (its copy of their commits
+  // costs about what the commits did, so writers that run flat out would never let it finish):
+  // commits take, together, at most `pace_kib_per_ms` KiB of log per millisecond (0: no pacing),
+  // a token bucket whose next free time is `pace_next_ns` (MonotonicMicros * 1000), until the
+  // monotonic `pace_until_ns`, which the compaction renews each round (at most a second ahead:
+  // one that died stops pacing within a second). Reset by the first opener.
+  std::atomic<uint32_t> pace_kib_per_ms;
+  std::atomic<uint64_t> pace_next_ns;
+  std::atomic<uint64_t> pace_until_ns;
+  char pad2[16];
 };
 static_assert(sizeof(LockState) == 128);
 inline constexpr uint64_t kLockStateOffset = 4096;

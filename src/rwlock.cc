@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "src/platform/process.h"
@@ -37,6 +38,9 @@ void RwLock::Reset() {
   lock_->publish_seq.store(0);
   lock_->successor.store(0);
   lock_->priority.store(0);
+  lock_->pace_kib_per_ms.store(0);
+  lock_->pace_next_ns.store(0);
+  lock_->pace_until_ns.store(0);
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     RetireCounters(i);
     slots_[i].readers.store(0);
@@ -225,6 +229,33 @@ absl::StatusOr<bool> RwLock::LockWriter() {
 void RwLock::DropPriority() {
   uint32_t mine = slot_ + 1;
   if (lock_->priority.compare_exchange_strong(mine, 0)) WakeWord(&lock_->priority);
+}
+
+void RwLock::PaceWriters(uint32_t kib_per_ms, uint64_t for_us) {
+  const uint64_t now_ns = MonotonicMicros() * 1000;
+  lock_->pace_until_ns.store(now_ns + std::min(for_us, kMaxPaceUs) * 1000,
+                             std::memory_order_relaxed);
+  lock_->pace_kib_per_ms.store(std::max<uint32_t>(kib_per_ms, 1), std::memory_order_relaxed);
+}
+
+void RwLock::PaceSlow(uint64_t bytes) {
+  // Debts up to this much are let through, and a writer past it sleeps until it owes nothing: a
+  // sleep costs a few microseconds of CPU, so one per commit would cost more than the commits.
+  constexpr uint64_t kBurstNs = 1'000'000;
+  const uint64_t rate = lock_->pace_kib_per_ms.load(std::memory_order_relaxed);
+  const uint64_t now_ns = MonotonicMicros() * 1000;
+  const uint64_t until_ns = lock_->pace_until_ns.load(std::memory_order_relaxed);
+  // Over, or a deadline that no compaction of this boot set (the words are the file's).
+  if (rate == 0 || now_ns >= until_ns || until_ns - now_ns > kMaxPaceUs * 1000) return;
+  const uint64_t cost_ns = bytes * 1'000'000 / (rate * 1024);
+  uint64_t next = lock_->pace_next_ns.load(std::memory_order_relaxed);
+  uint64_t due = 0;
+  do {
+    due = std::max(next, now_ns) + cost_ns;
+  } while (!lock_->pace_next_ns.compare_exchange_weak(next, due, std::memory_order_relaxed));
+  if (due > now_ns + kBurstNs) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min(due, until_ns) - now_ns));
+  }
 }
 
 void RwLock::UnlockWriter() {

@@ -108,6 +108,30 @@ class RwLock {
   void RequestPriority() { lock_->priority.store(slot_ + 1, std::memory_order_seq_cst); }
   void DropPriority();
 
+  // LockState::pace_*: the commits of every process together append at most `kib_per_ms` KiB of
+  // log a millisecond, for the next `for_us` (at most kMaxPaceUs; calling again renews it), until
+  // StopPacing.
+  static constexpr uint64_t kMaxPaceUs = 1'000'000;
+  void PaceWriters(uint32_t kib_per_ms, uint64_t for_us);
+  void RenewPacing(uint64_t for_us) {
+    const uint32_t rate = lock_->pace_kib_per_ms.load(std::memory_order_relaxed);
+    if (rate != 0) PaceWriters(rate, for_us);
+  }
+  void StopPacing() { lock_->pace_kib_per_ms.store(0, std::memory_order_relaxed); }
+  struct PaceWords {
+    uint32_t kib_per_ms;
+    uint64_t next_ns;
+    uint64_t until_ns;
+  };
+  PaceWords pace() const {
+    return {lock_->pace_kib_per_ms.load(), lock_->pace_next_ns.load(), lock_->pace_until_ns.load()};
+  }
+  // Called by a writer after a commit of `bytes`, without the writer lock: sleeps while the
+  // writers are paced and past their pace. One load of a line every read loads anyway otherwise.
+  void Pace(uint64_t bytes) {
+    if (lock_->pace_kib_per_ms.load(std::memory_order_relaxed) != 0) PaceSlow(bytes);
+  }
+
   // Handles (all processes) that have the file open now.
   uint32_t OpenHandles();
 
@@ -130,6 +154,7 @@ class RwLock {
   // lock if the dead owner held it.
   void ClearDeadSlot(uint32_t i);
   static void WakeReaders(std::atomic<uint32_t>& readers);
+  void PaceSlow(uint64_t bytes);
 
   LockState* const lock_;
   ProcessSlot* const slots_;

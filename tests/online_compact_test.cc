@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -33,9 +34,12 @@
 #include "gtest/gtest.h"
 #include "mapkv/compact.h"
 #include "mapkv/db.h"
+#include "src/db_impl.h"
 #include "src/env.h"
 #include "src/format.h"
 #include "src/platform/fs.h"
+#include "src/platform/process.h"
+#include "src/rwlock.h"
 #include "test_util.h"
 
 namespace mapkv {
@@ -494,6 +498,111 @@ class AfterTheCopy : public internal::Env {
  private:
   const std::function<absl::Status()> work_;
 };
+
+// Runs each piece of work at the first time the compaction reaches its hook point.
+class AtPoints : public internal::Env {
+ public:
+  void AtPoint(internal::HookPoint point) override {
+    auto it = work_.find(point);
+    if (it == work_.end() || !ran_.insert(point).second) return;
+    status_.Update(it->second());
+  }
+  std::map<internal::HookPoint, std::function<absl::Status()>> work_;
+  absl::Status status_;
+
+ private:
+  std::set<internal::HookPoint> ran_;
+};
+
+// Writers that commit while a compaction catches up with them are paced, together, at half the
+// speed of its last round, until it holds their lock: each commit's log bytes are charged to a
+// token bucket in the lock page (LockState::pace_*), which a writer in debt sleeps off. The
+// rounds thus leave little for the last one, copied under the lock (CompactResult::locked_bytes).
+TEST_F(OnlineCompactTest, WritersArePacedWhileTheCompactionCatchesUp) {
+  const std::string path = Path("paced.mapkv");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+  Churn(*db, 2000, 3);
+  // The writer's lock on the file being compacted (its handle moves on after the rename).
+  internal::RwLock& lock = internal::ImplOf(*db).rwlock();
+  internal::RwLock::PaceWords during{}, after_commits{}, marked{};
+  uint64_t round_end_ns = 0, bucket_from = 0, owed_ns = 0, log_at_round = 0, log_after = 0;
+  AtPoints env;
+  // 2 MiB of commits while the snapshot is copied: more than the last round is left (1 MiB).
+  env.work_[internal::HookPoint::kCompactCopied] = [&] {
+    absl::Status s;
+    for (int i = 0; i < (2 << 20) / 128; ++i)
+      s.Update(db->Put(absl::StrCat("k", i % 2000), Value(i, 4)));
+    return s;
+  };
+  env.work_[internal::HookPoint::kCompactCaughtUp] = [&] {
+    during = lock.pace();
+    round_end_ns = internal::MonotonicMicros() * 1000;
+    // A slower pace than any copy's, so that the commits below owe more than the time they take.
+    constexpr uint32_t kKibPerMs = 1;
+    lock.PaceWriters(kKibPerMs, internal::RwLock::kMaxPaceUs);
+    bucket_from = std::max(during.next_ns, internal::MonotonicMicros() * 1000);
+    log_at_round = log_after = db->GetStats().log_bytes;
+    absl::Status s;
+    for (int i = 0; i < 10; ++i) {
+      if (i % 2 == 0) {
+        s.Update(db->Put(absl::StrCat("k", i), Value(i, 5)));
+      } else {  // a transaction's commit is charged too
+        absl::StatusOr<WriteTxn> txn = db->BeginWrite();
+        if (!txn.ok()) return txn.status();
+        s.Update(txn->Put(absl::StrCat("k", i), Value(i, 5)));
+        s.Update(txn->Put(absl::StrCat("k", i + 1000), Value(i + 1000, 5)));
+        s.Update(txn->Commit());
+      }
+      const uint64_t log = db->GetStats().log_bytes;
+      owed_ns += (log - log_after) * 1'000'000 / (kKibPerMs * 1024);
+      log_after = log;
+    }
+    after_commits = lock.pace();
+    return s;
+  };
+  env.work_[internal::HookPoint::kCompactMarked] = [&] {
+    marked = lock.pace();
+    return absl::OkStatus();
+  };
+  CompactOptions compact;
+  compact.env = &env;
+  ASSERT_OK_AND_ASSIGN(CompactResult result, Compact(path, "", compact));
+  ASSERT_OK(env.status_);
+
+  ASSERT_GT(during.kib_per_ms, 0u) << "the writers were not paced after the first round";
+  EXPECT_GT(during.until_ns, round_end_ns);
+  EXPECT_LE(during.until_ns, round_end_ns + internal::RwLock::kMaxPaceUs * 1000);
+  // Every commit was charged: the bucket's next free time moved on by at least what they owed.
+  EXPECT_GT(owed_ns, 0u);
+  EXPECT_GE(after_commits.next_ns, bucket_from + owed_ns);
+  // Pacing ends once the compaction holds the writer lock.
+  EXPECT_EQ(marked.kib_per_ms, 0u);
+  // What was committed after the first round, and only that, was copied under the lock.
+  EXPECT_EQ(result.locked_bytes, log_after - log_at_round);
+  EXPECT_OK_AND_EQ(db->Get("k3"), Value(3, 5));
+  EXPECT_OK(db->Verify());
+}
+
+// Pacing lasts until its deadline, which a compaction renews each round: commits after it (a
+// compaction that died) are not charged. The first opener clears the words.
+TEST_F(OnlineCompactTest, PacingEndsAtItsDeadline) {
+  const std::string path = Path("deadline.mapkv");
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+    internal::RwLock& lock = internal::ImplOf(*db).rwlock();
+    lock.PaceWriters(1, 0);  // 1 KiB a millisecond, until now
+    const internal::RwLock::PaceWords before = lock.pace();
+    ASSERT_OK(db->Put("k", Value(1, 1)));
+    EXPECT_EQ(lock.pace().next_ns, before.next_ns);
+
+    lock.PaceWriters(1 << 20, internal::RwLock::kMaxPaceUs);  // 1 GiB a millisecond: no sleeps
+    ASSERT_OK(db->Put("k", Value(1, 2)));
+    EXPECT_GT(lock.pace().next_ns, before.next_ns);
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
+  EXPECT_EQ(internal::ImplOf(*db).rwlock().pace().kib_per_ms, 0u);
+  EXPECT_EQ(internal::ImplOf(*db).rwlock().pace().until_ns, 0u);
+}
 
 // A compaction started by commits copies the versions that commits made while it ran replaced,
 // and so may leave its file past the ratio already; the handle then starts the next one itself,

@@ -350,6 +350,7 @@ typedef struct mapkv_compact_result {
   uint64_t micros;
   uint64_t removed_leftovers;
   uint64_t garbage_after;  // CompactResult::garbage_after
+  uint64_t locked_bytes;   // CompactResult::locked_bytes
 } mapkv_compact_result;
 
 // Options of a compaction, with the defaults of mapkv::CompactOptions. Created by

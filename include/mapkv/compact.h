@@ -141,6 +141,9 @@ struct CompactResult {
   // Stats::garbage_bytes of the new file: online, the versions that commits made while it ran
   // replaced, copied before they were (0 for a copy of a database held alone or still).
   uint64_t garbage_after = 0;
+  // Online: log bytes of the commits copied in the last round, under the source's writer lock,
+  // while its writers waited (the rounds before it are paced to leave little; 0 otherwise).
+  uint64_t locked_bytes = 0;
   uint64_t micros = 0;  // wall-clock time, from opening the source to the rename
   // Temporary files of earlier, killed compactions or backups to the same destination, removed
   // first.
