@@ -686,6 +686,7 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
   source.rwlock().RenewPacing(internal::RwLock::kMaxPaceUs);
   MAPKV_RETURN_IF_ERROR(target_->Checkpoint());
   MAPKV_RETURN_IF_ERROR(rounds(kRoundsAfterFlush, 1));
+  MAPKV_RETURN_IF_ERROR(target_->Checkpoint());  // what those rounds wrote
   // The last round under the source's writer lock, held until the new file has the name; ahead of
   // the other writers, which would otherwise keep it with a stream of commits.
   source.RequestWriterPriority();
@@ -730,10 +731,12 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
     return s;
   }
   source.env().AtPoint(internal::HookPoint::kCompactRenamed);
-  // The old file's blocks go back to the file system now, unless a snapshot still reads it (then
-  // when the last process that has it open lets it go).
-  (void)source.PunchIfUnpinned();
   release();
+  // The old file's blocks go back to the file system now, unless a snapshot still reads it (then
+  // when the last process that has it open lets it go). Not under the lock: freeing a large
+  // file's blocks takes tens of milliseconds, and whether a snapshot pins the file is settled by
+  // the mark (a snapshot pins itself, then looks for it).
+  (void)source.PunchIfUnpinned();
   return internal::SyncDirectoryOf(dst_);
 }
 
