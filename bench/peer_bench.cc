@@ -339,10 +339,16 @@ struct Result {
   uint64_t ops = 0;
   double wall_seconds = 0;
   double cpu_seconds = 0;
-  uint64_t file_bytes = 0;           // after the phase, for fillrandom, compact and update
-  uint64_t live_keys = 0;            // update: the keys live at the end of the stage
-  uint64_t bytes_written = 0;        // update: KvStore::BytesWritten's growth over the rounds
-  uint64_t compactions = 0;          // update: the online compactions (--compact_at) in the rounds
+  uint64_t file_bytes = 0;     // after the phase, for fillrandom, compact and update
+  uint64_t live_keys = 0;      // update: the keys live at the end of the stage
+  uint64_t bytes_written = 0;  // update: KvStore::BytesWritten's growth over the rounds
+  uint64_t compactions = 0;    // update: the online compactions (--compact_at) in the rounds
+  // update: the directory's disk space sampled every kSpaceSample updates of the rounds (their
+  // sum, count and largest), and the longest single update.
+  uint64_t space_sum = 0;
+  uint64_t space_samples = 0;
+  uint64_t space_max = 0;
+  double longest_op_seconds = 0;
   double writer_ops_per_second = 0;  // mp-read+writer: the writer's commits per second
   uint64_t computes = 0;             // mp-cache: values computed by all the processes
   uint64_t reader_passes = 0;        // snapshot: the snapshot reader's full passes
@@ -360,6 +366,9 @@ double ServerCpu(const KvBackend& backend) {
   absl::StatusOr<double> cpu = tools::ProcessCpuSecondsOf(backend.server_pid());
   return cpu.ok() ? *cpu : 0;
 }
+
+// The update phase samples its store's disk space this often, in updates.
+constexpr uint64_t kSpaceSample = 10'000;
 
 // The disk space the files in `dir` take, as du counts it: LMDB's MDB_WRITEMAP file is as long
 // as its map (64 GiB) but sparse, and mapkv's file is allocated ahead of its log.
@@ -932,7 +941,12 @@ class StoreRun {
       r->note = absl::StrFormat(
           "%d keys live, space %s, write amplification %s%s", r->live_keys,
           r->file_bytes > 0
-              ? absl::StrFormat("%.2fx raw live", static_cast<double>(r->file_bytes) / raw)
+              ? absl::StrFormat("%.2fx raw live (rounds: mean %.2fx, max %.2fx)",
+                                static_cast<double>(r->file_bytes) / raw,
+                                r->space_samples > 0
+                                    ? static_cast<double>(r->space_sum) / r->space_samples / raw
+                                    : 0.0,
+                                static_cast<double>(r->space_max) / raw)
               : "n/a",
           r->bytes_written > 0 ? absl::StrFormat("%.2f", static_cast<double>(r->bytes_written) /
                                                              data_.raw_bytes(r->ops))
@@ -1006,15 +1020,15 @@ class StoreRun {
 
   // --update_rounds rounds of Puts of `keys` (each once in random order, or as many zipfian
   // ones), each with a new value (into `last`), timed into r; the round's keys are drawn before
-  // its clock starts. With --compact_at=R, every kCompactCheck Puts (inside the clock: its time
-  // counts) the disk space of `dir` is checked, and when it passes R x the raw bytes of the live
-  // pairs the store is compacted online (KvStore::CompactOnline) there and then; where the
-  // compacted file itself is above that, the next one waits for R x the compacted file's space.
-  // Stores without online compaction are not checked after their first Unimplemented.
+  // its clock starts. Every kSpaceSample Puts (inside the clock: its time counts, a directory
+  // walk) the disk space of `dir` is sampled into r. With --compact_at=R, when it passes R x the
+  // raw bytes of the live pairs the store is compacted online (KvStore::CompactOnline) there and
+  // then; where the compacted file itself is above that, the next one waits for R x the
+  // compacted file's space. Stores without online compaction are not checked after their first
+  // Unimplemented.
   absl::Status Overwrite(KvStore& store, const KvBackend& backend, const std::string& dir,
                          const std::vector<uint64_t>& keys, Rng& rng, std::vector<uint32_t>& last,
                          Result& r) {
-    static constexpr uint64_t kCompactCheck = 10'000;
     bool compact = config_.compact_at > 0 && kind_.caps.on_disk;
     const double raw_live = static_cast<double>(data_.raw_bytes(keys.size()));
     double compacted = 0;  // the space right after this stage's last online compaction
@@ -1031,15 +1045,25 @@ class StoreRun {
       }
       const double cpu0 = tools::ProcessCpuSeconds() + ServerCpu(backend);
       const Clock::time_point start = Clock::now();
+      Clock::time_point before = start;  // one clock read an update: the end of the one before
       for (uint64_t k : order) {
         last[k] = data_.ValueOffset(rng);
         if (absl::Status s = store.Put(data_.ExistingKey(k), data_.ValueAt(last[k])); !s.ok()) {
           return s;
         }
-        if (compact && ++puts % kCompactCheck == 0 &&
-            static_cast<double>(DirectoryBytes(dir)) >
-                config_.compact_at *
-                    (compacted > config_.compact_at * raw_live ? compacted : raw_live)) {
+        const Clock::time_point after = Clock::now();
+        r.longest_op_seconds =
+            std::max(r.longest_op_seconds, std::chrono::duration<double>(after - before).count());
+        before = after;
+        if (++puts % kSpaceSample != 0 || !kind_.caps.on_disk) continue;
+        const uint64_t space = DirectoryBytes(dir);
+        r.space_sum += space;
+        ++r.space_samples;
+        r.space_max = std::max(r.space_max, space);
+        before = Clock::now();
+        if (compact && static_cast<double>(space) >
+                           config_.compact_at *
+                               (compacted > config_.compact_at * raw_live ? compacted : raw_live)) {
           absl::Status s = store.CompactOnline();
           if (absl::IsUnimplemented(s)) {
             compact = false;
@@ -1048,6 +1072,7 @@ class StoreRun {
           if (!s.ok()) return s;
           ++r.compactions;
           compacted = static_cast<double>(DirectoryBytes(dir));
+          before = Clock::now();
         }
       }
       r.wall_seconds += std::chrono::duration<double>(Clock::now() - start).count();
@@ -1206,20 +1231,28 @@ std::string SteadyState(const std::vector<Result>& results, const std::vector<st
     if (r.file_bytes == 0) return std::string("n/a");
     return absl::StrFormat("%.2f", static_cast<double>(r.file_bytes) / data.raw_bytes(r.live_keys));
   };
+  auto during = [&](const Result& r) {
+    if (r.space_samples == 0) return std::string("n/a");
+    const double raw = static_cast<double>(data.raw_bytes(r.live_keys));
+    return absl::StrFormat("%.2f / %.2f", static_cast<double>(r.space_sum) / r.space_samples / raw,
+                           static_cast<double>(r.space_max) / raw);
+  };
   std::string rows;
   for (const std::string& store : stores) {
     const Result* all = find(store, "update");
     const Result* rest = find(store, "update-10%");
     if (all == nullptr || rest == nullptr) continue;
     const uint64_t written = all->bytes_written + rest->bytes_written;
-    absl::StrAppendFormat(&rows, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |", store,
-                          config.update_dist, all->live_keys, Rate(all->OpsPerSecond()),
-                          Rate(all->OpsPerCpuSecond()), Rate(rest->OpsPerSecond()),
-                          Rate(rest->OpsPerCpuSecond()), space(*all), space(*rest),
-                          all->bytes_written > 0 && rest->bytes_written > 0
-                              ? absl::StrFormat("%.2f", static_cast<double>(written) /
-                                                            data.raw_bytes(all->ops + rest->ops))
-                              : "n/a");
+    absl::StrAppendFormat(
+        &rows, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %s |", store,
+        config.update_dist, all->live_keys, Rate(all->OpsPerSecond()), Rate(all->OpsPerCpuSecond()),
+        Rate(rest->OpsPerSecond()), Rate(rest->OpsPerCpuSecond()), space(*all), during(*all),
+        space(*rest), during(*rest),
+        std::max(all->longest_op_seconds, rest->longest_op_seconds) * 1e3,
+        all->bytes_written > 0 && rest->bytes_written > 0
+            ? absl::StrFormat("%.2f",
+                              static_cast<double>(written) / data.raw_bytes(all->ops + rest->ops))
+            : "n/a");
     if (config.compact_at > 0) {
       absl::StrAppendFormat(&rows, " %d / %d |", all->compactions, rest->compactions);
     }
@@ -1233,7 +1266,9 @@ std::string SteadyState(const std::vector<Result>& results, const std::vector<st
           "random 90%% of the keys deleted, %d rounds over the rest. Updates per second and per "
           "CPU-s over the overwrite rounds, of all the keys and of the 10%% left; space: the "
           "disk space of the store's directory (as du counts) over the raw bytes of the live "
-          "keys and values, after each stage; write amplification: the bytes the store says it "
+          "keys and values, after each stage, and its mean and largest over samples taken every "
+          "10,000 updates of the stage's rounds; the longest update, of both stages; write "
+          "amplification: the bytes the store says it "
           "wrote / the raw bytes updated, over both stages' rounds (KvStore::BytesWritten: "
           "mapkv's is log bytes appended, compactions' copies included, not counting the index "
           "slots rewritten in place; n/a: "
@@ -1251,10 +1286,12 @@ std::string SteadyState(const std::vector<Result>& results, const std::vector<st
                     config.compact_at, config.compact_at)
               : ""),
       "| store | dist | keys | updates/s | updates/CPU-s | updates/s, 10% left | updates/CPU-s, "
-      "10% left | space after overwrites (x raw live) | space after deleting 90% (x raw live) | "
+      "10% left | space after overwrites (x raw live) | during them, mean / max | space after "
+      "deleting 90% (x raw live) | during the rest's rounds, mean / max | longest update (ms) | "
       "write amplification |",
       compacting ? " online compactions |\n" : "\n",
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", compacting ? "---:|\n" : "\n", rows);
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      compacting ? "---:|\n" : "\n", rows);
 }
 
 std::string Markdown(const std::vector<Result>& all_results, const std::vector<std::string>& stores,
