@@ -278,6 +278,15 @@ class Rewrite {
 
   // kOnline: copies the records the source committed in [from, to) after the snapshot copied.
   absl::Status CatchUp(uint64_t from, uint64_t to);
+  // kOnline: paces the source's writers, together, at 1/`share` of this copy's speed (`bytes` in
+  // the time since `start`) for the next `for_us` (RwLock::PaceWriters). Writers that run flat
+  // out append as fast as the copy copies: unpaced, they would keep it from ever catching up.
+  // The snapshot's copy paces them at a 16th of its speed, each round of catching up at an
+  // eighth of its own (a copied commit costs about twice a snapshot's record): each round then
+  // has about an eighth of the one before to copy. Smaller shares, a half or a quarter, were
+  // measured to leave more rounds, with more space taken meanwhile and more copied in all
+  // (docs/benchmarks.md, "Steady-state updates").
+  void PaceWriters(uint64_t bytes, Clock::time_point start, uint64_t share, uint64_t for_us);
   // kOnline, after the copy: holding the source's writer lock, copies its last commits, marks it
   // replaced and puts the new file in place.
   absl::Status FinishOnline(const internal::FileInfo& info, uint64_t from);
@@ -407,6 +416,7 @@ absl::Status Rewrite::Copy(ReadTxn read) {
   uint64_t batch = 0;
   uint64_t dropped = 0;
   const int64_t now = internal::NowUnixMs();
+  const Clock::time_point copy_start = Clock::now();
   absl::Status walk = read.ForEach([&](std::string_view key, std::string_view value) {
     if (is_cache_ && !internal::KeepWhenCompacting(value, now)) {
       // An expired value, or a lease: the copy's computation would have no process to finish it
@@ -431,6 +441,9 @@ absl::Status Rewrite::Copy(ReadTxn read) {
         status = txn.status();
       }
       if (!status.ok()) return false;
+      // Renewed every batch: a compaction that died stops pacing soon.
+      if (placement_ == Placement::kOnline)
+        PaceWriters(progress.bytes_done, copy_start, 16, 100'000);
     }
     if (progress.keys_done % kReportEvery == 0) Report(options_, progress);
     return true;
@@ -568,6 +581,16 @@ absl::Status Rewrite::Replace() {
   return absl::OkStatus();
 }
 
+void Rewrite::PaceWriters(uint64_t bytes, Clock::time_point start, uint64_t share,
+                          uint64_t for_us) {
+  const uint64_t us = std::max<int64_t>(
+      1, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
+  // Bytes per microsecond * 1000 / 1024 = KiB per millisecond.
+  const uint64_t kib_per_ms = bytes * 1000 / 1024 / share / us;
+  internal::ImplOf(*source_).rwlock().PaceWriters(
+      static_cast<uint32_t>(std::min<uint64_t>(kib_per_ms, UINT32_MAX)), for_us);
+}
+
 absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
   if (from >= to) return absl::OkStatus();
   // Records of whole commits, in commit order: only each key's last one there counts (the new
@@ -634,13 +657,10 @@ absl::Status Rewrite::CatchUp(uint64_t from, uint64_t to) {
 }
 
 absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from) {
-  // Rounds while the source's writers go on: each copies what they committed during the last.
-  // Copying a commit costs about what the commit did, so writers that run flat out would keep the
-  // backlog from shrinking, and wait at the end, under the lock, for all of it. After the first
-  // round they are paced (RwLock::PaceWriters) at half the speed of the last round's copy, so each
-  // round has about half as much to copy as the one before. Once little is left (or a round did
-  // not shrink it: the copy slowed down), most of the new file goes to the disk, a few more
-  // rounds copy what was committed meanwhile, and the last is copied under the lock.
+  // Rounds while the source's writers go on: each copies what they committed during the last,
+  // while they are paced (PaceWriters) so that it shrinks. Once little is left (or a round did not
+  // shrink it: the copy slowed down), most of the new file goes to the disk, a few more rounds
+  // copy what was committed meanwhile, and the last is copied under the lock.
   constexpr int kRounds = 8;
   constexpr int kRoundsAfterFlush = 4;
   constexpr uint64_t kLeftForTheLock = 1 << 20;
@@ -666,20 +686,17 @@ absl::Status Rewrite::FinishOnline(const internal::FileInfo& info, uint64_t from
       if (to - from <= kLeftForTheLock || (round >= first_paced && to - from >= last_round)) break;
       const Clock::time_point round_start = Clock::now();
       MAPKV_RETURN_IF_ERROR(CatchUp(from, to));
-      const uint64_t us = std::max<int64_t>(
-          1, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - round_start)
-                 .count());
-      // Half the copy's speed: bytes per microsecond / 2 * 1000 / 1024 = KiB per millisecond.
-      const uint64_t kib_per_ms = (to - from) * 1000 / 2048 / us;
-      source.rwlock().PaceWriters(static_cast<uint32_t>(std::min<uint64_t>(kib_per_ms, UINT32_MAX)),
-                                  4 * us + 10'000);
+      // Until the next round ends: it copies about an eighth as much, in an eighth of the time.
+      const uint64_t us =
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - round_start).count();
+      PaceWriters(to - from, round_start, 8, 2 * us + 10'000);
       source.env().AtPoint(internal::HookPoint::kCompactCaughtUp);
       last_round = to - from;
       from = to;
     }
     return absl::OkStatus();
   };
-  // The first round's writers ran unpaced, and so did those of the snapshot's copy.
+  // The first round's writers were paced by the snapshot's copy, at another speed.
   MAPKV_RETURN_IF_ERROR(rounds(kRounds, 2));
   // Most of the new file on disk first: the flush under the lock then writes only the last round.
   // The writers stay paced meanwhile: the flush may take longer than a round.

@@ -169,8 +169,8 @@ struct alignas(64) LockState {
   // compaction's last step, which a stream of commits would otherwise keep from it): other
   // writers wait, before they try for the lock, while it names a live slot. 0: none.
   std::atomic<uint32_t> priority;
-  // Writers paced while an online compaction catches up with them (its copy of their commits
-  // costs about what the commits did, so writers that run flat out would never let it finish):
+  // Writers paced while an online compaction runs (its copy of their commits costs about what
+  // the commits did, so writers that run flat out would never let it finish):
   // commits take, together, at most `pace_kib_per_ms` KiB of log per millisecond (0: no pacing),
   // a token bucket whose next free time is `pace_next_ns` (MonotonicMicros * 1000), until the
   // monotonic `pace_until_ns`, which the compaction renews each round (at most a second ahead:

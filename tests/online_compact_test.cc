@@ -514,9 +514,9 @@ class AtPoints : public internal::Env {
   std::set<internal::HookPoint> ran_;
 };
 
-// Writers that commit while a compaction catches up with them are paced, together, at half the
-// speed of its last round, until it holds their lock: each commit's log bytes are charged to a
-// token bucket in the lock page (LockState::pace_*), which a writer in debt sleeps off. The
+// Writers that commit while a compaction catches up with them are paced, together, at a fraction
+// of the speed of its last round, until it holds their lock: each commit's log bytes are charged to
+// a token bucket in the lock page (LockState::pace_*), which a writer in debt sleeps off. The
 // rounds thus leave little for the last one, copied under the lock (CompactResult::locked_bytes).
 TEST_F(OnlineCompactTest, WritersArePacedWhileTheCompactionCatchesUp) {
   const std::string path = Path("paced.mapkv");

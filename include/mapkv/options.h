@@ -112,9 +112,9 @@ struct Options {
   // right after it when the commits made meanwhile left the new file past these bounds already.
   // Every handle of every process goes on meanwhile and moves to the compacted file; one
   // compaction of a file runs at a time. Each compaction copies the live records and the commits
-  // made while it runs; while it catches up with those, the commits of every handle are paced,
-  // together, at half the speed of its copy (a commit in debt sleeps), so that it finishes, and
-  // its last step, which holds the writer lock, has little left to copy:
+  // made while it runs; meanwhile the commits of every handle are paced, together, at a fraction
+  // of the copy's speed (a commit in debt sleeps), so that it finishes, and its last step, which
+  // holds the writer lock, has little left to copy:
   // the trade of update rate for space (docs/benchmarks.md, "Steady-state updates": at 1M keys
   // overwritten 20 times as fast as one thread can, 43% of the update rate per CPU-second kept
   // and the file at 6.6x the raw live bytes instead of 31x; after deleting 90% of the keys, 3.6x
