@@ -55,6 +55,10 @@ int RunCompact(const CompactArgs& args) {
       Commas(result->size_before).c_str(), Commas(result->size_after).c_str(), saved,
       Plural(result->keys, "key", "keys").c_str(), Bytes(result->live_bytes).c_str(),
       Seconds(seconds).c_str(), MiBPerSecond(*result));
+  if (result->locked_bytes > 0) {
+    std::printf("online: the last %s of commits copied holding the writer lock\n",
+                Bytes(result->locked_bytes).c_str());
+  }
   if (result->dropped > 0) {
     std::printf("dropped %s: expired values, and leases of computations that never finished\n",
                 Plural(result->dropped, "cache entry", "cache entries").c_str());
