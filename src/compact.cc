@@ -442,8 +442,9 @@ absl::Status Rewrite::Copy(ReadTxn read) {
       }
       if (!status.ok()) return false;
       // Renewed every batch: a compaction that died stops pacing soon.
-      if (placement_ == Placement::kOnline)
+      if (placement_ == Placement::kOnline) {
         PaceWriters(progress.bytes_done, copy_start, 16, 100'000);
+      }
     }
     if (progress.keys_done % kReportEvery == 0) Report(options_, progress);
     return true;

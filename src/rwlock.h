@@ -118,6 +118,7 @@ class RwLock {
     if (rate != 0) PaceWriters(rate, for_us);
   }
   void StopPacing() { lock_->pace_kib_per_ms.store(0, std::memory_order_relaxed); }
+  // The words as they are now (tests).
   struct PaceWords {
     uint32_t kib_per_ms;
     uint64_t next_ns;
@@ -126,10 +127,13 @@ class RwLock {
   PaceWords pace() const {
     return {lock_->pace_kib_per_ms.load(), lock_->pace_next_ns.load(), lock_->pace_until_ns.load()};
   }
-  // Called by a writer after a commit of `bytes`, without the writer lock: sleeps while the
-  // writers are paced and past their pace. One load of a line every read loads anyway otherwise.
+  // Called by a writer after a commit of `bytes`, without the writer lock: while the writers are
+  // paced and more than a millisecond ahead of their pace, sleeps until they are not (or until
+  // the deadline). One load of a line every read loads anyway otherwise.
   void Pace(uint64_t bytes) {
-    if (lock_->pace_kib_per_ms.load(std::memory_order_relaxed) != 0) PaceSlow(bytes);
+    if (bytes != 0 && lock_->pace_kib_per_ms.load(std::memory_order_relaxed) != 0) {
+      PaceSlow(bytes);
+    }
   }
 
   // Handles (all processes) that have the file open now.
