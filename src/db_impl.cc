@@ -248,6 +248,7 @@ Stats DBImpl::GetStats() {
       s.write_amplification = static_cast<double>(s.bytes_written) /
                               static_cast<double>(s.bytes_written - s.bytes_relocated);
     }
+    s.writers_paced_kib_per_ms = lock_.ActivePace();
   }
   lock_.UnlockShared();
   for (const SnapshotInfo& info : Snapshots()) {

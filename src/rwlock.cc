@@ -238,15 +238,22 @@ void RwLock::PaceWriters(uint32_t kib_per_ms, uint64_t for_us) {
   lock_->pace_kib_per_ms.store(std::max<uint32_t>(kib_per_ms, 1), std::memory_order_relaxed);
 }
 
+uint32_t RwLock::ActivePace() const {
+  const uint32_t rate = lock_->pace_kib_per_ms.load(std::memory_order_relaxed);
+  if (rate == 0) return 0;
+  const uint64_t now_ns = MonotonicMicros() * 1000;
+  const uint64_t until_ns = lock_->pace_until_ns.load(std::memory_order_relaxed);
+  return now_ns < until_ns && until_ns - now_ns <= kMaxPaceUs * 1000 ? rate : 0;
+}
+
 void RwLock::PaceSlow(uint64_t bytes) {
   // Debts up to this much are let through, and a writer past it sleeps until it owes nothing: a
   // sleep costs a few microseconds of CPU, so one per commit would cost more than the commits.
   constexpr uint64_t kBurstNs = 1'000'000;
-  const uint64_t rate = lock_->pace_kib_per_ms.load(std::memory_order_relaxed);
+  const uint64_t rate = ActivePace();
+  if (rate == 0) return;
   const uint64_t now_ns = MonotonicMicros() * 1000;
   const uint64_t until_ns = lock_->pace_until_ns.load(std::memory_order_relaxed);
-  // Over, or a deadline that no compaction of this boot set (the words are the file's).
-  if (rate == 0 || now_ns >= until_ns || until_ns - now_ns > kMaxPaceUs * 1000) return;
   const uint64_t cost_ns = bytes * 1'000'000 / (rate * 1024);
   uint64_t next = lock_->pace_next_ns.load(std::memory_order_relaxed);
   uint64_t due = 0;

@@ -118,6 +118,9 @@ class RwLock {
     if (rate != 0) PaceWriters(rate, for_us);
   }
   void StopPacing() { lock_->pace_kib_per_ms.store(0, std::memory_order_relaxed); }
+  // The pace the writers are held to now, in KiB a millisecond: 0 when none, or past its deadline
+  // (or with one that no compaction of this boot set: the words are the file's).
+  uint32_t ActivePace() const;
   // The words as they are now (tests).
   struct PaceWords {
     uint32_t kib_per_ms;

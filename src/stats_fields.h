@@ -34,7 +34,8 @@
   X(compactions)              \
   X(bytes_written)            \
   X(bytes_relocated)          \
-  X(write_amplification)
+  X(write_amplification)      \
+  X(writers_paced_kib_per_ms)
 
 // CacheStats less its `db` (a Stats: MAPKV_STATS_FIELDS).
 #define MAPKV_CACHE_STATS_FIELDS(X) \

@@ -525,6 +525,7 @@ TEST_F(OnlineCompactTest, WritersArePacedWhileTheCompactionCatchesUp) {
   // The writer's lock on the file being compacted (its handle moves on after the rename).
   internal::RwLock& lock = internal::ImplOf(*db).rwlock();
   internal::RwLock::PaceWords during{}, after_commits{}, marked{};
+  uint64_t stat_during = 0;  // Stats::writers_paced_kib_per_ms then
   uint64_t round_end_ns = 0, bucket_from = 0, owed_ns = 0, log_at_round = 0, log_after = 0;
   AtPoints env;
   // 2 MiB of commits while the snapshot is copied: more than the last round is left (1 MiB).
@@ -536,6 +537,7 @@ TEST_F(OnlineCompactTest, WritersArePacedWhileTheCompactionCatchesUp) {
   };
   env.work_[internal::HookPoint::kCompactCaughtUp] = [&] {
     during = lock.pace();
+    stat_during = db->GetStats().writers_paced_kib_per_ms;
     round_end_ns = internal::MonotonicMicros() * 1000;
     // A slower pace than any copy's, so that the commits below owe more than the time they take.
     constexpr uint32_t kKibPerMs = 1;
@@ -570,6 +572,8 @@ TEST_F(OnlineCompactTest, WritersArePacedWhileTheCompactionCatchesUp) {
   ASSERT_OK(env.status_);
 
   ASSERT_GT(during.kib_per_ms, 0u) << "the writers were not paced after the first round";
+  EXPECT_EQ(stat_during, during.kib_per_ms);  // what `mapkv stat` shows
+  EXPECT_EQ(db->GetStats().writers_paced_kib_per_ms, 0u);
   EXPECT_GT(during.until_ns, round_end_ns);
   EXPECT_LE(during.until_ns, round_end_ns + internal::RwLock::kMaxPaceUs * 1000);
   // Every commit was charged: the bucket's next free time moved on by at least what they owed.
@@ -594,10 +598,12 @@ TEST_F(OnlineCompactTest, PacingEndsAtItsDeadline) {
     const internal::RwLock::PaceWords before = lock.pace();
     ASSERT_OK(db->Put("k", Value(1, 1)));
     EXPECT_EQ(lock.pace().next_ns, before.next_ns);
+    EXPECT_EQ(db->GetStats().writers_paced_kib_per_ms, 0u);
 
     lock.PaceWriters(1 << 20, internal::RwLock::kMaxPaceUs);  // 1 GiB a millisecond: no sleeps
     ASSERT_OK(db->Put("k", Value(1, 2)));
     EXPECT_GT(lock.pace().next_ns, before.next_ns);
+    EXPECT_EQ(db->GetStats().writers_paced_kib_per_ms, 1u << 20);
   }
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, SmallOptions()));
   EXPECT_EQ(internal::ImplOf(*db).rwlock().pace().kib_per_ms, 0u);

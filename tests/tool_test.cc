@@ -612,6 +612,7 @@ TEST_F(ToolTest, CompactShrinksKeepsContentAndPassesCheck) {
   EXPECT_TRUE(Contains(json.out, "\"index_load\":0.")) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"compactions\":1,\"bytes_written\":")) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"write_amplification\":1.")) << json.out;
+  EXPECT_TRUE(Contains(json.out, "\"writers_paced_kib_per_ms\":0")) << json.out;
   EXPECT_TRUE(TempFiles().empty());
   // The compacted database takes writes and a second compaction as usual.
   EXPECT_EQ(Run({"put", db, "after", "compaction"}).status, 0);

@@ -134,6 +134,7 @@ int RunStat(const StatArgs& args) {
                       ",\"bytes_written\":", s.bytes_written,
                       ",\"bytes_relocated\":", s.bytes_relocated);
       absl::StrAppendFormat(&out, ",\"write_amplification\":%.4f", s.write_amplification);
+      absl::StrAppend(&out, ",\"writers_paced_kib_per_ms\":", s.writers_paced_kib_per_ms);
     }
     if (cache) {
       absl::StrAppend(&out, ",\"cache\":{\"hits\":", cache->hits, ",\"misses\":", cache->misses,
@@ -181,7 +182,11 @@ int RunStat(const StatArgs& args) {
               " written to its logs, ", Bytes(s.bytes_relocated), " of it copies by compactions",
               s.write_amplification == 0
                   ? ""
-                  : absl::StrFormat(" (write amplification %.2f)", s.write_amplification)));
+                  : absl::StrFormat(" (write amplification %.2f)", s.write_amplification),
+              s.writers_paced_kib_per_ms == 0
+                  ? ""
+                  : absl::StrCat("; one is running, and holds commits to ",
+                                 Commas(s.writers_paced_kib_per_ms), " KiB of log a millisecond")));
     }
     row("index", absl::StrFormat("%s slots, %s used, load %.2f (%s past 0.75)",
                                  Commas(s.index_capacity), Commas(s.index_used), s.index_load,
@@ -265,10 +270,12 @@ Fields (JSON names in brackets):
                               overwritten and deleted records and old index tables, and their
                               share of the log: what `mapkv compact` would reclaim (commits
                               compact online once it passes Options::compact_ratio)
-  compactions [compactions, bytes_written, bytes_relocated, write_amplification]
+  compactions [compactions, bytes_written, bytes_relocated, write_amplification,
+               writers_paced_kib_per_ms]
                               a database's compactions in place over its life, the log bytes
                               written over it (commits' and the compactions' copies), those of
-                              the copies, and bytes written per byte that commits wrote
+                              the copies, and bytes written per byte that commits wrote; while
+                              one runs online, the pace it holds commits to (0: none)
   index [index_capacity, index_used, index_load]
                               slots, slots holding a key or a deletion marker, and their ratio
   checkpoint [checkpoint_seq, last_checkpoint_unix_ms, checkpoint_age_s]

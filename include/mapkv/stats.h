@@ -47,6 +47,11 @@ struct Stats {
   // committed since the oldest of them began: what it keeps readable.
   uint64_t snapshots = 0;
   uint64_t snapshot_pinned_bytes = 0;
+
+  // While an online compaction of the database runs, the pace it holds the commits of every
+  // process to, together, in KiB of log a millisecond (a commit ahead of it sleeps: design.md,
+  // "Online compaction"); 0 otherwise.
+  uint64_t writers_paced_kib_per_ms = 0;
 };
 
 // The open snapshots of one handle, as DB::Snapshots() lists them (`mdb_stat -r` lists LMDB's

@@ -241,6 +241,7 @@ class MappingTest(TempDirTest):
         self.assertEqual(s["compactions"], 0)
         self.assertEqual(s["bytes_relocated"], 0)
         self.assertEqual(s["write_amplification"], 1.0)
+        self.assertEqual(s["writers_paced_kib_per_ms"], 0)
         self.assertIsNone(self.db.verify())
 
     def test_close_and_context_manager(self):
