@@ -69,7 +69,9 @@ absl::Status DBImpl::EnsureSpace(uint64_t end, uint64_t keep) {
                                                      " bytes, max_file_size is ", max_file_size_));
   }
   const uint64_t need = std::min(RoundUp(end + keep, kSizeGranule), max_file_size_);
-  uint64_t grown = std::max(need, size + std::min(size / 4, kGrowStep));
+  // A quarter of what is in use: in version 5 the file below the log's start is given back.
+  const uint64_t in_use = size - (cleaned_ ? state_->head.load() - kHeaderSize : 0);
+  uint64_t grown = std::max(need, size + std::min(in_use / 4, kGrowStep));
   grown = std::min(RoundUp(grown, kGrowAlign), max_file_size_);
   absl::Status s = file_->Grow(grown);
   // A full disk may still have room for what this commit needs, if not for a quarter more.
@@ -273,14 +275,17 @@ absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndexLocked(WriteState& w, uint64_t ne
                         [&](uint64_t max_keys) { return EvictLocked(0, max_keys); });
 }
 
-absl::StatusOr<uint64_t> DBImpl::MaybeGrowLinearIndex(WriteState& w, uint64_t new_keys) {
+absl::StatusOr<uint64_t> DBImpl::MaybeGrowLinearIndex(WriteState& w, uint64_t new_keys,
+                                                       bool refit) {
   const uint64_t old_record = state_->index_record.load();
   const uint32_t old_bits = IndexBits(old_record);
-  if (!IndexOverLimit(state_->used.load() + new_keys, uint64_t{1} << old_bits)) return 0;
+  if (!refit && !IndexOverLimit(state_->used.load() + new_keys, uint64_t{1} << old_bits)) {
+    return 0;
+  }
   // Rehash from the stored hashes (no record reads) into a table at most half full. Readers go on
   // reading the old table meanwhile: only the writer changes tables.
-  const uint32_t bits = std::max(
-      IndexBitsFor(state_->count.load() + new_keys, options_.initial_index_slots), old_bits);
+  const uint32_t fit = IndexBitsFor(state_->count.load() + new_keys, options_.initial_index_slots);
+  const uint32_t bits = refit ? fit : std::max(fit, old_bits);
   const uint64_t at = w.tail;
   MAPKV_ASSIGN_OR_RETURN(uint64_t size, WriteIndexTable(at, w.seq, 0, bits));
   IndexTable from(base_, old_record, old_bits);
@@ -389,6 +394,9 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
     if (i == n / 2) env_.AtPoint(HookPoint::kCommitApplying);
     ApplyWrite(table, writes[i]);
   }
+  // With the batch that relocated what it passes: a snapshot that reads the new start reads the
+  // copies too (cleaner.cc).
+  if (w.new_head != 0) state_->head.store(w.new_head, std::memory_order_release);
   state_->commits.store(w.seq, std::memory_order_relaxed);
   state_->applied_tail.store(w.tail, std::memory_order_release);
   if (options_.durability == Durability::kSync) state_->synced_tail.store(w.tail);
@@ -418,6 +426,7 @@ absl::Status DBImpl::Commit(WriteState& w) {
     InvalidateAfterTail();  // a sealed batch that was never published must never validate
     return s;
   }
+  MaybeClean(w.tail - w.start);
   return MaybePeriodicCheckpoint();
 }
 
@@ -441,6 +450,7 @@ absl::Status DBImpl::PutOrDelete(std::string_view key, const std::string_view* v
       s = Publish(w, *new_index, &write, 1);
       if (!s.ok()) InvalidateAfterTail();
     }
+    if (s.ok()) MaybeClean(w.tail - w.start);
     if (s.ok()) s = MaybePeriodicCheckpoint();
   }
   ReleaseCurrentWriter();
@@ -462,9 +472,16 @@ const CheckpointRecord* DBImpl::LatestCheckpoint() const {
 
 absl::Status DBImpl::CheckpointLocked() {
   const uint64_t tail = state_->committed_tail.load();
+  const uint64_t head = cleaned_ ? state_->head.load() : 0;
   MAPKV_RETURN_IF_ERROR(file_->Flush(0, ring() ? state_->file_size.load() : tail));
   MAPKV_RETURN_IF_ERROR(file_->Sync());
   state_->synced_tail.store(tail);
+  MAPKV_RETURN_IF_ERROR(WriteCheckpointRecord(tail, head));
+  if (cleaned_) GiveBackLocked();
+  return absl::OkStatus();
+}
+
+absl::Status DBImpl::WriteCheckpointRecord(uint64_t tail, uint64_t head) {
   const CheckpointRecord* latest = LatestCheckpoint();
   CheckpointRecord c{};
   c.seq = latest == nullptr ? 1 : latest->seq + 1;
@@ -472,6 +489,7 @@ absl::Status DBImpl::CheckpointLocked() {
   c.commits = state_->commits.load();
   c.index_record = state_->index_record.load();
   c.unix_ms = NowUnixMs();
+  c.head = head;
   c.checksum = CheckpointChecksum(c, salt_);
   std::memcpy(base_ + kCheckpointOffset[c.seq % 2], &c, sizeof(c));
   return file_->Flush(0, kHeaderPageSize);

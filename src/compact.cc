@@ -208,7 +208,7 @@ uint64_t EstimateFileSize(const Stats& s, uint32_t index_bits, uint64_t batches)
   const uint64_t commit =
       internal::Align64(internal::RecordSize(0, sizeof(internal::CommitPayload)));
   const uint64_t chains =
-      s.format_version == internal::kChainFormatVersion ? 0 : s.keys * internal::kPrevSize;
+      internal::IsChainedVersion(s.format_version) ? 0 : s.keys * internal::kPrevSize;
   return fixed + internal::IndexRecordSize(0, index_bits) + 64 + s.live_bytes + chains +
          batches * commit + internal::DeleteReserve(s.max_file_size) + internal::kSizeGranule +
          s.live_bytes / 1024;
@@ -377,6 +377,11 @@ absl::Status Rewrite::CreateTemp(const Stats& stats, const internal::FileInfo& i
   options.max_file_size = stats.max_file_size;
   options.kind = stats.is_cache ? FileKind::kCache : FileKind::kDatabase;
   options.cache_capacity = stats.cache_capacity;
+  // A database of version 4 stays one (the builds that share it may predate version 5, and
+  // follow an online compaction to its file); older ones become the newest.
+  if (stats.format_version == internal::kChainFormatVersion) {
+    options.create_format_version = internal::kChainFormatVersion;
+  }
   is_cache_ = stats.is_cache;
   cache_capacity_ = stats.cache_capacity;
   // An index at most half full, as the engine leaves one after a rehash: it never grows here.

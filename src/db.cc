@@ -24,6 +24,7 @@ using internal::WriteState;
 ReadTxn::ReadTxn(ReadTxn&& other) noexcept
     : db_(std::exchange(other.db_, nullptr)),
       tail_(other.tail_),
+      head_(other.head_),
       index_record_(other.index_record_),
       index_bits_(other.index_bits_),
       count_(other.count_),
@@ -34,6 +35,7 @@ ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
     Release();
     db_ = std::exchange(other.db_, nullptr);
     tail_ = other.tail_;
+    head_ = other.head_;
     index_record_ = other.index_record_;
     index_bits_ = other.index_bits_;
     count_ = other.count_;
@@ -58,10 +60,11 @@ void ReadTxn::Release() {
 }
 
 namespace {
-internal::Snapshot ToSnapshot(uint64_t tail, uint64_t index_record, uint64_t index_bits,
-                              uint64_t count, bool as_of) {
+internal::Snapshot ToSnapshot(uint64_t tail, uint64_t head, uint64_t index_record,
+                              uint64_t index_bits, uint64_t count, bool as_of) {
   internal::Snapshot s;
   s.tail = tail;
+  s.head = head;
   s.index_record = index_record;
   s.index_bits = static_cast<uint32_t>(index_bits);
   s.count = count;
@@ -77,20 +80,20 @@ absl::Status Finished() {
 absl::StatusOr<std::string_view> ReadTxn::Get(std::string_view key) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
-  if (snapshot_) MAPKV_RETURN_IF_ERROR(db_->CheckSnapshotAge(tail_));
-  return db_->Lookup(ToSnapshot(tail_, index_record_, index_bits_, count_, snapshot_), key);
+  if (snapshot_) MAPKV_RETURN_IF_ERROR(db_->CheckSnapshotAge(tail_, head_));
+  return db_->Lookup(ToSnapshot(tail_, head_, index_record_, index_bits_, count_, snapshot_), key);
 }
 
 void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
                        absl::Span<absl::StatusOr<std::string_view>> values) const {
   absl::Status usable = db_ == nullptr ? Finished() : db_->CheckUsable();
-  if (usable.ok() && snapshot_) usable = db_->CheckSnapshotAge(tail_);
+  if (usable.ok() && snapshot_) usable = db_->CheckSnapshotAge(tail_, head_);
   const size_t n = std::min(keys.size(), values.size());
   if (!usable.ok()) {
     for (size_t i = 0; i < n; ++i) values[i] = usable;
     return;
   }
-  const internal::Snapshot snap = ToSnapshot(tail_, index_record_, index_bits_, count_, snapshot_);
+  const internal::Snapshot snap = ToSnapshot(tail_, head_, index_record_, index_bits_, count_, snapshot_);
   for (size_t start = 0; start < n; start += internal::kLookupBatch) {
     db_->LookupBatch(snap, keys.data() + start, std::min(internal::kLookupBatch, n - start),
                      values.data() + start);
@@ -101,7 +104,7 @@ absl::Status ReadTxn::ForEach(
     absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
-  return db_->ForEach(ToSnapshot(tail_, index_record_, index_bits_, count_, snapshot_), fn);
+  return db_->ForEach(ToSnapshot(tail_, head_, index_record_, index_bits_, count_, snapshot_), fn);
 }
 
 uint64_t ReadTxn::Count() const { return db_ == nullptr ? 0 : count_; }
@@ -243,6 +246,7 @@ class Compactor {
 }  // namespace internal
 
 void DB::MaybeCompact(DBImpl& db) {
+  db.MaybeGiveBack();
   if (db.WantsCompaction()) compactor_->Start(db.path(), db.salt(), db.committed_tail());
 }
 
@@ -342,7 +346,7 @@ absl::StatusOr<ReadTxn> DB::BeginRead() {
       db.DropUser();
       return snap.status();
     }
-    return ReadTxn(&db, snap->tail, snap->index_record, snap->index_bits, snap->count, snap->as_of);
+    return ReadTxn(&db, snap->tail, snap->head, snap->index_record, snap->index_bits, snap->count, snap->as_of);
   });
 }
 

@@ -150,6 +150,7 @@ absl::StatusOr<Snapshot> DBImpl::LockShared() {
 Snapshot DBImpl::CommittedSnapshot() const {
   Snapshot snap;
   snap.tail = state_->committed_tail.load(std::memory_order_acquire);
+  snap.head = LogStart();
   snap.index_record = state_->index_record.load(std::memory_order_relaxed);
   snap.index_bits = IndexBits(snap.index_record);
   snap.count = state_->count.load(std::memory_order_relaxed);
@@ -182,6 +183,9 @@ absl::Status DBImpl::Named(const absl::Status& s) const {
 
 std::string_view DBImpl::KeyAt(uint64_t slot_offset, uint64_t limit) const {
   if (SlotDead(slot_offset) && !chained_) return {};
+  // A deleted key's slot left below the log's start (version 5): its record may be gone, and a
+  // lookup treats the key as never written (a new put takes another slot; a rehash drops this).
+  if (cleaned_ && SlotRecord(slot_offset) < LogStart()) return {};
   absl::StatusOr<Record> r = ReadAt(SlotRecord(slot_offset), limit, false);
   if (!r.ok() || r->type != (SlotDead(slot_offset) ? kDelete : kPut)) return {};
   return r->key;
@@ -221,6 +225,8 @@ Stats DBImpl::GetStats() {
   s.file_size = state_->file_size.load();
   s.max_file_size = max_file_size_;
   s.log_bytes = snap->tail;
+  // Version 5: the header and the log from its start (below it the file is given back).
+  if (cleaned_) s.log_bytes = kHeaderSize + (snap->tail - state_->head.load());
   s.live_bytes = state_->live_bytes.load();
   s.index_capacity = uint64_t{1} << snap->index_bits;
   s.index_used = state_->used.load();

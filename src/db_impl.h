@@ -37,6 +37,7 @@ namespace mapkv::internal {
 // follows each key's chain back from what the index says now to its newest record before `tail`.
 struct Snapshot {
   uint64_t tail = 0;          // committed end of the log
+  uint64_t head = 0;          // where the log starts (LogStart): nothing it reads lies below
   uint64_t index_record = 0;  // the current kIndex record
   uint32_t index_bits = 0;
   uint64_t count = 0;
@@ -77,6 +78,7 @@ struct WriteState {
   uint64_t tail = 0;   // where the next record goes
   uint64_t puts = 0;   // kPut records appended (upper bound on new keys)
   uint64_t last_record = 0;
+  uint64_t new_head = 0;  // version 5: where the publish moves the log's start (0: it stays)
   bool track_writes = true;  // false for DB::Put/Delete: one write, no map needed
   // What the writer promises of its keys, so that a bulk copy (a compaction's) pays for no map:
   // kAny: nothing (the batch's writes are kept in `writes`); kUnique: each key at most once per
@@ -133,7 +135,10 @@ class DBImpl {
   absl::StatusOr<Snapshot> BeginSnapshot();
   // FailedPrecondition once more than Options::max_snapshot_bytes were committed after the
   // snapshot at `tail` began.
-  absl::Status CheckSnapshotAge(uint64_t tail) const {
+  // A handle without write permission publishes no pin: FailedPrecondition too once the cleaner
+  // gave back blocks that its snapshot starting at `head` may read.
+  absl::Status CheckSnapshotAge(uint64_t tail, uint64_t head) const {
+    if (detached_ && cleaned_ && lock_.punch_fence() > head) return SnapshotReclaimed();
     if (options_.max_snapshot_bytes == 0) return absl::OkStatus();
     const uint64_t since = state_->committed_tail.load(std::memory_order_relaxed) - tail;
     if (since <= options_.max_snapshot_bytes) return absl::OkStatus();
@@ -227,8 +232,14 @@ class DBImpl {
   uint64_t commits() const { return state_->commits.load(std::memory_order_acquire); }
 
   // Whether the committed log calls for an online compaction (Options::compact_ratio): cheap,
-  // for after every commit.
+  // for after every commit. In format version 5 the cleaner keeps the log within the ratio; a
+  // compaction starts only once most of the file's offsets lie below head, given back, and the
+  // log nears max_file_size.
   bool WantsCompaction() const;
+  // Format version 5: once the cleaner moved head far enough past the blocks given back, makes
+  // the copies durable (a checkpoint, its flush without the writer lock) and gives the blocks
+  // below head back to the file system. For after a commit, without the writer lock.
+  void MaybeGiveBack();
   // What a compaction of the committed state would keep: the live records and the index.
   uint64_t KeptBytes() const;
 
@@ -363,9 +374,29 @@ class DBImpl {
   // ring's eviction would otherwise take.
   absl::StatusOr<uint64_t> MaybeGrowIndex(WriteState& w, uint64_t new_keys);
   absl::StatusOr<uint64_t> MaybeGrowIndexLocked(WriteState& w, uint64_t new_keys);
-  absl::StatusOr<uint64_t> MaybeGrowLinearIndex(WriteState& w, uint64_t new_keys);
+  // `refit`: a new table whatever the load, sized for the keys (smaller too): the cleaner's.
+  absl::StatusOr<uint64_t> MaybeGrowLinearIndex(WriteState& w, uint64_t new_keys,
+                                                bool refit = false);
   absl::Status MaybePeriodicCheckpoint();
   absl::Status CheckpointLocked();
+  // Writes (and flushes) a checkpoint record saying the log up to `tail`, from `head`, is on
+  // the disk. The writer lock is held.
+  absl::Status WriteCheckpointRecord(uint64_t tail, uint64_t head);
+
+  // The cleaner (cleaner.cc), format version 5; the writer lock is held.
+  // Whether the log is past Options::compact_ratio times what it keeps: cheap, after each commit.
+  bool WantsCleaning() const;
+  // A cleaning step when one is due, after a commit that wrote `wrote` bytes; logs a failure
+  // (once) and goes on.
+  void MaybeClean(uint64_t wrote);
+  // Walks `budget` bytes from head (to a batch's end), relocates the live puts there in one
+  // batch and moves head past the walk in its publish; a rehash when the walk passes the index.
+  absl::Status Clean(uint64_t budget);
+  bool IsCurrent(const IndexTable& table, const Record& r) const;
+  absl::Status Relocate(WriteState& w, const Record& r);
+  // Gives the log below the latest checkpoint's head back to the file system, unless a snapshot
+  // older than that checkpoint is pinned.
+  void GiveBackLocked();
   const CheckpointRecord* LatestCheckpoint() const;
 
   uint32_t IndexBits(uint64_t index_record) const {
@@ -388,13 +419,15 @@ class DBImpl {
     if (write.replaces != kReplacesUnknown) return SlotRecord(slot_offset) == write.replaces;
     return KeyAt(slot_offset, limit) == write.key;
   }
-  // Follows the chain from `r` (a put or delete) back to the key's newest record before `tail`:
+  // Follows the chain from `r` (a put or delete) back to the key's newest record before the
+  // snapshot's tail:
   // a Record of type 0 when it has none there. DataLoss for a damaged link.
-  absl::StatusOr<Record> VersionAsOf(Record r, uint64_t tail, uint64_t limit) const;
+  absl::StatusOr<Record> VersionAsOf(Record r, const Snapshot& snap, uint64_t limit) const;
   // The bound of record offsets for a read as of a snapshot: the file's size now, mapped. 0, with
   // `error` set, where the mapping cannot cover it.
   uint64_t AsOfLimit(absl::Status& error) const;
   absl::Status SnapshotTooOld(uint64_t since) const;
+  absl::Status SnapshotReclaimed() const;
   // Publishes this handle's oldest pin in its slot (pins_mu_ held).
   void PublishPinLocked();
 
@@ -419,7 +452,9 @@ class DBImpl {
   // `s` with the file's path before its message.
   absl::Status Named(const absl::Status& s) const;
   // Where the live log starts: the oldest record a reader may reach.
-  uint64_t LogStart() const { return ring_len_ == 0 ? kHeaderSize : state_->head.load(); }
+  uint64_t LogStart() const {
+    return ring_len_ == 0 && !cleaned_ ? kHeaderSize : state_->head.load(std::memory_order_acquire);
+  }
 
   std::unique_ptr<MappedFile> file_;
   const Options options_;
@@ -439,7 +474,8 @@ class DBImpl {
   uint64_t ring_tables_[2] = {0, 0};
   mutable std::atomic<uint64_t> covered_;  // file_->covered(), cached: see Cover()
   uint64_t prefaulted_ = 0;  // the log is populated in this handle's mapping up to here (a hint)
-  bool chained_ = false;     // format version 4: chained records, lock-free snapshots
+  bool chained_ = false;     // format version 4 or 5: chained records, lock-free snapshots
+  bool cleaned_ = false;     // format version 5: the cleaner moves the log's start (head)
   bool opened_ = false;      // fully open: the slot is claimed and the state valid
   bool detached_ = false;    // opened without write permission (OpenDetached)
   // Serialises this handle's writers among its threads. Not a std::mutex: a WriteTxn may end on
@@ -453,6 +489,8 @@ class DBImpl {
   static constexpr uint32_t kRetiredBit = 0x80000000u;
   std::atomic<uint32_t> users_{0};
   std::atomic<bool> retiring_{false};
+  std::atomic<bool> giving_back_{false};  // a thread of this handle is in MaybeGiveBack
+  bool clean_failed_ = false;             // the cleaner logged a failure (once per handle)
   void RetireIfUnused();
 };
 

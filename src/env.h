@@ -34,6 +34,10 @@ enum class HookPoint {
                      // the old file's writer lock
   kCompactCaughtUp,  // an online compaction copied a round of the commits made since its
                      // snapshot, and paces the writers (LockState::pace_*) until the next
+  kCleaning,         // a cleaning step (format version 5) wrote the copies of the live records
+                     // it walked and has not yet published them
+  kGivingBack,       // the cleaner is about to give the log below a checkpoint's head back to
+                     // the file system (holding the writer lock)
 };
 
 class Env {

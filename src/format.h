@@ -55,10 +55,19 @@ inline constexpr uint32_t kRingFormatVersion = 3;   // a cache with a capacity: 
 // A database whose records chain each key's versions (kChained) and whose index keeps a deleted
 // key's slot, pointing at its kDelete record (kDeadSlot), so that snapshots read without a lock.
 inline constexpr uint32_t kChainFormatVersion = 4;
-inline constexpr uint32_t kNewestFormatVersion = kChainFormatVersion;
+// Version 4 whose log's start moves (SharedState::head): the cleaner relocates the live records
+// at the start of the log to its end, moves head past them, and gives the blocks below head back
+// to the file system once a checkpoint made the copies durable and no snapshot reads there.
+// Offsets stay file offsets and grow forever (the file is sparse below head): bytes below head
+// are never written again, so a reader that comes late finds there what was committed or zeros.
+inline constexpr uint32_t kCleanFormatVersion = 5;
+inline constexpr uint32_t kNewestFormatVersion = kCleanFormatVersion;
 constexpr bool KnownVersion(uint32_t v) { return v >= kFormatVersion && v <= kNewestFormatVersion; }
 constexpr bool IsCacheVersion(uint32_t v) {
   return v == kCacheFormatVersion || v == kRingFormatVersion;
+}
+constexpr bool IsChainedVersion(uint32_t v) {
+  return v == kChainFormatVersion || v == kCleanFormatVersion;
 }
 inline constexpr uint64_t kHeaderPageSize = 4096;
 inline constexpr uint64_t kHeaderSize = 64 * 1024;  // the log starts here
@@ -104,7 +113,9 @@ struct CheckpointRecord {
   uint64_t commits;       // 16: commits so far
   uint64_t index_record;  // 24: offset of the index record then current
   int64_t unix_ms;        // 32: when
-  uint64_t reserved[2];   // 40
+  uint64_t head;          // 40: version 5: where the log started then (the blocks below it may
+                          //     be given back once this record is on the disk); else 0
+  uint64_t reserved;      // 48
   uint64_t checksum;      // 56: XXH3 of bytes [0, 56), seeded with FileHeader::salt
 };
 static_assert(sizeof(CheckpointRecord) == 64);
@@ -138,7 +149,9 @@ struct SharedState {
   uint64_t rebuild_records;            // 1120
   uint64_t rebuild_micros;             // 1128
   // A ring (version 3): the oldest live log offset, and the entries evicted over the file's life.
-  // Moved by Evict, under the exclusive side, only every few hundredth of the ring.
+  // Moved by Evict, under the exclusive side, only every few hundredth of the ring. A database of
+  // version 5: where its log starts, moved by the cleaner (DBImpl::Clean); no index slot of a
+  // live key points below it.
   std::atomic<uint64_t> head;       // 1136
   std::atomic<uint64_t> evictions;  // 1144
 };
@@ -178,7 +191,11 @@ struct alignas(64) LockState {
   std::atomic<uint32_t> pace_kib_per_ms;
   std::atomic<uint64_t> pace_next_ns;
   std::atomic<uint64_t> pace_until_ns;
-  char pad2[16];
+  // A database of version 5: the log below this offset may be given back to the file system (a
+  // hole: it reads as zeros). Raised, under the writer lock, before the pins are looked at; a
+  // snapshot whose log start is below it, once its pin is published, begins again.
+  std::atomic<uint64_t> punch_fence;
+  char pad2[8];
 };
 static_assert(sizeof(LockState) == 128);
 inline constexpr uint64_t kLockStateOffset = 4096;

@@ -60,6 +60,14 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
   if (options.read_only && options.exclusive) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": exclusive is for writers"));
   }
+  if (options.create_format_version != 0 &&
+      options.create_format_version != kChainFormatVersion &&
+      options.create_format_version != kCleanFormatVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": create_format_version ", options.create_format_version,
+                     ": a database is created in format ", kChainFormatVersion, " or ",
+                     kCleanFormatVersion, " (0: the newest)"));
+  }
   FileOpenOptions fo;
   fo.create = options.create_if_missing && !options.read_only;
   fo.exclusive = options.error_if_exists;
@@ -218,7 +226,8 @@ void DBImpl::LoadHeaderFields() {
   salt_ = header_->salt;
   max_file_size_ =
       std::min(header_->max_file_size, file_->mapped_size()) / kSizeGranule * kSizeGranule;
-  chained_ = header_->format_version == kChainFormatVersion;
+  chained_ = IsChainedVersion(header_->format_version);
+  cleaned_ = header_->format_version == kCleanFormatVersion;
   if (chained_) lock_.UsePinWords();
   if (header_->format_version == kRingFormatVersion && RingBits(header_->ring_start) != 0 &&
       max_file_size_ == header_->max_file_size && max_file_size_ > header_->ring_start) {
@@ -288,8 +297,12 @@ bool DBImpl::TailsSane(const FileHeader& header, const SharedState& state, uint6
   const uint64_t applied = state.applied_tail.load();
   const uint64_t start = header.ring_start;
   if (header.format_version != kRingFormatVersion || start == 0 || header.max_file_size <= start) {
+    // Version 5: the log's start lies in the log.
+    const uint64_t head = state.head.load();
     return committed <= file_size && committed >= kHeaderSize && committed % 8 == 0 &&
-           applied <= committed && applied >= kHeaderSize && applied % 8 == 0;
+           applied <= committed && applied >= kHeaderSize && applied % 8 == 0 &&
+           (header.format_version != kCleanFormatVersion ||
+            (head >= kHeaderSize && head <= applied && head % 8 == 0));
   }
   // A ring: start <= head <= applied <= committed, at most one ring apart; the file reaches
   // the committed tail (in the first lap) or the ring's end (after it).
@@ -371,7 +384,10 @@ absl::Status DBImpl::Initialize() {
   FileHeader& h = *header_;
   std::memcpy(h.magic, kCreatingMagic, sizeof(kCreatingMagic));
   std::memset(base_ + sizeof(h.magic), 0, kHeaderSize - sizeof(h.magic));
-  h.format_version = ring ? kRingFormatVersion : cache ? kCacheFormatVersion : kChainFormatVersion;
+  h.format_version = ring                                                   ? kRingFormatVersion
+                     : cache                                                ? kCacheFormatVersion
+                     : options_.create_format_version == kChainFormatVersion ? kChainFormatVersion
+                                                                            : kCleanFormatVersion;
   h.layout = kLayoutSignature;
   h.hash_seed = RandomU64();
   h.salt = RandomU64();
@@ -386,6 +402,7 @@ absl::Status DBImpl::Initialize() {
   WriteIndexHeader(base_, at, salt_, kLast, 1, bits);
   if (ring) WriteIndexHeader(base_, ring_tables_[1], salt_, kLast, 1, bits);
   if (ring) state_->head.store(end);
+  if (cleaned_) state_->head.store(at);
   state_->index_record.store(at);
   state_->committed_tail.store(end);
   state_->applied_tail.store(end);

@@ -39,8 +39,11 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
     // The newest state skips a deleted key's slot without reading its record.
     if (SlotDead(offset) && !snap.as_of) return false;
     // As of a snapshot, the index holds records committed after it too (read after the slot,
-    // the file's size bounds them).
-    if (snap.as_of && !(limit = AsOfLimit(damage))) return false;
+    // the file's size bounds them), and deleted keys' slots that point below the log's start (a
+    // key deleted there is deleted as of the snapshot).
+    if (snap.as_of && (SlotRecord(offset) < snap.head || !(limit = AsOfLimit(damage)))) {
+      return false;
+    }
     offset = SlotRecord(offset);
     PrefetchRecord(offset, limit);
     absl::StatusOr<Record> r = ReadNamed(offset, limit, false);
@@ -57,7 +60,7 @@ absl::StatusOr<std::string_view> DBImpl::LookupHashed(const Snapshot& snap, std:
     return KeyNotFoundError(path(), key);
   }
   if (snap.as_of) {
-    MAPKV_ASSIGN_OR_RETURN(found, VersionAsOf(found, snap.tail, limit));
+    MAPKV_ASSIGN_OR_RETURN(found, VersionAsOf(found, snap, limit));
     if (found.type == 0 || found.type == kDelete) return KeyNotFoundError(path(), key);
   }
   if (found.type != kPut) {
@@ -81,10 +84,13 @@ uint64_t DBImpl::AsOfLimit(absl::Status& error) const {
   return limit;
 }
 
-absl::StatusOr<Record> DBImpl::VersionAsOf(Record r, uint64_t tail, uint64_t limit) const {
-  // Decoding checked that each link leads strictly back: the walk ends.
-  while (r.offset >= tail) {
-    if (r.prev == 0) return Record{};
+absl::StatusOr<Record> DBImpl::VersionAsOf(Record r, const Snapshot& snap, uint64_t limit) const {
+  // Decoding checked that each link leads strictly back: the walk ends. A link below the log's
+  // start ends it too: the key's version as of the snapshot lies at or after the start (the
+  // cleaner relocates every live record before it moves the start past it), so what lies before
+  // is older (in version 5, perhaps given back to the file system).
+  while (r.offset >= snap.tail) {
+    if (r.prev == 0 || r.prev < snap.head) return Record{};
     const std::string_view key = r.key;
     const uint64_t from = r.offset;
     MAPKV_ASSIGN_OR_RETURN(r, ReadNamed(r.prev, limit, false));
@@ -105,13 +111,13 @@ absl::Status DBImpl::ForEach(const Snapshot& snap,
   constexpr uint64_t kAhead = 16;
   uint64_t limit = snap.tail;
   for (uint64_t i = 0; i < table.capacity(); ++i) {
-    if (snap.as_of && i % 4096 == 0) MAPKV_RETURN_IF_ERROR(CheckSnapshotAge(snap.tail));
+    if (snap.as_of && i % 4096 == 0) MAPKV_RETURN_IF_ERROR(CheckSnapshotAge(snap.tail, snap.head));
     if (i + kAhead < table.capacity()) {
       PrefetchRecord(SlotRecord(table.slot(i + kAhead).offset.load(std::memory_order_relaxed)),
                      limit);
     }
     uint64_t offset = table.slot(i).offset.load(std::memory_order_acquire);
-    if (offset == kEmpty || offset == kTombstone) continue;
+    if (offset == kEmpty || offset == kTombstone || SlotRecord(offset) < snap.head) continue;
     Record r;
     if (!snap.as_of) {
       if (SlotDead(offset)) continue;
@@ -121,7 +127,7 @@ absl::Status DBImpl::ForEach(const Snapshot& snap,
       if (!(limit = AsOfLimit(error))) return error;
       MAPKV_ASSIGN_OR_RETURN(r, ReadNamed(SlotRecord(offset), limit, false));
       if (r.type == kPut || r.type == kDelete) {
-        MAPKV_ASSIGN_OR_RETURN(r, VersionAsOf(r, snap.tail, limit));
+        MAPKV_ASSIGN_OR_RETURN(r, VersionAsOf(r, snap, limit));
       }
       if (r.type == 0 || r.type == kDelete) continue;  // born or deleted after the snapshot
       if (options_.verify_checksums && RecordChecksumOf(At(r.offset), r, salt_) != r.checksum) {
@@ -140,35 +146,43 @@ absl::Status DBImpl::ForEach(const Snapshot& snap,
 
 absl::StatusOr<Snapshot> DBImpl::BeginSnapshot() {
   MAPKV_RETURN_IF_ERROR(CheckUsable());
-  // The committed state's words, read consistently as an optimistic Get reads them. Where a
-  // publish keeps overlapping (or its writer died in it), the shared side for a moment.
-  Snapshot snap;
-  bool consistent = false;
-  for (int attempt = 0; attempt < 64 && !consistent; ++attempt) {
-    const uint32_t seq = lock_.ReadBeginSpinning();
-    if (seq & 1) break;
-    MAPKV_RETURN_IF_ERROR(Cover(state_->file_size.load(std::memory_order_acquire)));
-    snap = CommittedSnapshot();
-    consistent = lock_.ReadValid(seq);
+  for (;;) {
+    // The committed state's words, read consistently as an optimistic Get reads them. Where a
+    // publish keeps overlapping (or its writer died in it), the shared side for a moment.
+    Snapshot snap;
+    bool consistent = false;
+    for (int attempt = 0; attempt < 64 && !consistent; ++attempt) {
+      const uint32_t seq = lock_.ReadBeginSpinning();
+      if (seq & 1) break;
+      MAPKV_RETURN_IF_ERROR(Cover(state_->file_size.load(std::memory_order_acquire)));
+      snap = CommittedSnapshot();
+      consistent = lock_.ReadValid(seq);
+    }
+    if (!consistent) {
+      MAPKV_ASSIGN_OR_RETURN(snap, LockShared());
+      UnlockShared();
+    }
+    snap.as_of = true;
+    {
+      std::lock_guard<std::mutex> lock(pins_mu_);
+      pins_.emplace(snap.tail, NowUnixMs());
+      PublishPinLocked();
+    }
+    // After the pin is published (seq_cst): an online compaction marks the file, then looks for
+    // pins before it gives the file's blocks back (successor.cc); the cleaner raises the punch
+    // fence, then looks for pins before it gives back the blocks below it (cleaner.cc). Past the
+    // fence, the log start this snapshot read is stale: the next read finds a later one.
+    if (lock_.successor() != 0) {
+      Unpin(snap.tail);
+      return Superseded();
+    }
+    if (cleaned_ && lock_.punch_fence() > snap.head) {
+      Unpin(snap.tail);
+      continue;
+    }
+    env_.AtPoint(HookPoint::kSnapshotPinned);
+    return snap;
   }
-  if (!consistent) {
-    MAPKV_ASSIGN_OR_RETURN(snap, LockShared());
-    UnlockShared();
-  }
-  snap.as_of = true;
-  {
-    std::lock_guard<std::mutex> lock(pins_mu_);
-    pins_.emplace(snap.tail, NowUnixMs());
-    PublishPinLocked();
-  }
-  // After the pin is published (seq_cst): an online compaction marks the file, then looks for
-  // pins before it gives the file's blocks back (successor.cc).
-  if (lock_.successor() != 0) {
-    Unpin(snap.tail);
-    return Superseded();
-  }
-  env_.AtPoint(HookPoint::kSnapshotPinned);
-  return snap;
 }
 
 absl::Status DBImpl::SnapshotTooOld(uint64_t since) const {
@@ -176,6 +190,12 @@ absl::Status DBImpl::SnapshotTooOld(uint64_t since) const {
       absl::StrCat(path(), ": snapshot too old: ", since, " bytes were committed after it began, ",
                    "past Options::max_snapshot_bytes (", options_.max_snapshot_bytes,
                    "); begin a new read transaction"));
+}
+
+absl::Status DBImpl::SnapshotReclaimed() const {
+  return absl::FailedPreconditionError(absl::StrCat(
+      path(), ": snapshot too old: the cleaner gave back log space it reads (a handle without ",
+      "write permission cannot pin it); begin a new read transaction"));
 }
 
 void DBImpl::Unpin(uint64_t tail) {

@@ -187,10 +187,23 @@ absl::Status DBImpl::Replay() {
 absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   const uint64_t started = MonotonicMicros();
   const uint64_t limit = state_->file_size.load();
+  // Version 5: from the start the latest checkpoint holds. Below it the blocks may be given back;
+  // from it on, every batch is on the disk up to that checkpoint's tail (the cleaner gives back
+  // nothing before a checkpoint holds the head past it).
+  const CheckpointRecord* durable = LatestCheckpoint();
+  uint64_t from = kHeaderSize;
+  if (cleaned_ && durable != nullptr && durable->head != 0) {
+    if (durable->head < kHeaderSize || durable->head % 8 != 0 || durable->head > durable->tail ||
+        durable->tail > limit) {
+      return absl::DataLossError(absl::StrCat(path(), ": the last checkpoint's log start (",
+                                              durable->head, ") is outside its log"));
+    }
+    from = durable->head;
+  }
   absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> live;
   ScanResult scan =
       ScanBatches([&](uint64_t off) { return ReadRecord(base_, off, limit, salt_, true); },
-                  kHeaderSize, limit, salt_, 0,
+                  from, limit, salt_, 0,
                   [&](const Record& r) {
                     if (r.type == kPut) {
                       live[r.key] = r.offset;
@@ -202,9 +215,9 @@ absl::Status DBImpl::RebuildIndex(std::string_view reason) {
     // Creation writes and flushes the first batch (the empty index) before the magic: a file
     // without it is damaged at the start, and rebuilding over it would destroy what is there.
     return absl::DataLossError(
-        absl::StrCat(path(), ": the log is damaged at its start (offset ", kHeaderSize, ")"));
+        absl::StrCat(path(), ": the log is damaged at its start (offset ", from, ")"));
   }
-  if (const CheckpointRecord* ckpt = LatestCheckpoint(); ckpt != nullptr && ckpt->tail > scan.end) {
+  if (const CheckpointRecord* ckpt = durable; ckpt != nullptr && ckpt->tail > scan.end) {
     return absl::DataLossError(absl::StrCat(
         path(), ": the log is damaged at offset ", scan.end, ", before the end of the data the ",
         "last checkpoint made durable (offset ", ckpt->tail, ")"));
@@ -222,6 +235,7 @@ absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   IndexTable table(base_, at, bits);
   for (const auto& [key, offset] : live) table.InsertFresh(HashKey(key, hash_seed_), offset);
   state_->index_record.store(at);
+  if (cleaned_) state_->head.store(from);
   state_->committed_tail.store(at + size);
   state_->applied_tail.store(at + size);
   state_->synced_tail.store(0);  // unknown: the next kSync commit flushes the whole log
@@ -303,16 +317,18 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
   // each record's chain checked against the key's records before it.
   absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> model;
   absl::flat_hash_map<std::string_view, Record, KeyHash, KeyEq> newest;
-  // A ring's live log starts at head, at a batch boundary.
+  // A ring's live log starts at head, at a batch boundary; so does a version 5 database's, as
+  // of the snapshot. Its first record of a key may name one before the start.
+  const uint64_t start = cleaned_ ? snap.head : LogStart();
   auto read = [&](uint64_t off) { return ReadAt(off, snap.tail, true); };
-  ScanResult scan = ScanBatches(read, LogStart(), snap.tail, salt_, 0, [&](const Record& r) {
+  ScanResult scan = ScanBatches(read, start, snap.tail, salt_, 0, [&](const Record& r) {
     if (chained_) {
       auto it = newest.find(r.key);
       const bool starts = it == newest.end() || it->second.type == kDelete;
       if ((r.flags & kChained) == 0) {
         problem(r.offset, "log", "a record without the chain to its key's previous version");
       } else if (r.prev != (it == newest.end() ? 0 : it->second.offset) &&
-                 !(r.prev == 0 && starts)) {
+                 !(r.prev == 0 && starts) && !(it == newest.end() && r.prev < start)) {
         problem(r.offset, "log",
                 absl::StrCat("names ", r.prev, " as its key's previous version; that is ",
                              it == newest.end() ? 0 : it->second.offset));
@@ -361,6 +377,15 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
       continue;
     }
     const bool dead = SlotDead(offset);
+    if (cleaned_ && SlotRecord(offset) < start) {
+      // A deleted key's slot may stay behind the start until a rehash; a live key's may not:
+      // the cleaner relocates its record before it moves the start past it.
+      if (!dead) {
+        problem(slot_at, "index",
+                absl::StrCat("slot points at ", offset, ", below the log's start ", start));
+      }
+      continue;
+    }
     absl::StatusOr<Record> r = ReadAt(SlotRecord(offset), limit, !snap.as_of);
     if (!r.ok() || r->type != (dead ? kDelete : kPut) || (dead && !chained_)) {
       problem(slot_at, "index",
@@ -377,7 +402,7 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
       problem(slot_at, "index", "a lookup of this slot's key finds another slot or none");
     }
     if (snap.as_of) {
-      r = VersionAsOf(*r, snap.tail, limit);
+      r = VersionAsOf(*r, snap, limit);
       if (!r.ok()) {
         problem(slot_at, "index", std::string(r.status().message()));
         continue;

@@ -41,6 +41,7 @@ void RwLock::Reset() {
   lock_->pace_kib_per_ms.store(0);
   lock_->pace_next_ns.store(0);
   lock_->pace_until_ns.store(0);
+  lock_->punch_fence.store(0);
   for (uint32_t i = 0; i < kMaxSlots; ++i) {
     RetireCounters(i);
     slots_[i].readers.store(0);

@@ -102,6 +102,11 @@ class RwLock {
   // 0 while none did. Set and cleared by a writer that holds the exclusive side (a publish).
   uint64_t successor() const { return lock_->successor.load(std::memory_order_seq_cst); }
   void SetSuccessor(uint64_t salt) { lock_->successor.store(salt, std::memory_order_seq_cst); }
+  // LockState::punch_fence (format version 5): seq_cst, paired with the pins (Dekker's way).
+  uint64_t punch_fence() const { return lock_->punch_fence.load(std::memory_order_seq_cst); }
+  void SetPunchFence(uint64_t offset) {
+    lock_->punch_fence.store(offset, std::memory_order_seq_cst);
+  }
 
   // LockState::priority: this handle's writer goes before the others that want the writer lock
   // until DropPriority (at the latest, until this handle is gone).

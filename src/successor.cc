@@ -32,7 +32,12 @@ uint64_t DBImpl::KeptBytes() const {
 
 bool DBImpl::WantsCompaction() const {
   if (options_.compact_ratio <= 0 || !chained_ || ReplaceFailsWhileMapped()) return false;
-  const uint64_t log = state_->committed_tail.load(std::memory_order_relaxed) - kHeaderSize;
+  const uint64_t tail = state_->committed_tail.load(std::memory_order_relaxed);
+  if (cleaned_) {
+    const uint64_t head = state_->head.load(std::memory_order_relaxed);
+    return tail > max_file_size_ / 2 && head - kHeaderSize > (tail - kHeaderSize) / 2;
+  }
+  const uint64_t log = tail - kHeaderSize;
   const uint64_t kept = KeptBytes();
   return log > kept + options_.compact_min_garbage &&
          static_cast<double>(log) > options_.compact_ratio * static_cast<double>(kept);

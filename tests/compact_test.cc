@@ -451,7 +451,7 @@ TEST(CompactTest, CopyIntoAnotherFileIsOneCommitWhileAnotherProcessCommits) {
 
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> copied, DB::Open(copy));
     EXPECT_OK(copied->Verify());
-    EXPECT_EQ(copied->GetStats().format_version, internal::kChainFormatVersion);
+    EXPECT_EQ(copied->GetStats().format_version, internal::kNewestFormatVersion);
     copied.reset();
     EXPECT_TRUE(ReadAll(copy) == model) << "the copy is not the database as the copy began";
     // And the source has every commit.

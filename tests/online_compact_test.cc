@@ -387,6 +387,7 @@ TEST_F(OnlineCompactTest, CommitsStartCompactionsThatKeepTheLogBounded) {
   Options options = SmallOptions();
   options.compact_ratio = 2.0;
   options.compact_min_garbage = 1 << 20;
+  options.create_format_version = 4;  // reclaimed by copies, not by the cleaner
   uint64_t first_inode = 0;
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
@@ -440,6 +441,7 @@ TEST_F(OnlineCompactTest, AFailedCompactionDoesNotHoldOffTheNextFile) {
   Options options = SmallOptions();
   options.compact_ratio = 2.0;
   options.compact_min_garbage = 1 << 20;
+  options.create_format_version = 4;  // reclaimed by copies, not by the cleaner
   options.env = &env;
   Logged logged;
   options.info_log = logged.Sink();
@@ -625,6 +627,7 @@ TEST_F(OnlineCompactTest, ACompactionLeftPastTheRatioIsFollowedByAnother) {
   Options options = SmallOptions();
   options.compact_ratio = 1.5;
   options.compact_min_garbage = 64 << 10;
+  options.create_format_version = 4;  // reclaimed by copies, not by the cleaner
   options.env = &env;
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));

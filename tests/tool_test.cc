@@ -115,9 +115,10 @@ class ToolTest : public ::testing::Test {
   }
 
   // A database with many overwrites and deletes; returns what it holds.
-  static Content MakeChurnedDatabase(const std::string& path, int keys, int rounds) {
+  static Content MakeChurnedDatabase(const std::string& path, int keys, int rounds,
+                                     const Options& options = Options()) {
     Content model;
-    auto db = DB::Open(path);
+    auto db = DB::Open(path, options);
     EXPECT_OK(db);
     if (!db.ok()) return model;
     std::mt19937_64 rng(7);
@@ -399,7 +400,7 @@ TEST_F(ToolTest, StatTextAndJson) {
   EXPECT_TRUE(absl::StartsWith(json.out, "{") && absl::EndsWith(json.out, "}\n")) << json.out;
   EXPECT_TRUE(Contains(json.out, absl::StrCat("\"keys\":", keys, ","))) << json.out;
   EXPECT_TRUE(Contains(json.out, "\"open_handles\":0,")) << json.out;
-  EXPECT_TRUE(Contains(json.out, "\"format_version\":4,")) << json.out;
+  EXPECT_TRUE(Contains(json.out, "\"format_version\":5,")) << json.out;
   EXPECT_FALSE(Contains(json.out, "\"garbage_bytes\":0,")) << "overwrites leave garbage";
   EXPECT_FALSE(Contains(json.out, "\"checkpoint_age_s\":null")) << json.out;
 
@@ -594,7 +595,9 @@ TEST_F(ToolTest, CheckCleanAndDamaged) {
 
 TEST_F(ToolTest, CompactShrinksKeepsContentAndPassesCheck) {
   const std::string db = Path("big.mapkv");
-  const Content model = MakeChurnedDatabase(db, 3000, 12);
+  Options no_cleaner;  // the log keeps every round: what the offline compaction is for
+  no_cleaner.compact_ratio = 0;
+  const Content model = MakeChurnedDatabase(db, 3000, 12, no_cleaner);
   const uint64_t before = test::FileSize(db);
   ToolResult r = Run({"compact", db});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -833,7 +836,9 @@ TEST_F(ToolTest, CompactLibraryCallReportsProgress) {
 
 TEST_F(ToolTest, BackupWritesACompactCopyAndRefusesWhatItMust) {
   const std::string db = Path("live.mapkv");
-  const Content model = MakeChurnedDatabase(db, 2000, 8);
+  Options no_cleaner;  // the source keeps its garbage: the copy must leave it behind
+  no_cleaner.compact_ratio = 0;
+  const Content model = MakeChurnedDatabase(db, 2000, 8, no_cleaner);
   ASSERT_OK_AND_ASSIGN(const internal::FileInfo before, internal::StatFile(db));
   const std::string copy = Path("copy.mapkv");
   ToolResult r = Run({"backup", db, copy});
@@ -966,7 +971,7 @@ TEST_F(ToolTest, BackupOfAVersion1File) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(Contains(r.out, "was read under its shared lock")) << r.out;
   EXPECT_EQ(ReadContent(copy), model);
-  EXPECT_TRUE(Contains(Run({"stat", "--json", copy}).out, "\"format_version\":4,"));
+  EXPECT_TRUE(Contains(Run({"stat", "--json", copy}).out, "\"format_version\":5,"));
   EXPECT_TRUE(Contains(Run({"stat", "--json", db}).out, "\"format_version\":1,"));
   EXPECT_TRUE(Contains(Run({"stat", db}).out, "none: in format version 1"));
 }

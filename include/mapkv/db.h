@@ -124,10 +124,11 @@ class ReadTxn {
 
  private:
   friend class DB;
-  ReadTxn(internal::DBImpl* db, uint64_t tail, uint64_t index_record, uint64_t index_bits,
-          uint64_t count, bool snapshot)
+  ReadTxn(internal::DBImpl* db, uint64_t tail, uint64_t head, uint64_t index_record,
+          uint64_t index_bits, uint64_t count, bool snapshot)
       : db_(db),
         tail_(tail),
+        head_(head),
         index_record_(index_record),
         index_bits_(index_bits),
         count_(count),
@@ -136,6 +137,7 @@ class ReadTxn {
 
   internal::DBImpl* db_;
   uint64_t tail_;          // committed end of the log at begin
+  uint64_t head_;          // where the log started then (format version 5; else its start)
   uint64_t index_record_;  // log offset of the index table current then (a kIndex record)
   uint64_t index_bits_;    // that table holds 2^index_bits_ slots
   uint64_t count_;         // live keys

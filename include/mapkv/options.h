@@ -124,6 +124,12 @@ struct Options {
   double compact_ratio = 2.0;
   uint64_t compact_min_garbage = 8ull << 20;
 
+  // The format a new database is created in: 0, the newest (5, whose cleaner reclaims space in
+  // the file itself); or 4, which builds before the cleaner open too, and whose space online
+  // compactions reclaim by copying the file (compact_ratio). An existing file keeps its format; a
+  // compaction writes the newest. InvalidArgument for anything else.
+  uint32_t create_format_version = 0;
+
   // The most log bytes that may be committed after a snapshot (a ReadTxn) began and it still
   // reads: past it, every read of that snapshot fails with FailedPrecondition ("snapshot too
   // old"), so that a forgotten snapshot cannot keep the versions it sees reachable for ever. A

@@ -163,6 +163,10 @@ Options ParseOptions(const char* function, const py::kwargs& kwargs) {
       o.max_snapshot_bytes = OptionUint(name, v);
     } else if (name == "compact_min_garbage") {
       o.compact_min_garbage = OptionUint(name, v);
+    } else if (name == "create_format_version") {
+      const uint64_t version = OptionUint(name, v);
+      if (version > UINT32_MAX) throw py::value_error("mapkv: option create_format_version is 0, 4 or 5");
+      o.create_format_version = static_cast<uint32_t>(version);
     } else if (name == "compact_ratio") {
       if (PyBool_Check(v.ptr()) || !(PyLong_Check(v.ptr()) || PyFloat_Check(v.ptr()))) {
         throw py::type_error("mapkv: option compact_ratio is a number");

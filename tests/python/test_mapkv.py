@@ -235,7 +235,7 @@ class MappingTest(TempDirTest):
         self.assertGreaterEqual(s["checkpoints"], 1)
         self.assertEqual(s["open_handles"], 1)
         self.assertFalse(s["is_cache"])
-        self.assertEqual(s["format_version"], 4)
+        self.assertEqual(s["format_version"], 5)
         self.assertEqual(s["snapshots"], 0)
         self.assertEqual(s["snapshot_pinned_bytes"], 0)
         self.assertEqual(s["compactions"], 0)
@@ -990,10 +990,30 @@ class ReadTransactionTest(TempDirTest):
         with self.assertRaises(mapkv.FailedPreconditionError):
             list(it)
 
+    def test_commits_keep_the_log_bounded(self):
+        # The cleaner (format 5): the live records move to the log's end in the writer's own
+        # batches, and the log stays within the ratio; no compaction copies the file.
+        path = self.path("cleaned.mapkv")
+        value = b"v" * 100
+        with mapkv.open(path, compact_ratio=2.0) as db:
+            for _ in range(30):
+                for k in range(1000):
+                    db[b"k%d" % k] = value
+            st = db.stats()
+            self.assertEqual(st["format_version"], 5)
+            self.assertEqual(st["compactions"], 0)
+            self.assertLess(st["log_bytes"], 1700 * 1000)
+            self.assertGreater(st["bytes_relocated"], 0)
+            self.assertGreater(st["write_amplification"], 1.0)
+        with self.assertRaises(ValueError):
+            mapkv.open(self.path("v3.mapkv"), create_format_version=3)
+
     def test_commits_start_online_compactions(self):
+        # Format 4 (which older builds open too): online compactions copy the file instead.
         path = self.path("auto.mapkv")
         value = b"v" * 100
-        with mapkv.open(path, compact_ratio=2.0, compact_min_garbage=1 << 20) as db:
+        with mapkv.open(path, compact_ratio=2.0, compact_min_garbage=1 << 20,
+                        create_format_version=4) as db:
             for _ in range(30):
                 for k in range(1000):
                     db[b"k%d" % k] = value

@@ -1,0 +1,207 @@
+// The cleaner of a database of format version 5: the log's start (SharedState::head) moves on as
+// the writer relocates the live records there to the log's end, and the blocks below it go back
+// to the file system once a checkpoint made the copies durable. DBImpl (db_impl.h) declares these.
+//
+// The log is cleaned oldest first (LFS's and RAMCloud's cost-benefit choice of segments needs
+// segments; with offsets that only grow, the oldest part is the one that no longer moves): a
+// record at the start of the log was written a whole log ago, so under uniform updates with the
+// log at r times the live bytes, a fraction of about e^-r(1-f) = f of what a step walks is still
+// live (f = 0.20 at r = 2, 0.42 at r = 1.5). A step relocates those in one batch, chained to
+// the versions they copy, and moves head past what it walked in the same publish: a snapshot
+// that read the old head reads the copies' links back to the originals, which stay in place
+// until no snapshot began before the step; one that read the new head finds every key's version
+// at or after it.
+//
+// Bytes below head are never written again: a reader that comes late (an optimistic Get whose
+// seqlock check will fail, a handle without write permission) finds there what was committed, or
+// zeros, never another record. Giving them back (MappedFile::Punch) waits for two things:
+// - the copies on the disk: a checkpoint whose record holds the head (CheckpointRecord::head),
+//   so that a rebuild after a power cut starts at a head whose log is all there;
+// - no snapshot that began before the step: the punch fence (LockState::punch_fence) is raised,
+//   then the pins are looked at; a snapshot publishes its pin, then looks at the fence.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "src/db_impl.h"
+#include "src/env.h"
+#include "src/errors.h"
+#include "src/hash.h"
+#include "src/status_macros.h"
+
+namespace mapkv::internal {
+namespace {
+
+// A step walks this much of the log (then on to the end of the batch it is in): its live
+// records are relocated in one batch, under the writer lock of the commit that called for it.
+constexpr uint64_t kCleanStep = 256 << 10;
+// Garbage left whatever the ratio: on a small database, a step would otherwise walk mostly
+// records it must copy.
+constexpr uint64_t kCleanSlack = 1 << 20;
+// Blocks are given back this many bytes at a time at least (each give-back is a checkpoint),
+// or an eighth of the log if that is more.
+constexpr uint64_t kGiveBackStep = 4 << 20;
+
+}  // namespace
+
+bool DBImpl::WantsCleaning() const {
+  if (!cleaned_ || options_.compact_ratio <= 0) return false;
+  const uint64_t log = state_->committed_tail.load(std::memory_order_relaxed) -
+                       state_->head.load(std::memory_order_relaxed);
+  const uint64_t kept = KeptBytes();
+  return log > kept + kCleanSlack &&
+         static_cast<double>(log) > options_.compact_ratio * static_cast<double>(kept);
+}
+
+void DBImpl::MaybeClean(uint64_t wrote) {
+  if (!WantsCleaning()) return;
+  // Under uniform updates a step walks 1/(1 - f) bytes per byte written to keep the log where it
+  // is (1.25 at a ratio of 2, 1.7 at 1.5); four times what the commit wrote catches up too.
+  // The commit that called went through: a step that fails leaves the log as it was.
+  if (absl::Status s = Clean(std::max(kCleanStep, 4 * wrote)); !s.ok() && !clean_failed_) {
+    clean_failed_ = true;
+    Log(absl::StrCat(path(), ": the cleaner stopped: ", s.message()));
+  }
+}
+
+bool DBImpl::IsCurrent(const IndexTable& table, const Record& r) const {
+  return table.Probe(HashKey(r.key, hash_seed_),
+                     [&](uint64_t offset) { return offset == r.offset; }) != nullptr;
+}
+
+absl::Status DBImpl::Relocate(WriteState& w, const Record& r) {
+  const uint64_t size = RecordSizeOf(r.key.size(), r.value.size(), true);
+  MAPKV_ASSIGN_OR_RETURN(char* p, Place(w, size));
+  WriteRecordAt(p, w.tail, salt_, kPut, kChained, w.seq, r.key, r.value, r.offset);
+  w.checksums.push_back(reinterpret_cast<RecordHeader*>(p)->checksum);
+  w.records.push_back(w.tail);
+  w.last_record = w.tail;
+  w.tail += size;
+  return absl::OkStatus();
+}
+
+absl::Status DBImpl::Clean(uint64_t budget) {
+  const uint64_t committed = state_->committed_tail.load();
+  const uint64_t head = state_->head.load();
+  const uint64_t index_record = state_->index_record.load();
+  const IndexTable table(base_, index_record, IndexBits(index_record));
+  WriteState w;
+  w.db = this;
+  w.keys = WriteState::Keys::kUnique;  // each live record is its key's only one
+  w.seq = state_->commits.load() + 1;
+  w.start = w.tail = w.first = committed;
+  // Whole batches: a rebuild after a power cut scans from head, batch by batch.
+  uint64_t at = head;
+  bool in_batch = false;
+  bool rehash = false;
+  absl::Status s;
+  while (s.ok() && at < committed && (in_batch || at - head < budget)) {
+    absl::StatusOr<Record> r = ReadNamed(at, committed, true);  // copies get new checksums
+    if (!r.ok()) {
+      s = r.status();
+      break;
+    }
+    // The index table in use moves with a rehash, which drops deleted keys' slots and fits the
+    // table to the keys left.
+    if (r->type == kIndex && at == index_record) rehash = true;
+    if (r->type == kPut && IsCurrent(table, *r)) s = Relocate(w, *r);
+    in_batch = (r->flags & kLast) == 0;
+    at += r->size;
+  }
+  env_.AtPoint(HookPoint::kCleaning);
+  uint64_t new_index = 0;
+  if (s.ok() && rehash) {
+    absl::StatusOr<uint64_t> rehashed = MaybeGrowLinearIndex(w, 0, /*refit=*/true);
+    s = rehashed.status();
+    if (s.ok()) new_index = *rehashed;
+  }
+  std::vector<BatchWrite> writes;
+  writes.reserve(w.records.size());
+  for (uint64_t offset : w.records) {
+    if (!s.ok()) break;
+    const auto* h = reinterpret_cast<const RecordHeader*>(At(offset));
+    const std::string_view key(At(offset) + sizeof(RecordHeader) + kPrevSize, h->key_len);
+    uint64_t prev;
+    std::memcpy(&prev, At(offset) + sizeof(RecordHeader), kPrevSize);
+    writes.push_back({key, HashKey(key, hash_seed_), offset, true, prev});
+  }
+  if (s.ok() && w.checksums.empty()) {
+    // Nothing live: only the start moves.
+    s = lock_.LockExclusive();
+    if (s.ok()) {
+      state_->head.store(at, std::memory_order_release);
+      lock_.UnlockExclusive();
+    }
+    return s;
+  }
+  if (s.ok()) s = Seal(w);
+  w.new_head = at;
+  if (s.ok()) s = Publish(w, new_index, writes.data(), writes.size());
+  if (!s.ok()) {
+    InvalidateAfterTail();  // a sealed batch that was never published must never validate
+    return s;
+  }
+  lineage().relocated_bytes.fetch_add(w.tail - w.start, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+void DBImpl::MaybeGiveBack() {
+  if (!cleaned_ || detached_ || options_.read_only) return;
+  const uint64_t head = state_->head.load(std::memory_order_acquire);
+  const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);
+  const uint64_t fence = std::max(lock_.punch_fence(), kHeaderSize);
+  if (head < fence || head - fence < std::max(kGiveBackStep, (tail - head) / 8)) return;
+  if (giving_back_.exchange(true)) return;  // another thread of this handle is at it
+  // The copies to the disk without the writer lock: commits go on meanwhile. Then, under it, the
+  // checkpoint record that makes `head` the start a rebuild scans from, and the give-back.
+  absl::Status s = AddUser();
+  if (s.ok()) {
+    s = file_->Flush(0, tail);
+    if (s.ok()) s = file_->Sync();
+    DropUser();
+  }
+  if (s.ok()) s = AcquireCurrentWriter();
+  if (s.ok()) {
+    const CheckpointRecord* latest = LatestCheckpoint();
+    if (latest == nullptr || latest->tail < tail) s = WriteCheckpointRecord(tail, head);
+    if (s.ok()) {
+      if (state_->synced_tail.load() < tail) state_->synced_tail.store(tail);
+      GiveBackLocked();
+    }
+    ReleaseCurrentWriter();
+  }
+  if (!s.ok() && !IsSuperseded(s) && !clean_failed_) {
+    clean_failed_ = true;
+    Log(absl::StrCat(path(), ": the cleaner could not give space back: ", s.message()));
+  }
+  giving_back_.store(false);
+}
+
+void DBImpl::GiveBackLocked() {
+  const CheckpointRecord* latest = LatestCheckpoint();
+  if (latest == nullptr || latest->head == 0) return;
+  const uint64_t fence = lock_.punch_fence();
+  const uint64_t from = std::max(fence, kHeaderSize);
+  const uint64_t to = latest->head / kHeaderPageSize * kHeaderPageSize;
+  if (to <= from) return;
+  // Fence first, then the pins (both seq_cst; BeginSnapshot does the reverse): a snapshot that
+  // began before the head this checkpoint holds (its tail is below the checkpoint's) either is
+  // seen here, or sees the fence and begins again.
+  lock_.SetPunchFence(to);
+  for (uint32_t i = 0; i < lock_.slot_hwm(); ++i) {
+    const uint64_t pin = lock_.slot_at(i).cache_counts[kPinTail].load(std::memory_order_seq_cst);
+    if (pin != 0 && pin < latest->tail && lock_.SlotAlive(i)) {
+      lock_.SetPunchFence(fence);  // the next checkpoint tries again
+      return;
+    }
+  }
+  env_.AtPoint(HookPoint::kGivingBack);
+  absl::Status s = file_->Punch(from, to - from);
+  if (!s.ok() && !absl::IsUnimplemented(s) && !clean_failed_) {
+    clean_failed_ = true;
+    Log(absl::StrCat(path(), ": the cleaner could not give space back: ", s.message()));
+  }
+}
+
+}  // namespace mapkv::internal
