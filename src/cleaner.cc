@@ -40,7 +40,7 @@ constexpr uint64_t kCleanStep = 256 << 10;
 // records it must copy.
 constexpr uint64_t kCleanSlack = 1 << 20;
 // Blocks are given back this many bytes at a time at least (each give-back is a checkpoint),
-// or an eighth of the log if that is more.
+// or an eighth of the log in use if that is more.
 constexpr uint64_t kGiveBackStep = 4 << 20;
 
 }  // namespace
@@ -146,19 +146,24 @@ absl::Status DBImpl::Clean(uint64_t budget) {
   return absl::OkStatus();
 }
 
-void DBImpl::MaybeGiveBack() {
-  if (!cleaned_ || detached_ || options_.read_only) return;
+bool DBImpl::WantsGiveBack() const {
+  if (!cleaned_ || detached_ || options_.read_only) return false;
   const uint64_t head = state_->head.load(std::memory_order_acquire);
   const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);
   const uint64_t fence = std::max(lock_.punch_fence(), kHeaderSize);
-  if (head < fence || head - fence < std::max(kGiveBackStep, (tail - head) / 8)) return;
+  return head > fence && head - fence >= std::max(kGiveBackStep, (tail - head) / 8);
+}
+
+void DBImpl::MaybeGiveBack() {
+  if (!WantsGiveBack() || !CheckUsable().ok()) return;
   if (giving_back_.exchange(true)) return;  // another thread of this handle is at it
+  const uint64_t head = state_->head.load(std::memory_order_acquire);
+  const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);
   // The copies to the disk without the writer lock: commits go on meanwhile. Then, under it, the
   // checkpoint record that makes `head` the start a rebuild scans from, and the give-back.
   absl::Status s = AddUser();
   if (s.ok()) {
-    s = file_->Flush(0, tail);
-    if (s.ok()) s = file_->Sync();
+    s = FlushForCheckpoint(head, tail);
     DropUser();
   }
   if (s.ok()) s = AcquireCurrentWriter();

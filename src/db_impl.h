@@ -236,9 +236,11 @@ class DBImpl {
   // compaction starts only once most of the file's offsets lie below head, given back, and the
   // log nears max_file_size.
   bool WantsCompaction() const;
-  // Format version 5: once the cleaner moved head far enough past the blocks given back, makes
-  // the copies durable (a checkpoint, its flush without the writer lock) and gives the blocks
-  // below head back to the file system. For after a commit, without the writer lock.
+  // Format version 5: once the cleaner moved head far enough past the blocks given back
+  // (WantsGiveBack, cheap), makes the copies durable (a checkpoint, its flush without the writer
+  // lock) and gives the blocks below head back to the file system. Without the writer lock: DB
+  // calls it after a commit.
+  bool WantsGiveBack() const;
   void MaybeGiveBack();
   // What a compaction of the committed state would keep: the live records and the index.
   uint64_t KeptBytes() const;
@@ -382,6 +384,8 @@ class DBImpl {
   // Writes (and flushes) a checkpoint record saying the log up to `tail`, from `head`, is on
   // the disk. The writer lock is held.
   absl::Status WriteCheckpointRecord(uint64_t tail, uint64_t head);
+  // Flushes the mapping through `end` (from `head` on, with the header: version 5) and syncs.
+  absl::Status FlushForCheckpoint(uint64_t head, uint64_t end);
 
   // The cleaner (cleaner.cc), format version 5; the writer lock is held.
   // Whether the log is past Options::compact_ratio times what it keeps: cheap, after each commit.
