@@ -17,8 +17,11 @@
 // zeros, never another record. Giving them back (MappedFile::Punch) waits for two things:
 // - the copies on the disk: a checkpoint whose record holds the head (CheckpointRecord::head),
 //   so that a rebuild after a power cut starts at a head whose log is all there;
-// - no snapshot that began before the step: the punch fence (LockState::punch_fence) is raised,
-//   then the pins are looked at; a snapshot publishes its pin, then looks at the fence.
+// - no snapshot that reads there: each handle publishes, beside its oldest snapshot's tail, the
+//   log start that snapshot read (kPinHead), below which it reads nothing; the punch fence
+//   (LockState::punch_fence) is raised, then the pins are looked at; a snapshot publishes its
+//   pin, then looks at the fence. A stale snapshot so holds back the log from its start on, and
+//   no more.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -39,9 +42,14 @@ constexpr uint64_t kCleanStep = 256 << 10;
 // Garbage left whatever the ratio: on a small database, a step would otherwise walk mostly
 // records it must copy.
 constexpr uint64_t kCleanSlack = 1 << 20;
+// The file's first 2 MiB stay allocated: with huge pages (Options::huge_pages), a store into the
+// header faults in a folio of up to 2 MiB from offset 0, which takes every block of it again.
+constexpr uint64_t kKeptAllocated = 2 << 20;
 // Blocks are given back this many bytes at a time at least (each give-back is a checkpoint),
 // or an eighth of the log in use if that is more.
 constexpr uint64_t kGiveBackStep = 4 << 20;
+// The log's pages are started to the disk this many bytes at a time (MaybeStartWriteback).
+constexpr uint64_t kWritebackStep = 4 << 20;
 
 }  // namespace
 
@@ -146,12 +154,39 @@ absl::Status DBImpl::Clean(uint64_t budget) {
   return absl::OkStatus();
 }
 
-bool DBImpl::WantsGiveBack() const {
+void DBImpl::MaybeStartWriteback() {
+  // Records are never written again once committed: their pages can go to the disk now, in the
+  // background, rather than all at once in the give-back's flush, which a commit waits for.
+  if (!cleaned_ || detached_ || options_.read_only) return;
+  const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);
+  const uint64_t from = std::max(written_back_.load(std::memory_order_relaxed),
+                                 state_->head.load(std::memory_order_acquire));
+  const uint64_t to = tail / kHeaderPageSize * kHeaderPageSize;  // not the page still filling
+  if (to < from + kWritebackStep) return;
+  written_back_.store(to, std::memory_order_relaxed);
+  file_->StartFlush(from, to - from);
+}
+
+uint64_t DBImpl::OldestPinnedHead() {
+  uint64_t oldest = UINT64_MAX;
+  for (uint32_t i = 0; i < lock_.slot_hwm(); ++i) {
+    const std::atomic<uint64_t>* words = lock_.slot_at(i).cache_counts;
+    if (words[kPinTail].load(std::memory_order_seq_cst) == 0) continue;
+    const uint64_t head = words[kPinHead].load(std::memory_order_acquire);
+    if (head < oldest && lock_.SlotAlive(i)) oldest = head;  // a dead holder's pin went with it
+  }
+  return oldest;
+}
+
+bool DBImpl::WantsGiveBack() {
   if (!cleaned_ || detached_ || options_.read_only) return false;
   const uint64_t head = state_->head.load(std::memory_order_acquire);
   const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);
-  const uint64_t fence = std::max(lock_.punch_fence(), kHeaderSize);
-  return head > fence && head - fence >= std::max(kGiveBackStep, (tail - head) / 8);
+  const uint64_t fence = std::max(lock_.punch_fence(), kKeptAllocated);
+  const uint64_t step = std::max(kGiveBackStep, (tail - head) / 8);
+  // Up to the oldest snapshot's start: a stale snapshot holds back what it may read, and no
+  // more, and a give-back it would block is not tried at every commit.
+  return head > fence + step && std::min(head, OldestPinnedHead()) > fence + step;
 }
 
 void DBImpl::MaybeGiveBack() {
@@ -163,13 +198,15 @@ void DBImpl::MaybeGiveBack() {
   // checkpoint record that makes `head` the start a rebuild scans from, and the give-back.
   absl::Status s = AddUser();
   if (s.ok()) {
-    s = FlushForCheckpoint(head, tail);
+    s = FlushForCheckpoint(head, tail, /*index=*/false);
     DropUser();
   }
   if (s.ok()) s = AcquireCurrentWriter();
   if (s.ok()) {
     const CheckpointRecord* latest = LatestCheckpoint();
-    if (latest == nullptr || latest->tail < tail) s = WriteCheckpointRecord(tail, head);
+    if (latest == nullptr || latest->tail < tail) {
+      s = WriteCheckpointRecord(tail, head, kCheckpointLogOnly);
+    }
     if (s.ok()) {
       if (state_->synced_tail.load() < tail) state_->synced_tail.store(tail);
       GiveBackLocked();
@@ -187,19 +224,18 @@ void DBImpl::GiveBackLocked() {
   const CheckpointRecord* latest = LatestCheckpoint();
   if (latest == nullptr || latest->head == 0) return;
   const uint64_t fence = lock_.punch_fence();
-  const uint64_t from = std::max(fence, kHeaderSize);
-  const uint64_t to = latest->head / kHeaderPageSize * kHeaderPageSize;
+  const uint64_t from = std::max(fence, kKeptAllocated);
+  uint64_t to = latest->head / kHeaderPageSize * kHeaderPageSize;
   if (to <= from) return;
   // Fence first, then the pins (both seq_cst; BeginSnapshot does the reverse): a snapshot that
-  // began before the head this checkpoint holds (its tail is below the checkpoint's) either is
-  // seen here, or sees the fence and begins again.
+  // read a start below `to` either is seen here, or sees the fence and begins again. Nothing a
+  // snapshot reads lies below the start it read.
   lock_.SetPunchFence(to);
-  for (uint32_t i = 0; i < lock_.slot_hwm(); ++i) {
-    const uint64_t pin = lock_.slot_at(i).cache_counts[kPinTail].load(std::memory_order_seq_cst);
-    if (pin != 0 && pin < latest->tail && lock_.SlotAlive(i)) {
-      lock_.SetPunchFence(fence);  // the next checkpoint tries again
-      return;
-    }
+  const uint64_t pinned = OldestPinnedHead() / kHeaderPageSize * kHeaderPageSize;
+  if (pinned < to) {
+    to = std::max(pinned, fence);
+    lock_.SetPunchFence(to > from ? to : fence);
+    if (to <= from) return;  // the next checkpoint tries again
   }
   env_.AtPoint(HookPoint::kGivingBack);
   absl::Status s = file_->Punch(from, to - from);

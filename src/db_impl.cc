@@ -56,6 +56,7 @@ DBImpl::~DBImpl() {
     // boot can trust the index without a rebuild.
     const CheckpointRecord* ckpt = LatestCheckpoint();
     if (ckpt != nullptr && ckpt->tail == state_->committed_tail.load() &&
+        (ckpt->flags & kCheckpointLogOnly) == 0 &&
         state_->applied_tail.load() == state_->committed_tail.load() && state_->clean.load() == 0) {
       state_->clean.store(1);
       (void)file_->Flush(0, kHeaderPageSize);
@@ -181,11 +182,11 @@ absl::Status DBImpl::Named(const absl::Status& s) const {
   return absl::Status(s.code(), absl::StrCat(path(), ": ", s.message()));
 }
 
-std::string_view DBImpl::KeyAt(uint64_t slot_offset, uint64_t limit) const {
+std::string_view DBImpl::KeyAt(uint64_t slot_offset, uint64_t limit, uint64_t floor) const {
   if (SlotDead(slot_offset) && !chained_) return {};
   // A deleted key's slot left below the log's start (version 5): its record may be gone, and a
   // lookup treats the key as never written (a new put takes another slot; a rehash drops this).
-  if (cleaned_ && SlotRecord(slot_offset) < LogStart()) return {};
+  if (cleaned_ && SlotRecord(slot_offset) < (floor != 0 ? floor : LogStart())) return {};
   absl::StatusOr<Record> r = ReadAt(SlotRecord(slot_offset), limit, false);
   if (!r.ok() || r->type != (SlotDead(slot_offset) ? kDelete : kPut)) return {};
   return r->key;

@@ -240,8 +240,11 @@ class DBImpl {
   // (WantsGiveBack, cheap), makes the copies durable (a checkpoint, its flush without the writer
   // lock) and gives the blocks below head back to the file system. Without the writer lock: DB
   // calls it after a commit.
-  bool WantsGiveBack() const;
+  bool WantsGiveBack();
   void MaybeGiveBack();
+  // Version 5: starts the committed log's pages since the last call to the disk (without waiting)
+  // once there are a few MiB of them, so that the give-back's flush has little left to write.
+  void MaybeStartWriteback();
   // What a compaction of the committed state would keep: the live records and the index.
   uint64_t KeptBytes() const;
 
@@ -383,9 +386,10 @@ class DBImpl {
   absl::Status CheckpointLocked();
   // Writes (and flushes) a checkpoint record saying the log up to `tail`, from `head`, is on
   // the disk. The writer lock is held.
-  absl::Status WriteCheckpointRecord(uint64_t tail, uint64_t head);
-  // Flushes the mapping through `end` (from `head` on, with the header: version 5) and syncs.
-  absl::Status FlushForCheckpoint(uint64_t head, uint64_t end);
+  absl::Status WriteCheckpointRecord(uint64_t tail, uint64_t head, uint64_t flags);
+  // Flushes the mapping through `end` (from `head` on, with the header: version 5; without the
+  // current index table's slots unless `index`) and syncs.
+  absl::Status FlushForCheckpoint(uint64_t head, uint64_t end, bool index);
 
   // The cleaner (cleaner.cc), format version 5; the writer lock is held.
   // Whether the log is past Options::compact_ratio times what it keeps: cheap, after each commit.
@@ -398,9 +402,12 @@ class DBImpl {
   absl::Status Clean(uint64_t budget);
   bool IsCurrent(const IndexTable& table, const Record& r) const;
   absl::Status Relocate(WriteState& w, const Record& r);
-  // Gives the log below the latest checkpoint's head back to the file system, unless a snapshot
-  // older than that checkpoint is pinned.
+  // Gives the log below the latest checkpoint's head back to the file system, up to the oldest
+  // pinned snapshot's start.
   void GiveBackLocked();
+  // The lowest log start a live snapshot of any handle read (ProcessSlot, kPinHead); UINT64_MAX
+  // when none is pinned.
+  uint64_t OldestPinnedHead();
   const CheckpointRecord* LatestCheckpoint() const;
 
   uint32_t IndexBits(uint64_t index_record) const {
@@ -409,7 +416,8 @@ class DBImpl {
   // The committed state; stable while the caller holds the shared side or the writer lock.
   Snapshot CommittedSnapshot() const;
   // The key of the record a slot points at (a put; in version 4, a kDelete too), or empty.
-  std::string_view KeyAt(uint64_t slot_offset, uint64_t limit) const;
+  // A slot below `floor` (the log's start unless a snapshot's is given) has none (version 5).
+  std::string_view KeyAt(uint64_t slot_offset, uint64_t limit, uint64_t floor = 0) const;
   uint64_t SizeAt(uint64_t offset) const;
   // Version 4: the key's newest record (put or delete) in the committed log or in the batch so
   // far, for the chain of the record that replaces it; 0 when it has none.
@@ -478,6 +486,9 @@ class DBImpl {
   uint64_t ring_tables_[2] = {0, 0};
   mutable std::atomic<uint64_t> covered_;  // file_->covered(), cached: see Cover()
   uint64_t prefaulted_ = 0;  // the log is populated in this handle's mapping up to here (a hint)
+  // Version 5: this handle started the log's pages to the disk up to here (a hint). Written by
+  // a thread after its commit: two at once cost a repeated call, no more.
+  std::atomic<uint64_t> written_back_{0};
   bool chained_ = false;     // format version 4 or 5: chained records, lock-free snapshots
   bool cleaned_ = false;     // format version 5: the cleaner moves the log's start (head)
   bool opened_ = false;      // fully open: the slot is claimed and the state valid
@@ -488,7 +499,11 @@ class DBImpl {
   Gate write_gate_;
   // This handle's open snapshots: their tails, with when each began.
   std::mutex pins_mu_;
-  std::multimap<uint64_t, int64_t> pins_;  // guarded by pins_mu_
+  struct Pin {
+    int64_t since_ms;
+    uint64_t head;  // the snapshot's log start
+  };
+  std::multimap<uint64_t, Pin> pins_;  // by tail; guarded by pins_mu_
   // See AddUser and Retire: the users, and kRetiredBit once the handle is retired.
   static constexpr uint32_t kRetiredBit = 0x80000000u;
   std::atomic<uint32_t> users_{0};

@@ -115,11 +115,14 @@ struct CheckpointRecord {
   int64_t unix_ms;        // 32: when
   uint64_t head;          // 40: version 5: where the log started then (the blocks below it may
                           //     be given back once this record is on the disk); else 0
-  uint64_t reserved;      // 48
+  uint64_t flags;         // 48: kCheckpointLogOnly
   uint64_t checksum;      // 56: XXH3 of bytes [0, 56), seeded with FileHeader::salt
 };
 static_assert(sizeof(CheckpointRecord) == 64);
 inline constexpr uint64_t kCheckpointOffset[2] = {512, 576};
+// The cleaner's checkpoints flush the log's records, not the index table's slots (a rebuild
+// after a power cut reads the records only): a clean close does not trust the index after one.
+inline constexpr uint64_t kCheckpointLogOnly = 1;
 
 // The committed state, shared by all processes through the mapping. Changed only by the writer
 // that holds both the writer lock and the exclusive side of the reader-writer lock (readers read
@@ -231,7 +234,10 @@ static_assert(sizeof(ProcessSlot) == 64);
 inline constexpr uint32_t kPinTail = 0;
 inline constexpr uint32_t kPinSinceMs = 1;
 inline constexpr uint32_t kPinCount = 2;
-// A database handle's features, in the next word: what another process may rely on it to do.
+// Version 5: the log start (SharedState::head) that the oldest snapshot read: nothing it reads
+// lies below it, so the cleaner gives back nothing from there on while it lives.
+inline constexpr uint32_t kPinHead = 4;
+// A database handle's features, in word 3: what another process may rely on it to do.
 // Zero in a slot of a build that predates them (a slot's words are zeroed when it is given up).
 inline constexpr uint32_t kSlotFeatures = 3;
 inline constexpr uint64_t kFollowsSuccessor = 1;  // moves to LockState::successor's file

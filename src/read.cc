@@ -165,7 +165,7 @@ absl::StatusOr<Snapshot> DBImpl::BeginSnapshot() {
     snap.as_of = true;
     {
       std::lock_guard<std::mutex> lock(pins_mu_);
-      pins_.emplace(snap.tail, NowUnixMs());
+      pins_.emplace(snap.tail, Pin{NowUnixMs(), snap.head});
       PublishPinLocked();
     }
     // After the pin is published (seq_cst): an online compaction marks the file, then looks for
@@ -219,7 +219,11 @@ void DBImpl::PublishPinLocked() {
     words[kPinCount].store(0, std::memory_order_relaxed);
     return;
   }
-  words[kPinSinceMs].store(static_cast<uint64_t>(pins_.begin()->second), std::memory_order_relaxed);
+  words[kPinSinceMs].store(static_cast<uint64_t>(pins_.begin()->second.since_ms),
+                           std::memory_order_relaxed);
+  // Before the tail (seq_cst): whoever sees the tail sees the head that goes with it. The oldest
+  // snapshot has the lowest head too (head only moves on).
+  words[kPinHead].store(pins_.begin()->second.head, std::memory_order_release);
   words[kPinCount].store(pins_.size(), std::memory_order_relaxed);
   words[kPinTail].store(pins_.begin()->first, std::memory_order_seq_cst);
 }

@@ -397,7 +397,7 @@ absl::Status DBImpl::Verify(std::vector<VerifyProblem>* out) {
     const uint64_t hash = HashKey(r->key, hash_seed_);
     if (table.slot(i).hash.load(std::memory_order_relaxed) != hash) {
       problem(slot_at, "index", absl::StrCat("slot hash does not match the key at ", offset));
-    } else if (table.Probe(hash, [&](uint64_t o) { return KeyAt(o, limit) == r->key; }) !=
+    } else if (table.Probe(hash, [&](uint64_t o) { return KeyAt(o, limit, start) == r->key; }) !=
                &table.slot(i)) {
       problem(slot_at, "index", "a lookup of this slot's key finds another slot or none");
     }

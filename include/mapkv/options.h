@@ -121,7 +121,7 @@ struct Options {
   // update longer than 0.15 s; after deleting 90% of the keys, 13.5x on average instead of 383x).
   // compact_min_garbage keeps small databases from compacting at every few commits. 0: never
   // (compact with `mapkv compact` or Compact()).
-  double compact_ratio = 2.0;
+  double compact_ratio = 1.5;
   uint64_t compact_min_garbage = 8ull << 20;
 
   // The format a new database is created in: 0, the newest (5, whose cleaner reclaims space in

@@ -59,13 +59,17 @@ class MappedFile {
   virtual absl::Status Flush(uint64_t offset, uint64_t length) = 0;
   // Makes the file's data and metadata durable (fsync / FlushFileBuffers).
   virtual absl::Status Sync() = 0;
+  // Starts writing the mapping's bytes [offset, offset + length) to the disk and returns without
+  // waiting (Linux: sync_file_range), so that a Flush of them later finds little left to write.
+  // A hint: nothing where the platform has no such call.
+  virtual void StartFlush(uint64_t /*offset*/, uint64_t /*length*/) {}
   // Zeroes the file's bytes [offset, offset + length), and the mapping sees zeros there at once;
   // durable after Sync(). The blocks stay allocated (ResourceExhausted where taking them again
   // fails), so that a store there never meets a full disk.
   virtual absl::Status Zero(uint64_t offset, uint64_t length) = 0;
 
   // Gives the file system back the blocks of [offset, offset + length), whole pages inside it
-  // (the file's size stays; reads there see zeros, in every mapping at once). For a file that no
+  // (the file's size stays; reads there see zeros, in every mapping at once). For a range that no
   // one will write again: Unimplemented where the platform cannot.
   virtual absl::Status Punch(uint64_t /*offset*/, uint64_t /*length*/) {
     return absl::UnimplementedError(absl::StrCat(path(), ": cannot give blocks back here"));

@@ -69,6 +69,13 @@ class PosixMappedFile final : public MappedFile {
     });
   }
 
+#ifdef __linux__
+  void StartFlush(uint64_t offset, uint64_t length) override {
+    (void)sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(length),
+                          SYNC_FILE_RANGE_WRITE);
+  }
+#endif
+
   absl::Status Punch(uint64_t offset, uint64_t length) override {
     static const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     const uint64_t begin = (offset + page - 1) / page * page, end = (offset + length) / page * page;
