@@ -54,7 +54,9 @@ constexpr uint64_t kWritebackStep = 4 << 20;
 }  // namespace
 
 bool DBImpl::WantsCleaning() const {
-  if (!cleaned_ || options_.compact_ratio <= 0) return false;
+  if (!cleaned_ || options_.compact_ratio <= 0 || cannot_give_back_.load(std::memory_order_relaxed)) {
+    return false;
+  }
   const uint64_t log = state_->committed_tail.load(std::memory_order_relaxed) -
                        state_->head.load(std::memory_order_relaxed);
   const uint64_t kept = KeptBytes();
@@ -67,9 +69,9 @@ void DBImpl::MaybeClean(uint64_t wrote) {
   // Under uniform updates a step walks 1/(1 - f) bytes per byte written to keep the log where it
   // is (1.25 at a ratio of 2, 1.7 at 1.5); four times what the commit wrote catches up too.
   // The commit that called went through: a step that fails leaves the log as it was.
-  if (absl::Status s = Clean(std::max(kCleanStep, 4 * wrote)); !s.ok() && !clean_failed_) {
-    clean_failed_ = true;
-    Log(absl::StrCat(path(), ": the cleaner stopped: ", s.message()));
+  absl::Status s = Clean(std::max(kCleanStep, 4 * wrote));
+  if (!s.ok() && !clean_failed_.exchange(true)) {
+    Log(absl::StrCat(path(), ": the cleaner failed (later commits try again): ", s.message()));
   }
 }
 
@@ -213,8 +215,7 @@ void DBImpl::MaybeGiveBack() {
     }
     ReleaseCurrentWriter();
   }
-  if (!s.ok() && !IsSuperseded(s) && !clean_failed_) {
-    clean_failed_ = true;
+  if (!s.ok() && !IsSuperseded(s) && !clean_failed_.exchange(true)) {
     Log(absl::StrCat(path(), ": the cleaner could not give space back: ", s.message()));
   }
   giving_back_.store(false);
@@ -239,8 +240,14 @@ void DBImpl::GiveBackLocked() {
   }
   env_.AtPoint(HookPoint::kGivingBack);
   absl::Status s = file_->Punch(from, to - from);
-  if (!s.ok() && !absl::IsUnimplemented(s) && !clean_failed_) {
-    clean_failed_ = true;
+  if (absl::IsUnimplemented(s)) {
+    // Windows, or a file system without holes: relocating would only add to the log. This
+    // handle's commits clean no more (the space then stays as a version 4 file's would).
+    cannot_give_back_.store(true, std::memory_order_relaxed);
+    Log(absl::StrCat(s.message(), "; its space is reclaimed by `mapkv compact` only"));
+    return;
+  }
+  if (!s.ok() && !clean_failed_.exchange(true)) {
     Log(absl::StrCat(path(), ": the cleaner could not give space back: ", s.message()));
   }
 }

@@ -509,7 +509,8 @@ class DBImpl {
   std::atomic<uint32_t> users_{0};
   std::atomic<bool> retiring_{false};
   std::atomic<bool> giving_back_{false};  // a thread of this handle is in MaybeGiveBack
-  bool clean_failed_ = false;             // the cleaner logged a failure (once per handle)
+  std::atomic<bool> clean_failed_{false};  // the cleaner logged a failure (once per handle)
+  std::atomic<bool> cannot_give_back_{false};  // the platform or file system has no holes
   void RetireIfUnused();
 };
 

@@ -82,6 +82,10 @@ class PosixMappedFile final : public MappedFile {
     if (end <= begin) return absl::OkStatus();
     if (fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(begin),
                   static_cast<off_t>(end - begin)) != 0) {
+      if (errno == EOPNOTSUPP) {
+        return absl::UnimplementedError(
+            absl::StrCat(path_, ": the file system cannot give blocks back (no hole punching)"));
+      }
       return ErrnoStatus(errno, path_, "fallocate(FALLOC_FL_PUNCH_HOLE)");
     }
     return absl::OkStatus();
