@@ -379,6 +379,10 @@ void mapkv_options_set_compact_ratio(mapkv_options* opts, double ratio) {
   if (opts != nullptr) opts->options.compact_ratio = ratio > 0 ? ratio : 0;
 }
 
+void mapkv_options_set_create_format_version(mapkv_options* opts, uint32_t version) {
+  if (opts != nullptr) opts->options.create_format_version = version;
+}
+
 void mapkv_options_set_compact_min_garbage(mapkv_options* opts, uint64_t bytes) {
   if (opts != nullptr) opts->options.compact_min_garbage = bytes;
 }

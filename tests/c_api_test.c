@@ -461,6 +461,21 @@ static int TestOpenErrors(void) {
   EXPECT(MAPKV_INVALID_ARGUMENT, mapkv_open(path, opts, &db, &msg));
   CHECK_MSG("lock_timeout_ms");
   mapkv_options_set_lock_timeout_ms(opts, 2000);
+  mapkv_options_set_create_format_version(opts, 3);
+  EXPECT(MAPKV_INVALID_ARGUMENT, mapkv_open(path, opts, &db, &msg));
+  CHECK_MSG("create_format_version 3");
+  {
+    char old_path[4096];
+    mapkv_stats st;
+    Path(old_path, sizeof(old_path), "version4");
+    mapkv_options_set_create_format_version(opts, 4);
+    OK(mapkv_open(old_path, opts, &db, &msg));
+    st.size = sizeof(st);
+    OK(mapkv_get_stats(db, &st, &msg));
+    CHECK(st.format_version == 4);
+    OK(mapkv_close(db, &msg));
+  }
+  mapkv_options_set_create_format_version(opts, 0);
   EXPECT(MAPKV_INVALID_ARGUMENT, mapkv_open(NULL, opts, &db, &msg));
   EXPECT(MAPKV_INVALID_ARGUMENT, mapkv_open(path, opts, NULL, &msg));
 

@@ -171,6 +171,10 @@ int RunStat(const StatArgs& args) {
                                 " of the log): overwritten and deleted records, old index tables",
                                 s.garbage_bytes == 0    ? ""
                                 : s.cache_capacity != 0 ? "; the ring reuses it as it turns"
+                                : s.format_version == internal::kCleanFormatVersion
+                                    ? "; the writer's cleaner gives it back once it passes "
+                                      "Options::compact_ratio of the live data, or `mapkv "
+                                      "compact` now"
                                 : internal::IsChainedVersion(s.format_version)
                                     ? "; reclaimed online once it passes Options::compact_ratio "
                                       "of the live data, or now by `mapkv compact`"

@@ -152,9 +152,13 @@ MAPKV_C_API void mapkv_options_set_checkpoint_interval_ms(mapkv_options* opts, u
 MAPKV_C_API void mapkv_options_set_checkpoint_bytes(mapkv_options* opts, uint64_t bytes);
 MAPKV_C_API void mapkv_options_set_lock_timeout_ms(mapkv_options* opts, uint64_t ms);
 MAPKV_C_API void mapkv_options_set_max_snapshot_bytes(mapkv_options* opts, uint64_t bytes);
-// Options::compact_ratio (0: no online compaction started by commits) and compact_min_garbage.
+// Options::compact_ratio (0: neither the writer's cleaner nor online compactions started by
+// commits) and compact_min_garbage.
 MAPKV_C_API void mapkv_options_set_compact_ratio(mapkv_options* opts, double ratio);
 MAPKV_C_API void mapkv_options_set_compact_min_garbage(mapkv_options* opts, uint64_t bytes);
+// Options::create_format_version: 0 (the newest, 5) or 4 (which older builds open too); Open
+// fails with MAPKV_INVALID_ARGUMENT for anything else.
+MAPKV_C_API void mapkv_options_set_create_format_version(mapkv_options* opts, uint32_t version);
 // Options::info_log: fn receives each line (NUL-terminated, also given its length, no newline),
 // on whichever thread of the handle's calls meets the event. NULL fn: the default (stderr).
 MAPKV_C_API void mapkv_options_set_info_log(mapkv_options* opts,
@@ -228,7 +232,7 @@ typedef struct mapkv_stats {
   uint64_t recovered_commits;
   uint64_t cache_capacity;            // a cache's capacity (0: none)
   uint64_t evictions;                 // entries a cache evicted for space
-  uint64_t snapshots;                 // open snapshots (read transactions of a version 4 database)
+  uint64_t snapshots;                 // open snapshots (read transactions of a version 4 or 5 database)
   uint64_t snapshot_pinned_bytes;     // log bytes committed since the oldest of them began
   uint64_t compactions;               // compactions in place over the database's life
   uint64_t bytes_written;             // log bytes written over it, by commits and compactions

@@ -12,7 +12,7 @@
 // Commits start this compaction by themselves once the log holds Options::compact_ratio times what
 // it would keep (options.h).
 //
-// Compaction in place of a database of format version 4 runs while it stays in use (online):
+// Compaction in place of a database of format version 4 or 5 runs while it stays in use (online):
 // other handles, of this process and of others, go on reading and committing throughout. It
 // copies a snapshot of the database into the new file, then the commits made meanwhile, and then,
 // holding the database's writer lock (commits wait meanwhile, for the last of those commits and a
@@ -36,7 +36,7 @@
 // - Into another file (Backup, or Compact with a destination of its own), the source is opened as
 //   any reader opens it (read-only; for writing only where it needs recovery first, which that
 //   open does) and read from one ReadTxn: the copy holds the database exactly as of one commit.
-//   Of a format version 4 database that is a snapshot, which holds no lock: other processes
+//   Of a format version 4 or 5 database that is a snapshot, which holds no lock: other processes
 //   commit meanwhile as usual. Of a format version 1 file or a cache, the ReadTxn holds the
 //   shared lock until the copy is read (CompactResult::read_under_lock): their commits wait, and
 //   fail with DeadlineExceeded when that takes longer than their lock_timeout.
@@ -130,7 +130,7 @@ struct CompactResult {
   bool in_place = false;  // the source was replaced (no separate destination)
   bool replaced = false;  // an existing destination was replaced (replace_existing)
   // The source was read holding its shared lock (format version 1, or a cache), so its writers
-  // waited for the copy; false for a snapshot (format version 4) and for a source held alone.
+  // waited for the copy; false for a snapshot (format version 4 or 5) and for a source held alone.
   bool read_under_lock = false;
   uint64_t keys = 0;            // live keys copied
   uint64_t dropped = 0;         // a cache's expired values and leases, not copied
@@ -153,7 +153,7 @@ struct CompactResult {
 };
 
 // Compacts the database at `src`. With `dst` empty or naming `src` itself, the compacted file
-// replaces `src`: online for a format version 4 database (above), which other handles go on
+// replaces `src`: online for a format version 4 or 5 database (above), which other handles go on
 // using; otherwise `src` must not be open elsewhere. Otherwise it is written to `dst`, which must
 // not exist (unless options.replace_existing), from one snapshot of `src` taken while it stays in
 // use (see Backup), and `src` is left as it was. Errors, each naming the file: NotFound (no
@@ -171,7 +171,7 @@ absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string&
 
 // Writes a consistent, compact copy of the database (or cache) at `db` into the new file `copy`
 // while other processes go on using `db`: the live records of one ReadTxn of it (a snapshot that
-// holds no lock, for a format version 4 database; the shared lock, for a version 1 file or a
+// holds no lock, for a format version 4 or 5 database; the shared lock, for a version 1 file or a
 // cache: their writers wait meanwhile), flushed, then renamed to `copy` in one step, as Compact
 // writes its file. `db` is only read, unless it needs recovery (a writer died half-way through a
 // commit, or the machine stopped): then it is opened for writing, which recovers it, as the next

@@ -104,30 +104,38 @@ struct Options {
   // the file first while it recovers or rebuilds the index: raise this for a large rebuild.
   std::chrono::milliseconds lock_timeout{10000};
 
-  // Space kept bounded while the database is in use (format version 4; not on Windows, which
-  // cannot rename over a file that a process has mapped): once a commit leaves the log holding
-  // more than `compact_ratio` times what a compaction would keep (the live records and the index)
-  // and at least `compact_min_garbage` bytes of overwritten and deleted records, the handle starts
-  // an online compaction (mapkv::Compact, compact.h) on a thread of its own, and up to two more
+  // Space kept bounded while the database is in use. Format version 5 (the default): once a
+  // commit leaves the log holding more than `compact_ratio` times what it must keep (the live
+  // records and the index) and more than 1 MiB besides, the committing writer cleans: it copies
+  // the live records at the log's start to its end, in a batch of its own, and moves the start
+  // past them; the blocks below the start go back to the file system once a checkpoint made the
+  // copies durable (the writer takes one itself every few MiB) and no snapshot reads there (on
+  // Linux; where the file system cannot punch holes, and on Windows, cleaning stops and
+  // `mapkv compact` reclaims the space). Each step walks at least 256 KiB, or four times what
+  // its commit wrote. Lower ratios hold less space and copy more: at 1M keys overwritten 20
+  // times as fast as one thread can, 1.5 holds the files at 2.9x the raw live bytes on average
+  // (3.3x at the peaks) with 1.9 bytes written per byte updated, 2.0 at 3.8x with 1.4
+  // (docs/benchmarks.md, "Steady-state updates"). Files there still grow in size (the offsets
+  // only grow; the blocks below the start are holes): an online compaction starts once the log
+  // passes half of max_file_size with most of it given back.
+  // Format version 4 (create_format_version): once a commit leaves the log past `compact_ratio`
+  // times what a compaction would keep and at least `compact_min_garbage` bytes of garbage, the
+  // handle starts an online compaction (mapkv::Compact, compact.h) on a thread of its own (not
+  // on Windows, which cannot rename over a file that a process has mapped), and up to two more
   // right after it when the commits made meanwhile left the new file past these bounds already.
   // Every handle of every process goes on meanwhile and moves to the compacted file; one
-  // compaction of a file runs at a time. Each compaction copies the live records and the commits
-  // made while it runs; meanwhile the commits of every handle are paced, together, at a fraction
-  // of the copy's speed (a commit in debt sleeps), so that it finishes, and its last step, which
-  // holds the writer lock, has little left to copy:
-  // the trade of update rate for space (docs/benchmarks.md, "Steady-state updates": at 1M keys
-  // overwritten 20 times as fast as one thread can, 55% of the update rate per CPU-second kept,
-  // the files at 5.8x the raw live bytes on average (9.4x at the peaks) instead of 31x, and no
-  // update longer than 0.15 s; after deleting 90% of the keys, 13.5x on average instead of 383x).
-  // compact_min_garbage keeps small databases from compacting at every few commits. 0: never
-  // (compact with `mapkv compact` or Compact()).
+  // compaction of a file runs at a time, and the commits of every handle are paced meanwhile
+  // (a commit in debt sleeps) so that it finishes. compact_min_garbage keeps small version 4
+  // databases from compacting at every few commits. 0: neither (compact with `mapkv compact` or
+  // Compact()).
   double compact_ratio = 1.5;
   uint64_t compact_min_garbage = 8ull << 20;
 
   // The format a new database is created in: 0, the newest (5, whose cleaner reclaims space in
   // the file itself); or 4, which builds before the cleaner open too, and whose space online
-  // compactions reclaim by copying the file (compact_ratio). An existing file keeps its format; a
-  // compaction writes the newest. InvalidArgument for anything else.
+  // compactions reclaim by copying the file (compact_ratio). An existing file keeps its format,
+  // through compactions too (a version 1 file's becomes the newest). InvalidArgument for
+  // anything else.
   uint32_t create_format_version = 0;
 
   // The most log bytes that may be committed after a snapshot (a ReadTxn) began and it still

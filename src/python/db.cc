@@ -575,9 +575,11 @@ durability='none' ('none', 'periodic' or 'sync'), huge_pages=True, max_file_size
 initial_file_size=1 MiB, initial_index_slots=1024, verify_checksums=True,
 checkpoint_interval=1.0 (seconds or a timedelta), checkpoint_bytes=64 MiB, lock_timeout=10.0
 (seconds or a timedelta), max_snapshot_bytes=0 (no limit; past it a read transaction's reads
-raise FailedPreconditionError, "snapshot too old"), compact_ratio=2.0 and compact_min_garbage=8 MiB
-(commits start an online compaction once the log holds that many times what a compaction keeps;
-0: never), info_log=None (a callable taking one str line; None: stderr). An unknown
+raise FailedPreconditionError, "snapshot too old"), compact_ratio=1.5 (past that many times the live
+data the writer cleans the log, giving its start back to the file system; in format 4 commits
+start an online compaction instead, past compact_min_garbage=8 MiB of garbage too; 0: neither),
+create_format_version=0 (a new database's format: 0 the newest, 5; or 4, which older builds open
+too), info_log=None (a callable taking one str line; None: stderr). An unknown
 keyword is a TypeError. A path that names nothing (with create_if_missing=False) raises
 FileNotFoundError, one that names a directory IsADirectoryError (both also mapkv.Error). A
 max_file_size that an existing file does not take warns with OptionIgnoredWarning.)doc");
