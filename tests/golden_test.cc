@@ -19,6 +19,7 @@ namespace {
 
 const std::string kGolden = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v1/sample.mapkv";
 const std::string kGoldenChained = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v4/sample.mapkv";
+const std::string kGoldenCleaned = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v5/sample.mapkv";
 
 std::string GoldenKey(int i) { return absl::StrCat("golden/", i); }
 // Every byte value appears in the values.
@@ -28,17 +29,22 @@ std::string GoldenValue(int i) {
   return v;
 }
 
-// The sample database, in the newest database format (the v1 and v4 files hold the same).
-void WriteGolden(const std::string& path) {
+// The sample database, in format `version` (the v1, v4 and v5 files hold the same). In version
+// 5 every key is first written 20 times, so that the cleaner moved the log's start.
+void WriteGolden(const std::string& path, uint32_t version) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::filesystem::remove(path);
   Options o;
   o.initial_index_slots = 64;
   o.initial_file_size = 1 << 20;
   o.file_mode = 0644;
+  o.create_format_version = version;
   auto db = DB::Open(path, o);
   ASSERT_OK(db);
-  for (int i = 0; i < 500; ++i) ASSERT_OK((*db)->Put(GoldenKey(i), GoldenValue(i)));
+  const int rounds = version == internal::kCleanFormatVersion ? 20 : 1;
+  for (int round = 0; round < rounds; ++round) {
+    for (int i = 0; i < 500; ++i) ASSERT_OK((*db)->Put(GoldenKey(i), GoldenValue(i)));
+  }
   for (int i = 0; i < 500; i += 5) ASSERT_OK((*db)->Delete(GoldenKey(i)));
   auto txn = (*db)->BeginWrite();
   ASSERT_OK(txn);
@@ -116,7 +122,9 @@ TEST(GoldenTest, VersionOneFileIsUpgradedByCompaction) {
 }
 
 TEST(GoldenTest, VersionFourFileReadsBack) {
-  if (test::EnvInt("MAPKV_WRITE_GOLDEN", 0) != 0) WriteGolden(kGoldenChained);
+  if (test::EnvInt("MAPKV_WRITE_GOLDEN", 0) != 0) {
+    WriteGolden(kGoldenChained, internal::kChainFormatVersion);
+  }
   test::TempDir dir;
   const std::string copy = CopyGolden(dir, kGoldenChained, internal::kChainFormatVersion);
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(copy));
@@ -126,6 +134,40 @@ TEST(GoldenTest, VersionFourFileReadsBack) {
   for (int i = 0; i < 500; ++i) ASSERT_OK(db->Put(GoldenKey(i), "after"));
   ExpectSample(r);
   EXPECT_OK_AND_EQ(db->Get(GoldenKey(0)), "after");
+}
+
+// A version 5 file whose log's start the cleaner moved: it reads from there, verifies, cleans
+// on, and a rebuild after a power cut scans from the start its checkpoint holds.
+TEST(GoldenTest, VersionFiveFileReadsBack) {
+  if (test::EnvInt("MAPKV_WRITE_GOLDEN", 0) != 0) {
+    WriteGolden(kGoldenCleaned, internal::kCleanFormatVersion);
+  }
+  test::TempDir dir;
+  const std::string copy = CopyGolden(dir, kGoldenCleaned, internal::kCleanFormatVersion);
+  const uint64_t head = test::ReadFileU64(copy, internal::kSharedStateOffset + 112);
+  EXPECT_GT(head, internal::kHeaderSize) << "the sample's log start never moved";
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(copy));
+    EXPECT_OK(db->Verify());
+    EXPECT_LT(db->GetStats().log_bytes, internal::kHeaderSize + db->GetStats().file_size - head)
+        << "the log in use starts at head";
+    ASSERT_OK_AND_ASSIGN(ReadTxn r, db->BeginRead());
+    for (int round = 0; round < 20; ++round) {
+      for (int i = 0; i < 500; ++i) ASSERT_OK(db->Put(GoldenKey(i), absl::StrCat("after ", round)));
+    }
+    ExpectSample(r);
+    EXPECT_OK_AND_EQ(db->Get(GoldenKey(0)), "after 19");
+  }
+  // As after a power cut: the index is rebuilt from the start the last checkpoint holds.
+  const std::string cut = dir.File("cut.mapkv");
+  std::filesystem::copy_file(kGoldenCleaned, cut);
+  test::WriteFileU64(cut, internal::kSharedStateOffset + 80, 0x1234);  // another boot's id
+  test::WriteFileU64(cut, internal::kSharedStateOffset + 88, 0);        // not closed clean
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(cut));
+  EXPECT_TRUE(db->GetStats().rebuilt_index);
+  ASSERT_OK_AND_ASSIGN(ReadTxn r, db->BeginRead());
+  ExpectSample(r);
+  EXPECT_OK(db->Verify());
 }
 
 const std::string kGoldenCache = std::string(MAPKV_SOURCE_DIR) + "/data/golden/v2/cache.mapkv";
