@@ -101,7 +101,9 @@ Options KillOptions() {
   Options options;
   options.initial_file_size = 1 << 20;
   options.initial_index_slots = kIndexSlots;
-  options.max_file_size = 64ull << 20;  // small: every process reserves this much address space
+  // Small (every process reserves this much address space), and far past what the cleaning
+  // case's kills write, whose log would start an online compaction at half of it.
+  options.max_file_size = 512ull << 20;
   options.lock_timeout = std::chrono::seconds(5);  // a dead holder must be seen far sooner
   options.env = &kill_env;
   return options;
@@ -129,7 +131,15 @@ HookPoint HookPointArg(const test::ChildArgs& args, size_t i) {
 
 // ---- The cases.
 
-enum class Kill { kReading, kWriting, kCommitting, kGrowingIndex, kGrowingFile, kCompacting };
+enum class Kill {
+  kReading,
+  kWriting,
+  kCommitting,
+  kGrowingIndex,
+  kGrowingFile,
+  kCompacting,
+  kCleaning
+};
 
 struct KillCase {
   const char* name;
@@ -142,6 +152,14 @@ std::string BatchKey(int rep, int i) {
 }
 std::string BatchValue(int rep, int i) { return absl::StrCat("batch ", rep, " put ", i); }
 std::string GrowthKey(int rep, int i) { return absl::StrCat("g/", rep, "/", i); }
+// The cleaning case's n-th put of its kill `rep`, to BaseKey(n % kBaseKeys): 1,000 bytes, so that
+// a few MiB of them move the log's start past what the cleaner gives back at a time.
+std::string CleaningValue(int rep, int n) {
+  std::string v = absl::StrCat("clean ", rep, " ", n, " ");
+  v.resize(1000, 'c');
+  return v;
+}
+constexpr int kMaxCleaningPuts = 100000;  // 100 MB: far past the 6 MiB a give-back needs
 
 // What the killed child commits, when it gets that far, applied to a model of the database.
 using Model = std::map<std::string, std::string>;
@@ -162,7 +180,7 @@ MAPKV_CHILD(KilledChild) {
   const std::string& path = args.at(0);
   const int kill_number = args.Int<int>(1);
   CHILD_CHECK(kill_number >= static_cast<int>(Kill::kReading) &&
-                  kill_number <= static_cast<int>(Kill::kCompacting),
+                  kill_number <= static_cast<int>(Kill::kCleaning),
               "no Kill numbered ", kill_number);
   const Kill kill = static_cast<Kill>(kill_number);
   const int rep = args.Int<int>(2);
@@ -252,6 +270,16 @@ MAPKV_CHILD(KilledChild) {
       CHILD_CHECK_OK(Compact(path, "", options).status());
       break;
     }
+    case Kill::kCleaning: {
+      // Overwrites until the cleaner gets to its point: a step's copies written and not yet
+      // published (the commit that called for it went through), or a give-back whose checkpoint
+      // is on the disk about to punch (holding the writer lock).
+      ArmHook(rep % 2 == 0 ? HookPoint::kCleaning : HookPoint::kGivingBack, stop);
+      for (int n = 0; n < kMaxCleaningPuts; ++n) {
+        CHILD_CHECK_OK(db->Put(BaseKey(n % kBaseKeys), CleaningValue(rep, n)));
+      }
+      break;
+    }
   }
   std::fprintf(stderr, "[child %u] went past the hook\n", tools::CurrentPid());
   return kHookNotReached;
@@ -283,6 +311,31 @@ void ExpectContents(DB* db, const Model& model) {
   }
   const uint64_t keys = db->GetStats().keys;
   EXPECT_EQ(keys, visited) << "GetStats().keys disagrees with ForEach";
+}
+
+// The cleaning case: reads what the killed child's puts left (optimistic Gets: they need no
+// lock) and checks that it is the last value of each key of puts 0..N-1 for one N, then takes it
+// into `model`.
+void ApplyCleaningPuts(DB& db, int rep, Model* model) {
+  int n_end = 0;  // N: one past the highest put of this kill found
+  std::vector<std::string> found(kBaseKeys);
+  for (int k = 0; k < kBaseKeys; ++k) {
+    ASSERT_OK_AND_ASSIGN(found[k], db.Get(BaseKey(k)));
+    const std::string prefix = absl::StrCat("clean ", rep, " ");
+    if (found[k].rfind(prefix, 0) != 0) continue;
+    const std::string rest = found[k].substr(prefix.size());
+    const int n = std::stoi(rest.substr(0, rest.find(' ')));
+    n_end = std::max(n_end, n + 1);
+  }
+  ASSERT_GT(n_end, 0) << "none of the killed child's puts is there";
+  for (int k = 0; k < kBaseKeys; ++k) {
+    // The last put to key k below N, if any.
+    const int last = k < n_end ? (n_end - 1 - k) / kBaseKeys * kBaseKeys + k : -1;
+    const std::string expected = last >= 0 ? CleaningValue(rep, last) : model->at(BaseKey(k));
+    EXPECT_EQ(found[k].substr(0, 40), expected.substr(0, 40)) << BaseKey(k) << ", N " << n_end;
+    EXPECT_EQ(found[k], expected) << BaseKey(k);
+    (*model)[BaseKey(k)] = expected;
+  }
 }
 
 // The longest each operation took after a kill, over all kills of a case.
@@ -373,6 +426,10 @@ TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
     const int status = test::KillChild(pid);
     ASSERT_EQ(status, kKilledStatus) << test::ExitStatusToString(status);
     if (kill == Kill::kCommitting) ApplyBatch(rep, &model);  // it was past its commit point
+    if (kill == Kill::kCleaning) {
+      // The child's puts 0..N-1 are all there and none after: the last one each key got.
+      ASSERT_NO_FATAL_FAILURE(ApplyCleaningPuts(*db, rep, &model));
+    }
     // A dead holder's pin goes with its slot: the kernel says it is dead.
     EXPECT_TRUE(db->Snapshots().empty()) << "the dead process's snapshot is still listed";
 
@@ -480,6 +537,10 @@ TEST_P(KillMatrixTest, AnotherProcessGetsTheLockFastAndSeesOnlyCommittedData) {
       EXPECT_EQ(stats.index_capacity, initial.index_capacity)
           << "the rehash of an unfinished commit was published";
     }
+    if (kill == Kill::kCleaning) {
+      EXPECT_OK(db->Verify());
+      EXPECT_GT(stats.bytes_relocated, 0u) << "the cleaner never ran";
+    }
     if (kill == Kill::kCommitting) {
       EXPECT_GT(stats.recovered_commits, recovered_before) << "no recovery counted";
       recovered_before = stats.recovered_commits;
@@ -539,7 +600,8 @@ INSTANTIATE_TEST_SUITE_P(Points, KillMatrixTest,
                                            KillCase{"Committing", Kill::kCommitting},
                                            KillCase{"GrowingIndex", Kill::kGrowingIndex},
                                            KillCase{"GrowingFile", Kill::kGrowingFile},
-                                           KillCase{"Compacting", Kill::kCompacting}),
+                                           KillCase{"Compacting", Kill::kCompacting},
+                                           KillCase{"Cleaning", Kill::kCleaning}),
                          [](const ::testing::TestParamInfo<KillCase>& param_info) {
                            return std::string(param_info.param.name);
                          });
