@@ -175,8 +175,8 @@ absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string&
 // cache: their writers wait meanwhile), flushed, then renamed to `copy` in one step, as Compact
 // writes its file. `db` is only read, unless it needs recovery (a writer died half-way through a
 // commit, or the machine stopped): then it is opened for writing, which recovers it, as the next
-// writer's open would. A database's copy is of the current format version, whatever the
-// source's; a cache's copy is a cache, with its capacity, less its expired values and leases
+// writer's open would. A database's copy is of the current format version (a version 4 source's
+// stays version 4: the builds that share it may predate version 5); a cache's copy is a cache, with its capacity, less its expired values and leases
 // (the copy's leases would belong to nobody). Errors, each naming the file:
 // NotFound (no `db`, or no directory for `copy`), InvalidArgument (`copy` names `db` itself),
 // AlreadyExists (`copy` exists, unless options.replace_existing), FailedPrecondition (the `copy`
