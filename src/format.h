@@ -195,8 +195,9 @@ struct alignas(64) LockState {
   std::atomic<uint64_t> pace_next_ns;
   std::atomic<uint64_t> pace_until_ns;
   // A database of version 5: the log below this offset may be given back to the file system (a
-  // hole: it reads as zeros). Raised, under the writer lock, before the pins are looked at; a
-  // snapshot whose log start is below it, once its pin is published, begins again.
+  // hole: it reads as zeros). Raised, under the writer lock, before the pins are looked at (and
+  // lowered to the oldest pinned snapshot's start where that is below); a snapshot whose log
+  // start is below it, once its pin is published, begins again.
   std::atomic<uint64_t> punch_fence;
   char pad2[8];
 };
