@@ -67,7 +67,7 @@ using ::mapkv::test::Rng;
 using ::mapkv::test::TempDir;
 using ::mapkv::test::Uniform;
 
-using State = std::map<std::string, std::string>;
+using test::State;
 
 constexpr uint64_t kMiB = 1 << 20;
 // cleaner.cc's constants: the garbage a log keeps whatever the ratio; what a step walks; the
@@ -251,32 +251,11 @@ std::vector<std::string> KeysOf(const State& a, const State& b = {}) {
   return keys;
 }
 
-// The lines a handle logs (Options::info_log), from any thread: the cleaner logs its failures.
-class Logged {
+// The lines a handle logs; the cleaner's failures say "the cleaner" (it failed, or could not give
+// space back).
+class Logged : public test::Logged {
  public:
-  std::function<void(std::string_view)> Sink() {
-    return [this](std::string_view line) {
-      std::lock_guard<std::mutex> lock(mu_);
-      lines_.emplace_back(line);
-    };
-  }
-  std::vector<std::string> Lines() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return lines_;
-  }
-  // The lines that mention the cleaner (each says it stopped or could not give space back).
-  std::vector<std::string> CleanerLines() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::string> out;
-    for (const std::string& line : lines_) {
-      if (absl::StrContains(line, "the cleaner")) out.push_back(line);
-    }
-    return out;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> lines_;
+  std::vector<std::string> CleanerLines() { return LinesWith("the cleaner"); }
 };
 
 // Puts `n` keys from `first`, version 0, in transactions of 500.
@@ -724,9 +703,8 @@ TEST(CleanerTest, ReadersBesideTheCleanerSeeEveryKeyAndConsistentSnapshots) {
 // 40000 keys, then 90% of them deleted, then small commits until the cleaner caught up, then a
 // checkpoint: the index table is refitted to the keys left, the log is within the ratio, and the
 // file's allocated blocks are its first 2 MiB, the log from head and the room past the tail, no
-// more. Then the file
-// is reopened as after a power cut (another boot, not closed cleanly): the index is rebuilt from
-// the checkpoint's head, over the holes, and holds every key left.
+// more. Then the file is reopened as after a power cut (another boot, not closed cleanly): the
+// index is rebuilt from the checkpoint's head, over the holes, and holds every key left.
 TEST(CleanerSpaceTest, MassDeletesGiveTheSpaceBack) {
   TempDir dir;
   if (!PunchesHoles(dir)) GTEST_SKIP() << kNoHoles;
@@ -819,34 +797,8 @@ TEST(CleanerSpaceTest, MassDeletesGiveTheSpaceBack) {
 
 // ---- Power cuts after the head moved ----
 
-using Write = std::pair<std::string, std::optional<std::string>>;  // nullopt: delete
-
-// The committed history since the last point known durable (as in power_cut_test.cc).
-struct History {
-  State floor;
-  std::vector<std::vector<Write>> commits;
-
-  void Durable(const State& now) {
-    floor = now;
-    commits.clear();
-  }
-  // The index of the commit boundary equal to `state` (0: the floor), or -1.
-  int Match(const State& state) const {
-    State s = floor;
-    if (s == state) return 0;
-    for (size_t i = 0; i < commits.size(); ++i) {
-      for (const auto& [key, value] : commits[i]) {
-        if (value) {
-          s[key] = *value;
-        } else {
-          s.erase(key);
-        }
-      }
-      if (s == state) return static_cast<int>(i + 1);
-    }
-    return -1;
-  }
-};
+using test::History;
+using test::Write;
 
 enum class Cut { kRandom, kLoseAll, kKeepAll };
 

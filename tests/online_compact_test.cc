@@ -86,24 +86,7 @@ void Churn(DB& db, int keys, int versions) {
   }
 }
 
-// The lines handles log (Options::info_log), from any thread.
-class Logged {
- public:
-  std::function<void(std::string_view)> Sink() {
-    return [this](std::string_view line) {
-      std::lock_guard<std::mutex> lock(mu_);
-      lines_.emplace_back(line);
-    };
-  }
-  std::vector<std::string> Lines() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return lines_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> lines_;
-};
+using test::Logged;
 
 uint64_t Inode(const std::string& path) {
   absl::StatusOr<internal::FileInfo> info = internal::StatFile(path);

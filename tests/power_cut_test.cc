@@ -27,40 +27,13 @@
 namespace mapkv {
 namespace {
 
-using State = std::map<std::string, std::string>;
-using Write = std::pair<std::string, std::optional<std::string>>;  // nullopt: delete
+using test::History;
+using test::State;
+using test::Write;
 
 struct Mode {
   const char* name;
   Durability durability;
-};
-
-// The committed history since the last point known durable: the state there and every commit
-// after it, in order. A recovered state must equal one of the states along it.
-struct History {
-  State floor;
-  std::vector<std::vector<Write>> commits;
-
-  void Durable(const State& now) {
-    floor = now;
-    commits.clear();
-  }
-  // The index of the commit boundary equal to `state` (0: the floor), or -1.
-  int Match(const State& state) const {
-    State s = floor;
-    if (s == state) return 0;
-    for (size_t i = 0; i < commits.size(); ++i) {
-      for (const auto& [key, value] : commits[i]) {
-        if (value) {
-          s[key] = *value;
-        } else {
-          s.erase(key);
-        }
-      }
-      if (s == state) return static_cast<int>(i + 1);
-    }
-    return -1;
-  }
 };
 
 std::string Key(uint64_t n) { return absl::StrCat("key-", n); }

@@ -8,7 +8,9 @@
 #define MAPKV_TESTS_TEST_UTIL_H_
 
 #include "tests/testing/child_process.h"
+#include "tests/testing/commit_history.h"
 #include "tests/testing/env.h"
+#include "tests/testing/logged_lines.h"
 #include "tests/testing/resources.h"
 #include "tests/testing/stamped_values.h"
 #include "tests/testing/status_matchers.h"
