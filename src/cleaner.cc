@@ -54,7 +54,8 @@ constexpr uint64_t kWritebackStep = 4 << 20;
 }  // namespace
 
 bool DBImpl::WantsCleaning() const {
-  if (!cleaned_ || options_.compact_ratio <= 0 || cannot_give_back_.load(std::memory_order_relaxed)) {
+  if (!cleaned_ || options_.compact_ratio <= 0 ||
+      cannot_give_back_.load(std::memory_order_relaxed)) {
     return false;
   }
   const uint64_t log = state_->committed_tail.load(std::memory_order_relaxed) -

@@ -276,7 +276,7 @@ absl::StatusOr<uint64_t> DBImpl::MaybeGrowIndexLocked(WriteState& w, uint64_t ne
 }
 
 absl::StatusOr<uint64_t> DBImpl::MaybeGrowLinearIndex(WriteState& w, uint64_t new_keys,
-                                                       bool refit) {
+                                                      bool refit) {
   const uint64_t old_record = state_->index_record.load();
   const uint32_t old_bits = IndexBits(old_record);
   if (!refit && !IndexOverLimit(state_->used.load() + new_keys, uint64_t{1} << old_bits)) {

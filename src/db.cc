@@ -93,7 +93,8 @@ void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
     for (size_t i = 0; i < n; ++i) values[i] = usable;
     return;
   }
-  const internal::Snapshot snap = ToSnapshot(tail_, head_, index_record_, index_bits_, count_, snapshot_);
+  const internal::Snapshot snap =
+      ToSnapshot(tail_, head_, index_record_, index_bits_, count_, snapshot_);
   for (size_t start = 0; start < n; start += internal::kLookupBatch) {
     db_->LookupBatch(snap, keys.data() + start, std::min(internal::kLookupBatch, n - start),
                      values.data() + start);
@@ -350,7 +351,8 @@ absl::StatusOr<ReadTxn> DB::BeginRead() {
       db.DropUser();
       return snap.status();
     }
-    return ReadTxn(&db, snap->tail, snap->head, snap->index_record, snap->index_bits, snap->count, snap->as_of);
+    return ReadTxn(&db, snap->tail, snap->head, snap->index_record, snap->index_bits, snap->count,
+                   snap->as_of);
   });
 }
 

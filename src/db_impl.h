@@ -78,7 +78,7 @@ struct WriteState {
   uint64_t tail = 0;   // where the next record goes
   uint64_t puts = 0;   // kPut records appended (upper bound on new keys)
   uint64_t last_record = 0;
-  uint64_t new_head = 0;  // version 5: where the publish moves the log's start (0: it stays)
+  uint64_t new_head = 0;     // version 5: where the publish moves the log's start (0: it stays)
   bool track_writes = true;  // false for DB::Put/Delete: one write, no map needed
   // What the writer promises of its keys, so that a bulk copy (a compaction's) pays for no map:
   // kAny: nothing (the batch's writes are kept in `writes`); kUnique: each key at most once per
@@ -489,10 +489,10 @@ class DBImpl {
   // Version 5: this handle started the log's pages to the disk up to here (a hint). Written by
   // a thread after its commit: two at once cost a repeated call, no more.
   std::atomic<uint64_t> written_back_{0};
-  bool chained_ = false;     // format version 4 or 5: chained records, lock-free snapshots
-  bool cleaned_ = false;     // format version 5: the cleaner moves the log's start (head)
-  bool opened_ = false;      // fully open: the slot is claimed and the state valid
-  bool detached_ = false;    // opened without write permission (OpenDetached)
+  bool chained_ = false;   // format version 4 or 5: chained records, lock-free snapshots
+  bool cleaned_ = false;   // format version 5: the cleaner moves the log's start (head)
+  bool opened_ = false;    // fully open: the slot is claimed and the state valid
+  bool detached_ = false;  // opened without write permission (OpenDetached)
   // Serialises this handle's writers among its threads. Not a std::mutex: a WriteTxn may end on
   // another thread than the one that began it; not std::binary_semaphore: libstdc++ 12's release
   // makes a futex syscall every time, waiters or not.
@@ -508,8 +508,8 @@ class DBImpl {
   static constexpr uint32_t kRetiredBit = 0x80000000u;
   std::atomic<uint32_t> users_{0};
   std::atomic<bool> retiring_{false};
-  std::atomic<bool> giving_back_{false};  // a thread of this handle is in MaybeGiveBack
-  std::atomic<bool> clean_failed_{false};  // the cleaner logged a failure (once per handle)
+  std::atomic<bool> giving_back_{false};       // a thread of this handle is in MaybeGiveBack
+  std::atomic<bool> clean_failed_{false};      // the cleaner logged a failure (once per handle)
   std::atomic<bool> cannot_give_back_{false};  // the platform or file system has no holes
   void RetireIfUnused();
 };

@@ -60,8 +60,7 @@ absl::StatusOr<std::unique_ptr<DBImpl>> DBImpl::Open(const std::string& path,
   if (options.read_only && options.exclusive) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": exclusive is for writers"));
   }
-  if (options.create_format_version != 0 &&
-      options.create_format_version != kChainFormatVersion &&
+  if (options.create_format_version != 0 && options.create_format_version != kChainFormatVersion &&
       options.create_format_version != kCleanFormatVersion) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": create_format_version ", options.create_format_version,
@@ -384,10 +383,10 @@ absl::Status DBImpl::Initialize() {
   FileHeader& h = *header_;
   std::memcpy(h.magic, kCreatingMagic, sizeof(kCreatingMagic));
   std::memset(base_ + sizeof(h.magic), 0, kHeaderSize - sizeof(h.magic));
-  h.format_version = ring                                                   ? kRingFormatVersion
-                     : cache                                                ? kCacheFormatVersion
+  h.format_version = ring                                                    ? kRingFormatVersion
+                     : cache                                                 ? kCacheFormatVersion
                      : options_.create_format_version == kChainFormatVersion ? kChainFormatVersion
-                                                                            : kCleanFormatVersion;
+                                                                             : kCleanFormatVersion;
   h.layout = kLayoutSignature;
   h.hash_seed = RandomU64();
   h.salt = RandomU64();

@@ -202,8 +202,8 @@ absl::Status DBImpl::RebuildIndex(std::string_view reason) {
   }
   absl::flat_hash_map<std::string_view, uint64_t, KeyHash, KeyEq> live;
   ScanResult scan =
-      ScanBatches([&](uint64_t off) { return ReadRecord(base_, off, limit, salt_, true); },
-                  from, limit, salt_, 0,
+      ScanBatches([&](uint64_t off) { return ReadRecord(base_, off, limit, salt_, true); }, from,
+                  limit, salt_, 0,
                   [&](const Record& r) {
                     if (r.type == kPut) {
                       live[r.key] = r.offset;

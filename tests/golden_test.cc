@@ -162,7 +162,7 @@ TEST(GoldenTest, VersionFiveFileReadsBack) {
   const std::string cut = dir.File("cut.mapkv");
   std::filesystem::copy_file(kGoldenCleaned, cut);
   test::WriteFileU64(cut, internal::kSharedStateOffset + 80, 0x1234);  // another boot's id
-  test::WriteFileU64(cut, internal::kSharedStateOffset + 88, 0);        // not closed clean
+  test::WriteFileU64(cut, internal::kSharedStateOffset + 88, 0);       // not closed clean
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(cut));
   EXPECT_TRUE(db->GetStats().rebuilt_index);
   ASSERT_OK_AND_ASSIGN(ReadTxn r, db->BeginRead());

@@ -230,9 +230,9 @@ typedef struct mapkv_stats {
   uint64_t rebuild_records;
   uint64_t rebuild_micros;
   uint64_t recovered_commits;
-  uint64_t cache_capacity;            // a cache's capacity (0: none)
-  uint64_t evictions;                 // entries a cache evicted for space
-  uint64_t snapshots;                 // open snapshots (read transactions of a version 4 or 5 database)
+  uint64_t cache_capacity;  // a cache's capacity (0: none)
+  uint64_t evictions;       // entries a cache evicted for space
+  uint64_t snapshots;       // open snapshots (read transactions of a version 4 or 5 database)
   uint64_t snapshot_pinned_bytes;     // log bytes committed since the oldest of them began
   uint64_t compactions;               // compactions in place over the database's life
   uint64_t bytes_written;             // log bytes written over it, by commits and compactions

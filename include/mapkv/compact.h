@@ -176,12 +176,12 @@ absl::StatusOr<CompactResult> Compact(const std::string& src, const std::string&
 // writes its file. `db` is only read, unless it needs recovery (a writer died half-way through a
 // commit, or the machine stopped): then it is opened for writing, which recovers it, as the next
 // writer's open would. A database's copy is of the current format version (a version 4 source's
-// stays version 4: the builds that share it may predate version 5); a cache's copy is a cache, with its capacity, less its expired values and leases
-// (the copy's leases would belong to nobody). Errors, each naming the file:
-// NotFound (no `db`, or no directory for `copy`), InvalidArgument (`copy` names `db` itself),
-// AlreadyExists (`copy` exists, unless options.replace_existing), FailedPrecondition (the `copy`
-// to replace is open elsewhere), and those of Compact. On any error, `db` and `copy` are
-// unchanged and no temporary file of this call is left.
+// stays version 4: the builds that share it may predate version 5); a cache's copy is a cache, with
+// its capacity, less its expired values and leases (the copy's leases would belong to nobody).
+// Errors, each naming the file: NotFound (no `db`, or no directory for `copy`), InvalidArgument
+// (`copy` names `db` itself), AlreadyExists (`copy` exists, unless options.replace_existing),
+// FailedPrecondition (the `copy` to replace is open elsewhere), and those of Compact. On any error,
+// `db` and `copy` are unchanged and no temporary file of this call is left.
 absl::StatusOr<CompactResult> Backup(const std::string& db, const std::string& copy,
                                      const CompactOptions& options = {});
 

@@ -165,7 +165,8 @@ Options ParseOptions(const char* function, const py::kwargs& kwargs) {
       o.compact_min_garbage = OptionUint(name, v);
     } else if (name == "create_format_version") {
       const uint64_t version = OptionUint(name, v);
-      if (version > UINT32_MAX) throw py::value_error("mapkv: option create_format_version is 0, 4 or 5");
+      if (version > UINT32_MAX)
+        throw py::value_error("mapkv: option create_format_version is 0, 4 or 5");
       o.create_format_version = static_cast<uint32_t>(version);
     } else if (name == "compact_ratio") {
       if (PyBool_Check(v.ptr()) || !(PyLong_Check(v.ptr()) || PyFloat_Check(v.ptr()))) {
