@@ -23,7 +23,6 @@
 //   pin, then looks at the fence. A stale snapshot so holds back the log from its start on, and
 //   no more.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -127,16 +126,6 @@ absl::Status DBImpl::Clean(uint64_t budget) {
     s = rehashed.status();
     if (s.ok()) new_index = *rehashed;
   }
-  std::vector<BatchWrite> writes;
-  writes.reserve(w.records.size());
-  for (uint64_t offset : w.records) {
-    if (!s.ok()) break;
-    const auto* h = reinterpret_cast<const RecordHeader*>(At(offset));
-    const std::string_view key(At(offset) + sizeof(RecordHeader) + kPrevSize, h->key_len);
-    uint64_t prev;
-    std::memcpy(&prev, At(offset) + sizeof(RecordHeader), kPrevSize);
-    writes.push_back({key, HashKey(key, hash_seed_), offset, true, prev});
-  }
   if (s.ok() && w.checksums.empty()) {
     // Nothing live: only the start moves.
     s = lock_.LockExclusive();
@@ -146,9 +135,13 @@ absl::Status DBImpl::Clean(uint64_t budget) {
     }
     return s;
   }
-  if (s.ok()) s = Seal(w);
-  w.new_head = at;
-  if (s.ok()) s = Publish(w, new_index, writes.data(), writes.size());
+  if (s.ok()) {
+    absl::StatusOr<std::vector<BatchWrite>> writes = BatchWrites(w);
+    s = writes.status();
+    if (s.ok()) s = Seal(w);
+    w.new_head = at;
+    if (s.ok()) s = Publish(w, new_index, writes->data(), writes->size());
+  }
   if (!s.ok()) {
     InvalidateAfterTail();  // a sealed batch that was never published must never validate
     return s;

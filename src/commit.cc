@@ -404,9 +404,7 @@ absl::Status DBImpl::Publish(WriteState& w, uint64_t new_index_record, const Bat
   return absl::OkStatus();
 }
 
-absl::Status DBImpl::Commit(WriteState& w) {
-  MAPKV_RETURN_IF_ERROR(CheckUsable());
-  if (w.checksums.empty()) return absl::OkStatus();
+absl::StatusOr<std::vector<BatchWrite>> DBImpl::BatchWrites(const WriteState& w) const {
   std::vector<BatchWrite> writes;
   writes.reserve(w.writes.size() + w.records.size());
   for (const auto& [key, offset] : w.writes) {
@@ -419,6 +417,13 @@ absl::Status DBImpl::Commit(WriteState& w) {
     writes.push_back({r.key, HashKey(r.key, hash_seed_), offset, r.type == kPut,
                       (r.flags & kChained) != 0 ? r.prev : kReplacesUnknown});
   }
+  return writes;
+}
+
+absl::Status DBImpl::Commit(WriteState& w) {
+  MAPKV_RETURN_IF_ERROR(CheckUsable());
+  if (w.checksums.empty()) return absl::OkStatus();
+  MAPKV_ASSIGN_OR_RETURN(const std::vector<BatchWrite> writes, BatchWrites(w));
   MAPKV_ASSIGN_OR_RETURN(uint64_t new_index, MaybeGrowIndex(w, w.puts));
   MAPKV_RETURN_IF_ERROR(Seal(w));
   absl::Status s = Publish(w, new_index, writes.data(), writes.size());

@@ -370,6 +370,8 @@ class DBImpl {
   void PrefaultAhead(uint64_t end, uint64_t file_size);
   absl::StatusOr<uint64_t> WriteIndexTable(uint64_t at, uint64_t seq, uint8_t flags, uint32_t bits);
   absl::Status Seal(WriteState& w);
+  // The index changes of the batch so far: each key's last record in it (w.writes, w.records).
+  absl::StatusOr<std::vector<BatchWrite>> BatchWrites(const WriteState& w) const;
   absl::Status Publish(WriteState& w, uint64_t new_index_record, const BatchWrite* writes,
                        size_t n);
   void ApplyWrite(IndexTable& table, const BatchWrite& write);
