@@ -909,13 +909,7 @@ TEST_P(CleanerPowerCutTest, RebuildsFromTheCheckpointedHead) {
         }
         if (absl::Status s = txn->Commit(); !s.ok()) return s;
       }
-      for (const auto& [key, value] : writes) {
-        if (value) {
-          now[key] = *value;
-        } else {
-          now.erase(key);
-        }
-      }
+      test::Apply(writes, &now);
       history.commits.push_back(std::move(writes));
       if (mode.durability == Durability::kSync) history.Durable(now);
       return absl::OkStatus();

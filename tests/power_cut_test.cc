@@ -152,13 +152,7 @@ class PowerCutTest : public ::testing::TestWithParam<Mode> {
           }
           ASSERT_OK(txn.Commit());
         }
-        for (const auto& [key, value] : writes) {
-          if (value) {
-            now[key] = *value;
-          } else {
-            now.erase(key);
-          }
-        }
+        test::Apply(writes, &now);
         history.commits.push_back(std::move(writes));
         // Every Commit() of kSync that returned before the cut is on the disk.
         if (GetParam().durability == Durability::kSync && !fs.cut()) history.Durable(now);

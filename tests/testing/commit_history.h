@@ -16,6 +16,17 @@ using State = std::map<std::string, std::string>;
 // One write of a commit: the key, and its value (nullopt: a delete).
 using Write = std::pair<std::string, std::optional<std::string>>;
 
+// `state` after the writes of one commit.
+inline void Apply(const std::vector<Write>& writes, State* state) {
+  for (const auto& [key, value] : writes) {
+    if (value) {
+      (*state)[key] = *value;
+    } else {
+      state->erase(key);
+    }
+  }
+}
+
 // The committed history since the last point known durable: the state there and every commit
 // after it, in order. A recovered state must equal one of the states along it.
 struct History {
@@ -31,13 +42,7 @@ struct History {
     State s = floor;
     if (s == state) return 0;
     for (size_t i = 0; i < commits.size(); ++i) {
-      for (const auto& [key, value] : commits[i]) {
-        if (value) {
-          s[key] = *value;
-        } else {
-          s.erase(key);
-        }
-      }
+      Apply(commits[i], &s);
       if (s == state) return static_cast<int>(i + 1);
     }
     return -1;
