@@ -23,6 +23,7 @@
 //   pin, then looks at the fence. A stale snapshot so holds back the log from its start on, and
 //   no more.
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -45,8 +46,10 @@ constexpr uint64_t kCleanSlack = 1 << 20;
 // header faults in a folio of up to 2 MiB from offset 0, which takes every block of it again.
 constexpr uint64_t kKeptAllocated = 2 << 20;
 // Blocks are given back this many bytes at a time at least (each give-back is a checkpoint),
-// or an eighth of the log in use if that is more.
+// or an eighth of the log in use if that is more, up to kGiveBackMaxStep: what waits for the
+// next give-back is half a step on average, space the file holds for nothing.
 constexpr uint64_t kGiveBackStep = 4 << 20;
+constexpr uint64_t kGiveBackMaxStep = 16 << 20;
 // The log's pages are started to the disk this many bytes at a time (MaybeStartWriteback).
 constexpr uint64_t kWritebackStep = 4 << 20;
 
@@ -75,9 +78,8 @@ void DBImpl::MaybeClean(uint64_t wrote) {
   }
 }
 
-bool DBImpl::IsCurrent(const IndexTable& table, const Record& r) const {
-  return table.Probe(HashKey(r.key, hash_seed_),
-                     [&](uint64_t offset) { return offset == r.offset; }) != nullptr;
+bool DBImpl::IsCurrent(const IndexTable& table, uint64_t hash, const Record& r) const {
+  return table.Probe(hash, [&](uint64_t offset) { return offset == r.offset; }) != nullptr;
 }
 
 absl::Status DBImpl::Relocate(WriteState& w, const Record& r) {
@@ -101,6 +103,23 @@ absl::Status DBImpl::Clean(uint64_t budget) {
   w.keys = WriteState::Keys::kUnique;  // each live record is its key's only one
   w.seq = state_->commits.load() + 1;
   w.start = w.tail = w.first = committed;
+  // Whether a record is current is a probe of its key's slot, a cache miss in a table larger
+  // than the caches: the walk prefetches the slots of the next kAhead puts before it probes
+  // one, so that the misses overlap (the probes were 13% of a writer's CPU time beside the
+  // cleaner, at 200k keys of uniform updates, before).
+  constexpr size_t kAhead = 8;
+  struct Walked {
+    uint64_t hash;
+    Record record;
+  };
+  std::array<Walked, kAhead> ahead;
+  size_t first = 0, queued = 0;
+  auto relocate_first = [&]() -> absl::Status {
+    const Walked& x = ahead[first];
+    first = (first + 1) % kAhead;
+    --queued;
+    return IsCurrent(table, x.hash, x.record) ? Relocate(w, x.record) : absl::OkStatus();
+  };
   // Whole batches: a rebuild after a power cut scans from head, batch by batch.
   uint64_t at = head;
   bool in_batch = false;
@@ -115,10 +134,16 @@ absl::Status DBImpl::Clean(uint64_t budget) {
     // The index table in use moves with a rehash, which drops deleted keys' slots and fits the
     // table to the keys left.
     if (r->type == kIndex && at == index_record) rehash = true;
-    if (r->type == kPut && IsCurrent(table, *r)) s = Relocate(w, *r);
+    if (r->type == kPut) {
+      if (queued == kAhead) s = relocate_first();
+      const uint64_t hash = HashKey(r->key, hash_seed_);
+      __builtin_prefetch(&table.home(hash));
+      ahead[(first + queued++) % kAhead] = Walked{hash, *r};
+    }
     in_batch = (r->flags & kLast) == 0;
     at += r->size;
   }
+  while (s.ok() && queued > 0) s = relocate_first();
   env_.AtPoint(HookPoint::kCleaning);
   uint64_t new_index = 0;
   if (s.ok() && rehash) {
@@ -179,7 +204,7 @@ bool DBImpl::WantsGiveBack() {
   const uint64_t head = state_->head.load(std::memory_order_acquire);
   const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);
   const uint64_t fence = std::max(lock_.punch_fence(), kKeptAllocated);
-  const uint64_t step = std::max(kGiveBackStep, (tail - head) / 8);
+  const uint64_t step = std::clamp((tail - head) / 8, kGiveBackStep, kGiveBackMaxStep);
   // Up to the oldest snapshot's start: a stale snapshot holds back what it may read, and no
   // more, and a give-back it would block is not tried at every commit.
   return head > fence + step && std::min(head, OldestPinnedHead()) > fence + step;

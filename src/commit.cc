@@ -17,6 +17,11 @@ namespace {
 // The file grows by a quarter (at least 1 MiB, at most 1 GiB) at a time: its blocks are allocated
 // when it grows, so a larger step would leave more of the disk taken and unused.
 constexpr uint64_t kGrowStep = 1ull << 30;
+// A cleaned file (format version 5) grows at its end for as long as it is in use, while the
+// cleaner gives back its start: what it holds ahead of the log is space taken for nothing, a
+// quarter of the log at worst under the step above (0.6x the raw live bytes at 1M keys). A
+// growth is a posix_fallocate of a few MiB; a writer appending 100 MB/s makes about 12 a second.
+constexpr uint64_t kCleanedGrowStep = 8ull << 20;
 
 uint64_t CheckpointChecksum(const CheckpointRecord& c, uint64_t salt) {
   return Hash64(&c, offsetof(CheckpointRecord, checksum), salt);
@@ -69,9 +74,11 @@ absl::Status DBImpl::EnsureSpace(uint64_t end, uint64_t keep) {
                                                      " bytes, max_file_size is ", max_file_size_));
   }
   const uint64_t need = std::min(RoundUp(end + keep, kSizeGranule), max_file_size_);
-  // A quarter of what is in use: in version 5 the file below the log's start is given back.
+  // A quarter of what is in use (in version 5 the file below the log's start is given back, and
+  // the step is kCleanedGrowStep at most).
   const uint64_t in_use = size - (cleaned_ ? state_->head.load() - kHeaderSize : 0);
-  uint64_t grown = std::max(need, size + std::min(in_use / 4, kGrowStep));
+  uint64_t grown =
+      std::max(need, size + std::min(in_use / 4, cleaned_ ? kCleanedGrowStep : kGrowStep));
   grown = std::min(RoundUp(grown, kGrowAlign), max_file_size_);
   absl::Status s = file_->Grow(grown);
   // A full disk may still have room for what this commit needs, if not for a quarter more.

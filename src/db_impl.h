@@ -402,7 +402,8 @@ class DBImpl {
   // Walks `budget` bytes from head (to a batch's end), relocates the live puts there in one
   // batch and moves head past the walk in its publish; a rehash when the walk passes the index.
   absl::Status Clean(uint64_t budget);
-  bool IsCurrent(const IndexTable& table, const Record& r) const;
+  // Whether `r` (a put whose key hashes to `hash`) is its key's version in `table`.
+  bool IsCurrent(const IndexTable& table, uint64_t hash, const Record& r) const;
   absl::Status Relocate(WriteState& w, const Record& r);
   // Gives the log below the latest checkpoint's head back to the file system, up to the oldest
   // pinned snapshot's start.

@@ -698,6 +698,35 @@ TEST(CleanerTest, ReadersBesideTheCleanerSeeEveryKeyAndConsistentSnapshots) {
   EXPECT_TRUE(logged.CleanerLines().empty()) << logged.CleanerLines()[0];
 }
 
+// ---- Growth ----
+
+// A file of version 5 grows at its end for as long as it is in use: the room it allocates past
+// the log's end stays at a few MiB (8 MiB, the 1 MiB kept for deletes and the 1 MiB alignment),
+// where a version 4 file grows by a quarter of what it holds (20 MiB past a log of 80 MiB).
+TEST(CleanerSpaceTest, AFileInUseGrowsAFewMiBAheadOfItsLog) {
+  constexpr uint64_t kAheadAtMost = (8 + 1 + 1) * kMiB;
+  for (const uint32_t version : {internal::kCleanFormatVersion, uint32_t{4}}) {
+    SCOPED_TRACE(absl::StrCat("format version ", version));
+    TempDir dir;
+    const std::string path = dir.File("db");
+    Options options = CleanerOptions();
+    options.create_format_version = version;
+    options.compact_ratio = 0;  // the log holds every version: 80 MiB of it
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, options));
+    const std::string value(64 << 10, 'v');
+    uint64_t most_ahead = 0;
+    for (int k = 0; k < 1280; ++k) {
+      ASSERT_OK(db->Put(Key(k % 100), value));
+      most_ahead = std::max(most_ahead, SizeOnDisk(path) - Tail(*db));
+    }
+    if (version == internal::kCleanFormatVersion) {
+      EXPECT_LE(most_ahead, kAheadAtMost);
+    } else {
+      EXPECT_GT(most_ahead, kAheadAtMost) << "the test's log is too short to tell them apart";
+    }
+  }
+}
+
 // ---- Space after mass deletes ----
 
 // 40000 keys, then 90% of them deleted, then small commits until the cleaner caught up, then a
