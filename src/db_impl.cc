@@ -258,6 +258,7 @@ Stats DBImpl::GetStats() {
     s.writers_paced_kib_per_ms = lock_.ActivePace();
   }
   lock_.UnlockShared();
+  if (absl::StatusOr<FileInfo> info = file_->Stat(); info.ok()) s.disk_bytes = info->allocated;
   for (const SnapshotInfo& info : Snapshots()) {
     s.snapshots += info.snapshots;
     s.snapshot_pinned_bytes = std::max(s.snapshot_pinned_bytes, info.pinned_bytes);

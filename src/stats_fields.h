@@ -35,7 +35,8 @@
   X(bytes_written)            \
   X(bytes_relocated)          \
   X(write_amplification)      \
-  X(writers_paced_kib_per_ms)
+  X(writers_paced_kib_per_ms) \
+  X(disk_bytes)
 
 // CacheStats less its `db` (a Stats: MAPKV_STATS_FIELDS).
 #define MAPKV_CACHE_STATS_FIELDS(X) \

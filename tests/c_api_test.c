@@ -204,6 +204,7 @@ static int TestDatabase(void) {
   CHECK(st.is_cache == 0);
   CHECK(st.index_capacity >= 64 && st.index_used >= 2 && st.index_load > 0);
   CHECK(st.live_bytes > 0 && st.log_bytes >= st.live_bytes && st.garbage_bytes > 0);
+  CHECK(st.disk_bytes >= st.log_bytes && st.disk_bytes <= st.file_size);  // the last field
   // A caller of an older header gets the fields it knows; one of a newer, ours and zeros.
   memset(&st, 0xAB, sizeof(st));
   st.size = offsetof(mapkv_stats, file_size);

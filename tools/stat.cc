@@ -95,8 +95,8 @@ int RunStat(const StatArgs& args) {
                     ",\"format_version\":", s.format_version,
                     ",\"kind\":", s.is_cache ? "\"cache\"" : "\"database\"", ",\"keys\":", s.keys,
                     ",\"file_size\":", s.file_size, ",\"max_file_size\":", s.max_file_size,
-                    ",\"log_bytes\":", s.log_bytes, ",\"live_bytes\":", s.live_bytes,
-                    ",\"garbage_bytes\":", s.garbage_bytes);
+                    ",\"disk_bytes\":", s.disk_bytes, ",\"log_bytes\":", s.log_bytes,
+                    ",\"live_bytes\":", s.live_bytes, ",\"garbage_bytes\":", s.garbage_bytes);
     absl::StrAppendFormat(&out, ",\"garbage_ratio\":%.4f", garbage_ratio);
     absl::StrAppend(&out, ",\"index_capacity\":", s.index_capacity,
                     ",\"index_used\":", s.index_used);
@@ -164,6 +164,15 @@ int RunStat(const StatArgs& args) {
                                       ? absl::StrCat("capacity ", Bytes(s.cache_capacity),
                                                      " (a ring: the oldest entries make room)")
                                       : absl::StrCat("growth limit ", Bytes(s.max_file_size))));
+    if (s.disk_bytes != 0) {
+      row("on disk",
+          absl::StrCat(
+              Bytes(s.disk_bytes), " allocated",
+              s.format_version == internal::kCleanFormatVersion && s.disk_bytes < s.file_size
+                  ? " (the file's size counts the holes below the log's start, given back "
+                    "by the cleaner)"
+                  : ""));
+    }
     row("log", absl::StrCat(Bytes(s.log_bytes), " in use (header, records, index)"));
     row("live", absl::StrCat(Bytes(s.live_bytes), " (", Percent(s.live_bytes, s.log_bytes),
                              " of the log): the current records"));
@@ -183,7 +192,10 @@ int RunStat(const StatArgs& args) {
       row("compactions",
           absl::StrCat(
               Commas(s.compactions), " in place over the database's life; ", Bytes(s.bytes_written),
-              " written to its logs, ", Bytes(s.bytes_relocated), " of it copies by compactions",
+              " written to its logs, ", Bytes(s.bytes_relocated),
+              s.format_version == internal::kCleanFormatVersion
+                  ? " of it copies by the cleaner and compactions"
+                  : " of it copies by compactions",
               s.write_amplification == 0
                   ? ""
                   : absl::StrFormat(" (write amplification %.2f)", s.write_amplification),
@@ -268,6 +280,9 @@ Runner SetupStat(CLI::App* app) {
 Fields (JSON names in brackets):
   keys [keys]                 live keys
   file size [file_size]       bytes of the file; [max_file_size] its growth limit
+  on disk [disk_bytes]        bytes of disk its blocks take (0: the file system does not say);
+                              in format version 5, far below the file size: the cleaner gives
+                              the log's start back as holes
   log [log_bytes]             bytes in use: header, every record and index table written
   live [live_bytes]           bytes of the records that hold the current values
   garbage [garbage_bytes, garbage_ratio]
@@ -277,8 +292,9 @@ Fields (JSON names in brackets):
   compactions [compactions, bytes_written, bytes_relocated, write_amplification,
                writers_paced_kib_per_ms]
                               a database's compactions in place over its life, the log bytes
-                              written over it (commits' and the compactions' copies), those of
-                              the copies, and bytes written per byte that commits wrote; while
+                              written over it (commits', and copies by the compactions and in
+                              format version 5 the cleaner), those of the copies, and bytes
+                              written per byte that commits wrote; while
                               one runs online, the pace it holds commits to (0: none)
   index [index_capacity, index_used, index_load]
                               slots, slots holding a key or a deletion marker, and their ratio

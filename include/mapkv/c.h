@@ -236,9 +236,10 @@ typedef struct mapkv_stats {
   uint64_t snapshot_pinned_bytes;     // log bytes committed since the oldest of them began
   uint64_t compactions;               // compactions in place over the database's life
   uint64_t bytes_written;             // log bytes written over it, by commits and compactions
-  uint64_t bytes_relocated;           // of those, the compactions' copies
+  uint64_t bytes_relocated;           // of those, copies by compactions and the cleaner
   double write_amplification;         // bytes_written per byte commits wrote (0: none)
   uint64_t writers_paced_kib_per_ms;  // an online compaction's pace for commits now (0: none)
+  uint64_t disk_bytes;                // the file's allocated blocks (0: not known)
 } mapkv_stats;
 
 // Fills *stats (DB::GetStats). Fails only for bad arguments. Any thread.

@@ -34,10 +34,10 @@ struct Stats {
 
   // A database's compactions in place (online: started by commits or by `mapkv compact` beside
   // other handles; or offline) over its life, and the log bytes written over it, by commits and
-  // by those compactions' copies (bytes_relocated). write_amplification: bytes_written per byte
-  // that commits wrote, bytes_written / (bytes_written - bytes_relocated) (0: nothing written).
-  // A copy under another name (`compact --output`, `backup`) starts a new history. Zero in a
-  // cache.
+  // by copies (bytes_relocated): those compactions', and in format version 5 the cleaner's.
+  // write_amplification: bytes_written per byte that commits wrote, bytes_written / (bytes_written
+  // - bytes_relocated) (0: nothing written). A copy under another name (`compact --output`,
+  // `backup`) starts a new history. Zero in a cache.
   uint64_t compactions = 0;
   uint64_t bytes_written = 0;
   uint64_t bytes_relocated = 0;
@@ -52,6 +52,11 @@ struct Stats {
   // process to, together, in KiB of log a millisecond (a commit ahead of it sleeps: design.md,
   // "Online compaction"); 0 otherwise.
   uint64_t writers_paced_kib_per_ms = 0;
+
+  // Bytes of disk the file takes: its allocated blocks, which holes do not take (in format
+  // version 5 the cleaner gives the log's start back as holes, so the file's size, which only
+  // grows, says little of its space). 0 where the file system does not say.
+  uint64_t disk_bytes = 0;
 };
 
 // The open snapshots of one handle, as DB::Snapshots() lists them (`mdb_stat -r` lists LMDB's

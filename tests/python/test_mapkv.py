@@ -242,6 +242,8 @@ class MappingTest(TempDirTest):
         self.assertEqual(s["bytes_relocated"], 0)
         self.assertEqual(s["write_amplification"], 1.0)
         self.assertEqual(s["writers_paced_kib_per_ms"], 0)
+        self.assertGreaterEqual(s["disk_bytes"], s["log_bytes"])
+        self.assertLessEqual(s["disk_bytes"], s["file_size"])
         self.assertIsNone(self.db.verify())
 
     def test_close_and_context_manager(self):
