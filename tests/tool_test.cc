@@ -418,13 +418,22 @@ TEST_F(ToolTest, StatShowsTheDiskACleanedFileTakes) {
   ToolResult json = Run({"stat", "--json", db});
   ASSERT_EQ(json.status, 0) << json.err;
   ASSERT_OK_AND_ASSIGN(internal::FileInfo info, internal::StatFile(db));
-  ASSERT_GT(info.allocated, 0u) << "this file system says nothing of blocks";
-  EXPECT_TRUE(Contains(json.out, absl::StrCat("\"disk_bytes\":", info.allocated, ",")))
-      << json.out << "\nfstat: " << info.allocated;
+  constexpr std::string_view kField = "\"disk_bytes\":";
+  const size_t at = json.out.find(kField);
+  ASSERT_NE(at, std::string::npos) << json.out;
+  uint64_t disk_bytes = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      json.out.substr(at + kField.size(), json.out.find(',', at) - at - kField.size()),
+      &disk_bytes))
+      << json.out;
+  EXPECT_GT(disk_bytes, 0u);
+  EXPECT_LE(disk_bytes, info.size);
   ToolResult text = Run({"stat", db});
   ASSERT_EQ(text.status, 0) << text.err;
   EXPECT_TRUE(Contains(text.out, "on disk          ")) << text.out;
 #ifndef _WIN32  // Windows gives no blocks back: WithoutHolesTheCleanerStopsAtItsFirstGiveBack
+  // Windows' two ways of asking (by name, by handle) differ under wine; fstat is fstat.
+  EXPECT_EQ(disk_bytes, info.allocated);
   EXPECT_LT(info.allocated * 2, info.size) << "the cleaner gave most of the file back";
   EXPECT_TRUE(Contains(text.out, "allocated (the file's size counts the holes below the log's"))
       << text.out;
