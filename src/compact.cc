@@ -803,8 +803,9 @@ absl::StatusOr<CompactResult> Rewrite::Run() {
   const uint64_t tail_before =
       placement_ == Placement::kOnline ? internal::ImplOf(*source_).committed_tail() : 0;
   MAPKV_ASSIGN_OR_RETURN(ReadTxn read, source_->BeginRead());
-  result_.read_under_lock =
-      placement_ != Placement::kInPlace && !internal::ImplOf(*source_).snapshots();
+  result_.read_under_lock = placement_ != Placement::kInPlace &&
+                            !internal::ImplOf(*source_).snapshots() &&
+                            !internal::ImplOf(*source_).copies_snapshots();
   Stats stats = source_->GetStats();
   // Commits since the snapshot began may have deleted keys: an index sized for the snapshot's.
   stats.keys = std::max(stats.keys, read.Count());

@@ -28,7 +28,28 @@ ReadTxn::ReadTxn(ReadTxn&& other) noexcept
       index_record_(other.index_record_),
       index_bits_(other.index_bits_),
       count_(other.count_),
-      snapshot_(other.snapshot_) {}
+      snapshot_(other.snapshot_),
+      copy_(std::move(other.copy_)) {}
+
+ReadTxn::ReadTxn(internal::DBImpl* db, uint64_t tail, uint64_t head, uint64_t index_record,
+                 uint64_t index_bits, uint64_t count, bool snapshot)
+    : db_(db),
+      tail_(tail),
+      head_(head),
+      index_record_(index_record),
+      index_bits_(index_bits),
+      count_(count),
+      snapshot_(snapshot) {}
+
+ReadTxn::ReadTxn(internal::DBImpl* db, std::unique_ptr<const internal::CopiedSnapshot> copy)
+    : db_(db),
+      tail_(0),
+      head_(0),
+      index_record_(0),
+      index_bits_(0),
+      count_(copy->entries.size()),
+      snapshot_(false),
+      copy_(std::move(copy)) {}
 
 ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
   if (this != &other) {
@@ -40,6 +61,7 @@ ReadTxn& ReadTxn::operator=(ReadTxn&& other) noexcept {
     index_bits_ = other.index_bits_;
     count_ = other.count_;
     snapshot_ = other.snapshot_;
+    copy_ = std::move(other.copy_);
   }
   return *this;
 }
@@ -49,11 +71,12 @@ ReadTxn::~ReadTxn() { Release(); }
 void ReadTxn::Release() {
   if (db_ == nullptr) return;
   DBImpl* db = std::exchange(db_, nullptr);
+  const bool copied = std::exchange(copy_, nullptr) != nullptr;  // holds nothing of the file
   // In a child of fork() nothing of the handle is the child's (DBImpl::Unpin, UnlockShared).
   if (!db->CheckUsable().ok()) return;
   if (snapshot_) {
     db->Unpin(tail_);
-  } else {
+  } else if (!copied) {
     db->UnlockShared();
   }
   db->DropUser();
@@ -81,6 +104,7 @@ absl::StatusOr<std::string_view> ReadTxn::Get(std::string_view key) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
   if (snapshot_) MAPKV_RETURN_IF_ERROR(db_->CheckSnapshotAge(tail_, head_));
+  if (copy_ != nullptr) return CopiedGet(key);
   return db_->Lookup(ToSnapshot(tail_, head_, index_record_, index_bits_, count_, snapshot_), key);
 }
 
@@ -91,6 +115,10 @@ void ReadTxn::MultiGet(absl::Span<const std::string_view> keys,
   const size_t n = std::min(keys.size(), values.size());
   if (!usable.ok()) {
     for (size_t i = 0; i < n; ++i) values[i] = usable;
+    return;
+  }
+  if (copy_ != nullptr) {
+    for (size_t i = 0; i < n; ++i) values[i] = CopiedGet(keys[i]);
     return;
   }
   const internal::Snapshot snap =
@@ -105,7 +133,20 @@ absl::Status ReadTxn::ForEach(
     absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const {
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
+  if (copy_ != nullptr) {
+    for (const auto& [key, value] : copy_->entries) {
+      if (!fn(key, value)) break;
+    }
+    return absl::OkStatus();
+  }
   return db_->ForEach(ToSnapshot(tail_, head_, index_record_, index_bits_, count_, snapshot_), fn);
+}
+
+absl::StatusOr<std::string_view> ReadTxn::CopiedGet(std::string_view key) const {
+  MAPKV_RETURN_IF_ERROR(internal::CheckKeySize(db_->path(), key));
+  const auto it = copy_->entries.find(key);
+  if (it == copy_->entries.end()) return internal::KeyNotFoundError(db_->path(), key);
+  return it->second;
 }
 
 uint64_t ReadTxn::Count() const { return db_ == nullptr ? 0 : count_; }
@@ -346,6 +387,14 @@ absl::Status DB::Delete(std::string_view key) {
 absl::StatusOr<ReadTxn> DB::BeginRead() {
   return OnCurrent([&](DBImpl& db) -> absl::StatusOr<ReadTxn> {
     MAPKV_RETURN_IF_ERROR(db.AddUser());
+    if (db.copies_snapshots()) {
+      absl::StatusOr<std::unique_ptr<internal::CopiedSnapshot>> copy = db.CopySnapshot();
+      if (!copy.ok()) {
+        db.DropUser();
+        return copy.status();
+      }
+      return ReadTxn(&db, *std::move(copy));
+    }
     absl::StatusOr<internal::Snapshot> snap = db.snapshots() ? db.BeginSnapshot() : db.LockShared();
     if (!snap.ok()) {
       db.DropUser();

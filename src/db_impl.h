@@ -67,6 +67,18 @@ struct KeyEq {
   bool operator()(std::string_view a, std::string_view b) const { return a == b; }
 };
 
+// A cache's snapshot (DBImpl::CopySnapshot): its entries as of one commit, each key's last
+// record in the log up to the committed tail. A ring's live log is copied into `ring` first (the
+// ring is written over in place, under its readers), and the views point into that copy; a linear
+// log's records never change below the committed tail, and the views point into the mapping.
+struct CopiedSnapshot {
+  std::string ring;
+  absl::flat_hash_map<std::string_view, std::string_view, KeyHash, KeyEq> entries;
+};
+// Tries at copying a ring without the lock, each undone by an eviction that passed a part not yet
+// copied, before it is copied under the shared lock.
+inline constexpr int kRingCopyTries = 8;
+
 // A write transaction in progress.
 struct WriteState {
   DBImpl* db = nullptr;
@@ -145,6 +157,12 @@ class DBImpl {
     return SnapshotTooOld(since);
   }
   void Unpin(uint64_t tail);
+  // Whether a ReadTxn reads a copy of the committed state (CopySnapshot) instead: a cache, whose
+  // records carry no chain and whose ring is written over in place.
+  bool copies_snapshots() const { return copied_; }
+  // A cache's state as of the last commit (src/copied_snapshot.cc). Holds nothing once it
+  // returns; a ring is copied without the lock unless writers keep lapping the copy.
+  absl::StatusOr<std::unique_ptr<CopiedSnapshot>> CopySnapshot();
   std::vector<SnapshotInfo> Snapshots();
   absl::StatusOr<Snapshot> LockShared();
   void UnlockShared() {
@@ -443,6 +461,12 @@ class DBImpl {
   uint64_t AsOfLimit(absl::Status& error) const;
   absl::Status SnapshotTooOld(uint64_t since) const;
   absl::Status SnapshotReclaimed() const;
+  // Copies the ring's committed log [from, to) to `out`; false when an eviction passed a part of
+  // it before that part was copied (the part may have been written over).
+  bool CopyRing(uint64_t from, uint64_t to, char* out) const;
+  // Fills snap.entries from the committed log [from, to), which starts at `log`.
+  absl::Status ReadCopiedLog(CopiedSnapshot& snap, const char* log, uint64_t from,
+                             uint64_t to) const;
   // Publishes this handle's oldest pin in its slot (pins_mu_ held).
   void PublishPinLocked();
 
@@ -493,6 +517,7 @@ class DBImpl {
   // a thread after its commit: two at once cost a repeated call, no more.
   std::atomic<uint64_t> written_back_{0};
   bool chained_ = false;   // format version 4 or 5: chained records, lock-free snapshots
+  bool copied_ = false;    // a cache: a snapshot copies its entries (CopySnapshot)
   bool cleaned_ = false;   // format version 5: the cleaner moves the log's start (head)
   bool opened_ = false;    // fully open: the slot is claimed and the state valid
   bool detached_ = false;  // opened without write permission (OpenDetached)

@@ -38,6 +38,9 @@ enum class HookPoint {
                      // it walked and has not yet published them
   kGivingBack,       // the cleaner is about to give the log below a checkpoint's head back to
                      // the file system (holding the writer lock)
+  kRingCopied,       // a cache's read transaction copied a piece of its ring and has not yet
+                     // checked that no eviction passed it (holding no lock, unless its copies
+                     // kept being lapped)
 };
 
 class Env {

@@ -226,6 +226,7 @@ void DBImpl::LoadHeaderFields() {
   max_file_size_ =
       std::min(header_->max_file_size, file_->mapped_size()) / kSizeGranule * kSizeGranule;
   chained_ = IsChainedVersion(header_->format_version);
+  copied_ = IsCacheVersion(header_->format_version);
   cleaned_ = header_->format_version == kCleanFormatVersion;
   if (chained_) lock_.UsePinWords();
   if (header_->format_version == kRingFormatVersion && RingBits(header_->ring_start) != 0 &&

@@ -1,6 +1,7 @@
 // A ring's (a cache with a capacity) own part of the commit path: flushing a range of the ring,
 // evicting the oldest batches, rehashing into its other table. DBImpl (db_impl.h) declares these.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -74,6 +75,9 @@ void DBImpl::ApplyEvictionLocked(const Eviction& e) {
   // removes (DropEvicted), so the index always holds every key of the live log. The other order
   // would leave keys of the live log that the index lost, which no recovery can tell from damage.
   state_->head.store(e.head, std::memory_order_release);
+  // The writes over what was evicted come after this store for every reader that copies the ring
+  // without the lock (CopyRing): it reads head after its copy to know what stayed intact.
+  std::atomic_thread_fence(std::memory_order_release);
   env_.AtPoint(HookPoint::kEvicting);
   for (Slot* slot : e.doomed) slot->offset.store(kTombstone, std::memory_order_release);
   state_->count.fetch_sub(e.doomed.size(), std::memory_order_relaxed);

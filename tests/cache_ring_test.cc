@@ -10,23 +10,31 @@
 //   is torn or belongs to another key, while the space under optimistic readers is reused;
 // - writers SIGKILLed at random moments (mid-eviction included): the ring verifies and serves;
 // - an unclean machine stop starts the cache empty; a clean close after a checkpoint keeps it;
-// - compaction keeps the capacity; kSync commits flush across the ring's end.
+// - compaction keeps the capacity; kSync commits flush across the ring's end;
+// - a read transaction of the cache's file is a snapshot: held while the ring turns over many
+//   times under commits of the same thread (through the same handle), it reads the same entries;
+//   deleting every key inside its ForEach visits every key; taken again and again beside another
+//   process that commits pairs of keys as fast as it can, each is the state of one commit; one
+//   whose copy of the ring is written over half-way copies it again, under the lock at last.
 //
 // Knobs: MAPKV_RING_OPS (operations of the random workload, 60000), MAPKV_RING_PROC_OPS
-// (operations of each process of the multi-process run, 20000), MAPKV_RING_KILLS (writers killed,
-// 20). Each is a count of work, never a time, so that the ring turns as often on any machine.
+// (operations of each process of the multi-process runs, 20000), MAPKV_RING_KILLS (writers
+// killed, 20). Each is a count of work, never a time, so that the ring turns as often on any
+// machine.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -37,6 +45,7 @@
 #include "mapkv/cache.h"
 #include "mapkv/compact.h"
 #include "mapkv/db.h"
+#include "src/db_impl.h"
 #include "src/env.h"
 #include "src/format.h"
 #include "src/hash.h"
@@ -593,6 +602,249 @@ TEST(CacheRingTest, SyncCommitsFlushAcrossTheEndOfTheRing) {
   for (int i = 0; i < 300; ++i) ASSERT_OK(cache->Put(Key(i), MakeValue(Key(i), i, 4000)));
   EXPECT_GT(cache->GetStats().evictions, 0u);
   EXPECT_OK_AND_EQ(cache->Get(Key(299)), MakeValue(Key(299), 299, 4000));
+}
+
+// Options for a second handle on a cache's file that reads and writes its stored bytes as they
+// are (no envelope), with a lock timeout that a held read lock would make commits miss.
+Options AnyFile() {
+  Options any;
+  any.kind = FileKind::kAny;
+  any.lock_timeout = milliseconds(100);
+  return any;
+}
+
+using Entries = std::map<std::string, std::string>;
+
+// Checks every way `snap` reads against `expected`: Count, ForEach, Get and MultiGet of every key
+// in [0, keys), present or not.
+void ExpectSnapshotHolds(const ReadTxn& snap, const Entries& expected, int keys,
+                         const std::string& when) {
+  SCOPED_TRACE(when);
+  EXPECT_EQ(snap.Count(), expected.size());
+  Entries seen;
+  ASSERT_OK(snap.ForEach([&](std::string_view k, std::string_view v) {
+    EXPECT_TRUE(seen.emplace(k, v).second) << "listed twice: " << k;
+    return true;
+  }));
+  EXPECT_EQ(seen, expected);
+  std::vector<std::string> names;
+  for (int k = 0; k < keys; ++k) names.push_back(Key(k));
+  std::vector<std::string_view> views(names.begin(), names.end());
+  std::vector<absl::StatusOr<std::string_view>> many(names.size());
+  snap.MultiGet(views, absl::MakeSpan(many));
+  for (size_t k = 0; k < names.size(); ++k) {
+    const auto it = expected.find(names[k]);
+    absl::StatusOr<std::string_view> one = snap.Get(names[k]);
+    if (it == expected.end()) {
+      EXPECT_STATUS(one, StatusCode::kNotFound) << names[k];
+      EXPECT_STATUS(many[k], StatusCode::kNotFound) << names[k];
+    } else {
+      EXPECT_OK_AND_EQ(one, it->second) << names[k];
+      EXPECT_OK_AND_EQ(many[k], it->second) << names[k];
+    }
+  }
+}
+
+// A read transaction of a cache's file holds its state while the same thread writes the 1 MiB
+// ring over many times, a third of it through the handle that holds the transaction: every
+// commit goes through (a 100 ms lock timeout), and the transaction reads the same entries after
+// every round; deleting every key inside its ForEach visits every key.
+TEST(CacheRingTest, ASnapshotHeldWhileTheRingTurnsNeverChanges) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  CacheOptions options = RingOptions();
+  options.db.lock_timeout = milliseconds(100);
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, options));
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, AnyFile()));
+  constexpr int kKeys = 400;
+  std::mt19937_64 rng(11);
+  uint64_t version = 0;
+  for (int i = 0; i < 600; ++i) {
+    const std::string key = Key(rng() % kKeys);
+    ASSERT_OK(cache->Put(key, MakeValue(key, ++version, RandomSize(rng))));
+    if (rng() % 8 == 0) ASSERT_OK(cache->Delete(Key(rng() % kKeys)));
+  }
+  Entries expected;  // what the file holds now, key by key
+  for (int k = 0; k < kKeys; ++k) {
+    absl::StatusOr<std::string> v = db->Get(Key(k));
+    if (v.ok()) {
+      expected[Key(k)] = *v;
+    } else {
+      ASSERT_STATUS(v, StatusCode::kNotFound);
+    }
+  }
+  ASSERT_GT(expected.size(), 50u);
+
+  ASSERT_OK_AND_ASSIGN(ReadTxn snap, db->BeginRead());
+  uint64_t written = 0;
+  ExpectSnapshotHolds(snap, expected, kKeys, "at its start");
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 200; ++i) {
+      const std::string key = Key(rng() % kKeys);
+      const std::string value = MakeValue(key, ++version, RandomSize(rng));
+      written += value.size();
+      const uint64_t r = rng() % 12;
+      if (r == 0) {
+        ASSERT_OK(db->Delete(key));
+      } else if (r < 4) {
+        ASSERT_OK(db->Put(key, value));
+      } else {
+        ASSERT_OK(cache->Put(key, value));
+      }
+    }
+    ExpectSnapshotHolds(snap, expected, kKeys, absl::StrCat("after round ", round));
+  }
+  EXPECT_GT(written, 5 * kMiB) << "the ring did not turn over several times";
+  for (const auto& [k, v] : expected) {
+    absl::StatusOr<std::string> now = db->Get(k);
+    EXPECT_TRUE(!now.ok() || *now != v) << k << " still holds its value in the ring";
+  }
+
+  // Deleting every key inside the snapshot's ForEach, through the handle that holds it.
+  Entries visited;
+  ASSERT_OK(snap.ForEach([&](std::string_view k, std::string_view v) {
+    visited.emplace(k, v);
+    EXPECT_OK(db->Delete(k));
+    return true;
+  }));
+  EXPECT_EQ(visited, expected);
+  ExpectSnapshotHolds(snap, expected, kKeys, "after the deletes");
+  for (const auto& [k, v] : expected) EXPECT_STATUS(db->Get(k), StatusCode::kNotFound) << k;
+  std::vector<VerifyProblem> problems;
+  EXPECT_OK(db->Verify(&problems));
+}
+
+// Runs `lap` at each of the first `laps` pieces a read transaction copies of a ring, between its
+// copy and its check of head.
+class LappingEnv : public internal::Env {
+ public:
+  LappingEnv(int laps, std::function<void()> lap) : laps_(laps), lap_(std::move(lap)) {}
+  void AtPoint(internal::HookPoint point) override {
+    if (point != internal::HookPoint::kRingCopied) return;
+    if (copies_++ < laps_) lap_();
+  }
+  int copies() const { return copies_; }
+
+ private:
+  const int laps_;
+  const std::function<void()> lap_;
+  int copies_ = 0;
+};
+
+// A read transaction whose copy of the ring another handle writes over (its whole length, after
+// the copy's first piece) copies it again: once when the next try is left alone, and under the
+// shared lock after kRingCopyTries tries that were all written over. Either way it holds the
+// state of the file when it began, every value intact.
+TEST(CacheRingTest, ASnapshotWhoseCopyIsWrittenOverCopiesAgain) {
+  for (const int laps : {1, internal::kRingCopyTries}) {
+    SCOPED_TRACE(absl::StrCat(laps, " copies written over"));
+    TempDir dir;
+    const std::string path = dir.File("ring.mapkv");
+    ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions()));
+    ASSERT_OK_AND_ASSIGN(auto writer, DB::Open(path, AnyFile()));
+    constexpr int kKeys = 300;
+    std::mt19937_64 rng(5);
+    uint64_t version = 0;
+    auto write_a_lap = [&] {
+      for (uint64_t bytes = 0; bytes < kMiB;) {
+        const std::string key = Key(rng() % kKeys);
+        const std::string value = MakeValue(key, ++version, 1000 + rng() % 3000);
+        ASSERT_OK(writer->Put(key, value));
+        bytes += value.size();
+      }
+    };
+    write_a_lap();
+    LappingEnv env(laps, write_a_lap);
+    Options options = AnyFile();
+    options.env = &env;
+    ASSERT_OK_AND_ASSIGN(auto reader, DB::Open(path, options));
+    ASSERT_OK_AND_ASSIGN(ReadTxn snap, reader->BeginRead());
+    // Each lap undoes the try it falls in; the last try copies one piece or two (across the
+    // ring's end).
+    EXPECT_GE(env.copies(), laps + 1) << "pieces copied";
+    EXPECT_LE(env.copies(), laps + 2) << "pieces copied";
+    Entries expected;  // the state after the last lap, key by key
+    for (int k = 0; k < kKeys; ++k) {
+      absl::StatusOr<std::string> v = writer->Get(Key(k));
+      if (v.ok()) {
+        ASSERT_OK(CheckValue(Key(k), *v).status());
+        expected[Key(k)] = *v;
+      }
+    }
+    ASSERT_GT(expected.size(), 20u);
+    ExpectSnapshotHolds(snap, expected, kKeys, "after its copies");
+  }
+}
+
+std::string PairKey(uint64_t pair, char side) {
+  return absl::StrCat("pair/", pair, "/", std::string(1, side));
+}
+
+// Commits args[1] transactions to the cache's file at args[0], each putting both keys of one of
+// 100 pairs with values of one version (MakeValue), of random sizes, with a 100 ms lock timeout.
+// Writes a byte on the pipe end args[2] after its first commit and closes it at the end.
+MAPKV_CHILD(PairWriterChild) {
+  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(args.at(0), AnyFile());
+  CHILD_CHECK_OK(db);
+  const int64_t txns = args.Int(1);
+  test::ChildPipe started = args.PipeEnd(2);
+  std::mt19937_64 rng(23);
+  for (int64_t n = 1; n <= txns; ++n) {
+    const uint64_t pair = rng() % 100;
+    absl::StatusOr<WriteTxn> txn = (*db)->BeginWrite();
+    CHILD_CHECK_OK(txn, "commit ", n);
+    for (char side : {'a', 'b'}) {
+      const std::string key = PairKey(pair, side);
+      CHILD_CHECK_OK(txn->Put(key, MakeValue(key, static_cast<uint64_t>(n), RandomSize(rng))),
+                     "commit ", n);
+    }
+    CHILD_CHECK_OK(txn->Commit(), "commit ", n);
+    if (n == 1) CHILD_CHECK(started.Write("s"));
+  }
+  return 0;
+}
+
+// Snapshots of a cache's file taken one after another while another process commits pairs as
+// fast as it can (its commits evict the oldest pairs all along): in each, both keys of a pair
+// have one version, or neither is there; no value is torn; Count agrees with ForEach.
+TEST(CacheRingTest, SnapshotsBesideAWriterEachHoldOneCommitsState) {
+  TempDir dir;
+  const std::string path = dir.File("ring.mapkv");
+  { ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, RingOptions())); }
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, AnyFile()));
+  const int64_t txns = EnvInt("MAPKV_RING_PROC_OPS", 20000) / 2;
+  test::Pipe started;
+  const int pid = test::StartChild("PairWriterChild", {path, txns, started.WriteEndArg()});
+  started.CloseWrite();
+  ASSERT_TRUE(started.WaitByte()) << "the writer died before its first commit";
+  int snapshots = 0;
+  uint64_t pairs_seen = 0;
+  for (bool last = false; !last; ++snapshots) {
+    last = started.Readable();  // the writer is done: one more, of its final state
+    ASSERT_OK_AND_ASSIGN(ReadTxn snap, db->BeginRead());
+    uint64_t listed = 0;
+    ASSERT_OK(snap.ForEach([&](std::string_view k, std::string_view v) {
+      ++listed;
+      EXPECT_OK(CheckValue(std::string(k), std::string(v)).status());
+      return true;
+    }));
+    EXPECT_EQ(listed, snap.Count());
+    for (uint64_t pair = 0; pair < 100; ++pair) {
+      absl::StatusOr<std::string_view> a = snap.Get(PairKey(pair, 'a'));
+      absl::StatusOr<std::string_view> b = snap.Get(PairKey(pair, 'b'));
+      ASSERT_EQ(a.ok(), b.ok()) << "pair " << pair << ", snapshot " << snapshots;
+      if (!a.ok()) continue;
+      ++pairs_seen;
+      absl::StatusOr<uint64_t> va = CheckValue(PairKey(pair, 'a'), std::string(*a));
+      absl::StatusOr<uint64_t> vb = CheckValue(PairKey(pair, 'b'), std::string(*b));
+      ASSERT_OK(va.status());
+      ASSERT_OK(vb.status());
+      EXPECT_EQ(*va, *vb) << "pair " << pair << ", snapshot " << snapshots;
+    }
+  }
+  EXPECT_EQ(WaitChild(pid, seconds(300)), 0) << "a commit of the writer failed";
+  EXPECT_GT(pairs_seen, 0u);
+  std::printf("%d snapshots beside %lld commits\n", snapshots, static_cast<long long>(txns));
 }
 
 }  // namespace

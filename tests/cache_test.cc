@@ -3,7 +3,8 @@
 // key once across threads and across processes, the takeover of a lease whose computing process
 // was killed or is older than compute_timeout, a failing or throwing function, Increment (atomic
 // across processes, its errors and its expiry), statistics summed over every process (closed or
-// killed included), and the compaction of a cache (expired values and leases dropped).
+// killed included), the compaction of a cache (expired values and leases dropped), and a read
+// transaction of a cache's file without a capacity, which holds nothing commits wait for.
 //
 // Children are MAPKV_CHILDs, fresh processes that open the cache from its path. A child that must
 // stay inside GetOrCompute blocks in its function until end of file on a pipe the parent holds, so
@@ -16,6 +17,7 @@
 #include <functional>
 #include <latch>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -1026,6 +1028,55 @@ TEST(CacheTest, CompactOfADatabaseDropsNothing) {
   ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, SmallOptions().db));
   EXPECT_FALSE(db->GetStats().is_cache);
   for (int i = 0; i < 10; ++i) EXPECT_OK_AND_EQ(db->Get(KeyName(i)), looks_expired);
+}
+
+// A read transaction of a cache without a capacity (a log that only grows, format version 2)
+// holds its state while the same thread, through the same handle, overwrites and deletes every
+// key and rehashes the index (a 100 ms lock timeout: a held read lock would fail the commits).
+TEST(CacheTest, AReadTransactionOfACacheWithoutACapacityHoldsItsState) {
+  TempDir dir;
+  const std::string path = dir.File("cache");
+  CacheOptions options = SmallOptions();
+  options.capacity = 0;
+  ASSERT_OK_AND_ASSIGN(auto cache, Cache::Open(path, options));
+  for (int i = 0; i < 200; ++i) ASSERT_OK(cache->Put(KeyName(i), absl::StrCat("first ", i)));
+  for (int i = 0; i < 200; i += 3) ASSERT_OK(cache->Delete(KeyName(i)));
+  for (int i = 1; i < 200; i += 3) ASSERT_OK(cache->Put(KeyName(i), absl::StrCat("second ", i)));
+  Options any;
+  any.kind = FileKind::kAny;
+  any.lock_timeout = milliseconds(100);
+  ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
+  std::map<std::string, std::string> expected;
+  for (int i = 0; i < 200; ++i) {
+    absl::StatusOr<std::string> v = db->Get(KeyName(i));
+    if (v.ok()) expected[KeyName(i)] = *v;
+  }
+  ASSERT_EQ(expected.size(), 133u);
+  ASSERT_OK_AND_ASSIGN(ReadTxn snap, db->BeginRead());
+  for (int i = 0; i < 5000; ++i) {
+    if (i % 5 == 0) {
+      ASSERT_OK(db->Delete(KeyName(i % 200)));
+    } else {
+      ASSERT_OK(db->Put(KeyName(i), absl::StrCat("later ", i)));
+    }
+  }
+  EXPECT_GT(db->GetStats().index_capacity, 4 * expected.size()) << "no rehash";
+  EXPECT_EQ(snap.Count(), expected.size());
+  std::map<std::string, std::string> seen;
+  ASSERT_OK(snap.ForEach([&](std::string_view k, std::string_view v) {
+    EXPECT_TRUE(seen.emplace(k, v).second) << k;
+    return true;
+  }));
+  EXPECT_EQ(seen, expected);
+  for (int i = 0; i < 200; ++i) {
+    const auto it = expected.find(KeyName(i));
+    if (it == expected.end()) {
+      EXPECT_STATUS(snap.Get(KeyName(i)), StatusCode::kNotFound);
+    } else {
+      EXPECT_OK_AND_EQ(snap.Get(KeyName(i)), it->second);
+    }
+  }
+  EXPECT_STATUS(snap.Get(KeyName(4000)), StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -1229,6 +1229,71 @@ TEST_F(ToolTest, DumpIntoASlowConsumerBesideAWriter) {
   EXPECT_EQ(StampOf(ReadContent(db), db), 200);
 }
 
+// Puts args[1] values ("changed <i>" over "base/<i>") into the cache at args[0] and deletes as
+// many other base keys, with a lock timeout of 100 ms: every call must succeed.
+MAPKV_CHILD(CacheChangingChild) {
+  CacheOptions options;
+  options.db.create_if_missing = false;
+  options.db.lock_timeout = std::chrono::milliseconds(100);
+  absl::StatusOr<std::unique_ptr<Cache>> cache = Cache::Open(args.at(0), options);
+  CHILD_CHECK_OK(cache);
+  const int n = args.Int<int>(1);
+  for (int i = 0; i < n; ++i) {
+    CHILD_CHECK_OK((*cache)->Put(absl::StrCat("base/", i), absl::StrCat("changed ", i)), i);
+    CHILD_CHECK_OK((*cache)->Delete(absl::StrCat("base/", n + i)), i);
+  }
+  return 0;
+}
+
+// A cache's dump into a pipe that nobody reads until another process has changed 400 of its
+// entries (as DumpIntoASlowConsumerBesideAWriter, with a cache whose log is a ring): every put
+// and delete succeeds with a 100 ms lock timeout, and the dump is the cache as it was before them.
+TEST_F(ToolTest, DumpOfACacheIntoASlowConsumerBesideAWriter) {
+  if (!test::FileExists("/dev/fd/0")) GTEST_SKIP() << "no /dev/fd to give the tool a pipe";
+  const std::string path = Path("cache.mapkv");
+  Content before;
+  {
+    CacheOptions options;
+    options.capacity = 32ull << 20;
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cache> cache, Cache::Open(path, options));
+    for (int b = 0; b < kBaseKeys; ++b) {
+      const std::string key = absl::StrCat("base/", b);
+      before[key] = absl::StrCat("base value ", b, std::string(250, 'b'));
+      ASSERT_OK(cache->Put(key, before[key]));
+    }
+  }
+  test::Pipe out;
+  const int dump =
+      StartTool({"dump", path}, "", absl::StrCat("/dev/fd/", out.write_fd()), Path("dump.stderr"));
+  out.CloseWrite();
+  ASSERT_TRUE(tools::WaitReadable(out.read_fd(),
+                                  std::chrono::steady_clock::now() + std::chrono::seconds(60)));
+  std::string dumped(1, '\0');
+  ASSERT_OK_AND_ASSIGN(const size_t n, tools::ReadSome(out.read_fd(), dumped.data(), 1));
+  ASSERT_EQ(n, 1u);
+
+  EXPECT_EQ(test::RunChild("CacheChangingChild", {path, 200}), 0)
+      << "a put or delete waited for the dump";
+
+  dumped += out.ReadAll(std::chrono::seconds(120));
+  EXPECT_EQ(test::WaitChild(dump), 0) << ReadFile(Path("dump.stderr"));
+  ASSERT_GT(dumped.size(), (4u << 20)) << "too small to keep dump from ending early";
+  Content content;
+  for (const std::string& line :
+       std::vector<std::string>(absl::StrSplit(dumped, '\n', absl::SkipEmpty()))) {
+    std::vector<std::string> fields = absl::StrSplit(line, '\t');
+    ASSERT_EQ(fields.size(), 3u) << line;
+    EXPECT_EQ(fields[2], "never") << line;
+    EXPECT_TRUE(content.emplace(fields[0], fields[1]).second) << "listed twice: " << fields[0];
+  }
+  EXPECT_TRUE(content == before) << "the dump is not the cache before the changes: "
+                                 << content.size() << " entries";
+  const ToolResult now = Run({"get", path, "base/0"});
+  EXPECT_EQ(now.out, "changed 0") << "the changes did not land";
+  const ToolResult stat = Run({"stat", path});
+  EXPECT_TRUE(Contains(stat.out, "not listed: a read of a cache")) << stat.out;
+}
+
 // check beside a writer that commits as fast as it can (up to 3000 commits per check): clean
 // every time, and the writer's commits all succeed with a 100 ms lock timeout.
 TEST_F(ToolTest, CheckBesideAWriter) {

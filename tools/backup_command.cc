@@ -70,7 +70,7 @@ int RunBackup(const BackupArgs& args) {
   }
   if (result->read_under_lock) {
     std::printf(
-        "%s was read under its shared lock (a format version 1 file, or a cache): its writers "
+        "%s was read under its shared lock (a format version 1 file): its writers "
         "waited until the copy was read\n",
         args.db.c_str());
   }

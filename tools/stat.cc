@@ -61,6 +61,7 @@ int RunStat(const StatArgs& args) {
   const std::vector<Holder> holders = ListHolders(**db);
   // Format version 4 only: elsewhere a ReadTxn holds the shared lock (the holders' read locks).
   const bool has_snapshots = internal::ImplOf(**db).snapshots();
+  const bool copies_snapshots = internal::ImplOf(**db).copies_snapshots();
   const std::vector<SnapshotInfo> snapshots = (*db)->Snapshots();
   // The totals of this list (as Stats sums them), not of another look at the slots.
   uint64_t snapshot_count = 0;
@@ -228,7 +229,11 @@ int RunStat(const StatArgs& args) {
                       ? absl::StrCat(", ", Plural(h.read_locks, "read lock", "read locks"), " held")
                       : ""));
     }
-    if (!has_snapshots) {
+    if (copies_snapshots) {
+      row("snapshots",
+          "not listed: a read of a cache (dump, backup, ReadTxn) copies its entries "
+          "and holds nothing");
+    } else if (!has_snapshots) {
       row("snapshots", absl::StrCat("none: in format version ", s.format_version,
                                     " a read holds the shared lock instead (read locks above)"));
     } else if (snapshots.empty()) {
@@ -304,9 +309,10 @@ Fields (JSON names in brackets):
   [handles]                   each of them: [pid], when it opened the file [opened_unix_ms],
                               and the read locks it holds now [read_locks]
   snapshots [snapshots, snapshot_pinned_bytes]
-                              open snapshots (ReadTxn of a format version 4 database, `dump`,
-                              `backup`, `check`), in every process, and the log bytes committed
-                              since the oldest began; they hold no lock
+                              open snapshots (ReadTxn of a format version 4 or 5 database,
+                              `dump`, `backup`, `check`), in every process, and the log bytes
+                              committed since the oldest began; they hold no lock. A cache's
+                              reads copy its entries, hold nothing and are not listed
   [snapshot_holders]          per handle that holds some: [pid], how many [snapshots], when the
                               oldest began [since_unix_ms, age_s], the committed end it reads at
                               [tail] and the bytes committed since [pinned_bytes], as

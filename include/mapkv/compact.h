@@ -37,9 +37,10 @@
 //   any reader opens it (read-only; for writing only where it needs recovery first, which that
 //   open does) and read from one ReadTxn: the copy holds the database exactly as of one commit.
 //   Of a format version 4 or 5 database that is a snapshot, which holds no lock: other processes
-//   commit meanwhile as usual. Of a format version 1 file or a cache, the ReadTxn holds the
-//   shared lock until the copy is read (CompactResult::read_under_lock): their commits wait, and
-//   fail with DeadlineExceeded when that takes longer than their lock_timeout.
+//   commit meanwhile as usual; of a cache, a copy of its entries, which holds nothing either. Of
+//   a format version 1 file, the ReadTxn holds the shared lock until the copy is read
+//   (CompactResult::read_under_lock): its commits wait, and fail with DeadlineExceeded when that
+//   takes longer than their lock_timeout.
 // - The new file is written under a temporary name next to the destination
 //   ("<dst>.compact-<pid>-<random>.tmp", "<dst>.backup-<pid>-<random>.tmp" for Backup). Until the
 //   rename, nothing under the destination's name is modified; a failure (disk full, a damaged
@@ -129,8 +130,9 @@ struct CompactOptions {
 struct CompactResult {
   bool in_place = false;  // the source was replaced (no separate destination)
   bool replaced = false;  // an existing destination was replaced (replace_existing)
-  // The source was read holding its shared lock (format version 1, or a cache), so its writers
-  // waited for the copy; false for a snapshot (format version 4 or 5) and for a source held alone.
+  // The source was read holding its shared lock (format version 1), so its writers waited for
+  // the copy; false for a snapshot (format version 4 or 5, or a cache's copy) and for a source
+  // held alone.
   bool read_under_lock = false;
   uint64_t keys = 0;            // live keys copied
   uint64_t dropped = 0;         // a cache's expired values and leases, not copied

@@ -28,19 +28,21 @@
 //   before the fork alike, and destroying them there is safe: it releases nothing of the
 //   parent's. A fork() from one thread while another opens a handle leaves the child no
 //   descriptor of it. Open the database again in the child.
-// - A full disk: the file grows by a quarter at a time, or by what a commit needs where the disk
-//   has no more; when even that fails, the call fails with ResourceExhausted (never SIGBUS: every
-//   byte the mapping writes was allocated when the file grew). A put leaves room for deletes
-//   (1 MiB, a sixteenth of max_file_size on small files), so deletes go on when puts no longer do.
+// - A full disk: the file grows by a quarter at a time (format version 5: by a sixteenth, 1 to
+//   8 MiB), or by what a commit needs where the disk has no more; when even that fails, the call
+//   fails with ResourceExhausted (never SIGBUS: every byte the mapping writes was allocated when
+//   the file grew). A put leaves room for deletes (1 MiB, a sixteenth of max_file_size on small
+//   files), so deletes go on when puts no longer do.
 // - Network filesystems: the lock state is shared through the mapping, which NFS and SMB do not
 //   keep coherent between machines. Use a local filesystem.
-// - Size: the file grows up to Options::max_file_size and never shrinks while open; deleted and
-//   overwritten records are garbage until offline compaction (`mapkv compact`).
+// - Size: the file grows up to Options::max_file_size. In format version 5 (the default) the
+//   cleaner copies live records out of the log's oldest part and gives that part's blocks back to
+//   the file system while the file is in use (Options::compact_ratio); in older versions deleted
+//   and overwritten records are garbage until compaction (`mapkv compact`, or online).
 // - A file of format version 1 (made before snapshots) has records without the chain: there a
 //   ReadTxn holds the shared side of the lock, commits wait until it ends, and a commit from a
 //   thread that holds a ReadTxn of the same handle waits for itself until lock_timeout
-//   (DeadlineExceeded). `mapkv compact` rewrites such a file in the current version. A cache's
-//   file read through a ReadTxn (as `mapkv dump` reads one) holds the shared side the same way.
+//   (DeadlineExceeded). `mapkv compact` rewrites such a file in the current version.
 // - Two handles on one file in one process behave as two processes (each has its own slot).
 #ifndef MAPKV_DB_H_
 #define MAPKV_DB_H_
@@ -68,6 +70,7 @@ class WriteTxn;
 namespace internal {
 class Compactor;
 class DBImpl;
+struct CopiedSnapshot;
 struct WriteState;
 DBImpl& ImplOf(DB& db);  // src/db_impl.h: the engine behind a handle, for the library's own code
 WriteState& StateOf(WriteTxn& txn);  // src/db_impl.h: a transaction's state, likewise
@@ -96,7 +99,12 @@ inline constexpr uint64_t kMaxValueSize = 0xFFFFFFFFull;
 // committed state, whatever commits (of any process, this thread's included) follow, and
 // string_views it returns stay valid until it is destroyed. It holds no lock: commits never wait
 // for it. Each handle publishes its oldest open snapshot in its process slot (DB::Snapshots(),
-// `mapkv stat`). Movable, not copyable. (A format version 1 file, or a cache: see the caveats.)
+// `mapkv stat`). Movable, not copyable.
+//
+// A cache's file (opened with FileKind::kAny) gives a snapshot too, made otherwise: BeginRead
+// reads the cache's entries into a table of the transaction's own (a cache's ring is written over
+// in place, so its views point into a copy of the ring), which costs time and memory in
+// proportion to the cache, and pins nothing. A format version 1 file: see the caveats.
 class ReadTxn {
  public:
   ReadTxn(ReadTxn&& other) noexcept;
@@ -113,9 +121,9 @@ class ReadTxn {
   void MultiGet(absl::Span<const std::string_view> keys,
                 absl::Span<absl::StatusOr<std::string_view>> values) const;
 
-  // Calls fn for every key live in the snapshot, in index order, until it returns false: every
-  // such key once, whatever commits meanwhile (fn may write through the same handle). Stops with
-  // DataLoss at a damaged record.
+  // Calls fn for every key live in the snapshot, in index order (a cache's: in no order), until
+  // it returns false: every such key once, whatever commits meanwhile (fn may write through the
+  // same handle). Stops with DataLoss at a damaged record.
   absl::Status ForEach(
       absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const;
 
@@ -125,15 +133,10 @@ class ReadTxn {
  private:
   friend class DB;
   ReadTxn(internal::DBImpl* db, uint64_t tail, uint64_t head, uint64_t index_record,
-          uint64_t index_bits, uint64_t count, bool snapshot)
-      : db_(db),
-        tail_(tail),
-        head_(head),
-        index_record_(index_record),
-        index_bits_(index_bits),
-        count_(count),
-        snapshot_(snapshot) {}
+          uint64_t index_bits, uint64_t count, bool snapshot);
+  ReadTxn(internal::DBImpl* db, std::unique_ptr<const internal::CopiedSnapshot> copy);
   void Release();
+  absl::StatusOr<std::string_view> CopiedGet(std::string_view key) const;
 
   internal::DBImpl* db_;
   uint64_t tail_;          // committed end of the log at begin
@@ -142,6 +145,7 @@ class ReadTxn {
   uint64_t index_bits_;    // that table holds 2^index_bits_ slots
   uint64_t count_;         // live keys
   bool snapshot_;          // true: pinned, holds no lock; false: holds the shared side
+  std::unique_ptr<const internal::CopiedSnapshot> copy_;  // a cache's: everything it reads
 };
 
 // The one write transaction (across all processes) on a database. Its writes are invisible to
