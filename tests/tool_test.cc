@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -85,6 +86,47 @@ class ToolTest : public ::testing::Test {
     r.out = ReadFile(out);
     r.err = ReadFile(err);
     return r;
+  }
+
+  // `mapkv dump DB` into `out`, a pipe that nothing reads until FinishStalledDump: returns its
+  // pid once its first byte arrived (-1, with a failure, when none did). Its snapshot is open from
+  // then until FinishStalledDump when its output is many times what the pipe and its own buffer
+  // hold: it cannot end before.
+  int StartStalledDump(const std::string& db, test::Pipe& out, std::string* dumped) {
+    const int pid =
+        StartTool({"dump", db}, "", absl::StrCat("/dev/fd/", out.write_fd()), Path("dump.stderr"));
+    out.CloseWrite();
+    char first = 0;
+    absl::StatusOr<size_t> n = 0;
+    if (tools::WaitReadable(out.read_fd(),
+                            std::chrono::steady_clock::now() + std::chrono::seconds(60))) {
+      n = tools::ReadSome(out.read_fd(), &first, 1);
+    }
+    if (!n.ok() || *n != 1) {
+      ADD_FAILURE() << "dump wrote nothing: " << ReadFile(Path("dump.stderr"));
+      return -1;
+    }
+    dumped->assign(1, first);
+    return pid;
+  }
+
+  // Reads the rest of the dump that StartStalledDump began, checks its exit and size, and parses
+  // its lines of `fields` TSV fields (3: a cache's, whose expiries must all be "never").
+  Content FinishStalledDump(int pid, test::Pipe& out, std::string dumped, size_t fields) {
+    dumped += out.ReadAll(std::chrono::seconds(120));
+    EXPECT_EQ(test::WaitChild(pid), 0) << ReadFile(Path("dump.stderr"));
+    EXPECT_GT(dumped.size(), (4u << 20)) << "too small to keep dump from ending early";
+    Content content;
+    for (const std::string& line :
+         std::vector<std::string>(absl::StrSplit(dumped, '\n', absl::SkipEmpty()))) {
+      std::vector<std::string> f = absl::StrSplit(line, '\t');
+      if (f.size() != fields || (fields == 3 && f[2] != "never")) {
+        ADD_FAILURE() << "not a line of the dump: " << line;
+        continue;
+      }
+      EXPECT_TRUE(content.emplace(f[0], f[1]).second) << "listed twice: " << f[0];
+    }
+    return content;
   }
 
   // Every key and value of the database, read through the library.
@@ -1197,34 +1239,17 @@ TEST_F(ToolTest, DumpIntoASlowConsumerBesideAWriter) {
   if (!test::FileExists("/dev/fd/0")) GTEST_SKIP() << "no /dev/fd to give the tool a pipe";
   const std::string db = Path("dumped.mapkv");
   MakeStampedDatabase(db);
-  const Content before = StampedState(0);
   test::Pipe out;
-  const int dump =
-      StartTool({"dump", db}, "", absl::StrCat("/dev/fd/", out.write_fd()), Path("dump.stderr"));
-  out.CloseWrite();
   std::string dumped;
-  ASSERT_TRUE(tools::WaitReadable(out.read_fd(),
-                                  std::chrono::steady_clock::now() + std::chrono::seconds(60)));
-  char first;
-  ASSERT_OK_AND_ASSIGN(const size_t n, tools::ReadSome(out.read_fd(), &first, 1));
-  ASSERT_EQ(n, 1u);
-  dumped.push_back(first);
+  const int dump = StartStalledDump(db, out, &dumped);
+  ASSERT_GT(dump, 0);
 
   StampingWriter writer(db, 200);
   writer.Start();
   writer.Wait();
   EXPECT_EQ(writer.Finish(), 200);
 
-  dumped += out.ReadAll(std::chrono::seconds(120));
-  EXPECT_EQ(test::WaitChild(dump), 0) << ReadFile(Path("dump.stderr"));
-  ASSERT_GT(dumped.size(), (4u << 20)) << "too small to keep dump from ending early";
-  Content content;
-  for (const std::string& line :
-       std::vector<std::string>(absl::StrSplit(dumped, '\n', absl::SkipEmpty()))) {
-    std::vector<std::string> fields = absl::StrSplit(line, '\t');
-    ASSERT_EQ(fields.size(), 2u) << line;
-    EXPECT_TRUE(content.emplace(fields[0], fields[1]).second) << "listed twice: " << fields[0];
-  }
+  const Content content = FinishStalledDump(dump, out, std::move(dumped), 2);
   EXPECT_EQ(StampOf(content, "the dump"), 0) << "the dump is not the state before the commits";
   EXPECT_EQ(StampOf(ReadContent(db), db), 200);
 }
@@ -1263,29 +1288,14 @@ TEST_F(ToolTest, DumpOfACacheIntoASlowConsumerBesideAWriter) {
     }
   }
   test::Pipe out;
-  const int dump =
-      StartTool({"dump", path}, "", absl::StrCat("/dev/fd/", out.write_fd()), Path("dump.stderr"));
-  out.CloseWrite();
-  ASSERT_TRUE(tools::WaitReadable(out.read_fd(),
-                                  std::chrono::steady_clock::now() + std::chrono::seconds(60)));
-  std::string dumped(1, '\0');
-  ASSERT_OK_AND_ASSIGN(const size_t n, tools::ReadSome(out.read_fd(), dumped.data(), 1));
-  ASSERT_EQ(n, 1u);
+  std::string dumped;
+  const int dump = StartStalledDump(path, out, &dumped);
+  ASSERT_GT(dump, 0);
 
   EXPECT_EQ(test::RunChild("CacheChangingChild", {path, 200}), 0)
       << "a put or delete waited for the dump";
 
-  dumped += out.ReadAll(std::chrono::seconds(120));
-  EXPECT_EQ(test::WaitChild(dump), 0) << ReadFile(Path("dump.stderr"));
-  ASSERT_GT(dumped.size(), (4u << 20)) << "too small to keep dump from ending early";
-  Content content;
-  for (const std::string& line :
-       std::vector<std::string>(absl::StrSplit(dumped, '\n', absl::SkipEmpty()))) {
-    std::vector<std::string> fields = absl::StrSplit(line, '\t');
-    ASSERT_EQ(fields.size(), 3u) << line;
-    EXPECT_EQ(fields[2], "never") << line;
-    EXPECT_TRUE(content.emplace(fields[0], fields[1]).second) << "listed twice: " << fields[0];
-  }
+  const Content content = FinishStalledDump(dump, out, std::move(dumped), 3);
   EXPECT_TRUE(content == before) << "the dump is not the cache before the changes: "
                                  << content.size() << " entries";
   const ToolResult now = Run({"get", path, "base/0"});
