@@ -188,13 +188,13 @@ void DBImpl::MaybeStartWriteback() {
   file_->StartFlush(from, to - from);
 }
 
-uint64_t DBImpl::OldestPinnedHead() {
+uint64_t DBImpl::OldestPinnedHead(bool alive_only) {
   uint64_t oldest = UINT64_MAX;
   for (uint32_t i = 0; i < lock_.slot_hwm(); ++i) {
     const std::atomic<uint64_t>* words = lock_.slot_at(i).cache_counts;
     if (words[kPinTail].load(std::memory_order_seq_cst) == 0) continue;
     const uint64_t head = words[kPinHead].load(std::memory_order_acquire);
-    if (head < oldest && lock_.SlotAlive(i)) oldest = head;  // a dead holder's pin went with it
+    if (head < oldest && (!alive_only || lock_.SlotAlive(i))) oldest = head;
   }
   return oldest;
 }
@@ -206,12 +206,18 @@ bool DBImpl::WantsGiveBack() {
   const uint64_t fence = std::max(lock_.punch_fence(), kKeptAllocated);
   const uint64_t step = std::clamp((tail - head) / 8, kGiveBackStep, kGiveBackMaxStep);
   // Up to the oldest snapshot's start: a stale snapshot holds back what it may read, and no
-  // more, and a give-back it would block is not tried at every commit.
-  return head > fence + step && std::min(head, OldestPinnedHead()) > fence + step;
+  // more, and a give-back it would block is not tried at every commit. Whether a blocking pin's
+  // holder still lives (a system call per pinned slot) is asked once head has moved a step since
+  // it was last asked, not at every commit: a dead holder's pin is let go within a step.
+  if (head <= fence + step) return false;
+  if (OldestPinnedHead(/*alive_only=*/false) > fence + step) return true;
+  uint64_t asked = pins_asked_at_.load(std::memory_order_relaxed);
+  if (head < asked + step || !pins_asked_at_.compare_exchange_strong(asked, head)) return false;
+  return OldestPinnedHead() > fence + step;
 }
 
 void DBImpl::MaybeGiveBack() {
-  if (!WantsGiveBack() || !CheckUsable().ok()) return;
+  if (!CheckUsable().ok()) return;
   if (giving_back_.exchange(true)) return;  // another thread of this handle is at it
   const uint64_t head = state_->head.load(std::memory_order_acquire);
   const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);

@@ -257,7 +257,8 @@ class DBImpl {
   // Format version 5: once the cleaner moved head far enough past the blocks given back
   // (WantsGiveBack, cheap), makes the copies durable (a checkpoint, its flush without the writer
   // lock) and gives the blocks below head back to the file system. Without the writer lock: DB
-  // calls it after a commit.
+  // calls it after a commit, when WantsGiveBack says so (which, where a pin blocks, asks whether
+  // its holder lives at most once a step: ask it once per call).
   bool WantsGiveBack();
   void MaybeGiveBack();
   // Version 5: starts the committed log's pages since the last call to the disk (without waiting)
@@ -426,9 +427,10 @@ class DBImpl {
   // Gives the log below the latest checkpoint's head back to the file system, up to the oldest
   // pinned snapshot's start.
   void GiveBackLocked();
-  // The lowest log start a live snapshot of any handle read (ProcessSlot, kPinHead); UINT64_MAX
-  // when none is pinned.
-  uint64_t OldestPinnedHead();
+  // The lowest log start a snapshot of any handle read (ProcessSlot, kPinHead); UINT64_MAX when
+  // none is pinned. With `alive_only`, of live holders only: a dead holder's pin goes with it,
+  // but asking the kernel costs a system call per pinned slot.
+  uint64_t OldestPinnedHead(bool alive_only = true);
   const CheckpointRecord* LatestCheckpoint() const;
 
   uint32_t IndexBits(uint64_t index_record) const {
@@ -537,6 +539,7 @@ class DBImpl {
   std::atomic<uint32_t> users_{0};
   std::atomic<bool> retiring_{false};
   std::atomic<bool> giving_back_{false};       // a thread of this handle is in MaybeGiveBack
+  std::atomic<uint64_t> pins_asked_at_{0};     // head when WantsGiveBack last asked if holders live
   std::atomic<bool> clean_failed_{false};      // the cleaner logged a failure (once per handle)
   std::atomic<bool> cannot_give_back_{false};  // the platform or file system has no holes
   void RetireIfUnused();

@@ -1327,6 +1327,53 @@ TEST(CleanerSpaceTest, CommitsGiveSpaceBackUpToTheOldestSnapshotsStart) {
   EXPECT_TRUE(logged.CleanerLines().empty()) << logged.CleanerLines()[0];
 }
 
+// Opens the database at args[0], begins a read transaction, writes a byte on the pipe end args[1]
+// and holds the transaction until killed.
+MAPKV_CHILD(SnapshotHoldingChild) {
+  absl::StatusOr<std::unique_ptr<DB>> db = DB::Open(args.at(0), CleanerOptions());
+  CHILD_CHECK_OK(db);
+  absl::StatusOr<ReadTxn> txn = (*db)->BeginRead();
+  CHILD_CHECK_OK(txn);
+  test::ChildPipe began = args.PipeEnd(1);
+  CHILD_CHECK(began.Write("s"));
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+// A snapshot of a process that is killed holds nothing back: while the process lives, commits
+// give the log back up to its start and no further; once it is dead, they find so (asking within
+// a give-back step of head's progress) and give back past it, without a checkpoint asked for.
+TEST(CleanerSpaceTest, AKilledProcesssSnapshotHoldsNothingBack) {
+  TempDir dir;
+  if (!PunchesHoles(dir)) GTEST_SKIP() << kNoHoles;
+  const std::string path = dir.File("db");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, CleanerOptions()));
+  constexpr uint64_t kKeys = 2000;
+  State model;
+  uint64_t next = 0;
+  ASSERT_NO_FATAL_FAILURE(
+      ChurnUntilHead(*db, kKeptAllocated + kMiB, kKeys, 20000, &next, &model, LargeValue));
+  test::Pipe began;
+  const int holder = test::StartChild("SnapshotHoldingChild", {path, began.WriteEndArg()});
+  began.CloseWrite();
+  ASSERT_TRUE(began.WaitByte()) << "the holder died before its snapshot";
+  const uint64_t pinned = Head(*db) / kPage * kPage;
+  ASSERT_NO_FATAL_FAILURE(
+      ChurnUntilHead(*db, pinned + 3 * kGiveBackStep, kKeys, 40000, &next, &model, LargeValue));
+  EXPECT_LE(SettledPunchFence(*db), pinned) << "given back past a live snapshot's start";
+  EXPECT_EQ(test::KillChild(holder), test::kKilledStatus);
+  const uint64_t killed_at = Head(*db);
+  for (uint64_t puts = 0; SettledPunchFence(*db) <= pinned; ++puts, ++next) {
+    ASSERT_LT(puts, 40000u) << "the dead process's snapshot still holds the log back; head is "
+                            << Head(*db) - killed_at << " bytes past where it was at the kill";
+    const std::string key = Key(next % kKeys);
+    ASSERT_OK(db->Put(key, LargeValue(key, next)));
+    model[key] = LargeValue(key, next);
+  }
+  EXPECT_LE(Head(*db) - killed_at, 3 * kGiveBackStep) << "found dead late";
+  ASSERT_NO_FATAL_FAILURE(ExpectCurrent(*db, model, KeysOf(model)));
+  EXPECT_OK(db->Verify());
+}
+
 // A file system without holes (the simulated disk, tests/fault_file.h, cannot punch: Windows and
 // some file systems neither): the first give-back says so, and the handle cleans no more (its log
 // grows as a version 4 file's, for `mapkv compact`); what it holds stays whole.
