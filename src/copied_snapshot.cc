@@ -52,10 +52,15 @@ absl::Status DBImpl::ReadCopiedLog(CopiedSnapshot& snap, const char* log, uint64
         DecodeRecordAt(log + (at - from), at, room, salt_, options_.verify_checksums);
     if (!r.ok()) return Named(r.status());
     at += r->size;
+    if (r->type != kPut && r->type != kDelete) continue;
+    const auto it = snap.live.find(r->key);
+    if (it != snap.live.end()) {
+      snap.log_order[it->second].live = false;
+      if (r->type == kDelete) snap.live.erase(it);
+    }
     if (r->type == kPut) {
-      snap.entries.insert_or_assign(r->key, r->value);
-    } else if (r->type == kDelete) {
-      snap.entries.erase(r->key);
+      snap.live.insert_or_assign(r->key, snap.log_order.size());
+      snap.log_order.push_back({r->key, r->value, true});
     }
   }
   return absl::OkStatus();

@@ -47,7 +47,7 @@ ReadTxn::ReadTxn(internal::DBImpl* db, std::unique_ptr<const internal::CopiedSna
       head_(0),
       index_record_(0),
       index_bits_(0),
-      count_(copy->entries.size()),
+      count_(copy->live.size()),
       snapshot_(false),
       copy_(std::move(copy)) {}
 
@@ -134,8 +134,8 @@ absl::Status ReadTxn::ForEach(
   if (db_ == nullptr) return Finished();
   MAPKV_RETURN_IF_ERROR(db_->CheckUsable());
   if (copy_ != nullptr) {
-    for (const auto& [key, value] : copy_->entries) {
-      if (!fn(key, value)) break;
+    for (const internal::CopiedSnapshot::Entry& e : copy_->log_order) {
+      if (e.live && !fn(e.key, e.value)) break;
     }
     return absl::OkStatus();
   }
@@ -144,9 +144,9 @@ absl::Status ReadTxn::ForEach(
 
 absl::StatusOr<std::string_view> ReadTxn::CopiedGet(std::string_view key) const {
   MAPKV_RETURN_IF_ERROR(internal::CheckKeySize(db_->path(), key));
-  const auto it = copy_->entries.find(key);
-  if (it == copy_->entries.end()) return internal::KeyNotFoundError(db_->path(), key);
-  return it->second;
+  const auto it = copy_->live.find(key);
+  if (it == copy_->live.end()) return internal::KeyNotFoundError(db_->path(), key);
+  return copy_->log_order[it->second].value;
 }
 
 uint64_t ReadTxn::Count() const { return db_ == nullptr ? 0 : count_; }

@@ -72,8 +72,14 @@ struct KeyEq {
 // ring is written over in place, under its readers), and the views point into that copy; a linear
 // log's records never change below the committed tail, and the views point into the mapping.
 struct CopiedSnapshot {
+  struct Entry {
+    std::string_view key;
+    std::string_view value;
+    bool live;  // false once a later record of the key replaced or deleted it
+  };
   std::string ring;
-  absl::flat_hash_map<std::string_view, std::string_view, KeyHash, KeyEq> entries;
+  std::vector<Entry> log_order;  // every put read, oldest first: the order ForEach visits
+  absl::flat_hash_map<std::string_view, size_t, KeyHash, KeyEq> live;  // key -> its Entry
 };
 // Tries at copying a ring without the lock, each undone by an eviction that passed a part not yet
 // copied, before it is copied under the shared lock.

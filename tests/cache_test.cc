@@ -1033,6 +1033,7 @@ TEST(CacheTest, CompactOfADatabaseDropsNothing) {
 // A read transaction of a cache without a capacity (a log that only grows, format version 2)
 // holds its state while the same thread, through the same handle, overwrites and deletes every
 // key and rehashes the index (a 100 ms lock timeout: a held read lock would fail the commits).
+// Its ForEach visits the entries oldest first.
 TEST(CacheTest, AReadTransactionOfACacheWithoutACapacityHoldsItsState) {
   TempDir dir;
   const std::string path = dir.File("cache");
@@ -1063,11 +1064,18 @@ TEST(CacheTest, AReadTransactionOfACacheWithoutACapacityHoldsItsState) {
   EXPECT_GT(db->GetStats().index_capacity, 4 * expected.size()) << "no rehash";
   EXPECT_EQ(snap.Count(), expected.size());
   std::map<std::string, std::string> seen;
+  std::vector<std::string> order;
   ASSERT_OK(snap.ForEach([&](std::string_view k, std::string_view v) {
     EXPECT_TRUE(seen.emplace(k, v).second) << k;
+    order.emplace_back(k);
     return true;
   }));
   EXPECT_EQ(seen, expected);
+  // Oldest first: the keys whose first put is their last, then those put again.
+  std::vector<std::string> oldest_first;
+  for (int i = 2; i < 200; i += 3) oldest_first.push_back(KeyName(i));
+  for (int i = 1; i < 200; i += 3) oldest_first.push_back(KeyName(i));
+  EXPECT_EQ(order, oldest_first);
   for (int i = 0; i < 200; ++i) {
     const auto it = expected.find(KeyName(i));
     if (it == expected.end()) {

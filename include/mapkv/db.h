@@ -121,7 +121,7 @@ class ReadTxn {
   void MultiGet(absl::Span<const std::string_view> keys,
                 absl::Span<absl::StatusOr<std::string_view>> values) const;
 
-  // Calls fn for every key live in the snapshot, in index order (a cache's: in no order), until
+  // Calls fn for every key live in the snapshot, in index order (a cache's: oldest first), until
   // it returns false: every such key once, whatever commits meanwhile (fn may write through the
   // same handle). Stops with DataLoss at a damaged record.
   absl::Status ForEach(
