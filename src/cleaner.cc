@@ -22,6 +22,12 @@
 //   (LockState::punch_fence) is raised, then the pins are looked at; a snapshot publishes its
 //   pin, then looks at the fence. A stale snapshot so holds back the log from its start on, and
 //   no more.
+//
+// Nor does cleaning run far past a snapshot's start: what it walks past there goes back only once
+// the snapshot ends, and the records it copies may well die before then, so a long snapshot
+// (a backup, a slow dump) pauses it once head is kPinnedCleanAhead past the oldest pin. Short
+// snapshots hardly do: while cleaning is paused, new snapshots start at the same head, and once
+// the older ones end it goes on.
 #include <algorithm>
 #include <array>
 #include <vector>
@@ -52,19 +58,37 @@ constexpr uint64_t kGiveBackStep = 4 << 20;
 constexpr uint64_t kGiveBackMaxStep = 16 << 20;
 // The log's pages are started to the disk this many bytes at a time (MaybeStartWriteback).
 constexpr uint64_t kWritebackStep = 4 << 20;
+// Cleaning pauses once head is this far past the oldest snapshot's start.
+constexpr uint64_t kPinnedCleanAhead = 16 << 20;
 
 }  // namespace
 
-bool DBImpl::WantsCleaning() const {
+bool DBImpl::WantsCleaning() {
   if (!cleaned_ || options_.compact_ratio <= 0 ||
       cannot_give_back_.load(std::memory_order_relaxed)) {
     return false;
   }
-  const uint64_t log = state_->committed_tail.load(std::memory_order_relaxed) -
-                       state_->head.load(std::memory_order_relaxed);
+  const uint64_t tail = state_->committed_tail.load(std::memory_order_relaxed);
+  const uint64_t head = state_->head.load(std::memory_order_relaxed);
   const uint64_t kept = KeptBytes();
-  return log > kept + kCleanSlack &&
-         static_cast<double>(log) > options_.compact_ratio * static_cast<double>(kept);
+  return tail - head > kept + kCleanSlack &&
+         static_cast<double>(tail - head) > options_.compact_ratio * static_cast<double>(kept) &&
+         !PausedBySnapshot(head, tail);
+}
+
+bool DBImpl::PausedBySnapshot(uint64_t head, uint64_t tail) {
+  // The pins as they are first (a snapshot that ends clears its pin); then, whether their
+  // holders live, which costs a system call per pinned slot and is asked again only once the
+  // tail moved a step (head stands still meanwhile): a dead holder's pin pauses a step at most.
+  if (head < kPinnedCleanAhead ||
+      OldestPinnedHead(/*alive_only=*/false) > head - kPinnedCleanAhead) {
+    return false;
+  }
+  if (tail >= pins_paused_asked_at_.load(std::memory_order_relaxed) + kGiveBackStep) {
+    pins_paused_asked_at_.store(tail, std::memory_order_relaxed);  // under the writer lock
+    oldest_live_pin_.store(OldestPinnedHead(), std::memory_order_relaxed);
+  }
+  return oldest_live_pin_.load(std::memory_order_relaxed) <= head - kPinnedCleanAhead;
 }
 
 void DBImpl::MaybeClean(uint64_t wrote) {

@@ -419,8 +419,12 @@ class DBImpl {
   absl::Status FlushForCheckpoint(uint64_t head, uint64_t end, bool index);
 
   // The cleaner (cleaner.cc), format version 5; the writer lock is held.
-  // Whether the log is past Options::compact_ratio times what it keeps: cheap, after each commit.
-  bool WantsCleaning() const;
+  // Whether the log is past Options::compact_ratio times what it keeps, and no snapshot pauses
+  // cleaning: cheap, after each commit.
+  bool WantsCleaning();
+  // Whether a snapshot that began when head was more than kPinnedCleanAhead (cleaner.cc) back
+  // still lives: cleaning past it would free nothing until it ends.
+  bool PausedBySnapshot(uint64_t head, uint64_t tail);
   // A cleaning step when one is due, after a commit that wrote `wrote` bytes; logs a failure
   // (once) and goes on.
   void MaybeClean(uint64_t wrote);
@@ -546,6 +550,8 @@ class DBImpl {
   std::atomic<bool> retiring_{false};
   std::atomic<bool> giving_back_{false};       // a thread of this handle is in MaybeGiveBack
   std::atomic<uint64_t> pins_asked_at_{0};     // head when WantsGiveBack last asked if holders live
+  std::atomic<uint64_t> pins_paused_asked_at_{0};  // tail when PausedBySnapshot last asked...
+  std::atomic<uint64_t> oldest_live_pin_{0};       // ...and the oldest live pin it found
   std::atomic<bool> clean_failed_{false};      // the cleaner logged a failure (once per handle)
   std::atomic<bool> cannot_give_back_{false};  // the platform or file system has no holes
   void RetireIfUnused();

@@ -1374,6 +1374,77 @@ TEST(CleanerSpaceTest, AKilledProcesssSnapshotHoldsNothingBack) {
   EXPECT_OK(db->Verify());
 }
 
+// A long snapshot pauses cleaning: head goes on to kPinnedCleanAhead past the snapshot's start
+// and stops there while commits go on (what it would walk past goes back only once the snapshot
+// ends); once the snapshot ends, or its process is killed, cleaning goes on and the log comes
+// back to its bound. The snapshot reads its state throughout.
+class CleanerPauseTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CleanerPauseTest, ALongSnapshotPausesCleaningUntilItEnds) {
+  const bool killed = GetParam();
+  TempDir dir;
+  if (!PunchesHoles(dir)) GTEST_SKIP() << kNoHoles;
+  const std::string path = dir.File("db");
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<DB> db, DB::Open(path, CleanerOptions()));
+  constexpr uint64_t kKeys = 2000;
+  constexpr uint64_t kAhead = 16 << 20;  // cleaner.cc's kPinnedCleanAhead
+  State model;
+  uint64_t next = 0;
+  ASSERT_NO_FATAL_FAILURE(
+      ChurnUntilHead(*db, kKeptAllocated + kMiB, kKeys, 20000, &next, &model, LargeValue));
+  std::unique_ptr<DB> reader;
+  std::optional<ReadTxn> snapshot;
+  test::Pipe began;
+  int holder = -1;
+  if (killed) {
+    holder = test::StartChild("SnapshotHoldingChild", {path, began.WriteEndArg()});
+    began.CloseWrite();
+    ASSERT_TRUE(began.WaitByte()) << "the holder died before its snapshot";
+  } else {
+    ASSERT_OK_AND_ASSIGN(reader, DB::Open(path, CleanerOptions()));
+    ASSERT_OK_AND_ASSIGN(ReadTxn txn, reader->BeginRead());
+    snapshot.emplace(std::move(txn));
+  }
+  const State snapped = model;
+  const uint64_t pinned = Head(*db);
+  auto put = [&] {
+    const std::string key = Key(next % kKeys);
+    ASSERT_OK(db->Put(key, LargeValue(key, next)));
+    model[key] = LargeValue(key, next);
+    ++next;
+  };
+  // Commits of three times kAhead: cleaning stops a step past kAhead.
+  const uint64_t from = Tail(*db);
+  for (uint64_t puts = 0; Tail(*db) < from + 3 * kAhead; ++puts) {
+    ASSERT_LT(puts, 100000u);
+    ASSERT_NO_FATAL_FAILURE(put());
+  }
+  EXPECT_GE(Head(*db), pinned + kAhead) << "cleaning stopped before its bound";
+  EXPECT_LE(Head(*db), pinned + kAhead + kMiB) << "cleaning went on past the snapshot";
+  if (!killed) {
+    ASSERT_NO_FATAL_FAILURE(ExpectReads(*snapshot, snapped, KeysOf(snapped)));
+    snapshot.reset();
+  } else {
+    EXPECT_EQ(test::KillChild(holder), test::kKilledStatus);
+  }
+  // Cleaning goes on: the log comes back to its bound (a third of what the pause let it grow),
+  // and what it walked past goes back.
+  const uint64_t paused_log = Tail(*db) - Head(*db);
+  for (uint64_t puts = 0; Tail(*db) - Head(*db) > paused_log / 3; ++puts) {
+    ASSERT_LT(puts, 100000u) << "cleaning did not go on; head is " << Head(*db) - pinned
+                             << " bytes past the snapshot's start";
+    ASSERT_NO_FATAL_FAILURE(put());
+  }
+  ASSERT_OK(db->Checkpoint());
+  EXPECT_GT(SettledPunchFence(*db), pinned + kAhead);
+  ASSERT_NO_FATAL_FAILURE(ExpectCurrent(*db, model, KeysOf(model)));
+  EXPECT_OK(db->Verify());
+}
+
+INSTANTIATE_TEST_SUITE_P(Holders, CleanerPauseTest, ::testing::Bool(), [](const auto& info) {
+  return info.param ? std::string("KilledProcess") : std::string("EndedSnapshot");
+});
+
 // A file system without holes (the simulated disk, tests/fault_file.h, cannot punch: Windows and
 // some file systems neither): the first give-back says so, and the handle cleans no more (its log
 // grows as a version 4 file's, for `mapkv compact`); what it holds stays whole.

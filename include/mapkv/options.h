@@ -112,12 +112,13 @@ struct Options {
   // copies durable (the writer takes one itself every few MiB) and no snapshot reads there (on
   // Linux; where the file system cannot punch holes, and on Windows, cleaning stops and
   // `mapkv compact` reclaims the space). Each step walks at least 256 KiB, or four times what
-  // its commit wrote. Lower ratios hold less space and copy more: at 1M keys overwritten 20
-  // times as fast as one thread can, 1.5 holds the files at 2.5x the raw live bytes on average
-  // (2.6x at the peaks) with 1.9 bytes written per byte updated, 2.0 at 3.3x with 1.4
-  // (docs/benchmarks.md, "Steady-state updates"). Files there still grow in size (the offsets
-  // only grow; the blocks below the start are holes): an online compaction starts once the log
-  // passes half of max_file_size with most of it given back.
+  // its commit wrote. A snapshot that began 16 MiB of cleaning ago pauses it until it ends. Lower
+  // ratios hold less space and copy more: at 1M keys overwritten 20 times as fast as one thread
+  // can, 1.5 holds the files at 2.5x the raw live bytes on average (2.6x at the peaks) with 1.9
+  // bytes written per byte updated, 2.0 at 3.3x with 1.4 (docs/benchmarks.md, "Steady-state
+  // updates"). Files there still grow in size (the offsets only grow; the blocks below the start
+  // are holes): an online compaction starts once the log passes half of max_file_size with most
+  // of it given back.
   // Format version 4 (create_format_version): once a commit leaves the log past `compact_ratio`
   // times what a compaction would keep and at least `compact_min_garbage` bytes of garbage, the
   // handle starts an online compaction (mapkv::Compact, compact.h) on a thread of its own (not
