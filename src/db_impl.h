@@ -548,10 +548,12 @@ class DBImpl {
   static constexpr uint32_t kRetiredBit = 0x80000000u;
   std::atomic<uint32_t> users_{0};
   std::atomic<bool> retiring_{false};
-  std::atomic<bool> giving_back_{false};       // a thread of this handle is in MaybeGiveBack
-  std::atomic<uint64_t> pins_asked_at_{0};     // head when WantsGiveBack last asked if holders live
-  std::atomic<uint64_t> pins_paused_asked_at_{0};  // tail when PausedBySnapshot last asked...
-  std::atomic<uint64_t> oldest_live_pin_{0};       // ...and the oldest live pin it found
+  std::atomic<bool> giving_back_{false};  // a thread of this handle is in MaybeGiveBack
+  // Head when WantsGiveBack last asked whether the pins' holders live; the tail when
+  // PausedBySnapshot last did, and the oldest live pin it found.
+  std::atomic<uint64_t> pins_asked_at_{0};
+  std::atomic<uint64_t> pins_paused_asked_at_{0};
+  std::atomic<uint64_t> oldest_live_pin_{0};
   std::atomic<bool> clean_failed_{false};      // the cleaner logged a failure (once per handle)
   std::atomic<bool> cannot_give_back_{false};  // the platform or file system has no holes
   void RetireIfUnused();
