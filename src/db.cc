@@ -388,12 +388,14 @@ absl::StatusOr<ReadTxn> DB::BeginRead() {
   return OnCurrent([&](DBImpl& db) -> absl::StatusOr<ReadTxn> {
     MAPKV_RETURN_IF_ERROR(db.AddUser());
     if (db.copies_snapshots()) {
+      // A cache whose log is damaged is read as before the copy, under the shared lock, where
+      // ForEach and Get report the damage at the record it lies in.
       absl::StatusOr<std::unique_ptr<internal::CopiedSnapshot>> copy = db.CopySnapshot();
-      if (!copy.ok()) {
+      if (copy.ok()) return ReadTxn(&db, *std::move(copy));
+      if (!absl::IsDataLoss(copy.status())) {
         db.DropUser();
         return copy.status();
       }
-      return ReadTxn(&db, *std::move(copy));
     }
     absl::StatusOr<internal::Snapshot> snap = db.snapshots() ? db.BeginSnapshot() : db.LockShared();
     if (!snap.ok()) {

@@ -553,6 +553,18 @@ TEST(CacheRingTest, ADamagedRecordAtTheHeadEmptiesTheCacheAndItGoesOn) {
   // The type byte (RecordHeader offset 14) of the oldest record: a type that does not exist.
   const uint64_t word = test::ReadFileU64(path, at + 8);
   test::WriteFileU64(path, at + 8, (word & ~(uint64_t{0xFF} << 48)) | (uint64_t{0x77} << 48));
+  {
+    // A read transaction of the damaged ring cannot copy it: it reads under the shared lock,
+    // and its ForEach stops at the damage, which Verify reports too.
+    Options any;
+    any.kind = FileKind::kAny;
+    ASSERT_OK_AND_ASSIGN(auto db, DB::Open(path, any));
+    ASSERT_OK_AND_ASSIGN(ReadTxn txn, db->BeginRead());
+    uint64_t visited = 0;
+    EXPECT_STATUS(txn.ForEach([&](std::string_view, std::string_view) { return ++visited > 0; }),
+                  StatusCode::kDataLoss);
+    EXPECT_STATUS(db->Verify(), StatusCode::kDataLoss);
+  }
   std::vector<std::string> log;
   CacheOptions options = RingOptions();
   options.db.info_log = [&log](std::string_view line) { log.emplace_back(line); };

@@ -104,7 +104,8 @@ inline constexpr uint64_t kMaxValueSize = 0xFFFFFFFFull;
 // A cache's file (opened with FileKind::kAny) gives a snapshot too, made otherwise: BeginRead
 // reads the cache's entries into a table of the transaction's own (a cache's ring is written over
 // in place, so its views point into a copy of the ring), which costs time and memory in
-// proportion to the cache, and pins nothing. A format version 1 file: see the caveats.
+// proportion to the cache, and pins nothing. One whose log is damaged is read under the shared
+// lock instead, as a format version 1 file is (see the caveats).
 class ReadTxn {
  public:
   ReadTxn(ReadTxn&& other) noexcept;
