@@ -72,9 +72,18 @@ absl::StatusOr<std::unique_ptr<CopiedSnapshot>> DBImpl::CopySnapshot() {
   // The file grows before a commit that needs the room publishes: its size read after the tail
   // covers every record below the tail.
   auto cover = [&] { return Cover(state_->file_size.load(std::memory_order_acquire)); };
+  // Bounds that a damaged file may break (Open checks them; another process may write anything):
+  // DataLoss, which BeginRead answers by reading under the shared lock instead.
+  auto out_of_bounds = [&](uint64_t head, uint64_t tail) {
+    return absl::DataLossError(absl::StrCat(path(), ": the committed log [", head, ", ", tail,
+                                            ") is not within the file"));
+  };
   if (!ring()) {
     const uint64_t tail = state_->committed_tail.load(std::memory_order_acquire);
     MAPKV_RETURN_IF_ERROR(cover());
+    if (tail < kHeaderSize || tail > covered_.load(std::memory_order_acquire)) {
+      return out_of_bounds(kHeaderSize, tail);
+    }
     MAPKV_RETURN_IF_ERROR(ReadCopiedLog(*snap, base_ + kHeaderSize, kHeaderSize, tail));
     return snap;
   }
@@ -96,6 +105,10 @@ absl::StatusOr<std::unique_ptr<CopiedSnapshot>> DBImpl::CopySnapshot() {
   if (absl::Status s = cover(); !s.ok()) {
     lock_.UnlockShared();
     return s;
+  }
+  if (locked.tail < head || locked.tail - head > ring_len_) {
+    lock_.UnlockShared();
+    return out_of_bounds(head, locked.tail);
   }
   snap->ring.resize(locked.tail - head);
   const bool copied = CopyRing(head, locked.tail, snap->ring.data());
